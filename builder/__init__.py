@@ -1,0 +1,1 @@
+"""Taxonomy, MusicCaps distillation, splits and concept sets, assembly and Hub push."""

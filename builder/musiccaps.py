@@ -1,0 +1,104 @@
+"""Read the MusicCaps CSV (`google/MusicCaps` on the Hub) into typed rows, naming the row of any fault."""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.common import DataError
+
+MUSICCAPS_REPO = "google/MusicCaps"
+MUSICCAPS_FILE = "musiccaps-public.csv"
+REQUIRED_COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption")
+
+
+@dataclass(frozen=True)
+class MusicCapsRow:
+    line: int  # line number in the CSV (1 is the header), for error messages
+    ytid: str
+    start_s: int
+    end_s: int
+    aspect_list: tuple[str, ...]
+    caption: str
+
+    @property
+    def id(self) -> str:
+        """Stable, unique id: the YouTube id and the clip's start second."""
+        return f"{self.ytid}_{self.start_s:05d}"
+
+
+def download_musiccaps(cache_dir: str | None = None) -> Path:
+    """Fetch the CSV from the Hub (needs network); tests and offline runs pass a local path instead."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
+
+
+def _parse_int(value: str | None, path, line: int, field: str) -> int:
+    try:
+        number = float(value)  # MusicCaps writes whole seconds, sometimes as "30.0"
+    except (TypeError, ValueError):
+        raise DataError(path, f"not a number: {value!r}", row=line, field=field) from None
+    if number != int(number) or number < 0:
+        raise DataError(path, f"not a whole, non-negative second: {value!r}", row=line, field=field)
+    return int(number)
+
+
+def parse_aspect_list(value: str | None, path, line: int) -> tuple[str, ...]:
+    """MusicCaps stores aspects as a Python list literal; parse it without evaluating code."""
+    try:
+        parsed = ast.literal_eval(value) if value is not None else None
+    except (ValueError, SyntaxError):
+        raise DataError(path, f"not a list literal: {str(value)[:80]!r}", row=line, field="aspect_list") from None
+    if not isinstance(parsed, (list, tuple)) or not all(isinstance(a, str) for a in parsed):
+        raise DataError(path, f"expected a list of strings, got {str(value)[:80]!r}", row=line, field="aspect_list")
+    return tuple(parsed)
+
+
+def read_musiccaps(path: str | os.PathLike) -> list[MusicCapsRow]:
+    """Read and validate every row of a MusicCaps CSV.
+
+    Raises:
+        DataError: empty or non-UTF-8 file, a missing column, a malformed row or field, a duplicate id.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found (get it from the Hub dataset google/MusicCaps)")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(path, f"not UTF-8 (byte {e.start})", row=line) from None
+    if not text.strip():
+        raise DataError(path, "file is empty")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(path, f"missing column(s) {missing}; found {reader.fieldnames}", row=1)
+    rows: list[MusicCapsRow] = []
+    seen: dict[str, int] = {}
+    for record in reader:
+        line = reader.line_num
+        if None in record or any(record[c] is None for c in REQUIRED_COLUMNS):
+            raise DataError(path, f"expected {len(reader.fieldnames)} fields", row=line)
+        ytid = record["ytid"].strip()
+        if not ytid:
+            raise DataError(path, "empty", row=line, field="ytid")
+        row = MusicCapsRow(
+            line=line,
+            ytid=ytid,
+            start_s=_parse_int(record["start_s"], path, line, "start_s"),
+            end_s=_parse_int(record["end_s"], path, line, "end_s"),
+            aspect_list=parse_aspect_list(record["aspect_list"], path, line),
+            caption=record["caption"],
+        )
+        if row.id in seen:
+            raise DataError(path, f"duplicate id {row.id!r} (first at row {seen[row.id]})", row=line, field="ytid")
+        seen[row.id] = line
+        rows.append(row)
+    return rows

@@ -1,0 +1,101 @@
+"""Run every ConceptCaps stage in order from a preset, into one run directory.
+
+    python -m pipeline --config configs/tiny.yaml                      # the CPU demo
+    CONCEPTCAPS_RUN_DIR=runs/paper python -m pipeline --config configs/paper.yaml
+    python -m pipeline --config configs/tiny.yaml --force distill      # redo one stage (and what follows)
+
+A stage whose outputs exist and whose inputs and arguments are unchanged is skipped, so a rerun after a
+crash resumes at the stage that did not finish (and stages that write shards resume inside themselves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from builder.common import get_logger, load_preset, run_dir, write_json
+
+logger = get_logger("pipeline")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[list[str]], object]  # the stage's CLI entry point, called with argv
+    inputs: tuple[str, ...]  # files in the run directory the stage reads
+    outputs: tuple[str, ...]  # files or folders it writes there
+    args: Callable[[Path], list[str]]  # argv that points the stage at the run directory
+
+
+def _stages() -> list[Stage]:
+    from builder import distill, taxonomy
+
+    return [
+        Stage("taxonomy", taxonomy.main, (), ("taxonomy.json",), lambda d: ["--output", str(d / "taxonomy.json")]),
+        Stage("distill", distill.main, ("taxonomy.json",), ("distilled.parquet", "musiccaps_tagged.parquet"),
+              lambda d: ["--output_dir", str(d)]),
+    ]
+
+
+def _fingerprint(stage: Stage, preset: Path, out: Path) -> str:
+    """What a stage's outputs depend on: its preset keys and the bytes of its inputs."""
+    h = hashlib.sha256(json.dumps(load_preset(preset, stage.name), sort_keys=True, default=str).encode())
+    for name in stage.inputs:
+        path = out / name
+        h.update(name.encode())
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return h.hexdigest()
+
+
+def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only: Sequence[str] = ()) -> dict:
+    """Run (or skip) each stage; returns the summary table as {stage: {status, seconds}}."""
+    preset = Path(preset)
+    stages = _stages()
+    names = [s.name for s in stages]
+    unknown = [n for n in (*force, *only) if n not in names]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}; stages are {names}")
+    state_dir = out / ".stages"
+    summary, forced = {}, False
+    for stage in stages:
+        if only and stage.name not in only:
+            continue
+        forced = forced or stage.name in force  # a forced stage invalidates the stages after it
+        fingerprint = _fingerprint(stage, preset, out)
+        state = state_dir / f"{stage.name}.json"
+        done = state.is_file() and json.loads(state.read_text()).get("fingerprint") == fingerprint
+        if done and not forced and all((out / o).exists() for o in stage.outputs):
+            logger.info("stage %s: up to date, skipped", stage.name)
+            summary[stage.name] = {"status": "skipped", "seconds": 0.0}
+            continue
+        logger.info("stage %s: running", stage.name)
+        start = time.perf_counter()
+        stage.run(["--config", str(preset), *stage.args(out)])
+        seconds = time.perf_counter() - start
+        write_json(state, {"fingerprint": fingerprint, "seconds": round(seconds, 2)})
+        summary[stage.name] = {"status": "ran", "seconds": round(seconds, 2)}
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="preset YAML (configs/tiny.yaml, configs/paper.yaml)")
+    parser.add_argument("--run_dir", default=None, help="run directory (default: $CONCEPTCAPS_RUN_DIR or runs/demo)")
+    parser.add_argument("--force", nargs="*", default=[], help="stages to redo even if up to date")
+    parser.add_argument("--only", nargs="*", default=[], help="run only these stages")
+    args = parser.parse_args(argv)
+    out = run_dir(args.run_dir)
+    summary = run_pipeline(args.config, out, args.force, args.only)
+    lines = [f"{'stage':<12} {'status':<8} {'seconds':>8}"] + [
+        f"{name:<12} {row['status']:<8} {row['seconds']:>8.1f}" for name, row in summary.items()]
+    logger.info("run directory %s\n%s", out, "\n".join(lines))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
