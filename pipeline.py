@@ -34,11 +34,22 @@ class Stage:
 
 def _stages() -> list[Stage]:
     from builder import distill, taxonomy
+    from evaluation import vae_report
+    from generation import sample_tags
+    from training import train_vae
 
     return [
         Stage("taxonomy", taxonomy.main, (), ("taxonomy.json",), lambda d: ["--output", str(d / "taxonomy.json")]),
         Stage("distill", distill.main, ("taxonomy.json",), ("distilled.parquet", "musiccaps_tagged.parquet"),
               lambda d: ["--output_dir", str(d)]),
+        Stage("vae", train_vae.main, ("musiccaps_tagged.parquet", "taxonomy.json"), ("vae/model.safetensors",),
+              lambda d: ["--tagged", str(d / "musiccaps_tagged.parquet"), "--output_dir", str(d / "vae")]),
+        Stage("sample", sample_tags.main, ("vae/model.safetensors", "musiccaps_tagged.parquet"), ("tags.parquet",),
+              lambda d: ["--vae", str(d / "vae"), "--reference", str(d / "musiccaps_tagged.parquet"),
+                         "--output", str(d / "tags.parquet")]),
+        Stage("vae_report", vae_report.main, ("vae/model.safetensors", "tags.parquet"), ("vae_report.json",),
+              lambda d: ["--vae", str(d / "vae"), "--tagged", str(d / "musiccaps_tagged.parquet"),
+                         "--tags", str(d / "tags.parquet"), "--output", str(d / "vae_report.json")]),
     ]
 
 

@@ -43,3 +43,29 @@ def taxonomy(musiccaps_csv):
     from builder.taxonomy import build_taxonomy
 
     return build_taxonomy(musiccaps_csv)[0]
+
+
+@pytest.fixture(scope="session")
+def distilled_dir(tmp_path_factory, musiccaps_csv, taxonomy):
+    """A run directory holding taxonomy.json, distilled.parquet and musiccaps_tagged.parquet from real MusicCaps."""
+    from builder.common import write_parquet
+    from builder.distill import distill_musiccaps
+    from builder.musiccaps import read_musiccaps
+
+    out = tmp_path_factory.mktemp("run")
+    taxonomy.save(out / "taxonomy.json")
+    result = distill_musiccaps(read_musiccaps(musiccaps_csv), taxonomy)
+    write_parquet(out / "distilled.parquet", result.distilled)
+    write_parquet(out / "musiccaps_tagged.parquet", result.tagged)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_vae(tmp_path_factory, distilled_dir, taxonomy):
+    """A small VAE trained for a few epochs on the real tagged rows; returns (checkpoint dir, training result)."""
+    from training.train_vae import VAETrainingArguments, load_split_matrices, train_vae
+
+    out = tmp_path_factory.mktemp("vae")
+    args = VAETrainingArguments(hidden_dim=64, latent_dim=16, max_epochs=4, patience=10, batch_size=64, learning_rate=2e-3)
+    matrices = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
+    return out, train_vae(args, taxonomy, matrices, out)

@@ -1,0 +1,1 @@
+"""Evaluation: attribute-model report, caption metrics, CLAP/FAD, TCAV."""

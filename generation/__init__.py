@@ -1,0 +1,1 @@
+"""Generation: sample attribute lists, write captions, synthesize audio, score it."""

@@ -1,0 +1,159 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from builder.common import DataError
+from builder.taxonomy import Concept, Taxonomy
+from evaluation.vae_report import collapse_warning, reconstruction_metrics, sample_metrics
+from evaluation.vae_report import main as report_main
+from generation.constraints import CONSTRAINTS_NAME, Constraints
+from generation.sample_tags import SamplingArguments, SamplingExhaustedError, reference_lists, sample_tag_lists
+from generation.sample_tags import main as sample_main
+from training import train_vae as train_module
+from training.train_vae import NonFiniteLossError, VAETrainingArguments, load_split_matrices, train_vae
+from training.vae import BetaVAE, VAEConfig, load_checkpoint, multi_hot, vae_loss
+
+
+def test_loss_matches_its_definition():
+    torch.manual_seed(0)
+    x = (torch.rand(4, 6) < 0.5).float()
+    logits, mu, logvar = torch.randn(4, 6), torch.randn(4, 3), torch.randn(4, 3)
+    total, bce, kl = vae_loss(logits, x, mu, logvar, beta=0.25)
+    p = torch.sigmoid(logits)
+    expected_bce = -(x * p.log() + (1 - x) * (1 - p).log()).sum(1).mean()
+    expected_kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).sum(1).mean()
+    assert torch.allclose(bce, expected_bce, atol=1e-5) and torch.allclose(kl, expected_kl, atol=1e-5)
+    assert torch.allclose(total, expected_bce + 0.25 * expected_kl, atol=1e-5)
+    assert vae_loss(logits, x, torch.zeros(4, 3), torch.zeros(4, 3), 1.0)[2].item() == 0.0
+
+
+def test_training_loss_falls_and_checkpoint_round_trips(tiny_vae, taxonomy, distilled_dir):
+    path, result = tiny_vae
+    history = result["history"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["validation_loss"] < history[0]["validation_loss"]
+    model, trained_on, meta = load_checkpoint(path)  # from the folder alone
+    assert trained_on.fingerprint() == taxonomy.fingerprint()
+    assert meta["model"]["latent_dim"] == 16 and meta["best_epoch"] == result["best_epoch"]
+    z = torch.randn(5, 16)
+    again, _, _ = load_checkpoint(path, taxonomy)
+    assert torch.equal(model.decode(z), again.decode(z))
+    x = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)["validation"]
+    assert math.isclose(train_module.evaluate_loss(model, torch.from_numpy(x), 0.25), result["best_validation_loss"], rel_tol=1e-4)
+
+
+def test_sampling_is_seeded_and_obeys_the_rules(tiny_vae, distilled_dir):
+    path, _ = tiny_vae
+    model, taxonomy, _ = load_checkpoint(path)
+    constraints = Constraints.load(path / CONSTRAINTS_NAME)
+    seen = reference_lists(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
+    args = SamplingArguments(num_lists=300, seed=3, batch_size=256)
+    a, summary = sample_tag_lists(model, taxonomy, constraints, args, seen)
+    b, _ = sample_tag_lists(model, taxonomy, constraints, args, seen)
+    c, _ = sample_tag_lists(model, taxonomy, constraints, SamplingArguments(num_lists=300, seed=4, batch_size=256), seen)
+    assert a.equals(b) and not a.equals(c)
+    rows = a.to_pylist()
+    assert len({r["id"] for r in rows}) == 300 and len({tuple(r["tags"]) for r in rows}) == 300
+    for r in rows:
+        assert sum(bool(r[cat]) for cat in ("genre", "mood", "instrument", "tempo")) >= 3
+        assert not constraints.violations(r["tags"])
+        assert tuple(r["tags"]) not in seen
+    assert summary["lists"] == 300 and sum(summary["rejected"].values()) + 300 == summary["considered"]
+
+
+def test_contradiction_rules(taxonomy):
+    constraints = Constraints({"tempo level": ["slow tempo", "fast tempo"]}, [("classical", "electronic drums")])
+    assert constraints.violations(["classical", "slow tempo", "fast tempo"]) == ["exclusive (tempo level): 'slow tempo' and 'fast tempo'"]
+    assert constraints.violations(["electronic drums", "classical"]) == ["never co-occur: 'electronic drums' and 'classical'"]
+    assert constraints.violations(["classical", "slow tempo", "piano"]) == []
+    m = constraints.forbidden_matrix(taxonomy)
+    assert m[taxonomy.index["slow tempo"], taxonomy.index["fast tempo"]] and not m[taxonomy.index["piano"], taxonomy.index["classical"]]
+
+
+def test_learned_constraints_from_real_rows(tiny_vae):
+    constraints = Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME)
+    pairs = {frozenset(p) for p in constraints.forbidden_pairs}
+    assert frozenset(("classical", "electronic drums")) in pairs
+    assert frozenset(("acoustic drums", "hi hats")) not in pairs  # a reviewed exception
+    assert "medium tempo" in constraints.exclusive_groups["tempo level"]
+
+
+def test_sample_metrics_and_report(tiny_vae, distilled_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    path, _ = tiny_vae
+    tags = tmp_path / "tags.parquet"
+    sample_main(["--vae", str(path), "--reference", str(distilled_dir / "musiccaps_tagged.parquet"),
+                 "--output", str(tags), "--num_lists", "200"])
+    report = report_main(["--vae", str(path), "--tagged", str(distilled_dir / "musiccaps_tagged.parquet"), "--tags", str(tags)])
+    s = report["sample"]
+    assert s["n"] == 200 and s["validity"] == 1.0 and s["contradiction_rate"] == 0.0 and s["unique_ratio"] == 1.0
+    assert s["novelty"] == 1.0 and 0.0 <= s["jsd_marginals_bits"] <= 1.0 and 0.0 <= s["jsd_pairs_bits"] <= 1.0
+    assert 0.0 <= report["model"]["f1"] <= 1.0 and (tmp_path / "vae_report.json").is_file()
+
+
+def test_collapse_warning(taxonomy, distilled_dir, tmp_path):
+    matrices = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
+    args = VAETrainingArguments(hidden_dim=32, latent_dim=8, max_epochs=3, beta=200.0, batch_size=256)
+    train_vae(args, taxonomy, matrices, tmp_path)
+    model, _, _ = load_checkpoint(tmp_path)
+    report = reconstruction_metrics(model, matrices["validation"])
+    assert report["active_units"] == 0
+    assert "POSTERIOR COLLAPSE" in collapse_warning(report, 2)
+    healthy = dict(report, active_units=5)
+    assert collapse_warning(healthy, 2) is None
+
+
+def test_nan_loss_stops_naming_epoch_and_batch_and_keeps_checkpoint(taxonomy, distilled_dir, tmp_path, monkeypatch):
+    matrices = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
+    calls = {"n": 0}
+    real_loss = train_module.vae_loss
+    steps_per_epoch = math.ceil(len(matrices["train"]) / 256)
+
+    def poisoned(logits, x, mu, logvar, beta):
+        total, bce, kl = real_loss(logits, x, mu, logvar, beta)
+        if logits.requires_grad:
+            calls["n"] += 1
+            if calls["n"] == steps_per_epoch + 3:  # epoch 1, batch 2
+                return total * float("nan"), bce, kl
+        return total, bce, kl
+
+    monkeypatch.setattr(train_module, "vae_loss", poisoned)
+    args = VAETrainingArguments(hidden_dim=32, latent_dim=8, max_epochs=5, batch_size=256)
+    with pytest.raises(NonFiniteLossError, match="epoch 1, batch 2"):
+        train_vae(args, taxonomy, matrices, tmp_path)
+    model, _, meta = load_checkpoint(tmp_path)  # the epoch-0 checkpoint is intact
+    assert meta["best_epoch"] == 0
+
+
+def test_taxonomy_mismatch_is_an_error(tiny_vae, taxonomy):
+    other = Taxonomy([Concept(c.name, c.category, c.aliases, c.rows) for c in reversed(taxonomy.concepts)])
+    with pytest.raises(DataError, match="trained on another taxonomy"):
+        load_checkpoint(tiny_vae[0], other)
+
+
+def test_exhausted_sampling_ends_with_a_message(tiny_vae):
+    model, taxonomy, _ = load_checkpoint(tiny_vae[0])
+    args = SamplingArguments(num_lists=50, min_categories=4, max_draws_per_list=1, batch_size=16, temperature=0.01)
+    with pytest.raises(SamplingExhaustedError, match="unique valid lists after 50 draws"):
+        sample_tag_lists(model, taxonomy, Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME), args)
+
+
+def test_missing_or_corrupt_checkpoint(tiny_vae, tmp_path):
+    import shutil
+
+    broken = tmp_path / "vae"
+    shutil.copytree(tiny_vae[0], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(DataError, match="model.safetensors: corrupt"):
+        load_checkpoint(broken)
+    (broken / "config.json").unlink()
+    with pytest.raises(DataError, match="config.json: missing"):
+        load_checkpoint(broken)
+
+
+def test_multi_hot_order(taxonomy):
+    x = multi_hot([{"genre": ["rock"], "mood": [], "instrument": ["piano"], "tempo": []}], taxonomy)
+    assert x.sum() == 2 and x[0, taxonomy.index["rock"]] == 1 and x[0, taxonomy.index["piano"]] == 1

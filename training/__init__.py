@@ -1,0 +1,1 @@
+"""Model training: the attribute β-VAE and the caption LLM."""

@@ -1,0 +1,93 @@
+"""Tiny models of the real classes, built from configs with random weights, for tests and the CPU demo.
+
+    python -m training.tiny_models --output_dir runs/demo/models
+
+Writes `tiny-llama/` (LlamaForCausalLM + a byte-level BPE tokenizer trained offline on MusicCaps captions,
+with a Llama-3-style chat template), `tiny-musicgen/` (MusicgenForConditionalGeneration + processor) and
+`tiny-clap/` (ClapModel + processor). The same loading code then runs on these and on the real checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from builder.common import DEFAULT_MUSICCAPS_CSV, get_logger, parse_args, run_dir
+
+logger = get_logger(__name__)
+
+SPECIAL_TOKENS = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|pad|>"]
+# Llama 3's template, without the blank line after each header, so that the prompt with the generation prompt
+# is a token prefix of the prompt plus completion (TRL's completion mask depends on it).
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>"
+    "{{ message['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>{% endif %}"
+)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
+    """A byte-level BPE tokenizer trained on `texts`, wrapped as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                   pad_token="<|pad|>", unk_token=None)
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def musiccaps_texts(csv_path=DEFAULT_MUSICCAPS_CSV) -> list[str]:
+    from builder.musiccaps import read_musiccaps
+    from generation.prompting import INSTRUCTION, SYSTEM_PROMPT
+
+    rows = read_musiccaps(csv_path)
+    return [SYSTEM_PROMPT, INSTRUCTION] + [r.caption for r in rows] + [", ".join(r.aspect_list) for r in rows]
+
+
+def build_tiny_llama(output_dir, texts: Sequence[str], hidden_size: int = 64, layers: int = 2, vocab_size: int = 2048,
+                     seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    output_dir = Path(output_dir)
+    tokenizer = train_tokenizer(texts, vocab_size)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(output_dir)  # safetensors
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
+@dataclass
+class TinyModelArguments:
+    """Build tiny random-weight models of the real classes for the CPU demo and tests."""
+
+    output_dir: str | None = field(default=None, metadata={"help": "folder for the models (default: run dir/models)"})
+    musiccaps_csv: str = field(default=str(DEFAULT_MUSICCAPS_CSV), metadata={"help": "tokenizer training text"})
+    llm_hidden_size: int = field(default=64, metadata={"help": "tiny Llama width"})
+    seed: int = field(default=0, metadata={"help": "weight initialisation seed"})
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    args = parse_args(TinyModelArguments, "tiny_models", argv)
+    out = Path(args.output_dir or run_dir() / "models")
+    build_tiny_llama(out / "tiny-llama", musiccaps_texts(args.musiccaps_csv), args.llm_hidden_size, seed=args.seed)
+    logger.info("tiny models written to %s", out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
