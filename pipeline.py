@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import yaml
+
 from builder.common import get_logger, load_preset, run_dir, write_json
 
 logger = get_logger("pipeline")
@@ -30,13 +32,14 @@ class Stage:
     inputs: tuple[str, ...]  # files in the run directory the stage reads
     outputs: tuple[str, ...]  # files or folders it writes there
     args: Callable[[Path], list[str]]  # argv that points the stage at the run directory
+    optional: bool = False  # runs only when the preset has a section for it (e.g. tiny_models)
 
 
 def _stages() -> list[Stage]:
     from builder import distill, taxonomy
-    from evaluation import vae_report
-    from generation import sample_tags
-    from training import train_vae
+    from evaluation import caption_metrics, vae_report
+    from generation import caption, sample_tags
+    from training import tiny_models, train_captioner, train_vae
 
     return [
         Stage("taxonomy", taxonomy.main, (), ("taxonomy.json",), lambda d: ["--output", str(d / "taxonomy.json")]),
@@ -50,6 +53,17 @@ def _stages() -> list[Stage]:
         Stage("vae_report", vae_report.main, ("vae/model.safetensors", "tags.parquet"), ("vae_report.json",),
               lambda d: ["--vae", str(d / "vae"), "--tagged", str(d / "musiccaps_tagged.parquet"),
                          "--tags", str(d / "tags.parquet"), "--output", str(d / "vae_report.json")]),
+        Stage("tiny_models", tiny_models.main, (), ("models",), lambda d: ["--output_dir", str(d / "models")],
+              optional=True),
+        Stage("captioner", train_captioner.main, ("distilled.parquet",), ("captioner/captioner.json",),
+              lambda d: ["--distilled", str(d / "distilled.parquet"), "--output_dir", str(d / "captioner")]),
+        Stage("caption", caption.main, ("tags.parquet", "captioner/captioner.json"), ("captions.parquet",),
+              lambda d: ["--tags", str(d / "tags.parquet"), "--captioner", str(d / "captioner"),
+                         "--output", str(d / "captions.parquet")]),
+        Stage("caption_metrics", caption_metrics.main, ("distilled.parquet", "captioner/captioner.json"),
+              ("caption_metrics.json",),
+              lambda d: ["--distilled", str(d / "distilled.parquet"), "--captioner", str(d / "captioner"),
+                         "--report", str(d / "caption_metrics.json")]),
     ]
 
 
@@ -73,8 +87,9 @@ def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only:
         raise SystemExit(f"unknown stage(s) {unknown}; stages are {names}")
     state_dir = out / ".stages"
     summary, forced = {}, False
+    sections = set(yaml.safe_load(preset.read_text()) or {})
     for stage in stages:
-        if only and stage.name not in only:
+        if (only and stage.name not in only) or (stage.optional and stage.name not in sections):
             continue
         forced = forced or stage.name in force  # a forced stage invalidates the stages after it
         fingerprint = _fingerprint(stage, preset, out)

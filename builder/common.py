@@ -104,23 +104,30 @@ def package_versions(names: Sequence[str] = PROVENANCE_PACKAGES) -> dict[str, st
     return out
 
 
-def parse_args(dataclass_type, section: str, argv: Sequence[str] | None = None):
-    """Parse one argument dataclass from the command line; `--config preset.yaml` sets defaults first.
+def parse_args(dataclass_types, section: str, argv: Sequence[str] | None = None, defaults: dict | None = None,
+               parser_class=None):
+    """Parse argument dataclass(es) from the command line; `--config preset.yaml` sets defaults first.
 
-    A preset holds shared top-level keys and one mapping per stage (`section`); keys this dataclass does not
-    have are ignored, so one preset serves every stage. The command line overrides the preset.
+    A preset holds shared top-level keys and one mapping per stage (`section`); keys no dataclass has are
+    ignored, so one preset serves every stage. Precedence: `defaults` < preset < command line.
+
+    Returns:
+        One dataclass instance, or a tuple of them when `dataclass_types` is a tuple.
     """
     from transformers import HfArgumentParser
 
+    types = dataclass_types if isinstance(dataclass_types, tuple) else (dataclass_types,)
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_type, description=dataclass_type.__doc__)
+    parser = (parser_class or HfArgumentParser)(types, description=types[0].__doc__)
     parser.add_argument("--config", default=None, help="YAML preset whose keys set this stage's defaults")
+    names = {f.name for t in types for f in dataclasses.fields(t)}
+    parser.set_defaults(**{k: v for k, v in (defaults or {}).items() if k in names})
     known, _ = parser.parse_known_args(argv)
     if known.config:
         preset = load_preset(known.config, section)
-        names = {f.name for f in dataclasses.fields(dataclass_type)}
         parser.set_defaults(**{k: v for k, v in preset.items() if k in names})
-    return parser.parse_args_into_dataclasses(args=argv)[0]
+    parsed = parser.parse_args_into_dataclasses(args=argv)[: len(types)]
+    return tuple(parsed) if isinstance(dataclass_types, tuple) else parsed[0]
 
 
 def load_preset(path: str | os.PathLike, section: str | None = None) -> dict[str, Any]:
@@ -135,4 +142,13 @@ def load_preset(path: str | os.PathLike, section: str | None = None) -> dict[str
         if not isinstance(sub, dict):
             raise DataError(path, "must be a mapping", field=section)
         flat.update(sub)
-    return flat
+    return {k: _expand(v) for k, v in flat.items()}
+
+
+def _expand(value: Any) -> Any:
+    """Presets may write ${run_dir} for the run directory (e.g. tiny models built inside the run)."""
+    if isinstance(value, str) and "${run_dir}" in value:
+        return value.replace("${run_dir}", str(run_dir()))
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    return value

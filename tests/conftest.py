@@ -69,3 +69,23 @@ def tiny_vae(tmp_path_factory, distilled_dir, taxonomy):
     args = VAETrainingArguments(hidden_dim=64, latent_dim=16, max_epochs=4, patience=10, batch_size=64, learning_rate=2e-3)
     matrices = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
     return out, train_vae(args, taxonomy, matrices, out)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, musiccaps_csv):
+    """Tiny random-weight models of the real classes (tokenizer trained offline on MusicCaps)."""
+    from training.tiny_models import main
+
+    out = tmp_path_factory.mktemp("models")
+    main(["--output_dir", str(out), "--musiccaps_csv", str(musiccaps_csv)])
+    return out
+
+
+def sft_argv(model_dir, distilled_dir, output_dir, *extra):
+    """Command-line arguments for a seconds-long SFT run of the tiny Llama on CPU."""
+    return ["--model_name_or_path", str(model_dir), "--distilled", str(distilled_dir / "distilled.parquet"),
+            "--output_dir", str(output_dir), "--dtype", "float32", "--bf16", "false", "--use_cpu", "true",
+            "--max_train_rows", "48", "--max_eval_rows", "16", "--num_train_epochs", "1", "--learning_rate", "1e-2",
+            "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--lora_r", "8",
+            "--lora_alpha", "16", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
+            "--disable_tqdm", "true", *extra]

@@ -3,7 +3,7 @@
     python -m training.tiny_models --output_dir runs/demo/models
 
 Writes `tiny-llama/` (LlamaForCausalLM + a byte-level BPE tokenizer trained offline on MusicCaps captions,
-with a Llama-3-style chat template), `tiny-musicgen/` (MusicgenForConditionalGeneration + processor) and
+with a Llama-3-style chat template), `tiny-bert/` (BertModel, BERTScore's encoder), `tiny-musicgen/` (MusicgenForConditionalGeneration + processor) and
 `tiny-clap/` (ClapModel + processor). The same loading code then runs on these and on the real checkpoints.
 """
 
@@ -41,6 +41,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                                    pad_token="<|pad|>", unk_token=None)
     fast.chat_template = CHAT_TEMPLATE
+    fast.model_max_length = 512
     return fast
 
 
@@ -71,6 +72,21 @@ def build_tiny_llama(output_dir, texts: Sequence[str], hidden_size: int = 64, la
     return output_dir
 
 
+def build_tiny_bert(output_dir, tokenizer_dir, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """A tiny BertModel sharing the tiny tokenizer: BERTScore's encoder in tests and the demo."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    output_dir = Path(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden_size, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir
+
+
 @dataclass
 class TinyModelArguments:
     """Build tiny random-weight models of the real classes for the CPU demo and tests."""
@@ -85,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     args = parse_args(TinyModelArguments, "tiny_models", argv)
     out = Path(args.output_dir or run_dir() / "models")
     build_tiny_llama(out / "tiny-llama", musiccaps_texts(args.musiccaps_csv), args.llm_hidden_size, seed=args.seed)
+    build_tiny_bert(out / "tiny-bert", out / "tiny-llama", seed=args.seed)
     logger.info("tiny models written to %s", out)
     return out
 

@@ -1,0 +1,250 @@
+"""Write a caption for every attribute list, check it, and retry or reject it.
+
+    python -m generation.caption --config configs/tiny.yaml                       # template backend
+    python -m generation.caption --backend llm --captioner runs/demo/captioner    # the fine-tuned LLM
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m generation.caption --backend llm ...
+
+Work is split into shards of `shard_size` ids across accelerate processes; each shard is written atomically to
+`captions/` and a rerun skips finished shards. Every caption is checked (coverage, hallucination, length,
+prompt echo); a failed one is regenerated with a new seed up to `max_attempts` times, then kept with status
+`rejected` and its reasons. The main process merges the shards into `captions.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json, write_parquet
+from builder.taxonomy import Taxonomy
+from generation.caption_checks import CaptionChecker
+from generation.prompting import PROMPT_VERSION, build_messages
+from generation.shards import derive_seed, merge_shards, run_sharded
+from generation.template_captioner import template_caption
+
+logger = get_logger(__name__)
+
+CAPTION_SCHEMA = pa.schema([
+    ("id", pa.string()), ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
+    ("caption", pa.string()), ("status", pa.string()), ("reasons", pa.list_(pa.string())),
+    ("missing", pa.list_(pa.string())), ("hallucinated", pa.list_(pa.string())), ("attempts", pa.int32()),
+    ("seed", pa.int64()), ("backend", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
+])
+
+
+@dataclass
+class CaptionArguments:
+    """Caption attribute lists (tags.parquet) into captions.parquet."""
+
+    tags: str | None = field(default=None, metadata={"help": "tags.parquet (default: run dir)"})
+    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
+    output: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
+    backend: str = field(default="template", metadata={"help": "'template' or 'llm'"})
+    captioner: str | None = field(default=None, metadata={"help": "fine-tuned captioner folder (default: run dir/captioner)"})
+    base_model: str | None = field(default=None, metadata={"help": "override the base model recorded in captioner.json"})
+    load_in_4bit: bool = field(default=False, metadata={"help": "load the base model in 4-bit for generation"})
+    dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float32"})
+    batch_size: int = field(default=16, metadata={"help": "captions generated at once"})
+    shard_size: int = field(default=64, metadata={"help": "ids per shard (unit of resume and of work split)"})
+    max_new_tokens: int = field(default=96, metadata={"help": "generation length bound"})
+    do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy (False)"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
+    top_k: int = field(default=50, metadata={"help": "top-k sampling"})
+    top_p: float = field(default=0.97, metadata={"help": "nucleus sampling"})
+    repetition_penalty: float = field(default=1.2, metadata={"help": "repetition penalty"})
+    max_attempts: int = field(default=3, metadata={"help": "generations per caption before it is rejected"})
+    min_words: int = field(default=8, metadata={"help": "shortest acceptable caption"})
+    max_words: int = field(default=90, metadata={"help": "longest acceptable caption"})
+    seed: int = field(default=0, metadata={"help": "base seed; each batch and attempt derives its own"})
+
+    def __post_init__(self):
+        if self.backend not in ("template", "llm"):
+            raise ValueError(f"backend must be 'template' or 'llm', not {self.backend!r}")
+        if self.max_attempts < 1 or self.batch_size < 1 or self.shard_size < 1:
+            raise ValueError("max_attempts, batch_size and shard_size must be positive")
+
+
+def read_tag_lists(path, taxonomy: Taxonomy) -> list[dict]:
+    """Rows of tags.parquet, validated: a non-empty list of known concepts per row, unique ids."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "not found (run `python -m generation.sample_tags` first)")
+    rows = pq.read_table(path).to_pylist()
+    seen = set()
+    for i, row in enumerate(rows):
+        if row["id"] in seen:
+            raise DataError(path, f"duplicate id {row['id']!r}", row=i, field="id")
+        seen.add(row["id"])
+        if not row.get("tags"):
+            raise DataError(path, "empty attribute list", row=i, field="tags")
+        unknown = [t for t in row["tags"] if t not in taxonomy.index]
+        if unknown:
+            raise DataError(path, f"concept(s) not in the taxonomy: {unknown}", row=i, field="tags")
+        for c in CATEGORIES:
+            row[c] = [t for t in row["tags"] if taxonomy.category_of[t] == c]
+    return rows
+
+
+class LLMCaptioner:
+    """The fine-tuned LLM (base model + LoRA adapter, or a full model), generating in left-padded batches."""
+
+    def __init__(self, path, base_model: str | None = None, load_in_4bit: bool = False, dtype: str = "auto", device=None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        path = Path(path)
+        meta_path = path / "captioner.json"
+        if not meta_path.is_file():
+            raise DataError(meta_path, "missing: not a captioner folder (train one with `python -m training.train_captioner`)")
+        self.meta = json.loads(meta_path.read_text())
+        if str(self.meta.get("prompt_version")) != PROMPT_VERSION:
+            raise DataError(meta_path, f"prompt version {self.meta.get('prompt_version')} != this code's {PROMPT_VERSION}")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        except (OSError, ValueError) as e:
+            raise DataError(path, f"cannot load the tokenizer ({str(e)[:200]})") from None
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        kwargs = {"dtype": getattr(torch, dtype) if dtype != "auto" else "auto"}
+        if load_in_4bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+        is_adapter = (path / "adapter_config.json").is_file()
+        name = (base_model or self.meta["base_model"]) if is_adapter else str(path)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(name, revision=self.meta.get("base_model_revision") if is_adapter else None, **kwargs)
+        except OSError as e:
+            raise DataError(name, f"cannot load the model ({str(e)[:200]})") from None
+        if is_adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, path)
+            if not load_in_4bit:
+                model = model.merge_and_unload()  # one matmul per layer instead of two at generation
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = model.to(self.device) if not load_in_4bit else model
+        self.model.eval()
+        self.name = f"{self.meta['base_model']}+{path.name}" if is_adapter else str(path)
+
+    def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int) -> list[str]:
+        import torch
+
+        prompts = [self.tokenizer.apply_chat_template(build_messages(a), add_generation_prompt=True, tokenize=False)
+                   for a in attributes]
+        # the chat template already starts with the BOS token
+        inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        torch.manual_seed(seed)
+        sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample \
+            else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+        with torch.no_grad():
+            out = self.model.generate(**inputs, max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+                                      pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **sampling)
+        new = out[:, inputs["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+
+def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionChecker, llm: LLMCaptioner | None,
+                 shard: int) -> list[dict]:
+    """Caption, check and retry one shard's rows; returns output records in input order."""
+    records: dict[str, dict] = {}
+    pending = rows
+    for attempt in range(args.max_attempts):
+        if not pending:
+            break
+        failed = []
+        for b in range(0, len(pending), args.batch_size):
+            batch = pending[b:b + args.batch_size]
+            seed = derive_seed(args.seed, shard, attempt, b)
+            attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
+            if llm is None:
+                captions = [template_caption(a, r["id"]) for a, r in zip(attrs, batch)]
+            else:
+                captions = llm.generate(attrs, args, seed)
+            for row, caption in zip(batch, captions):
+                result = checker.check(caption, row["tags"])
+                records[row["id"]] = {
+                    "id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": caption,
+                    "status": "ok" if result.ok else "rejected", "reasons": list(result.reasons),
+                    "missing": list(result.missing), "hallucinated": list(result.hallucinated), "attempts": attempt + 1,
+                    "seed": seed, "backend": args.backend, "model": llm.name if llm else "template",
+                    "prompt_version": PROMPT_VERSION,
+                }
+                if not result.ok:
+                    failed.append(row)
+        if llm is None:
+            break  # the template is deterministic: another attempt gives the same caption
+        pending = failed
+    return [records[r["id"]] for r in rows]
+
+
+TEMPLATE_KEYS = ("backend", "shard_size", "min_words", "max_words", "seed")
+LLM_KEYS = ("base_model", "load_in_4bit", "dtype", "max_new_tokens", "do_sample", "temperature", "top_k", "top_p",
+            "repetition_penalty", "max_attempts", "batch_size")
+
+
+def caption_manifest(args: CaptionArguments) -> dict:
+    """What a shard's captions depend on (paths excluded; the adapter by its checksum)."""
+    manifest = {k: getattr(args, k) for k in TEMPLATE_KEYS}
+    if args.backend == "llm":
+        from builder.common import sha256_file
+
+        manifest.update({k: getattr(args, k) for k in LLM_KEYS})
+        folder = Path(args.captioner or run_dir() / "captioner")
+        weights = [p for p in (folder / "adapter_model.safetensors", folder / "model.safetensors") if p.is_file()]
+        manifest["weights_sha256"] = sha256_file(weights[0]) if weights else None
+    return manifest
+
+
+def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, output: Path) -> dict:
+    from accelerate import PartialState
+
+    state = PartialState()
+    rows = read_tag_lists(tags_path, taxonomy)
+    by_id = {r["id"]: r for r in rows}
+    checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)
+    llm = [None]  # loaded on first use, so a rerun with every shard done loads no model
+
+    def work(k: int, ids: list[str]) -> pa.Table:
+        if args.backend == "llm" and llm[0] is None:
+            llm[0] = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.load_in_4bit,
+                                  args.dtype, device=state.device if state.device.type != "mps" else None)
+        return pa.Table.from_pylist(caption_rows([by_id[i] for i in ids], args, checker, llm[0], k), schema=CAPTION_SCHEMA)
+
+    shard_dir = output.parent / f"{output.stem}_shards"
+    start = time.perf_counter()
+    manifest = caption_manifest(args)
+    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
+                         manifest=manifest)
+    state.wait_for_everyone()
+    summary = {}
+    if state.is_main_process:
+        table = merge_shards(list(by_id), args.shard_size, shard_dir)
+        write_parquet(output, table)
+        records = table.to_pylist()
+        reasons = Counter(reason for r in records if r["status"] == "rejected" for reason in r["reasons"])
+        summary = {"captions": len(records), "ok": sum(r["status"] == "ok" for r in records),
+                   "rejected": sum(r["status"] == "rejected" for r in records), "rejected_by_reason": dict(reasons),
+                   "attempts": dict(Counter(r["attempts"] for r in records)), "shards": counts,
+                   "seconds": round(time.perf_counter() - start, 2), "arguments": asdict(args)}
+        write_json(output.with_name("captions_summary.json"), summary)
+        logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"], dict(reasons), output)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(CaptionArguments, "caption", argv)
+    out = run_dir()
+    tags_path = Path(args.tags or out / "tags.parquet")
+    taxonomy = Taxonomy.load(args.taxonomy or tags_path.parent / "taxonomy.json")
+    return run_captioning(args, tags_path, taxonomy, Path(args.output or out / "captions.parquet"))
+
+
+if __name__ == "__main__":
+    main()

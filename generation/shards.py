@@ -1,0 +1,120 @@
+"""Work split into shards by id, shared by every stage that runs under `accelerate launch`.
+
+Items are sorted by id and cut into shards of a fixed size; shard k belongs to process k % num_processes.
+Each process writes its own shards atomically (temporary name, then rename); nothing is gathered in memory.
+A rerun skips every shard whose file holds exactly the ids it should, and redoes a missing, partial or
+corrupt one. After all processes finish, the main process merges the shards into one file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builder.common import DataError, get_logger, write_parquet
+
+logger = get_logger(__name__)
+
+
+def make_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
+    ordered = sorted(ids)
+    if len(set(ordered)) != len(ordered):
+        raise DataError(None, "duplicate ids in the input")
+    return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
+
+
+def shard_path(directory: Path, index: int) -> Path:
+    return Path(directory) / f"shard-{index:05d}.parquet"
+
+
+def shard_is_complete(path: Path, ids: Sequence[str]) -> bool:
+    """True if the shard file exists, reads, and holds exactly `ids` (in order). A bad file is removed."""
+    if not path.is_file():
+        return False
+    try:
+        found = pq.read_table(path, columns=["id"]).column("id").to_pylist()
+    except Exception as e:  # truncated or corrupt parquet: any reader error means redo
+        logger.warning("shard %s is unreadable (%s); it will be redone", path, e.__class__.__name__)
+        path.unlink(missing_ok=True)
+        return False
+    if found != list(ids):
+        logger.warning("shard %s holds other ids than expected; it will be redone", path)
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed from any parts (base seed, shard, attempt...), stable across runs and machines."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") & ((1 << 63) - 1)
+
+
+MANIFEST_NAME = "_manifest.json"
+
+
+def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True) -> None:
+    """Shards made with other arguments must not be mixed with new ones: record the arguments beside the
+    shards on the first run and refuse to resume with different ones."""
+    import json
+
+    from builder.common import write_json
+
+    path = Path(directory) / MANIFEST_NAME
+    manifest = json.loads(json.dumps(manifest, sort_keys=True, default=str))
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != manifest:
+            changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
+            raise DataError(path, f"these shards were made with other arguments ({changed}); delete {directory} "
+                            "to start over, or write to another output")
+    elif is_main_process:
+        write_json(path, manifest)
+
+
+def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Callable[[int, list[str]], pa.Table],
+                process_index: int = 0, num_processes: int = 1, on_skip: Callable[[], None] | None = None,
+                manifest: dict | None = None) -> dict:
+    """Run `work(shard_index, ids)` for this process's unfinished shards and write each result atomically.
+
+    Args:
+        manifest: what the shards depend on (arguments, models); a rerun with a different one is an error.
+    Returns:
+        Counts of shards done, skipped (already complete) and belonging to other processes.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if manifest is not None:
+        check_manifest(directory, manifest, process_index == 0)
+    shards = make_shards(ids, shard_size)
+    done = skipped = 0
+    for k, shard_ids in enumerate(shards):
+        if k % num_processes != process_index:
+            continue
+        path = shard_path(directory, k)
+        if shard_is_complete(path, shard_ids):
+            skipped += 1
+            if on_skip:
+                on_skip()
+            continue
+        table = work(k, shard_ids)
+        if table.column("id").to_pylist() != shard_ids:
+            raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
+        write_parquet(path, table)
+        done += 1
+    return {"shards": len(shards), "done": done, "skipped": skipped}
+
+
+def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Table:
+    """Concatenate all shards in order, checking that every id is present exactly once."""
+    tables = []
+    for k, shard_ids in enumerate(make_shards(ids, shard_size)):
+        path = shard_path(directory, k)
+        if not shard_is_complete(path, shard_ids):
+            raise DataError(path, "missing or incomplete shard; rerun the stage to finish it")
+        tables.append(pq.read_table(path))
+    return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string())})

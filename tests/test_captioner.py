@@ -1,0 +1,197 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from builder.common import CATEGORIES, DataError
+from evaluation.caption_metrics import bleu, bertscore_f1, check_rates, mauve_score, rouge_l
+from generation.caption import CaptionArguments, LLMCaptioner, read_tag_lists
+from generation.caption import main as caption_main
+from generation.caption_checks import CaptionChecker
+from generation.prompting import build_example, build_messages, format_attributes
+from generation.sample_tags import TAGS_SCHEMA
+from generation.template_captioner import template_caption
+from tests.conftest import sft_argv
+from training.train_captioner import main as sft_main
+from training.train_captioner import parse
+
+
+def write_tags(path, lists):
+    rows = []
+    for i, tags in enumerate(lists):
+        rows.append({"id": f"t-{i:04d}", "tags": tags, "genre": [], "mood": [], "instrument": [], "tempo": [], "seed": 0, "draw": i})
+    pq.write_table(pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), path)
+    return path
+
+
+LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "upright bass", "slow tempo"],
+         ["pop", "happy", "female vocal", "synthesizer", "groovy"], ["classical", "calming", "strings", "medium tempo"]]
+
+
+def test_prompt_format_is_shared_by_training_and_generation():
+    attrs = {"genre": ["rock"], "mood": ["happy", "energetic"], "instrument": ["piano"], "tempo": []}
+    assert format_attributes(attrs) == "Genre: rock\nMood: happy, energetic\nInstruments: piano"
+    example = build_example(attrs, "A caption.")
+    assert example["prompt"] == build_messages(attrs) and example["completion"][0]["content"] == "A caption."
+    with pytest.raises(ValueError):
+        format_attributes({c: [] for c in CATEGORIES})
+
+
+def test_checks_on_hand_written_captions(taxonomy):
+    checker = CaptionChecker(taxonomy)
+    tags = ["rock", "energetic", "electric guitar", "fast tempo"]
+    good = checker.check("An energetic rock song at a fast tempo, driven by a crunchy electric guitar riff.", tags)
+    assert good.ok, good
+    missing = checker.check("An energetic rock song driven by a crunchy electric guitar riff throughout.", tags)
+    assert missing.reasons == ("missing attribute",) and missing.missing == ("fast tempo",)
+    invented = checker.check("An energetic rock song at a fast tempo with electric guitar, piano and a saxophone solo.", tags)
+    assert invented.reasons == ("hallucinated attribute",) and set(invented.hallucinated) == {"piano", "saxophone"}
+    # the longest match wins: an upright bass is not also a bass guitar
+    assert checker.named_concepts("A jazz trio with upright bass and piano.") == ["jazz", "upright bass", "piano"]
+    assert checker.check("", tags).reasons == ("empty",)
+    assert "too short" in checker.check("Rock, energetic, electric guitar, fast.", tags).reasons
+    assert "prompt echo" in checker.check("Genre: rock. Mood: energetic. Instruments: electric guitar. Tempo and rhythm: fast tempo.", tags).reasons
+    assert "too long" in checker.check("An energetic rock song at a fast tempo with electric guitar " + "la " * 100, tags).reasons
+
+
+def test_template_captioner_passes_the_checks(taxonomy, tiny_vae):
+    checker = CaptionChecker(taxonomy)
+    from generation.constraints import CONSTRAINTS_NAME, Constraints
+    from generation.sample_tags import SamplingArguments, sample_tag_lists
+    from training.vae import load_checkpoint
+
+    model, _, _ = load_checkpoint(tiny_vae[0])
+    table, _ = sample_tag_lists(model, taxonomy, Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME), SamplingArguments(num_lists=200))
+    for row in table.to_pylist():
+        caption = template_caption({c: row[c] for c in CATEGORIES}, row["id"])
+        assert checker.check(caption, row["tags"]).ok, caption
+        assert caption == template_caption({c: row[c] for c in CATEGORIES}, row["id"])
+
+
+def test_completion_only_label_mask(tiny_models, distilled_dir, tmp_path):
+    from transformers import AutoTokenizer
+    from trl import SFTTrainer
+
+    from training.train_captioner import load_sft_datasets
+
+    script_args, training_args, model_args = parse(sft_argv(tiny_models / "tiny-llama", distilled_dir, tmp_path))
+    train, _ = load_sft_datasets(distilled_dir / "distilled.parquet", 4, 1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-llama")
+    trainer = SFTTrainer(model=str(tiny_models / "tiny-llama"), args=training_args, train_dataset=train, processing_class=tokenizer)
+    batch = next(iter(trainer.get_train_dataloader()))
+    for i in range(len(batch["input_ids"])):
+        ids, labels = batch["input_ids"][i], batch["labels"][i]
+        supervised = tokenizer.decode(ids[labels != -100])
+        prompt = tokenizer.decode(ids[(labels == -100) & (batch["attention_mask"][i] == 1)])
+        captions = [ex["completion"][0]["content"] for ex in train]
+        assert supervised.replace("<|eot_id|>", "").strip() in captions  # the loss covers the caption only
+        assert "Genre:" in prompt or "Mood:" in prompt or "Instruments:" in prompt
+        assert "Genre:" not in supervised and "<|start_header_id|>" not in supervised
+
+
+@pytest.mark.parametrize("quantized", [True, False], ids=["qlora", "lora"])
+def test_short_sft_run_lowers_validation_loss_and_saves_adapter(tiny_models, distilled_dir, tmp_path, quantized):
+    out = tmp_path / "captioner"
+    result = sft_main(sft_argv(tiny_models / "tiny-llama", distilled_dir, out, "--load_in_4bit", str(quantized).lower(),
+                               "--use_peft", "true"))
+    assert result["eval_loss_after"] < result["eval_loss_before"]
+    assert (result["linear4bit_layers"] > 0) == quantized
+    assert (out / "adapter_model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    meta = json.loads((out / "captioner.json").read_text())
+    assert meta["prompt_version"] == "1" and meta["peft"] is True
+    captioner = LLMCaptioner(out)  # adapter + tokenizer load back onto the base model
+    args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=8)
+    assert len(captioner.generate([{"genre": ["rock"], "mood": [], "instrument": ["piano"], "tempo": []}], args, 0)) == 1
+
+
+def test_batched_greedy_generation_equals_unbatched(tiny_models, tmp_path):
+    import shutil
+
+    folder = tmp_path / "full"
+    shutil.copytree(tiny_models / "tiny-llama", folder)
+    (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": str(folder)}))
+    captioner = LLMCaptioner(folder, dtype="float32")
+    args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=12, repetition_penalty=1.0)
+    attrs = [{"genre": [g], "mood": m, "instrument": i, "tempo": t} for g, m, i, t in [
+        ("rock", ["energetic"], ["electric guitar", "male vocal"], ["fast tempo"]), ("jazz", [], ["piano"], []),
+        ("pop", ["happy", "fun", "cheerful"], ["synthesizer", "female vocal", "bass guitar"], ["groovy", "upbeat"]),
+        ("folk", ["calming"], ["acoustic guitar"], ["slow tempo"])]]
+    batched = captioner.generate(attrs, args, seed=0)
+    single = [captioner.generate([a], args, seed=0)[0] for a in attrs]
+    assert batched == single
+
+
+def test_caption_resume_and_rejections(tmp_path, taxonomy, monkeypatch):
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    taxonomy.save(tmp_path / "taxonomy.json")
+    write_tags(tmp_path / "tags.parquet", LISTS * 1 + [["metal", "aggressive", "drum kit", "fast tempo"]])
+    argv = ["--shard_size", "2"]
+    first = caption_main(argv)
+    assert first["ok"] == 5 and first["shards"]["done"] == 3
+    original = (tmp_path / "captions.parquet").read_bytes()
+    shards = sorted((tmp_path / "captions_shards").glob("shard-*.parquet"))
+    shards[1].unlink()  # a lost shard
+    shards[2].write_bytes(shards[2].read_bytes()[:50])  # a truncated one
+    again = caption_main(argv)
+    assert again["shards"] == {"shards": 3, "done": 2, "skipped": 1}
+    assert (tmp_path / "captions.parquet").read_bytes() == original
+    with pytest.raises(DataError, match="made with other arguments"):
+        caption_main(argv + ["--min_words", "3"])
+
+
+def test_llm_failures_are_retried_then_rejected_with_reasons(tiny_models, tmp_path, taxonomy, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    folder = tmp_path / "captioner"
+    shutil.copytree(tiny_models / "tiny-llama", folder)
+    (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": str(folder)}))
+    taxonomy.save(tmp_path / "taxonomy.json")
+    write_tags(tmp_path / "tags.parquet", LISTS)
+    summary = caption_main(["--backend", "llm", "--max_new_tokens", "12", "--max_attempts", "2", "--batch_size", "4"])
+    rows = pq.read_table(tmp_path / "captions.parquet").to_pylist()
+    assert summary["rejected"] == 4  # a random tiny model names nothing right
+    assert all(r["status"] == "rejected" and r["attempts"] == 2 and "missing attribute" in r["reasons"] for r in rows)
+    assert summary["rejected_by_reason"]["missing attribute"] == 4
+
+
+def test_bad_input(tmp_path, taxonomy):
+    with pytest.raises(DataError, match=r"tags.parquet, row 1, field 'tags': concept\(s\) not in the taxonomy: \['kazoo'\]"):
+        read_tag_lists(write_tags(tmp_path / "tags.parquet", [["rock"], ["kazoo", "pop"]]), taxonomy)
+    with pytest.raises(DataError, match=r"row 0, field 'tags': empty attribute list"):
+        read_tag_lists(write_tags(tmp_path / "tags.parquet", [[]]), taxonomy)
+    with pytest.raises(DataError, match="captioner.json: missing"):
+        LLMCaptioner(tmp_path / "nowhere")
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": "no/such-model"}))
+    with pytest.raises(DataError, match="cannot load the tokenizer"):
+        LLMCaptioner(folder)
+
+
+def test_unloadable_base_model_is_named(tiny_models, tmp_path):
+    import shutil
+
+    folder = tmp_path / "adapter"
+    shutil.copytree(tiny_models / "tiny-llama", folder)
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": "no/such-model"}))
+    with pytest.raises(DataError, match="no/such-model: cannot load the model"):
+        LLMCaptioner(folder)
+
+
+def test_metrics_on_small_fixtures(tiny_models, taxonomy):
+    refs = ["A fast rock song with electric guitar and energetic male vocals.", "A calm piano piece, slow and mellow.",
+            "Upbeat pop with synthesizer and a female vocal.", "A jazz trio with upright bass and soft drums."] * 5
+    assert bleu(refs, refs) == pytest.approx(1.0) and rouge_l(refs, refs) == pytest.approx(1.0)
+    hyps = refs[1:] + refs[:1]
+    assert bleu(hyps, refs) < 0.5 and rouge_l(hyps, refs) < 1.0
+    model = str(tiny_models / "tiny-bert")
+    assert bertscore_f1(refs, refs, model, num_layers=2) == pytest.approx(1.0, abs=1e-4)
+    assert bertscore_f1(hyps, refs, model, num_layers=2) < 1.0
+    same = mauve_score(refs, refs, str(tiny_models / "tiny-llama"))
+    assert 0.0 <= same <= 1.0
+    rates = check_rates(CaptionChecker(taxonomy), refs[:1] * 2, [["rock", "fast tempo", "electric guitar", "energetic", "male vocal"], ["jazz"]])
+    assert rates["coverage_rate"] == 0.5 and rates["hallucination_rate"] == 0.5
