@@ -36,9 +36,9 @@ class Stage:
 
 
 def _stages() -> list[Stage]:
-    from builder import distill, taxonomy
-    from evaluation import caption_metrics, vae_report
-    from generation import caption, sample_tags
+    from builder import assemble, distill, taxonomy
+    from evaluation import caption_metrics, clap, vae_report
+    from generation import caption, sample_tags, synthesize
     from training import tiny_models, train_captioner, train_vae
 
     return [
@@ -64,6 +64,12 @@ def _stages() -> list[Stage]:
               ("caption_metrics.json",),
               lambda d: ["--distilled", str(d / "distilled.parquet"), "--captioner", str(d / "captioner"),
                          "--report", str(d / "caption_metrics.json")]),
+        Stage("synthesize", synthesize.main, ("captions.parquet",), ("audio_shards/_summary.json",),
+              lambda d: ["--captions", str(d / "captions.parquet"), "--output_dir", str(d / "audio_shards")]),
+        Stage("score", clap.main, ("audio_shards/_manifest.json", "audio_shards/_summary.json"), ("clap_scores/_summary.json",),
+              lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")]),
+        Stage("assemble", assemble.main, ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
+              ("dataset/README.md",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")]),
     ]
 
 
@@ -120,7 +126,29 @@ def main(argv: Sequence[str] | None = None) -> dict:
     lines = [f"{'stage':<12} {'status':<8} {'seconds':>8}"] + [
         f"{name:<12} {row['status']:<8} {row['seconds']:>8.1f}" for name, row in summary.items()]
     logger.info("run directory %s\n%s", out, "\n".join(lines))
+    if (out / "dataset" / "README.md").is_file():
+        show_dataset(out / "dataset")
     return summary
+
+
+def show_dataset(folder: Path) -> None:
+    """Open the assembled dataset with `load_dataset`, as a user would, and print a few rows and one concept's sets."""
+    from datasets import load_dataset
+
+    fresh = {"download_mode": "force_redownload"}  # datasets caches a local folder by its name, not its content
+    ds = load_dataset(str(folder), **fresh)
+    lines = [f"load_dataset({str(folder)!r}): " + ", ".join(f"{s} {len(ds[s])}" for s in ds)]
+    for row in ds["train"].select(range(min(3, len(ds["train"])))):
+        lines.append(f"  {row['id']}  [{', '.join(row['tags'])}]  clap {row['clap_score']:.3f}\n    {row['caption']}")
+    sets = load_dataset(str(folder), "concepts", split="train", **fresh)
+    if len(sets):
+        roles = sets.features["role"].names
+        concept = sets[0]["concept"]
+        chosen = sets.filter(lambda r: r["concept"] == concept)
+        counts = {role: sum(roles[r] == role for r in chosen["role"]) for role in ("positive", "negative")}
+        lines.append(f"concept {concept!r} (train): {counts['positive']} positives, {counts['negative']} negatives, "
+                     f"{len(set(chosen['set_index']))} random sets")
+    logger.info("\n".join(lines))
 
 
 if __name__ == "__main__":

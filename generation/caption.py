@@ -26,7 +26,7 @@ from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_di
 from builder.taxonomy import Taxonomy
 from generation.caption_checks import CaptionChecker
 from generation.prompting import PROMPT_VERSION, build_messages
-from generation.shards import derive_seed, merge_shards, run_sharded
+from generation.shards import distributed_state, derive_seed, merge_shards, run_sharded
 from generation.template_captioner import template_caption
 
 logger = get_logger(__name__)
@@ -203,9 +203,7 @@ def caption_manifest(args: CaptionArguments) -> dict:
 
 
 def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, output: Path) -> dict:
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = distributed_state()
     rows = read_tag_lists(tags_path, taxonomy)
     by_id = {r["id"]: r for r in rows}
     checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)

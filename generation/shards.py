@@ -118,3 +118,15 @@ def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Tab
             raise DataError(path, "missing or incomplete shard; rerun the stage to finish it")
         tables.append(pq.read_table(path))
     return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string())})
+
+
+def distributed_state():
+    """accelerate's PartialState; on a machine without CUDA it must be asked for CPU explicitly, else processes
+    started by `accelerate launch --multi_gpu` each think they are alone."""
+    import os
+
+    import torch
+    from accelerate import PartialState
+
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)

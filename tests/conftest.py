@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 from builder.common import DEFAULT_MUSICCAPS_CSV
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# a cache of the test session's own: datasets keys a local folder's cache by its name, not its content
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="conceptcaps-test-hf-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MUSICCAPS_COLUMNS = ["ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",

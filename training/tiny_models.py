@@ -87,6 +87,75 @@ def build_tiny_bert(output_dir, tokenizer_dir, hidden_size: int = 32, layers: in
     return output_dir
 
 
+MUSICGEN_ARCHITECTURES = Path(__file__).resolve().parent.parent / "configs" / "musicgen" / "architectures.yaml"
+
+
+def musicgen_config(size: str = "small", tiny: bool = False):
+    """MusicgenConfig of a published size ('small', 'medium', 'large') or a tiny one of the same shape."""
+    import yaml
+    from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
+
+    arch = yaml.safe_load(MUSICGEN_ARCHITECTURES.read_text())
+    text, audio = dict(arch["text_encoder"]), dict(arch["audio_encoder"])
+    decoder = {**arch["decoder"]["common"], **arch["decoder"][size]}
+    if tiny:
+        text.update(vocab_size=2048, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4)
+        audio.update(num_filters=4, hidden_size=16, codebook_size=64, num_lstm_layers=1)
+        decoder.update(vocab_size=64, pad_token_id=64, bos_token_id=64, hidden_size=32, num_hidden_layers=2,
+                       num_attention_heads=4, ffn_dim=64)
+    return MusicgenConfig(text_encoder=T5Config(**text).to_dict(), audio_encoder=EncodecConfig(**audio).to_dict(),
+                          decoder=MusicgenDecoderConfig(**decoder).to_dict())
+
+
+def build_tiny_musicgen(output_dir, texts: Sequence[str], seed: int = 0) -> Path:
+    """A tiny MusicgenForConditionalGeneration (32 kHz, 50 frames/s, 4 codebooks) and its processor."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import EncodecFeatureExtractor, MusicgenForConditionalGeneration, MusicgenProcessor, T5TokenizerFast
+
+    output_dir = Path(output_dir)
+    tok = Tokenizer(models.Unigram())  # T5's tokenizer is a Unigram model
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    tok.train_from_iterator(texts, trainers.UnigramTrainer(vocab_size=2000, special_tokens=["<pad>", "</s>", "<unk>"],
+                                                           unk_token="<unk>"))
+    tokenizer = T5TokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>", unk_token="<unk>", extra_ids=0)
+    tokenizer.model_max_length = 512
+    config = musicgen_config("small", tiny=True)
+    config.text_encoder.vocab_size = len(tokenizer)
+    torch.manual_seed(seed)
+    model = MusicgenForConditionalGeneration(config)
+    model.generation_config.update(do_sample=True, guidance_scale=3.0, max_length=1500, top_k=50,
+                                   decoder_start_token_id=config.decoder.pad_token_id, pad_token_id=config.decoder.pad_token_id)
+    model.save_pretrained(output_dir)
+    processor = MusicgenProcessor(EncodecFeatureExtractor(feature_size=1, sampling_rate=32000), tokenizer)
+    processor.save_pretrained(output_dir)
+    return output_dir
+
+
+def build_tiny_clap(output_dir, texts: Sequence[str], seed: int = 0) -> Path:
+    """A tiny ClapModel (HTSAT audio tower, RoBERTa text tower, 48 kHz, unfused) and its processor."""
+    import torch
+    from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor, ClapTextConfig
+
+    output_dir = Path(output_dir)
+    tokenizer = train_tokenizer(texts, vocab_size=1024)
+    text = ClapTextConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=520, pad_token_id=tokenizer.pad_token_id,
+                          projection_dim=16)
+    # the real spectrogram geometry (64 mel bins folded into a 256 x 256 image), a tiny Swin on top of it
+    audio = ClapAudioConfig(spec_size=256, num_mel_bins=64, patch_embeds_hidden_size=16, hidden_size=32,
+                            depths=[1, 1], num_attention_heads=[2, 2], window_size=8, patch_size=4, patch_stride=[4, 4],
+                            enable_fusion=False, projection_dim=16)
+    config = ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16)
+    torch.manual_seed(seed)
+    ClapModel(config).save_pretrained(output_dir)
+    extractor = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, max_length_s=10, fft_window_size=1024,
+                                     hop_length=480, truncation="rand_trunc", padding="repeatpad")
+    ClapProcessor(extractor, tokenizer).save_pretrained(output_dir)
+    return output_dir
+
+
 @dataclass
 class TinyModelArguments:
     """Build tiny random-weight models of the real classes for the CPU demo and tests."""
@@ -102,6 +171,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
     out = Path(args.output_dir or run_dir() / "models")
     build_tiny_llama(out / "tiny-llama", musiccaps_texts(args.musiccaps_csv), args.llm_hidden_size, seed=args.seed)
     build_tiny_bert(out / "tiny-bert", out / "tiny-llama", seed=args.seed)
+    texts = musiccaps_texts(args.musiccaps_csv)
+    build_tiny_musicgen(out / "tiny-musicgen", texts, seed=args.seed)
+    build_tiny_clap(out / "tiny-clap", texts, seed=args.seed)
     logger.info("tiny models written to %s", out)
     return out
 

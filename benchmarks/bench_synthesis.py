@@ -1,0 +1,163 @@
+"""Synthesis targets, each a ratio measured in this one run (tiny MusicGen built from its config):
+  batched (batch 8) >= 4x the clips/s of one at a time; two CPU processes under accelerate >= 1.6x one;
+  a rerun of a finished synthesis < 5 % of the first run's time, with no model load;
+  peak RSS at 512 clips <= 1.2x at 64; and the real musicgen-small architecture (random weights) on this CPU in
+  seconds per second of audio. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
+
+    .venv/bin/python -m benchmarks.bench_synthesis [--run_dir runs/bench_synth] [--large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from generation.caption import CAPTION_SCHEMA
+from generation.template_captioner import template_caption
+from training.tiny_models import build_tiny_musicgen, musicgen_config, musiccaps_texts
+
+REPO = Path(__file__).resolve().parents[1]
+TAGS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "slow tempo"],
+        ["pop", "happy", "female vocal", "groovy"], ["classical", "calming", "strings", "medium tempo"]]
+
+
+def write_captions(path: Path, n: int) -> Path:
+    rows = []
+    for i in range(n):
+        tags = TAGS[i % len(TAGS)]
+        attrs = {"genre": tags[:1], "mood": tags[1:2], "instrument": tags[2:3], "tempo": tags[3:]}
+        rows.append({"id": f"b-{i:05d}", "tags": tags, **attrs, "caption": template_caption(attrs, str(i)), "status": "ok",
+                     "reasons": [], "missing": [], "hallucinated": [], "attempts": 1, "seed": 0, "backend": "template",
+                     "model": "template", "prompt_version": "1"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), path)
+    return path
+
+
+def timed_run(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of a child process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=REPO, env={**os.environ, **(env or {})}, check=True, capture_output=True)
+    return time.perf_counter() - start, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
+
+
+def synth_cmd(model: Path, run: Path, batch: int, launcher: list[str] | None = None, duration: float = 1.0) -> list[str]:
+    args = ["-m", "generation.synthesize", "--captions", str(run / "captions.parquet"), "--output_dir",
+            str(run / "audio_shards"), "--model", str(model), "--duration_s", str(duration), "--batch_size", str(batch),
+            "--shard_size", "16", "--top_k", "50"]
+    return (launcher or [sys.executable]) + args
+
+
+def rss_of(model: Path, run: Path, n: int) -> int:
+    """Peak RSS of a fresh process synthesising n clips (ru_maxrss of children is a running max, so measure in a
+    wrapper process of its own)."""
+    code = ("import resource,subprocess,sys;subprocess.run(sys.argv[1:],check=True,capture_output=True);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    write_captions(run / "captions.parquet", n)
+    out = subprocess.run([sys.executable, "-c", code, *synth_cmd(model, run, 8)], cwd=REPO, check=True,
+                         capture_output=True, text=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def real_architecture_seconds_per_audio_second(size: str = "small", seconds: float = 2.0, batch: int = 1, device: str = "cpu") -> float:
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    model = MusicgenForConditionalGeneration(musicgen_config(size)).to(device).eval()
+    if device != "cpu":
+        model = model.to(torch.bfloat16)
+    tokens = int(seconds * 50) + 3
+    inputs = torch.randint(0, 1000, (batch, 12), device=device)
+    with torch.inference_mode():
+        model.generate(input_ids=inputs, max_new_tokens=8, do_sample=True, guidance_scale=3.3)  # warm-up
+        start = time.perf_counter()
+        model.generate(input_ids=inputs, max_new_tokens=tokens, do_sample=True, guidance_scale=3.3, top_k=250)
+        if device != "cpu":
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) / (seconds * batch)
+
+
+def run(out: Path, n: int = 128, large: bool = False) -> dict:
+    from generation.synthesize import MusicGenSynthesizer, SynthesisArguments, run_synthesis
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_tiny_musicgen(out / "tiny-musicgen", musiccaps_texts())
+    result = {}
+    # batched vs one at a time: same model, same 32 captions, in one process (start-up excluded)
+    args = SynthesisArguments(model=str(model), duration_s=3.0, top_k=50)
+    synth = MusicGenSynthesizer(args)
+    captions = [template_caption({"genre": t[:1], "mood": t[1:2], "instrument": t[2:3], "tempo": t[3:]}, str(i))
+                for i, t in enumerate(TAGS * 8)]
+    synth.generate(captions[:1], args, 0)  # warm-up
+    start = time.perf_counter()
+    for c in captions:
+        synth.generate([c], args, 0)
+    single = time.perf_counter() - start
+    start = time.perf_counter()
+    for b in range(0, len(captions), 8):
+        synth.generate(captions[b:b + 8], args, 0)
+    batched = time.perf_counter() - start
+    result.update(one_at_a_time_clips_per_s=round(len(captions) / single, 2), batch8_clips_per_s=round(len(captions) / batched, 2),
+                  batch8_speedup=round(single / batched, 2), batch8_ratio_to_4x=round(single / batched / 4, 3))
+    # a rerun of a finished synthesis, in one process: no model load, no forward pass
+    rerun_dir = out / "rerun"
+    write_captions(rerun_dir / "captions.parquet", 64)
+    args = SynthesisArguments(model=str(model), duration_s=3.0, top_k=50, batch_size=8, shard_size=16)
+    start = time.perf_counter()
+    run_synthesis(args, rerun_dir / "captions.parquet", rerun_dir / "audio_shards")
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    again = run_synthesis(args, rerun_dir / "captions.parquet", rerun_dir / "audio_shards")
+    rerun = time.perf_counter() - start
+    result.update(first_run_seconds=round(first, 2), rerun_seconds=round(rerun, 3), rerun_fraction=round(rerun / first, 4),
+                  rerun_ratio_to_5pct=round(rerun / first / 0.05, 3), rerun_loaded_model=again["model_loaded"])
+    # one process vs two under accelerate (each of the two single-threaded: two cores), enough clips to matter
+    one, two = out / "one", out / "two"
+    write_captions(one / "captions.parquet", n)
+    write_captions(two / "captions.parquet", n)
+    t_one, _ = timed_run(synth_cmd(model, one, 8, duration=3.0))
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    t_two, _ = timed_run(synth_cmd(model, two, 8, launcher, duration=3.0), {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    work_one = json.loads((one / "audio_shards" / "_summary-000.json").read_text())["seconds"]
+    work_two = max(json.loads((two / "audio_shards" / f"_summary-{p:03d}.json").read_text())["seconds"] for p in (0, 1))
+    result.update(clips=n, one_process_wall_s=round(t_one, 2), two_process_wall_s=round(t_two, 2),
+                  two_process_wall_speedup=round(t_one / t_two, 2), one_process_work_s=work_one, two_process_work_s=work_two,
+                  two_process_work_speedup=round(work_one / work_two, 2),
+                  two_process_ratio_to_1_6x=round(work_one / work_two / 1.6, 3))
+    # memory does not grow with the number of clips
+    rss = {k: rss_of(model, out / f"rss{k}", k) for k in (64, 512)}
+    result.update(rss_kib_64=rss[64], rss_kib_512=rss[512], rss_ratio_512_to_64=round(rss[512] / rss[64], 3))
+    # the real architecture, random weights
+    result["musicgen_small_cpu_s_per_audio_s"] = round(real_architecture_seconds_per_audio_second("small"), 2)
+    if large:
+        import torch
+
+        if torch.cuda.is_available():
+            for batch in (1, 16, 64):
+                result[f"musicgen_large_gpu_s_per_30s_clip_batch{batch}"] = round(
+                    real_architecture_seconds_per_audio_second("large", 30.0, batch, "cuda") * 30, 3)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_dir", default="runs/bench_synth")
+    parser.add_argument("--clips", type=int, default=128)
+    parser.add_argument("--large", action="store_true", help="also time musicgen-large on the GPU")
+    args = parser.parse_args()
+    print(json.dumps(run(Path(args.run_dir), args.clips, args.large)))
+
+
+if __name__ == "__main__":
+    main()

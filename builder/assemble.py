@@ -1,0 +1,177 @@
+"""Assemble the publishable dataset folder from a run directory's stage outputs.
+
+    python -m builder.assemble --config configs/tiny.yaml
+    python -m builder.assemble --output_dir runs/paper/dataset --version 1.0.0
+
+Reads the audio shards, CLAP scores, captions and taxonomy; validates them (every accepted id has its caption,
+attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; runs the
+`conceptcaps.py` builder for each config; writes parquet shards named as `push_to_hub` names them (at most
+`max_shard_mb` each), `taxonomy.json`, the concept-set summary, plots and the dataset card. The folder is
+written under a temporary name and renamed at the end, so a crash never leaves a complete-looking dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builder.common import CATEGORIES, DataError, get_logger, package_versions, parse_args, run_dir, write_json, write_parquet
+from builder.splits import SPLITS, ConceptSetArguments, assign_splits, build_concept_sets
+from builder.taxonomy import Taxonomy
+
+logger = get_logger(__name__)
+
+CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts"}
+DATASET_VERSION = "1.0.0"
+
+
+@dataclass
+class AssembleArguments:
+    """Assemble dataset/ (parquet per config and split, card, taxonomy) from a run directory."""
+
+    run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $CONCEPTCAPS_RUN_DIR)"})
+    output_dir: str | None = field(default=None, metadata={"help": "dataset folder (default: run dir/dataset)"})
+    version: str = field(default=DATASET_VERSION, metadata={"help": "dataset version (the Hub tag)"})
+    repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
+    split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split"})
+    min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
+    num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
+    concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
+    max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
+
+
+def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, list[str]]:
+    """Accepted examples joined from audio shards, CLAP scores and captions; rejects counted by reason."""
+    from evaluation.clap import audio_shard_ids
+    from generation.shards import merge_shards
+
+    audio_dir, score_dir, captions_path = run / "audio_shards", run / "clap_scores", run / "captions.parquet"
+    ids, shard_size = audio_shard_ids(audio_dir)
+    if len(ids) != len(set(ids)):
+        dup = [i for i, n in Counter(ids).items() if n > 1][:5]
+        raise DataError(audio_dir, f"duplicate ids across audio shards: {dup}")
+    scores = {r["id"]: r["clap_score"] for r in merge_shards(ids, shard_size, score_dir).select(["id", "clap_score"]).to_pylist()}
+    if not captions_path.is_file():
+        raise DataError(captions_path, "not found")
+    captions = {r["id"]: r for r in pq.read_table(captions_path).to_pylist()}
+    examples, rejected, shard_files = [], Counter(), []
+    meta_columns = [c for c in pq.read_schema(next(audio_dir.glob("shard-*.parquet"))).names if c != "audio"]
+    for path in sorted(audio_dir.glob("shard-*.parquet")):
+        shard_files.append(str(path.relative_to(run)))
+        table = pq.read_table(path, columns=meta_columns)
+        has_audio = pq.read_table(path, columns=["audio"]).column("audio").is_valid().to_pylist()
+        for row, audio_ok in zip(table.to_pylist(), has_audio):
+            if row["status"] != "ok":
+                rejected.update(f"audio: {r}" for r in row["reasons"])
+                continue
+            where = f"id {row['id']!r}"
+            if not audio_ok:
+                raise DataError(path, f"{where} is marked ok but has no audio")
+            if row["id"] not in captions:
+                raise DataError(captions_path, f"{where} has audio ({path.name}) but no caption")
+            if captions[row["id"]]["caption"] != row["caption"]:
+                raise DataError(path, f"{where}: caption differs from captions.parquet")
+            if scores.get(row["id"]) is None:
+                raise DataError(score_dir, f"{where} has audio but no CLAP score; rerun the score stage")
+            taxonomy.validate(row["tags"], where=f"{path.name} {where}")
+            examples.append({
+                "id": row["id"], "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
+                "clap_score": scores[row["id"]], "duration_s": row["duration_s"],
+                "caption_model": captions[row["id"]]["model"], "audio_model": row["model"],
+                "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
+                "seed": row["seed"]})
+    audio_ids = set(ids)
+    for id_, c in captions.items():
+        if c["status"] == "ok" and id_ not in audio_ids:
+            raise DataError(audio_dir, f"id {id_!r} has an accepted caption but no audio; rerun synthesis")
+        if c["status"] != "ok":
+            rejected.update(f"caption: {r}" for r in c["reasons"])
+    return examples, rejected, shard_files
+
+
+def _write_config(builder_name: str, run: Path, out: Path, max_bytes: float, cache: Path) -> dict:
+    """Run the conceptcaps.py builder for one config and write its splits as parquet shards."""
+    from conceptcaps import ConceptCaps
+
+    builder = ConceptCaps(config_name=builder_name, data_dir=str(run), cache_dir=str(cache / builder_name))
+    builder.download_and_prepare()
+    counts = {}
+    for split in SPLITS:
+        ds = builder.as_dataset(split=split)
+        n = max(1, math.ceil(ds.data.nbytes / max_bytes))
+        for k in range(n):
+            part = ds.shard(num_shards=n, index=k, contiguous=True)
+            part.to_parquet(str(out / CONFIG_DIRS[builder_name] / f"{split}-{k:05d}-of-{n:05d}.parquet"))
+        counts[split] = len(ds)
+    return counts
+
+
+def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
+    taxonomy = Taxonomy.load(run / "taxonomy.json")
+    examples, rejected, shard_files = load_accepted(run, taxonomy)
+    if not examples:
+        raise DataError(run / "audio_shards", "no accepted example to assemble")
+    splits = assign_splits([e["id"] for e in examples], args.split_seed)
+    for e in examples:
+        e["split"] = splits[e["id"]]
+    examples.sort(key=lambda e: e["id"])
+    from generation.caption_checks import CaptionChecker
+
+    checker = CaptionChecker(taxonomy)
+    mentions = [set(checker.named_concepts(e["caption"])) for e in examples]
+    rows, concept_summary = build_concept_sets(
+        examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
+    assembly = run / "assembly"
+    write_parquet(assembly / "examples.parquet", pa.Table.from_pylist(examples))
+    concept_schema = pa.schema([("concept", pa.string()), ("category", pa.string()), ("split", pa.string()),
+                                ("role", pa.string()), ("set_index", pa.int32()), ("id", pa.string())])
+    write_parquet(assembly / "concept_sets.parquet", pa.Table.from_pylist(rows, schema=concept_schema))
+    write_json(assembly / "audio_shards.json", shard_files)
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for name in CONFIG_DIRS:
+            counts[name] = _write_config(name, run, tmp, args.max_shard_mb * 1e6, Path(cache))
+    per_split = {s: sum(e["split"] == s for e in examples) for s in SPLITS}
+    if counts["default"] != per_split or counts["audio"] != per_split:
+        raise RuntimeError(f"written counts {counts} do not add up to the examples per split {per_split}")
+    taxonomy.save(tmp / "taxonomy.json")
+    write_json(tmp / "concept_sets_summary.json", concept_summary)
+    summary = {
+        "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
+        "concept_set_rows": counts["concepts"],
+        "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
+        "arguments": asdict(args), "packages": package_versions(),
+    }
+    write_json(tmp / "build_summary.json", summary)
+    from card.render import render_card
+
+    render_card(tmp, examples, taxonomy, concept_summary, summary, run, args.repo_id)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    logger.info("assembled %s: %d examples %s, concept-set rows %s; rejected %s", out, len(examples), per_split,
+                counts["concepts"], dict(rejected))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(AssembleArguments, "assemble", argv)
+    run = Path(args.run_dir) if args.run_dir else run_dir()
+    return assemble(args, run, Path(args.output_dir or run / "dataset"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Publish the assembled dataset folder to a Hugging Face Hub dataset repo, and tag the version.
+
+    python -m builder.push --repo_id you/conceptcaps --dry_run          # what would be uploaded, and where
+    python -m builder.push --repo_id you/conceptcaps --private          # create (private), upload, tag
+
+The token comes from $HF_TOKEN or the saved login (`hf auth login`) and never appears in output. Data files go
+up first with `upload_large_folder` (resumable: rerun after an interruption), the card (README.md) after them,
+and the version tag last, so an interrupted push never looks like a complete version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from builder.common import DataError, get_logger, parse_args, run_dir
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class PushArguments:
+    """Push dataset/ to the Hub."""
+
+    repo_id: str = field(default="", metadata={"help": "Hub dataset repo, e.g. you/conceptcaps"})
+    dataset_dir: str | None = field(default=None, metadata={"help": "assembled folder (default: run dir/dataset)"})
+    version: str | None = field(default=None, metadata={"help": "tag (default: the version in build_summary.json)"})
+    private: bool = field(default=False, metadata={"help": "create the repo private"})
+    dry_run: bool = field(default=False, metadata={"help": "print the plan, upload nothing"})
+    num_workers: int = field(default=4, metadata={"help": "upload workers"})
+
+    def __post_init__(self):
+        if not self.repo_id or "/" not in self.repo_id:
+            raise ValueError(f"--repo_id must be 'owner/name', got {self.repo_id!r}")
+
+
+def push_plan(folder: Path, repo_id: str, version: str) -> dict:
+    if not (folder / "README.md").is_file() or not (folder / "build_summary.json").is_file():
+        raise DataError(folder, "not an assembled dataset (no README.md or build_summary.json); run builder.assemble")
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    return {"repo_id": repo_id, "repo_type": "dataset", "version": version,
+            "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size} for p in files],
+            "total_bytes": sum(p.stat().st_size for p in files), "order": ["data files", "README.md", f"tag {version}"]}
+
+
+def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    version = args.version or json.loads((folder / "build_summary.json").read_text())["version"] \
+        if (folder / "build_summary.json").is_file() else args.version
+    plan = push_plan(folder, args.repo_id, version)
+    if args.dry_run:
+        lines = [f"  {f['path']}  ({f['bytes']:,} bytes)" for f in plan["files"]]
+        logger.info("dry run: would upload %d files (%s bytes) to dataset %s, then tag %s:\n%s", len(lines),
+                    f"{plan['total_bytes']:,}", args.repo_id, version, "\n".join(lines))
+        return plan
+    token = get_token()
+    if not token:
+        raise DataError(None, f"no Hugging Face token to push to {args.repo_id}: set HF_TOKEN or run `hf auth login`")
+    api = api or HfApi(token=token)
+    try:
+        api.create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True)
+        api.upload_large_folder(repo_id=args.repo_id, folder_path=str(folder), repo_type="dataset",
+                                ignore_patterns=["README.md", ".cache/**"], num_workers=args.num_workers)
+        api.upload_file(path_or_fileobj=str(folder / "README.md"), path_in_repo="README.md", repo_id=args.repo_id,
+                        repo_type="dataset", commit_message=f"ConceptCaps {version}: dataset card")
+        api.create_tag(args.repo_id, tag=version, repo_type="dataset", tag_message=f"ConceptCaps {version}")
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        hint = " (the token cannot write to this repo)" if status in (401, 403) else ""
+        raise DataError(None, f"push to dataset {args.repo_id} failed{hint}: HTTP {status}; nothing was tagged") from None
+    logger.info("pushed %d files to dataset %s and tagged %s", len(plan["files"]), args.repo_id, version)
+    return {**plan, "pushed": True}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(PushArguments, "push", argv)
+    return push_dataset(args, Path(args.dataset_dir or run_dir() / "dataset"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Dataset splits and per-concept example sets for TCAV and probing.
+
+For every concept with at least `min_positives` positives in a split:
+  positives  examples whose attribute list carries the concept;
+  negatives  examples that carry neither the concept nor any of its surface forms (taxonomy aliases and
+             reviewed paraphrases, searched in the caption), matched one-to-one to the positives on the other
+             categories' concepts (nearest Jaccard distance, greedy, seeded), so that the concept, not a confound
+             such as genre, is what separates the two sets;
+  random     R disjoint random sets drawn from the examples that are not positives, for TCAV's significance test.
+The matching quality (Jensen-Shannon divergence between positives and negatives over the other categories'
+concepts, before and after matching) is recorded per concept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from builder.common import CATEGORIES
+from builder.taxonomy import Taxonomy
+
+SPLITS = ("train", "validation", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)  # the paper's 15,003 / 3,215 / 3,215
+
+
+def assign_splits(ids: Sequence[str], seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, str]:
+    """Deterministic split by id: sorted ids, a seeded permutation, then train, validation, test."""
+    ordered = sorted(set(ids))
+    if len(ordered) != len(ids):
+        raise ValueError("duplicate ids")
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_train = round(fractions[0] * len(ordered))
+    n_val = round(fractions[1] * len(ordered))
+    out = {}
+    for rank, i in enumerate(order):
+        out[ordered[i]] = "train" if rank < n_train else "validation" if rank < n_train + n_val else "test"
+    return out
+
+
+@dataclass
+class ConceptSetArguments:
+    min_positives: int = 10
+    num_random_sets: int = 5
+    seed: int = 0
+
+
+def _js(p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    if p.sum() == 0 or q.sum() == 0:
+        return float("nan")
+    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
+
+
+def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
+                       args: ConceptSetArguments) -> tuple[list[dict], dict]:
+    """Concept membership rows and a summary.
+
+    Args:
+        examples: rows with id, split and one list column per category.
+        mentions: per example, the concepts its caption names (surface forms found by the caption checker).
+    Returns:
+        Rows {concept, category, split, role, set_index, id} and a summary with sizes, seeds, matching quality
+        and the concepts skipped for too few positives.
+    """
+    names = taxonomy.names
+    index = taxonomy.index
+    x = np.zeros((len(examples), len(names)), dtype=bool)
+    for i, e in enumerate(examples):
+        for c in CATEGORIES:
+            for t in e[c]:
+                x[i, index[t]] = True
+    named = np.zeros_like(x)
+    for i, m in enumerate(mentions):
+        for t in m:
+            named[i, index[t]] = True
+    split_of = np.array([e["split"] for e in examples])
+    ids = np.array([e["id"] for e in examples])
+    category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
+    rows, summary = [], {"arguments": vars(args), "concepts": {}, "skipped_too_few_positives": {}}
+    for split in SPLITS:
+        in_split = np.nonzero(split_of == split)[0]
+        skipped = []
+        for j, name in enumerate(names):
+            pos = in_split[x[in_split, j]]
+            if len(pos) < args.min_positives:
+                skipped.append(name)
+                continue
+            rng = np.random.default_rng([args.seed, j, SPLITS.index(split)])
+            other = category_ids != category_ids[j]  # the other categories' concepts
+            candidates = in_split[~x[in_split, j] & ~named[in_split, j]]
+            negatives = _match(x[pos][:, other], x[candidates][:, other], candidates, rng)
+            pool = in_split[~x[in_split, j]]
+            size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
+            shuffled = rng.permutation(pool)
+            randoms = [shuffled[r * size:(r + 1) * size] for r in range(args.num_random_sets)] if size > 0 else []
+            for role, members in (("positive", pos), ("negative", negatives)):
+                rows += [{"concept": name, "category": taxonomy.category_of[name], "split": split, "role": role,
+                          "set_index": 0, "id": ids[i]} for i in members]
+            for r, members in enumerate(randoms):
+                rows += [{"concept": name, "category": taxonomy.category_of[name], "split": split, "role": "random",
+                          "set_index": r, "id": ids[i]} for i in members]
+            summary["concepts"][f"{split}/{name}"] = {
+                "positives": int(len(pos)), "negatives": int(len(negatives)), "random_sets": len(randoms),
+                "random_set_size": int(size), "candidate_negatives": int(len(candidates)),
+                "jsd_other_categories_before": _js(x[pos][:, other].sum(0), x[candidates][:, other].sum(0)),
+                "jsd_other_categories_after": _js(x[pos][:, other].sum(0), x[negatives][:, other].sum(0)),
+            }
+        summary["skipped_too_few_positives"][split] = skipped
+    return rows, summary
+
+
+def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greedy one-to-one nearest-neighbour matching on Jaccard distance; positives in a seeded order."""
+    if len(cand) == 0:
+        return cand_ids[:0]
+    p, c = pos.astype(np.float32), cand.astype(np.float32)
+    inter = p @ c.T
+    union = p.sum(1, keepdims=True) + c.sum(1) - inter
+    dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    dist += rng.random(dist.shape) * 1e-6  # seeded tie-breaking
+    used = np.zeros(len(cand), dtype=bool)
+    chosen = []
+    for i in rng.permutation(len(pos)):
+        if used.all():
+            break
+        d = np.where(used, np.inf, dist[i])
+        k = int(np.argmin(d))
+        used[k] = True
+        chosen.append(k)
+    return cand_ids[np.array(sorted(chosen), dtype=int)]

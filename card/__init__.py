@@ -1,0 +1,1 @@
+"""The dataset card: template, statistics, plots."""

@@ -1,0 +1,138 @@
+"""The ConceptCaps datasets builder: features, configs and splits.
+
+datasets >= 4 runs no loading scripts, so this builder is not what `load_dataset` calls on the Hub: it is what
+`builder.assemble` runs to turn a run directory's stage outputs into the published form (parquet per config
+and split, plus a README whose YAML `configs:` tells `load_dataset` where they are).
+
+    from datasets import load_dataset
+    ds = load_dataset("<repo or folder>")                       # default: captions, attributes, CLAP score
+    ds = load_dataset("<repo or folder>", "audio")              # the same plus 32 kHz audio
+    sets = load_dataset("<repo or folder>", "concepts")         # per-concept positive / negative / random sets
+    from conceptcaps import concept_examples
+    piano = concept_examples("<repo or folder>", "piano", split="train")   # {"positive", "negative", "random"}
+
+Configs:
+  default   id, caption, attribute list and one list per category, CLAP score, duration, provenance
+  audio     default's columns plus `audio` (Audio, 32 kHz)
+  concepts  concept, category, split, role (positive / negative / random), set_index, id
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pyarrow.parquet as pq
+
+CATEGORIES = ("genre", "mood", "instrument", "tempo")
+SPLITS = ("train", "validation", "test")
+SAMPLING_RATE = 32000
+_CITATION = """@article{sienkiewicz2026conceptcaps,
+  title   = {ConceptCaps: a Distilled Concept Dataset for Interpretability in Music Models},
+  author  = {Sienkiewicz, Bruno and Neumann, {\\L}ukasz and Modrzejewski, Mateusz},
+  journal = {arXiv preprint arXiv:2601.14157},
+  year    = {2026}
+}"""
+_DESCRIPTION = ("Music clips with captions and attribute lists from a fixed 200-concept taxonomy (genre, mood, "
+                "instrument, tempo), with clean positive and negative sets per concept for TCAV and probing.")
+
+BASE_FEATURES = {
+    "id": datasets.Value("string"),
+    "caption": datasets.Value("string"),
+    "tags": datasets.Sequence(datasets.Value("string")),
+    **{c: datasets.Sequence(datasets.Value("string")) for c in CATEGORIES},
+    "clap_score": datasets.Value("float32"),
+    "duration_s": datasets.Value("float32"),
+    "caption_model": datasets.Value("string"),
+    "audio_model": datasets.Value("string"),
+    "audio_model_revision": datasets.Value("string"),
+    "generation_params": datasets.Value("string"),
+    "seed": datasets.Value("int64"),
+}
+CONCEPT_FEATURES = {
+    "concept": datasets.Value("string"),
+    "category": datasets.Value("string"),
+    "split": datasets.Value("string"),
+    "role": datasets.ClassLabel(names=["positive", "negative", "random"]),
+    "set_index": datasets.Value("int32"),
+    "id": datasets.Value("string"),
+}
+
+
+@dataclass
+class ConceptCapsConfig(datasets.BuilderConfig):
+    """Which table a config holds; `data_dir` is the run directory (its `assembly/` and `audio_shards/`)."""
+
+    with_audio: bool = False
+    concepts: bool = False
+
+
+class ConceptCaps(datasets.GeneratorBasedBuilder):
+    BUILDER_CONFIG_CLASS = ConceptCapsConfig
+    BUILDER_CONFIGS = [
+        ConceptCapsConfig(name="default", description="captions, attributes and scores"),
+        ConceptCapsConfig(name="audio", description="default plus 32 kHz audio", with_audio=True),
+        ConceptCapsConfig(name="concepts", description="per-concept positive, negative and random sets", concepts=True),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def _info(self) -> datasets.DatasetInfo:
+        if self.config.concepts:
+            features = CONCEPT_FEATURES
+        elif self.config.with_audio:
+            features = {**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE)}
+        else:
+            features = BASE_FEATURES
+        return datasets.DatasetInfo(description=_DESCRIPTION, features=datasets.Features(features), citation=_CITATION,
+                                    license="cc-by-4.0", homepage="https://arxiv.org/abs/2601.14157")
+
+    def _split_generators(self, dl_manager):
+        root = Path(self.config.data_dir)
+        return [datasets.SplitGenerator(name=split, gen_kwargs={"root": root, "split": split}) for split in SPLITS]
+
+    def _generate_examples(self, root: Path, split: str):
+        assembly = root / "assembly"
+        if self.config.concepts:
+            for i, row in enumerate(r for r in pq.read_table(assembly / "concept_sets.parquet").to_pylist() if r["split"] == split):
+                yield i, row
+            return
+        examples = [r for r in pq.read_table(assembly / "examples.parquet").to_pylist() if r["split"] == split]
+        if not self.config.with_audio:
+            for row in examples:
+                yield row["id"], {k: row[k] for k in BASE_FEATURES}
+            return
+        wanted = {r["id"]: r for r in examples}
+        for shard in json.loads((assembly / "audio_shards.json").read_text()):  # one shard in memory at a time
+            table = pq.read_table(root / shard, columns=["id", "audio"])
+            for id_, audio in zip(table.column("id").to_pylist(), table.column("audio").to_pylist()):
+                if id_ in wanted:
+                    yield id_, {**{k: wanted[id_][k] for k in BASE_FEATURES}, "audio": audio}
+
+
+def concept_examples(path: str, concept: str, split: str = "train", config: str = "default", **kwargs) -> dict:
+    """A concept's positive and negative examples and its random sets, as datasets, in one call.
+
+    Args:
+        path: a Hub dataset id or a local folder of the published dataset.
+        config: which examples to return: "default" (no audio) or "audio".
+    Returns:
+        {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...]}
+    """
+    if Path(path).is_dir():  # datasets caches a local folder by its name, not its content: reread it
+        kwargs.setdefault("download_mode", "force_redownload")
+    sets = datasets.load_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == concept)
+    if len(sets) == 0:
+        raise ValueError(f"no concept set for {concept!r} in split {split!r} (too few positives, or not a concept)")
+    examples = datasets.load_dataset(path, config, split=split, **kwargs)
+    position = {id_: i for i, id_ in enumerate(examples["id"])}
+    roles = sets.features["role"].names
+
+    def select(role: str, index: int | None = None):
+        ids = [r["id"] for r in sets if roles[r["role"]] == role and (index is None or r["set_index"] == index)]
+        return examples.select([position[i] for i in ids])
+
+    n_random = len({r["set_index"] for r in sets if roles[r["role"]] == "random"})
+    return {"positive": select("positive"), "negative": select("negative"),
+            "random": [select("random", i) for i in range(n_random)]}

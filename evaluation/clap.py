@@ -1,0 +1,185 @@
+"""CLAP audio-text alignment for every clip, and FAD on CLAP embeddings.
+
+    python -m evaluation.clap --config configs/tiny.yaml
+    accelerate launch -m evaluation.clap --audio_dir runs/paper/audio_shards --model laion/clap-htsat-unfused
+
+The whole clip is scored deterministically: audio is resampled to 48 kHz with soxr and cut into fixed,
+consecutive 10 s windows (the last one padded by repetition); the window embeddings are averaged. (The
+reference code let CLAP crop a random 10 s window, so its scores changed from run to run.) Scores and
+audio embeddings are written beside the audio shards, one score shard per audio shard, with the same
+resumability. `frechet_audio_distance` gives FAD between two sets of CLAP embeddings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soxr
+
+from builder.common import DataError, get_logger, parse_args, run_dir, write_json
+from generation.audio_checks import decode_audio
+from generation.shards import distributed_state, MANIFEST_NAME, make_shards, merge_shards, run_sharded, shard_path
+
+logger = get_logger(__name__)
+
+CLAP_RATE = 48000
+WINDOW_S = 10.0
+SCORE_SCHEMA = pa.schema([("id", pa.string()), ("clap_score", pa.float32()), ("clap_windows", pa.int32()),
+                          ("clap_embedding", pa.list_(pa.float32())), ("clap_model", pa.string())])
+
+
+def fixed_windows(wave: np.ndarray, sampling_rate: int, window_s: float = WINDOW_S) -> list[np.ndarray]:
+    """Resample to 48 kHz and cut into consecutive windows of `window_s`; a shorter tail is kept if it is at
+    least half a window (or is the whole clip)."""
+    wave = soxr.resample(wave.astype(np.float32), sampling_rate, CLAP_RATE) if sampling_rate != CLAP_RATE else wave
+    size = int(window_s * CLAP_RATE)
+    windows = [wave[i:i + size] for i in range(0, len(wave), size)]
+    if len(windows) > 1 and len(windows[-1]) < size // 2:
+        windows = windows[:-1]
+    return windows
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True).clip(1e-12)
+
+
+class ClapScorer:
+    def __init__(self, model: str = "laion/clap-htsat-unfused", revision: str | None = None, device=None):
+        import torch
+        from transformers import ClapModel, ClapProcessor
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            self.processor = ClapProcessor.from_pretrained(model, revision=revision)
+            self.model = ClapModel.from_pretrained(model, revision=revision).to(self.device).eval()
+        except OSError as e:
+            raise DataError(model, f"cannot load CLAP ({str(e)[:200]})") from None
+        self.name = model
+
+    @staticmethod
+    def _tensor(out):
+        return out if hasattr(out, "shape") else out.pooler_output
+
+    def audio_embeddings(self, waves: Sequence[np.ndarray], sampling_rates: Sequence[int], batch_size: int = 16):
+        """One unit-norm embedding per clip (mean of its windows' unit embeddings); and the window counts."""
+        import torch
+
+        windows, owner = [], []
+        for i, (w, sr) in enumerate(zip(waves, sampling_rates)):
+            for win in fixed_windows(w, sr):
+                windows.append(win)
+                owner.append(i)
+        embeds = []
+        with torch.inference_mode():
+            for b in range(0, len(windows), batch_size):
+                inputs = self.processor(audio=windows[b:b + batch_size], sampling_rate=CLAP_RATE, return_tensors="pt",
+                                        padding="repeatpad").to(self.device)
+                embeds.append(self._tensor(self.model.get_audio_features(**inputs)).float().cpu().numpy())
+        embeds = _unit(np.concatenate(embeds)) if embeds else np.zeros((0, 1), np.float32)
+        owner = np.array(owner)
+        out = np.stack([_unit(embeds[owner == i].mean(0)) for i in range(len(waves))]) if len(waves) else embeds
+        return out.astype(np.float32), np.bincount(owner, minlength=len(waves))
+
+    def text_embeddings(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for b in range(0, len(texts), batch_size):
+                inputs = self.processor(text=list(texts[b:b + batch_size]), return_tensors="pt", padding=True,
+                                        truncation=True).to(self.device)
+                out.append(self._tensor(self.model.get_text_features(**inputs)).float().cpu().numpy())
+        return _unit(np.concatenate(out)).astype(np.float32)
+
+
+def frechet_audio_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two embedding sets (Kilgour et al., 2019)."""
+    from scipy import linalg
+
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("FAD needs at least two embeddings in each set")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean, _ = linalg.sqrtm(cov_a @ cov_b, disp=False)
+    if not np.isfinite(covmean).all():  # near-singular product: regularise, as common FAD implementations do
+        eps = np.eye(len(cov_a)) * 1e-6
+        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    covmean = covmean.real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
+
+
+@dataclass
+class ClapArguments:
+    """Score every clip of the audio shards with CLAP."""
+
+    audio_dir: str | None = field(default=None, metadata={"help": "audio shard folder (default: run dir/audio_shards)"})
+    output_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
+    model: str = field(default="laion/clap-htsat-unfused", metadata={"help": "CLAP id or path (the paper's; or laion/larger_clap_music)"})
+    revision: str | None = field(default=None, metadata={"help": "model revision to pin"})
+    batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
+
+
+def audio_shard_ids(audio_dir: Path) -> tuple[list[str], int]:
+    manifest = audio_dir / MANIFEST_NAME
+    if not manifest.is_file():
+        raise DataError(manifest, "missing: not an audio shard folder (run `python -m generation.synthesize` first)")
+    shard_size = int(json.loads(manifest.read_text())["shard_size"])
+    ids = []
+    for path in sorted(audio_dir.glob("shard-*.parquet")):
+        try:
+            ids += pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        except Exception as e:
+            raise DataError(path, f"unreadable audio shard ({e.__class__.__name__}); rerun synthesis to redo it") from None
+    return ids, shard_size
+
+
+def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
+    state = distributed_state()
+    ids, shard_size = audio_shard_ids(audio_dir)
+    scorer: list[ClapScorer] = []
+    start = time.perf_counter()
+
+    def work(k: int, shard_ids: list[str]) -> pa.Table:
+        if not scorer:
+            scorer.append(ClapScorer(args.model, args.revision, device=state.device if state.device.type == "cuda" else None))
+        s = scorer[0]
+        rows = pq.read_table(shard_path(audio_dir, k)).to_pylist()
+        if [r["id"] for r in rows] != shard_ids:
+            raise DataError(shard_path(audio_dir, k), "holds other ids than expected; rerun synthesis")
+        good = [r for r in rows if r["status"] == "ok"]
+        decoded = [decode_audio(r["audio"]["bytes"]) for r in good]
+        audio, windows = s.audio_embeddings([w for w, _ in decoded], [sr for _, sr in decoded], args.batch_size)
+        text = s.text_embeddings([r["caption"] for r in good]) if good else np.zeros_like(audio)
+        by_id = {r["id"]: (float(np.dot(a, t)), int(n), a.tolist()) for r, a, t, n in zip(good, audio, text, windows)}
+        return pa.Table.from_pylist([
+            {"id": i, "clap_score": by_id[i][0] if i in by_id else None, "clap_windows": by_id[i][1] if i in by_id else 0,
+             "clap_embedding": by_id[i][2] if i in by_id else None, "clap_model": s.name} for i in shard_ids],
+            schema=SCORE_SCHEMA)
+
+    counts = run_sharded(ids, shard_size, out_dir, work, state.process_index, state.num_processes,
+                         manifest={"model": args.model, "revision": args.revision, "window_s": WINDOW_S})
+    state.wait_for_everyone()
+    summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
+    if state.is_main_process:
+        scores = [s for s in merge_shards(ids, shard_size, out_dir).column("clap_score").to_pylist() if s is not None]
+        summary.update(clips=len(scores), mean_clap=float(np.mean(scores)) if scores else None, model=args.model)
+        write_json(out_dir / "_summary.json", summary)
+        logger.info("CLAP (%s): mean %.4f over %d clips", args.model, summary["mean_clap"] or float("nan"), len(scores))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(ClapArguments, "score", argv)
+    out = run_dir()
+    return run_scoring(args, Path(args.audio_dir or out / "audio_shards"), Path(args.output_dir or out / "clap_scores"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Synthesise audio for every accepted caption with MusicGen (transformers' MusicgenForConditionalGeneration).
+
+    python -m generation.synthesize --config configs/tiny.yaml
+    accelerate launch --config_file configs/accelerate/multi_gpu.yaml -m generation.synthesize \\
+        --captions runs/paper/captions.parquet --model facebook/musicgen-large --batch_size 16
+    # many nodes: the same command with configs/accelerate/multi_node.yaml on every node
+
+Defaults are the paper's: musicgen-large, 30 s (1,503 new tokens: 50 frames/s plus the 3-step codebook delay),
+classifier-free guidance 3.3, top-k 250, bf16 on GPU. Ids are grouped into shards of `shard_size` clips; shard k
+belongs to process k % num_processes; each shard is written atomically as parquet (id, FLAC bytes, sampling
+rate, duration, caption, attributes, model id and revision, generation parameters, seed) to `audio_shards/`.
+Nothing is gathered in memory. A rerun skips finished shards (loading no model if all are done) and redoes a
+missing, partial or corrupt one; seeds derive from (seed, shard, batch, attempt), so a redone shard is
+identical to the first. Every clip is checked (NaN/inf, silence, clipping, length) and regenerated with a new
+seed up to `max_attempts` times, then kept as `rejected` with its reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json
+from generation.audio_checks import AudioCheck, encode_flac, postprocess
+from generation.shards import distributed_state, derive_seed, make_shards, run_sharded, shard_path
+
+logger = get_logger(__name__)
+
+AUDIO_SCHEMA = pa.schema([
+    ("id", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("sampling_rate", pa.int32()), ("duration_s", pa.float32()), ("caption", pa.string()),
+    ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
+    ("status", pa.string()), ("reasons", pa.list_(pa.string())), ("attempts", pa.int32()), ("seed", pa.int64()),
+    ("model", pa.string()), ("model_revision", pa.string()), ("generation_params", pa.string()),
+])
+
+
+@dataclass
+class SynthesisArguments:
+    """Synthesise audio shards from captions.parquet with MusicGen."""
+
+    captions: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
+    output_dir: str | None = field(default=None, metadata={"help": "shard folder (default: run dir/audio_shards)"})
+    model: str = field(default="facebook/musicgen-large", metadata={"help": "MusicGen id or path"})
+    revision: str | None = field(default=None, metadata={"help": "model revision (commit) to pin"})
+    duration_s: float = field(default=30.0, metadata={"help": "seconds of audio per clip"})
+    guidance_scale: float = field(default=3.3, metadata={"help": "classifier-free guidance (paper: 3.3)"})
+    do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy"})
+    top_k: int = field(default=250, metadata={"help": "top-k sampling"})
+    top_p: float = field(default=0.0, metadata={"help": "nucleus sampling (0 = off)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
+    batch_size: int = field(default=16, metadata={"help": "clips generated at once"})
+    shard_size: int = field(default=64, metadata={"help": "clips per shard (unit of resume and of work split)"})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the decoder with a static KV cache"})
+    max_attempts: int = field(default=3, metadata={"help": "generations per clip before it is rejected"})
+    silence_dbfs: float = field(default=-60.0, metadata={"help": "RMS level below which a clip is silent"})
+    max_clipped_fraction: float = field(default=0.001, metadata={"help": "share of clipped samples allowed"})
+    include_rejected_captions: bool = field(default=False, metadata={"help": "also synthesise captions that failed their checks"})
+    seed: int = field(default=0, metadata={"help": "base seed; shard, batch and attempt derive their own"})
+
+    def __post_init__(self):
+        if self.duration_s <= 0 or self.batch_size < 1 or self.shard_size < 1 or self.max_attempts < 1:
+            raise ValueError("duration_s, batch_size, shard_size and max_attempts must be positive")
+
+
+def read_captions(path, include_rejected: bool = False) -> tuple[list[dict], Counter]:
+    """Rows to synthesise; captions that failed their checks are skipped and counted."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "not found (run `python -m generation.caption` first)")
+    rows, skipped = [], Counter()
+    for i, row in enumerate(pq.read_table(path).to_pylist()):
+        if not (row.get("caption") or "").strip():
+            raise DataError(path, "empty caption", row=i, field="caption")
+        if row.get("status", "ok") != "ok" and not include_rejected:
+            skipped["caption rejected"] += 1
+            continue
+        rows.append(row)
+    return rows, skipped
+
+
+class MusicGenSynthesizer:
+    def __init__(self, args: SynthesisArguments, device=None):
+        import torch
+        from transformers import AutoProcessor, MusicgenForConditionalGeneration
+
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = {"auto": torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32}.get(args.dtype) \
+            or getattr(torch, args.dtype)
+        try:
+            self.processor = AutoProcessor.from_pretrained(args.model, revision=args.revision)
+            self.model = MusicgenForConditionalGeneration.from_pretrained(args.model, revision=args.revision, dtype=dtype)
+        except OSError as e:
+            raise DataError(args.model, f"cannot load MusicGen ({str(e)[:200]})") from None
+        self.model.to(self.device).eval()
+        self.sampling_rate = self.model.config.audio_encoder.sampling_rate
+        self.frame_rate = self.model.config.audio_encoder.frame_rate
+        self.delay = self.model.config.decoder.num_codebooks - 1
+        self.max_new_tokens = int(round(args.duration_s * self.frame_rate)) + self.delay
+        self.expected_samples = int(round(args.duration_s * self.sampling_rate))
+        if args.compile:
+            self.model.generation_config.cache_implementation = "static"
+            self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
+        self.revision = args.revision or getattr(self.model.config, "_commit_hash", None) or "local"
+
+    def generate(self, captions: Sequence[str], args: SynthesisArguments, seed: int) -> list[np.ndarray]:
+        import torch
+
+        inputs = self.processor(text=list(captions), padding=True, return_tensors="pt").to(self.device)
+        torch.manual_seed(seed)
+        sampling = dict(do_sample=args.do_sample, top_k=args.top_k, temperature=args.temperature)
+        if args.top_p > 0:
+            sampling["top_p"] = args.top_p
+        with torch.inference_mode():
+            audio = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, guidance_scale=args.guidance_scale,
+                                        **sampling)
+        return [postprocess(a.float().cpu().numpy(), self.expected_samples) for a in audio]
+
+
+def generation_params(args: SynthesisArguments) -> dict:
+    return {k: getattr(args, k) for k in ("duration_s", "guidance_scale", "do_sample", "top_k", "top_p",
+                                            "temperature", "dtype", "compile")}
+
+
+def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth: MusicGenSynthesizer, shard: int,
+                    check: AudioCheck, reasons_out: Counter) -> pa.Table:
+    """Generate, check and retry one shard; returns its table (ids in input order)."""
+    records: dict[str, dict] = {}
+    pending = rows
+    params = json.dumps(generation_params(args), sort_keys=True)
+    for attempt in range(args.max_attempts):
+        failed = []
+        for b in range(0, len(pending), args.batch_size):
+            batch = pending[b:b + args.batch_size]
+            seed = derive_seed(args.seed, shard, attempt, b)
+            waves = synth.generate([r["caption"] for r in batch], args, seed)
+            for row, wave in zip(batch, waves):
+                bad = check.reasons(wave, synth.expected_samples, synth.sampling_rate)
+                records[row["id"]] = {
+                    "id": row["id"], "audio": None if bad else {"bytes": encode_flac(wave, synth.sampling_rate), "path": f"{row['id']}.flac"},
+                    "sampling_rate": synth.sampling_rate, "duration_s": len(wave) / synth.sampling_rate,
+                    "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
+                    "status": "rejected" if bad else "ok", "reasons": bad, "attempts": attempt + 1, "seed": seed,
+                    "model": args.model, "model_revision": synth.revision, "generation_params": params,
+                }
+                if bad:
+                    failed.append(row)
+        pending = failed
+        if not pending:
+            break
+    for row in pending:
+        reasons_out.update(records[row["id"]]["reasons"])
+    return pa.Table.from_pylist([records[r["id"]] for r in rows], schema=AUDIO_SCHEMA)
+
+
+def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path) -> dict:
+    state = distributed_state()
+    rows, skipped = read_captions(captions_path, args.include_rejected_captions)
+    by_id = {r["id"]: r for r in rows}
+    check = AudioCheck(args.silence_dbfs, max_clipped_fraction=args.max_clipped_fraction)
+    synth: list[MusicGenSynthesizer] = []  # loaded on first use: a rerun with every shard done loads no model
+    rejected: Counter[str] = Counter()
+    start = time.perf_counter()
+    progress = _progress(len(make_shards(list(by_id), args.shard_size)), state)
+
+    def work(k: int, ids: list[str]) -> pa.Table:
+        if not synth:
+            synth.append(MusicGenSynthesizer(args, device=state.device if state.device.type == "cuda" else None))
+        table = synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
+        progress.update(state.num_processes)
+        return table
+
+    manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size,
+                "batch_size": args.batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
+                **generation_params(args)}
+    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
+                         on_skip=lambda: progress.update(state.num_processes), manifest=manifest)
+    progress.close()
+    summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),
+               "shards": counts, "rejected_by_reason": dict(rejected), "seconds": round(time.perf_counter() - start, 2),
+               "model_loaded": bool(synth)}
+    write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        total = _combine_summaries(shard_dir, list(by_id), args.shard_size, skipped)
+        logger.info("synthesis: %s", total)
+        return {**summary, "total": total}
+    return summary
+
+
+def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter) -> dict:
+    status, reasons = Counter(), Counter()
+    for k, _ in enumerate(make_shards(ids, shard_size)):
+        for r in pq.read_table(shard_path(shard_dir, k), columns=["status", "reasons"]).to_pylist():
+            status[r["status"]] += 1
+            reasons.update(r["reasons"] if r["status"] == "rejected" else [])
+    total = {"clips": sum(status.values()), "ok": status["ok"], "rejected": status["rejected"],
+             "rejected_by_reason": dict(reasons), "captions_skipped": dict(skipped)}
+    write_json(shard_dir / "_summary.json", total)
+    return total
+
+
+def _progress(total: int, state):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="synthesis shards", unit="shard", disable=not state.is_main_process)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(SynthesisArguments, "synthesize", argv)
+    out = run_dir()
+    return run_synthesis(args, Path(args.captions or out / "captions.parquet"), Path(args.output_dir or out / "audio_shards"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from builder.assemble import main as assemble_main
+from builder.common import DataError
+from builder.push import PushArguments, push_dataset
+from builder.splits import assign_splits
+from evaluation.clap import main as clap_main
+from generation.synthesize import main as synth_main
+from tests.test_synthesis import write_captions
+
+LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "slow tempo"],
+         ["pop", "happy", "female vocal", "groovy"], ["classical", "calming", "strings", "medium tempo"],
+         ["rock", "happy", "piano", "medium tempo"], ["pop", "energetic", "electric guitar", "slow tempo"],
+         ["jazz", "calming", "strings", "fast tempo"], ["classical", "mellow", "female vocal", "groovy"]]
+
+
+def build_run(root: Path, tiny_models: Path, taxonomy, n: int = 48) -> Path:
+    taxonomy.save(root / "taxonomy.json")
+    write_captions(root / "captions.parquet", [LISTS[i % len(LISTS)] for i in range(n)], rejected=(n - 1,))
+    synth_main(["--captions", str(root / "captions.parquet"), "--output_dir", str(root / "audio_shards"),
+                "--model", str(tiny_models / "tiny-musicgen"), "--duration_s", "1", "--batch_size", "8",
+                "--shard_size", "16", "--top_k", "50"])
+    clap_main(["--audio_dir", str(root / "audio_shards"), "--output_dir", str(root / "clap_scores"),
+               "--model", str(tiny_models / "tiny-clap")])
+    return root
+
+
+def assemble_argv(run: Path, *extra):
+    return ["--run_dir", str(run), "--min_positives", "3", "--num_random_sets", "2", "--version", "0.1.0",
+            "--repo_id", "someone/conceptcaps-test", *extra]
+
+
+@pytest.fixture(scope="module")
+def assembled(tiny_models, taxonomy, tmp_path_factory):
+    run = build_run(tmp_path_factory.mktemp("dataset_run"), tiny_models, taxonomy)
+    summary = assemble_main(assemble_argv(run))
+    return run, run / "dataset", summary
+
+
+def test_every_config_and_split_loads(assembled):
+    from datasets import load_dataset
+
+    _, folder, summary = assembled
+    assert summary["examples"] == 47 and summary["rejected"] == {}  # the rejected caption was never synthesised
+    default = load_dataset(str(folder))
+    assert {s: len(default[s]) for s in default} == summary["per_split"]
+    features = default["train"].features
+    assert features["tags"].feature.dtype == "string" and features["clap_score"].dtype == "float32"
+    audio = load_dataset(str(folder), "audio", split="validation")
+    example = audio[0]
+    decoded = example["audio"]
+    samples = decoded.get_all_samples()  # torchcodec AudioDecoder
+    assert samples.sample_rate == 32000 and samples.data.shape[-1] == 32000
+    assert example["id"] == default["validation"][0]["id"] and example["caption"]
+    streamed = next(iter(load_dataset(str(folder), "audio", split="train", streaming=True)))
+    assert streamed["id"] == default["train"][0]["id"]
+    concepts = load_dataset(str(folder), "concepts", split="train")
+    assert set(concepts.features["role"].names) == {"positive", "negative", "random"}
+
+
+def test_no_id_in_two_splits_and_parquet_reads_elsewhere(assembled):
+    import pandas as pd
+
+    _, folder, _ = assembled
+    seen = {}
+    for path in sorted((folder / "data").glob("*.parquet")):
+        split = path.name.split("-")[0]
+        for id_ in pq.read_table(path, columns=["id"]).column("id").to_pylist():
+            assert seen.setdefault(id_, split) == split
+    assert len(seen) == 47
+    frame = pd.read_parquet(next((folder / "audio").glob("train-*.parquet")))
+    assert isinstance(frame.iloc[0]["audio"]["bytes"], bytes)
+
+
+def test_concept_set_rules(assembled):
+    _, folder, _ = assembled
+    rows = pq.read_table(next((folder / "concepts").glob("train-*.parquet"))).to_pylist()
+    examples = {r["id"]: r for r in pq.read_table(next((folder / "data").glob("train-*.parquet"))).to_pylist()}
+    roles = ["positive", "negative", "random"]
+    by_concept = {}
+    for r in rows:
+        by_concept.setdefault(r["concept"], []).append(r)
+    assert by_concept, "no concept got a set"
+    for concept, members in by_concept.items():
+        positives = {m["id"] for m in members if roles[m["role"]] == "positive"}
+        negatives = {m["id"] for m in members if roles[m["role"]] == "negative"}
+        randoms = [{m["id"] for m in members if roles[m["role"]] == "random" and m["set_index"] == k} for k in (0, 1)]
+        assert all(concept in examples[i]["tags"] for i in positives)
+        assert not negatives & positives and all(concept not in examples[i]["tags"] for i in negatives)
+        assert all(not s & positives for s in randoms) and not randoms[0] & randoms[1]
+    summary = json.loads((folder / "concept_sets_summary.json").read_text())
+    pairs = [(s["jsd_other_categories_before"], s["jsd_other_categories_after"]) for s in summary["concepts"].values()
+             if s["negatives"] and s["jsd_other_categories_before"] == s["jsd_other_categories_before"]]
+    assert sum(a for _, a in pairs) < sum(b for b, _ in pairs)  # matching brings negatives closer on other categories
+
+
+def test_concept_examples_in_one_call(assembled):
+    from conceptcaps import concept_examples
+
+    _, folder, _ = assembled
+    rows = pq.read_table(next((folder / "concepts").glob("train-*.parquet"))).to_pylist()
+    concept = rows[0]["concept"]
+    sets = concept_examples(str(folder), concept, split="train")
+    assert all(concept in t for t in sets["positive"]["tags"]) and all(concept not in t for t in sets["negative"]["tags"])
+    assert len(sets["random"]) == 2
+    with pytest.raises(ValueError, match="no concept set"):
+        concept_examples(str(folder), "didgeridoo", split="train")
+
+
+def test_card_yaml_parses_and_numbers_match(assembled):
+    from huggingface_hub import DatasetCard
+
+    _, folder, summary = assembled
+    card = DatasetCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "cc-by-4.0" and {c["config_name"] for c in data["configs"]} == {"default", "audio", "concepts"}
+    assert data["size_categories"] == ["n<1K"]
+    for split, n in summary["per_split"].items():
+        assert f"| {split} | {n} |" in card.text
+    assert f"| **total** | **{summary['examples']}** |" in card.text
+    assert "CC BY-SA 4.0" in card.text and "Western-centric" in card.text
+    for image in ("concept_frequency.png", "cooccurrence.png", "clap_histogram.png"):
+        assert (folder / "images" / image).stat().st_size > 1000
+
+
+def test_push_dry_run_and_calls_at_the_hub_boundary(assembled, monkeypatch):
+    _, folder, _ = assembled
+    plan = push_dataset(PushArguments(repo_id="someone/cc", dry_run=True), folder)
+    assert plan["version"] == "0.1.0" and any(f["path"] == "README.md" for f in plan["files"])
+    assert plan["order"] == ["data files", "README.md", "tag 0.1.0"]
+
+    calls = []
+
+    class FakeApi:
+        def __getattr__(self, name):
+            return lambda *a, **k: calls.append((name, a, k))
+
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    push_dataset(PushArguments(repo_id="someone/cc", private=True), folder, api=FakeApi())
+    assert [c[0] for c in calls] == ["create_repo", "upload_large_folder", "upload_file", "create_tag"]
+    assert calls[0][2]["private"] is True and "README.md" in calls[1][2]["ignore_patterns"]
+    assert calls[3][2]["tag"] == "0.1.0"
+
+
+def test_push_without_token_or_permission(assembled, monkeypatch, caplog):
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError
+
+    _, folder, _ = assembled
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    with pytest.raises(DataError, match="no Hugging Face token to push to someone/cc"):
+        push_dataset(PushArguments(repo_id="someone/cc"), folder)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_secret_value")
+
+    class Response:  # what the Hub answers a token without write access (no network here)
+        status_code, headers, request = 403, {}, None
+
+    class Forbidden:
+        def create_repo(self, *a, **k):
+            raise HfHubHTTPError("forbidden", response=Response())
+
+    with pytest.raises(DataError, match="someone/cc failed .the token cannot write to this repo.: HTTP 403") as e:
+        push_dataset(PushArguments(repo_id="someone/cc"), folder, api=Forbidden())
+    assert "hf_secret_value" not in str(e.value) and "hf_secret_value" not in caplog.text
+
+
+def test_bad_shards_and_missing_pieces(assembled, tmp_path):
+    run, _, _ = assembled
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken, ignore=shutil.ignore_patterns("dataset", "assembly"))
+    shards = sorted((broken / "audio_shards").glob("shard-*.parquet"))
+    shards[1].write_bytes(shards[1].read_bytes()[:100])
+    with pytest.raises(DataError, match="shard-00001.parquet: unreadable audio shard"):
+        assemble_main(assemble_argv(broken))
+    assert not (broken / "dataset").exists()  # nothing half-published
+    shards[1].unlink()
+    with pytest.raises(DataError, match="shard-00001.parquet: missing or incomplete shard"):
+        assemble_main(assemble_argv(broken))
+
+
+def test_caption_without_audio_is_an_error(assembled, tmp_path):
+    run, _, _ = assembled
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken, ignore=shutil.ignore_patterns("dataset", "assembly"))
+    rows = pq.read_table(broken / "captions.parquet").to_pylist()
+    rows[-1]["status"] = "ok"  # the caption that was never synthesised now claims to be accepted
+    import pyarrow as pa
+
+    from generation.caption import CAPTION_SCHEMA
+
+    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), broken / "captions.parquet")
+    with pytest.raises(DataError, match="'cc-047' has an accepted caption but no audio"):
+        assemble_main(assemble_argv(broken))
+
+
+def test_too_few_positives_is_a_counted_skip(assembled):
+    _, folder, summary = assembled
+    skipped = json.loads((folder / "concept_sets_summary.json").read_text())["skipped_too_few_positives"]
+    assert "didgeridoo" in skipped["train"]
+    assert summary["concepts_with_sets"]["train"] == 200 - len(skipped["train"])
+
+
+def test_dataset_splits_are_deterministic():
+    ids = [f"x{i}" for i in range(100)]
+    a = assign_splits(ids, seed=0)
+    assert a == assign_splits(list(reversed(ids)), seed=0)
+    assert sorted(list(a.values()).count(s) for s in ("train", "validation", "test")) == [15, 15, 70]
