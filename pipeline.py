@@ -37,7 +37,7 @@ class Stage:
 
 def _stages() -> list[Stage]:
     from builder import assemble, distill, taxonomy
-    from evaluation import caption_metrics, clap, vae_report
+    from evaluation import caption_metrics, clap, genre_classifier, tcav, vae_report
     from generation import caption, sample_tags, synthesize
     from training import tiny_models, train_captioner, train_vae
 
@@ -70,6 +70,11 @@ def _stages() -> list[Stage]:
               lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")]),
         Stage("assemble", assemble.main, ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
               ("dataset/README.md",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")]),
+        Stage("genre_classifier", genre_classifier.main, ("dataset/build_summary.json",), ("genre_cnn/config.json",),
+              lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")]),
+        Stage("tcav", tcav.main, ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json",),
+              lambda d: ["--dataset", str(d / "dataset"), "--classifier", str(d / "genre_cnn"),
+                         "--output", str(d / "tcav_report.json")]),
     ]
 
 
@@ -148,6 +153,12 @@ def show_dataset(folder: Path) -> None:
         counts = {role: sum(roles[r] == role for r in chosen["role"]) for role in ("positive", "negative")}
         lines.append(f"concept {concept!r} (train): {counts['positive']} positives, {counts['negative']} negatives, "
                      f"{len(set(chosen['set_index']))} random sets")
+    report = folder.parent / "tcav_report.json"
+    if report.is_file():
+        from evaluation.tcav import format_table
+
+        lines.append("TCAV (tiny random models: this checks the machinery, it carries no musical meaning):")
+        lines.append(format_table(json.loads(report.read_text())))
     logger.info("\n".join(lines))
 
 

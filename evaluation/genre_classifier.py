@@ -1,0 +1,199 @@
+"""A small genre classifier (log-mel CNN) trained on the dataset's own audio, with genre concepts as labels, so
+that TCAV runs end to end. Any other torch classifier can be given to TCAV by import path and layer name.
+
+    python -m evaluation.genre_classifier --dataset runs/demo/dataset --output_dir runs/demo/genre_cnn
+
+Mel features come from torch.stft and a Slaney mel filter bank (no torchaudio). Classes are the most frequent
+genres among examples that carry exactly one of them; other examples are left out (counted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from builder.common import DataError, get_logger, parse_args, run_dir, write_json
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class MelConfig:
+    sampling_rate: int = 32000
+    n_fft: int = 1024
+    hop_length: int = 320
+    n_mels: int = 64
+    duration_s: float = 3.0
+
+
+class LogMel(nn.Module):
+    """Waveform (batch, samples) -> log-mel (batch, n_mels, frames), cropped or padded to `duration_s`."""
+
+    def __init__(self, config: MelConfig):
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank
+
+        self.config = config
+        fb = mel_filter_bank(num_frequency_bins=config.n_fft // 2 + 1, num_mel_filters=config.n_mels, min_frequency=0.0,
+                             max_frequency=config.sampling_rate / 2, sampling_rate=config.sampling_rate, norm="slaney",
+                             mel_scale="slaney")
+        self.register_buffer("filters", torch.tensor(fb, dtype=torch.float32), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
+        self.samples = int(config.duration_s * config.sampling_rate)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        wave = wave[..., : self.samples]
+        if wave.shape[-1] < self.samples:
+            wave = nn.functional.pad(wave, (0, self.samples - wave.shape[-1]))
+        spec = torch.stft(wave, self.config.n_fft, self.config.hop_length, window=self.window, return_complex=True).abs() ** 2
+        return torch.log(torch.clamp(torch.einsum("bft,fm->bmt", spec, self.filters), min=1e-10))
+
+
+class GenreCNN(nn.Module):
+    """log-mel (batch, n_mels, frames) -> class logits. TCAV layers: block1, block2, block3, embedding."""
+
+    def __init__(self, n_classes: int, n_mels: int = 64, channels: int = 16):
+        super().__init__()
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
+
+        self.norm = nn.BatchNorm2d(1)
+        self.block1, self.block2, self.block3 = block(1, channels), block(channels, 2 * channels), block(2 * channels, 4 * channels)
+        self.embedding = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * channels, 4 * channels), nn.ReLU())
+        self.head = nn.Linear(4 * channels, n_classes)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.norm(mel.unsqueeze(1))
+        return self.head(self.embedding(self.block3(self.block2(self.block1(x)))))
+
+
+@dataclass
+class GenreClassifierArguments:
+    """Train the log-mel CNN genre classifier on the assembled dataset's audio."""
+
+    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder or Hub id (default: run dir/dataset)"})
+    output_dir: str | None = field(default=None, metadata={"help": "checkpoint folder (default: run dir/genre_cnn)"})
+    num_classes: int = field(default=5, metadata={"help": "most frequent single genres used as classes"})
+    duration_s: float = field(default=3.0, metadata={"help": "seconds of each clip the classifier sees"})
+    channels: int = field(default=16, metadata={"help": "CNN width"})
+    epochs: int = field(default=10, metadata={"help": "training epochs"})
+    batch_size: int = field(default=16, metadata={"help": "batch size"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    seed: int = field(default=0, metadata={"help": "seed"})
+
+
+def load_audio_split(dataset: str, split: str, max_seconds: float | None = None) -> tuple[list[dict], list[np.ndarray]]:
+    """Rows (without audio) and mono float waveforms of a split of the `audio` config."""
+    from datasets import load_dataset
+
+    from generation.audio_checks import decode_audio
+
+    kwargs = {"download_mode": "force_redownload"} if Path(dataset).is_dir() else {}
+    ds = load_dataset(dataset, "audio", split=split, **kwargs)
+    ds = ds.cast_column("audio", ds.features["audio"].__class__(decode=False))
+    rows, waves = [], []
+    for row in ds:
+        wave, sr = decode_audio(row.pop("audio")["bytes"])
+        waves.append(wave if max_seconds is None else wave[: int(max_seconds * sr)])
+        rows.append(row)
+    return rows, waves
+
+
+def choose_labels(rows: Sequence[dict], num_classes: int) -> tuple[list[str], list[int], Counter]:
+    counts = Counter(g for r in rows for g in r["genre"])
+    classes = [g for g, _ in counts.most_common(num_classes)]
+    labels, skipped = [], Counter()
+    for r in rows:
+        mine = [g for g in r["genre"] if g in classes]
+        if len(mine) != 1:
+            skipped["no class genre" if not mine else "several class genres"] += 1
+            labels.append(-1)
+        else:
+            labels.append(classes.index(mine[0]))
+    return classes, labels, skipped
+
+
+def save_classifier(path: Path, model: GenreCNN, classes: list[str], mel: MelConfig, channels: int, extra: dict) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    write_json(path / "config.json", {"classes": classes, "mel": asdict(mel), "channels": channels, **extra})
+
+
+def load_classifier(path) -> tuple[GenreCNN, LogMel, list[str]]:
+    path = Path(path)
+    for name in ("model.safetensors", "config.json"):
+        if not (path / name).is_file():
+            raise DataError(path / name, "missing from the classifier checkpoint")
+    config = json.loads((path / "config.json").read_text())
+    mel = MelConfig(**config["mel"])
+    model = GenreCNN(len(config["classes"]), mel.n_mels, config["channels"])
+    model.load_state_dict(load_file(str(path / "model.safetensors")))
+    return model.eval(), LogMel(mel), config["classes"]
+
+
+def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_dir: Path) -> dict:
+    torch.manual_seed(args.seed)
+    rows, waves = load_audio_split(dataset, "train", args.duration_s)
+    classes, labels, skipped = choose_labels(rows, args.num_classes)
+    if len(classes) < 2:
+        raise DataError(dataset, f"need at least two genres to classify, found {classes}")
+    keep = [i for i, label in enumerate(labels) if label >= 0]
+    mel = MelConfig(duration_s=args.duration_s)
+    to_mel = LogMel(mel)
+    with torch.no_grad():
+        x = torch.cat([to_mel(_pad_stack([waves[i] for i in keep[b:b + 64]], to_mel.samples))
+                       for b in range(0, len(keep), 64)])
+    y = torch.tensor([labels[i] for i in keep])
+    model = GenreCNN(len(classes), mel.n_mels, args.channels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
+    generator = torch.Generator().manual_seed(args.seed)
+    losses = []
+    for epoch in range(args.epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=generator)
+        total = 0.0
+        for b in range(0, len(y), args.batch_size):
+            idx = order[b:b + args.batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite loss at epoch {epoch}, batch {b // args.batch_size}")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(y))
+    model.eval()
+    with torch.no_grad():
+        accuracy = float((model(x).argmax(1) == y).float().mean())
+    result = {"classes": classes, "train_examples": len(y), "skipped": dict(skipped), "losses": losses,
+              "train_accuracy": accuracy, "arguments": asdict(args)}
+    save_classifier(output_dir, model, classes, mel, args.channels, result)
+    logger.info("genre CNN: %d classes %s, %d examples, loss %.3f -> %.3f, train accuracy %.3f", len(classes), classes,
+                len(y), losses[0], losses[-1], accuracy)
+    return result
+
+
+def _pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
+    out = np.zeros((len(waves), samples), dtype=np.float32)
+    for i, w in enumerate(waves):
+        out[i, : min(len(w), samples)] = w[:samples]
+    return torch.from_numpy(out)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(GenreClassifierArguments, "genre_classifier", argv)
+    out = run_dir()
+    return train_genre_classifier(args, args.dataset or str(out / "dataset"), Path(args.output_dir or out / "genre_cnn"))
+
+
+if __name__ == "__main__":
+    main()

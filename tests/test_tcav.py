@@ -1,0 +1,81 @@
+import pytest
+import torch
+from torch import nn
+
+from builder.common import DataError
+from evaluation.tcav import check_logits, format_table, resolve_layer, tcav_scores, validate_sets
+
+DIRECTION = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / 2
+
+
+class PlantedModel(nn.Module):
+    """Class 0's logit grows along DIRECTION everywhere, class 1's falls; along the other four dimensions the
+    gradient changes sign from input to input (a quadratic term), so a random direction scores near chance."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = nn.Identity()
+
+    def forward(self, x):
+        h = self.hidden(x)
+        s = h @ DIRECTION + 0.5 * (h[:, 4:] ** 2).sum(1)
+        return torch.stack([s, -s], dim=1)
+
+
+def data(seed: int, n: int = 60, shift: float = 0.0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 8, generator=g) + shift * DIRECTION * 2
+
+
+@pytest.fixture(scope="module")
+def planted_report():
+    randoms = [data(100 + i) for i in range(10)]
+    concepts = {"planted": data(1, shift=1.5), "random concept": data(2)}
+    classes = {0: data(3), 1: data(4)}
+    return tcav_scores(PlantedModel(), "hidden", concepts, randoms, classes, seed=0), (concepts, randoms, classes)
+
+
+def result(report, concept, cls):
+    return next(r for r in report["results"] if r["concept"] == concept and r["class"] == cls)
+
+
+def test_planted_concept_scores_near_one_for_the_class_it_drives_and_is_significant(planted_report):
+    report, _ = planted_report
+    up, down = result(report, "planted", 0), result(report, "planted", 1)
+    assert up["score_mean"] > 0.9 and up["significant"]
+    assert down["score_mean"] < 0.1 and down["significant"]
+    assert up["cav_accuracy"] > 0.9  # the CAV separates the concept from random activations
+    assert 0.2 < up["random_mean"] < 0.8
+
+
+def test_random_concept_is_not_significant(planted_report):
+    report, _ = planted_report
+    assert not result(report, "random concept", 0)["significant"] and not result(report, "random concept", 1)["significant"]
+    # Kim et al.'s Welch test of runs that share one concept set would call it significant
+    assert result(report, "random concept", 0)["p_value_runs_ttest"] < 0.01
+    assert report["tests"] == 4 and all(r["p_corrected"] == min(1.0, r["p_value"] * 4) for r in report["results"])
+
+
+def test_identical_under_the_same_seed(planted_report):
+    report, (concepts, randoms, classes) = planted_report
+    again = tcav_scores(PlantedModel(), "hidden", concepts, randoms, classes, seed=0)
+    assert again["results"] == report["results"]
+    assert "planted" in format_table({**report, "classes": ["up", "down"]})
+
+
+def test_bad_layer_logits_and_sets():
+    with pytest.raises(DataError, match="no layer 'block9'; its layers are \\['hidden'\\]"):
+        resolve_layer(PlantedModel(), "block9")
+
+    class NotLogits(nn.Module):
+        def forward(self, x):
+            return x.sum(1)
+
+    with pytest.raises(DataError, match="must return class logits of shape \\(batch, 2\\); it returned \\(2,\\)"):
+        check_logits(NotLogits(), torch.randn(4, 8), 2)
+    with pytest.raises(DataError, match="'piano' has 2 positives; TCAV needs at least 5"):
+        validate_sets("piano", ["a", "b"], [["c"], ["d"]], 5)
+    with pytest.raises(DataError, match="random sets of 'piano' contain 1 of its positives"):
+        validate_sets("piano", ["a", "b", "c"], [["c", "d"], ["e"]], 2)
+    with pytest.raises(DataError, match="at least two random sets"):
+        tcav_scores(PlantedModel(), "hidden", {"x": data(1)}, [data(2)], {0: data(3)})
