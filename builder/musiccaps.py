@@ -38,6 +38,13 @@ def download_musiccaps(cache_dir: str | None = None) -> Path:
     return Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
 
 
+def resolve_musiccaps(path: str | os.PathLike) -> Path:
+    """A local path as is; `hf://google/MusicCaps` downloads the CSV from the Hub (needs network)."""
+    if str(path).startswith("hf://"):
+        return download_musiccaps()
+    return Path(path)
+
+
 def _parse_int(value: str | None, path, line: int, field: str) -> int:
     try:
         number = float(value)  # MusicCaps writes whole seconds, sometimes as "30.0"
@@ -65,7 +72,7 @@ def read_musiccaps(path: str | os.PathLike) -> list[MusicCapsRow]:
     Raises:
         DataError: empty or non-UTF-8 file, a missing column, a malformed row or field, a duplicate id.
     """
-    path = Path(path)
+    path = resolve_musiccaps(path)
     if not path.is_file():
         raise DataError(path, "file not found (get it from the Hub dataset google/MusicCaps)")
     raw = path.read_bytes()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, DataError, get_logger, parse_args, run_dir, sha256_file, write_json
-from builder.musiccaps import read_musiccaps
+from builder.musiccaps import read_musiccaps, resolve_musiccaps
 
 TAXONOMY_VERSION = "1.0.0"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -215,6 +215,7 @@ def build_taxonomy(
     spelling = load_spelling(Path(spelling_table))
     entries = load_concept_table(Path(concept_table), spelling)
     alias_map = {a: e.name for e in entries for a in (e.name, *e.aliases)}
+    musiccaps_csv = resolve_musiccaps(musiccaps_csv)
     rows = read_musiccaps(musiccaps_csv)
     counts: Counter[str] = Counter()
     unmapped: Counter[str] = Counter()

@@ -164,7 +164,7 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
             schema=SCORE_SCHEMA)
 
     counts = run_sharded(ids, shard_size, out_dir, work, state.process_index, state.num_processes,
-                         manifest={"model": args.model, "revision": args.revision, "window_s": WINDOW_S})
+                         manifest={"model": args.model, "revision": args.revision, "window_s": WINDOW_S}, desc="CLAP")
     state.wait_for_everyone()
     summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:

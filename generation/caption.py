@@ -219,7 +219,7 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     start = time.perf_counter()
     manifest = caption_manifest(args)
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
-                         manifest=manifest)
+                         manifest=manifest, desc="captions")
     state.wait_for_everyone()
     summary = {}
     if state.is_main_process:

@@ -77,8 +77,7 @@ def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True
 
 
 def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Callable[[int, list[str]], pa.Table],
-                process_index: int = 0, num_processes: int = 1, on_skip: Callable[[], None] | None = None,
-                manifest: dict | None = None) -> dict:
+                process_index: int = 0, num_processes: int = 1, manifest: dict | None = None, desc: str = "shards") -> dict:
     """Run `work(shard_index, ids)` for this process's unfinished shards and write each result atomically.
 
     Args:
@@ -90,22 +89,24 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     directory.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
         check_manifest(directory, manifest, process_index == 0)
+    from tqdm.auto import tqdm
+
     shards = make_shards(ids, shard_size)
+    mine = [k for k in range(len(shards)) if k % num_processes == process_index]
     done = skipped = 0
-    for k, shard_ids in enumerate(shards):
-        if k % num_processes != process_index:
-            continue
-        path = shard_path(directory, k)
-        if shard_is_complete(path, shard_ids):
-            skipped += 1
-            if on_skip:
-                on_skip()
-            continue
-        table = work(k, shard_ids)
-        if table.column("id").to_pylist() != shard_ids:
-            raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
-        write_parquet(path, table)
-        done += 1
+    # the main process's bar stands for all: every process has about the same share of shards
+    with tqdm(total=len(mine), desc=desc, unit="shard", disable=process_index != 0) as bar:
+        for k in mine:
+            path = shard_path(directory, k)
+            if shard_is_complete(path, shards[k]):
+                skipped += 1
+            else:
+                table = work(k, shards[k])
+                if table.column("id").to_pylist() != shards[k]:
+                    raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
+                write_parquet(path, table)
+                done += 1
+            bar.update(1)
     return {"shards": len(shards), "done": done, "skipped": skipped}
 
 

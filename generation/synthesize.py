@@ -170,21 +170,17 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     synth: list[MusicGenSynthesizer] = []  # loaded on first use: a rerun with every shard done loads no model
     rejected: Counter[str] = Counter()
     start = time.perf_counter()
-    progress = _progress(len(make_shards(list(by_id), args.shard_size)), state)
 
     def work(k: int, ids: list[str]) -> pa.Table:
         if not synth:
             synth.append(MusicGenSynthesizer(args, device=state.device if state.device.type == "cuda" else None))
-        table = synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
-        progress.update(state.num_processes)
-        return table
+        return synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
 
     manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size,
                 "batch_size": args.batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
                 **generation_params(args)}
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
-                         on_skip=lambda: progress.update(state.num_processes), manifest=manifest)
-    progress.close()
+                         manifest=manifest, desc="synthesis")
     summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),
                "shards": counts, "rejected_by_reason": dict(rejected), "seconds": round(time.perf_counter() - start, 2),
                "model_loaded": bool(synth)}
@@ -207,12 +203,6 @@ def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped
              "rejected_by_reason": dict(reasons), "captions_skipped": dict(skipped)}
     write_json(shard_dir / "_summary.json", total)
     return total
-
-
-def _progress(total: int, state):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="synthesis shards", unit="shard", disable=not state.is_main_process)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

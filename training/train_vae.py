@@ -107,7 +107,10 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     constraints = learn_constraints(matrices["train"], taxonomy, args.min_expected)
     meta = {"training": asdict(args), "packages": package_versions(), **(extra_metadata or {})}
     start = time.perf_counter()
-    for epoch in range(args.max_epochs):
+    from tqdm.auto import tqdm
+
+    epochs = tqdm(range(args.max_epochs), desc="VAE epochs", unit="epoch", disable=not accelerator.is_main_process)
+    for epoch in epochs:
         model.train()
         running, batches = 0.0, 0
         for step, (xb,) in enumerate(loader):
@@ -124,6 +127,7 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
             batches += 1
         val = evaluate_loss(accelerator.unwrap_model(model), x_val, args.beta)
         history.append({"epoch": epoch, "train_loss": running / max(batches, 1), "validation_loss": val})
+        epochs.set_postfix(train=f"{history[-1]['train_loss']:.3f}", validation=f"{val:.3f}")
         if not math.isfinite(val):
             raise NonFiniteLossError(f"non-finite validation loss at epoch {epoch}; last good checkpoint kept in {output_dir}")
         if val < best - args.min_delta:
@@ -134,6 +138,7 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
                 constraints.save(output_dir / CONSTRAINTS_NAME)
         elif epoch - best_epoch >= args.patience:
             break
+    epochs.close()
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - start
     if accelerator.is_main_process and best_epoch >= 0:

@@ -1,0 +1,82 @@
+"""The whole pipeline on the micro preset; a run killed between and inside stages resumes to the same dataset."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PRESET = REPO / "tests" / "micro.yaml"
+
+
+def pipeline(run: Path, *extra) -> subprocess.Popen:
+    env = dict(os.environ, CONCEPTCAPS_RUN_DIR=str(run))
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(PRESET), "--no_show", *extra], cwd=REPO,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen) -> None:
+    _, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+
+
+def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the pipeline ended before {path} appeared: {proc.stderr.read()[-3000:]}"
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def dataset_content(run: Path) -> dict:
+    """Every row of every published file; the run directory's own path (in model paths) written as <run>."""
+    def portable(rows):
+        return [{k: v.replace(str(run), "<run>") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+
+    out = {}
+    for config in ("data", "audio", "concepts"):
+        for path in sorted((run / "dataset" / config).glob("*.parquet")):
+            out[f"{config}/{path.name}"] = portable(pq.read_table(path).to_pylist())
+    out["captions"] = portable(pq.read_table(run / "captions.parquet").to_pylist())
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("uninterrupted")
+    finish(pipeline(run))
+    return run
+
+
+def test_pipeline_end_to_end(reference_run):
+    from datasets import load_dataset
+
+    import json
+
+    summary = json.loads((reference_run / "pipeline_summary.json").read_text())
+    assert list(summary) == ["taxonomy", "distill", "vae", "sample", "vae_report", "tiny_models", "captioner", "caption",
+                             "caption_metrics", "synthesize", "score", "assemble", "genre_classifier", "tcav"]
+    assert all(row["status"] == "ran" for row in summary.values())
+    ds = load_dataset(str(reference_run / "dataset"), download_mode="force_redownload")
+    assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40
+    assert json.loads((reference_run / "tcav_report.json").read_text())["results"]
+    again = pipeline(reference_run)  # a rerun of a finished run does nothing
+    finish(again)
+    assert all(r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values())
+
+
+def test_killed_between_and_inside_stages_resumes_to_the_same_dataset(reference_run, tmp_path):
+    run = tmp_path / "killed"
+    kill_when(pipeline(run), run / ".stages" / "sample.json")  # between stages
+    proc = pipeline(run)
+    kill_when(proc, run / "audio_shards" / "shard-00001.parquet")  # inside synthesis, shards left to do
+    assert not (run / "audio_shards" / "_summary.json").exists()
+    finish(pipeline(run))
+    assert dataset_content(run) == dataset_content(reference_run)
