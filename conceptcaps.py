@@ -111,6 +111,15 @@ class ConceptCaps(datasets.GeneratorBasedBuilder):
                     yield id_, {**{k: wanted[id_][k] for k in BASE_FEATURES}, "audio": audio}
 
 
+def open_dataset(path: str, config: str = "default", split: str | None = None, **kwargs):
+    """`load_dataset` for a Hub id or a local folder. For a local folder, the cache lives inside it: datasets keys
+    a local folder's cache by the folder's name, so two folders named alike would otherwise share (and mix up)
+    one cache."""
+    if Path(path).is_dir():
+        kwargs.setdefault("cache_dir", str(Path(path) / ".cache"))
+    return datasets.load_dataset(str(path), config, split=split, **kwargs)
+
+
 def concept_examples(path: str, concept: str, split: str = "train", config: str = "default", **kwargs) -> dict:
     """A concept's positive and negative examples and its random sets, as datasets, in one call.
 
@@ -120,12 +129,10 @@ def concept_examples(path: str, concept: str, split: str = "train", config: str 
     Returns:
         {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...]}
     """
-    if Path(path).is_dir():  # datasets caches a local folder by its name, not its content: reread it
-        kwargs.setdefault("download_mode", "force_redownload")
-    sets = datasets.load_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == concept)
+    sets = open_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == concept)
     if len(sets) == 0:
         raise ValueError(f"no concept set for {concept!r} in split {split!r} (too few positives, or not a concept)")
-    examples = datasets.load_dataset(path, config, split=split, **kwargs)
+    examples = open_dataset(path, config, split=split, **kwargs)
     position = {id_: i for i, id_ in enumerate(examples["id"])}
     roles = sets.features["role"].names
 

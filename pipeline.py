@@ -200,14 +200,13 @@ def format_summary(summary: dict) -> str:
 def show_dataset(folder: Path) -> None:
     """Open the assembled dataset with `load_dataset`, as a user would; print a few rows, one concept's sets and
     the TCAV table."""
-    from datasets import load_dataset
+    from conceptcaps import open_dataset
 
-    fresh = {"download_mode": "force_redownload"}  # datasets caches a local folder by its name, not its content
-    ds = load_dataset(str(folder), **fresh)
+    ds = open_dataset(str(folder))
     lines = [f"load_dataset({str(folder)!r}): " + ", ".join(f"{s} {len(ds[s])}" for s in ds)]
     for row in ds["train"].select(range(min(3, len(ds["train"])))):
         lines.append(f"  {row['id']}  [{', '.join(row['tags'])}]  clap {row['clap_score']:.3f}\n    {row['caption']}")
-    sets = load_dataset(str(folder), "concepts", split="train", **fresh)
+    sets = open_dataset(str(folder), "concepts", split="train")
     if len(sets):
         roles = sets.features["role"].names
         concept = sets[0]["concept"]

@@ -39,7 +39,7 @@ class PushArguments:
 def push_plan(folder: Path, repo_id: str, version: str) -> dict:
     if not (folder / "README.md").is_file() or not (folder / "build_summary.json").is_file():
         raise DataError(folder, "not an assembled dataset (no README.md or build_summary.json); run builder.assemble")
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts)
     return {"repo_id": repo_id, "repo_type": "dataset", "version": version,
             "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size} for p in files],
             "total_bytes": sum(p.stat().st_size for p in files), "order": ["data files", "README.md", f"tag {version}"]}

@@ -93,12 +93,10 @@ class GenreClassifierArguments:
 
 def load_audio_split(dataset: str, split: str, max_seconds: float | None = None) -> tuple[list[dict], list[np.ndarray]]:
     """Rows (without audio) and mono float waveforms of a split of the `audio` config."""
-    from datasets import load_dataset
-
+    from conceptcaps import open_dataset
     from generation.audio_checks import decode_audio
 
-    kwargs = {"download_mode": "force_redownload"} if Path(dataset).is_dir() else {}
-    ds = load_dataset(dataset, "audio", split=split, **kwargs)
+    ds = open_dataset(dataset, "audio", split=split)
     ds = ds.cast_column("audio", ds.features["audio"].__class__(decode=False))
     rows, waves = [], []
     for row in ds:

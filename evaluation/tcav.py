@@ -247,8 +247,7 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
 
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
-    from datasets import load_dataset
-
+    from conceptcaps import open_dataset
     from evaluation.genre_classifier import _pad_stack, load_audio_split
 
     dataset = args.dataset or str(out / "dataset")
@@ -256,8 +255,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     resolve_layer(model, args.layer)
     rows, waves = load_audio_split(dataset, args.split)
     position = {r["id"]: i for i, r in enumerate(rows)}
-    kwargs = {"download_mode": "force_redownload"} if Path(dataset).is_dir() else {}
-    sets = load_dataset(dataset, "concepts", split=args.split, **kwargs)
+    sets = open_dataset(dataset, "concepts", split=args.split)
     roles = sets.features["role"].names
     members: dict[str, dict] = {}
     for r in sets:

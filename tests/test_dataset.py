@@ -43,8 +43,8 @@ def assembled(tiny_models, taxonomy, tmp_path_factory):
     return run, run / "dataset", summary
 
 
-def test_every_config_and_split_loads(assembled):
-    from datasets import load_dataset
+def test_every_config_and_split_loads(assembled, tmp_path):
+    from conceptcaps import open_dataset as load_dataset  # load_dataset with the folder's own cache
 
     _, folder, summary = assembled
     assert summary["examples"] == 47 and summary["rejected"] == {}  # the rejected caption was never synthesised
@@ -62,6 +62,10 @@ def test_every_config_and_split_loads(assembled):
     assert streamed["id"] == default["train"][0]["id"]
     concepts = load_dataset(str(folder), "concepts", split="train")
     assert set(concepts.features["role"].names) == {"positive", "negative", "random"}
+    import datasets  # what a user types, with nothing of ours
+
+    plain = datasets.load_dataset(str(folder), "concepts", split="test", cache_dir=str(tmp_path))
+    assert len(plain) == len(load_dataset(str(folder), "concepts", split="test"))
 
 
 def test_no_id_in_two_splits_and_parquet_reads_elsewhere(assembled):

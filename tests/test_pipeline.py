@@ -56,15 +56,15 @@ def reference_run(tmp_path_factory):
 
 
 def test_pipeline_end_to_end(reference_run):
-    from datasets import load_dataset
-
     import json
+
+    from conceptcaps import open_dataset
 
     summary = json.loads((reference_run / "pipeline_summary.json").read_text())
     assert list(summary) == ["taxonomy", "distill", "vae", "sample", "vae_report", "tiny_models", "captioner", "caption",
                              "caption_metrics", "synthesize", "score", "assemble", "genre_classifier", "tcav"]
     assert all(row["status"] == "ran" for row in summary.values())
-    ds = load_dataset(str(reference_run / "dataset"), download_mode="force_redownload")
+    ds = open_dataset(str(reference_run / "dataset"))
     assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40
     assert json.loads((reference_run / "tcav_report.json").read_text())["results"]
     again = pipeline(reference_run)  # a rerun of a finished run does nothing
