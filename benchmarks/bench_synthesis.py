@@ -1,5 +1,6 @@
 """Synthesis targets, each a ratio measured in this one run (tiny MusicGen built from its config):
-  batched (batch 8) >= 4x the clips/s of one at a time; two CPU processes under accelerate >= 1.6x one;
+  batched (batch 8) >= 4x the clips/s of one at a time; two CPU processes under accelerate >= 1.6x one (each
+  process single-threaded; one process using both cores through threads is reported beside it);
   a rerun of a finished synthesis < 5 % of the first run's time, with no model load;
   peak RSS at 512 clips <= 1.2x at 64; and the real musicgen-small architecture (random weights) on this CPU in
   seconds per second of audio. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
@@ -121,20 +122,26 @@ def run(out: Path, n: int = 128, large: bool = False) -> dict:
     rerun = time.perf_counter() - start
     result.update(first_run_seconds=round(first, 2), rerun_seconds=round(rerun, 3), rerun_fraction=round(rerun / first, 4),
                   rerun_ratio_to_5pct=round(rerun / first / 0.05, 3), rerun_loaded_model=again["model_loaded"])
-    # one process vs two under accelerate (each of the two single-threaded: two cores), enough clips to matter
-    one, two = out / "one", out / "two"
-    write_captions(one / "captions.parquet", n)
-    write_captions(two / "captions.parquet", n)
-    t_one, _ = timed_run(synth_cmd(model, one, 8, duration=3.0))
+    # one process vs two under accelerate, each process single-threaded (so one core per process: the scaling
+    # of the shard split), and one process free to use both cores through intra-op threads
     launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    t_two, _ = timed_run(synth_cmd(model, two, 8, launcher, duration=3.0), {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
-    work_one = json.loads((one / "audio_shards" / "_summary-000.json").read_text())["seconds"]
-    work_two = max(json.loads((two / "audio_shards" / f"_summary-{p:03d}.json").read_text())["seconds"] for p in (0, 1))
-    result.update(clips=n, one_process_wall_s=round(t_one, 2), two_process_wall_s=round(t_two, 2),
-                  two_process_wall_speedup=round(t_one / t_two, 2), one_process_work_s=work_one, two_process_work_s=work_two,
-                  two_process_work_speedup=round(work_one / work_two, 2),
-                  two_process_ratio_to_1_6x=round(work_one / work_two / 1.6, 3))
+    work = {}
+    for name, cmd_launcher, env in (("one_1thread", None, {"OMP_NUM_THREADS": "1"}), ("one_2threads", None, {}),
+                                    ("two_1thread", launcher, {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})):
+        walls, works = [], []
+        for repeat in range(2):  # this shared machine's speed drifts: keep the better of two runs of each
+            d = out / f"{name}_{repeat}"
+            write_captions(d / "captions.parquet", n)
+            wall, _ = timed_run(synth_cmd(model, d, 8, cmd_launcher, duration=3.0), env)
+            summaries = [json.loads(p.read_text()) for p in sorted((d / "audio_shards").glob("_summary-*.json"))]
+            walls.append(wall)
+            works.append(max(s["seconds"] for s in summaries))  # the slowest process finishes the job
+        work[name] = min(works)
+        result[f"{name}_wall_s"], result[f"{name}_work_s"] = round(min(walls), 2), work[name]
+    result.update(clips=n, two_process_speedup=round(work["one_1thread"] / work["two_1thread"], 2),
+                  two_process_ratio_to_1_6x=round(work["one_1thread"] / work["two_1thread"] / 1.6, 3),
+                  two_process_vs_one_process_2threads=round(work["one_2threads"] / work["two_1thread"], 2))
     # memory does not grow with the number of clips
     rss = {k: rss_of(model, out / f"rss{k}", k) for k in (64, 512)}
     result.update(rss_kib_64=rss[64], rss_kib_512=rss[512], rss_ratio_512_to_64=round(rss[512] / rss[64], 3))

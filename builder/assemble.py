@@ -12,7 +12,6 @@ written under a temporary name and renamed at the end, so a crash never leaves a
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -47,6 +46,7 @@ class AssembleArguments:
     num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
     concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
+    fad_reference: str | None = field(default=None, metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad): FAD per split"})
 
 
 def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, list[str]]:
@@ -59,7 +59,9 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
     if len(ids) != len(set(ids)):
         dup = [i for i, n in Counter(ids).items() if n > 1][:5]
         raise DataError(audio_dir, f"duplicate ids across audio shards: {dup}")
-    scores = {r["id"]: r["clap_score"] for r in merge_shards(ids, shard_size, score_dir).select(["id", "clap_score"]).to_pylist()}
+    score_rows = merge_shards(ids, shard_size, score_dir).select(["id", "clap_score", "clap_embedding"]).to_pylist()
+    scores = {r["id"]: r["clap_score"] for r in score_rows}
+    embeddings = {r["id"]: r["clap_embedding"] for r in score_rows}
     if not captions_path.is_file():
         raise DataError(captions_path, "not found")
     captions = {r["id"]: r for r in pq.read_table(captions_path).to_pylist()}
@@ -88,7 +90,7 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                 "clap_score": scores[row["id"]], "duration_s": row["duration_s"],
                 "caption_model": captions[row["id"]]["model"], "audio_model": row["model"],
                 "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
-                "seed": row["seed"]})
+                "seed": row["seed"], "_embedding": embeddings[row["id"]]})
     audio_ids = set(ids)
     for id_, c in captions.items():
         if c["status"] == "ok" and id_ not in audio_ids:
@@ -96,6 +98,28 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
         if c["status"] != "ok":
             rejected.update(f"caption: {r}" for r in c["reasons"])
     return examples, rejected, shard_files
+
+
+def per_split_fad(examples: Sequence[dict], reference_path: str | None) -> dict | None:
+    """FAD (CLAP embeddings) of each split against the reference embeddings, if a reference is given."""
+    if not reference_path:
+        return None
+    import numpy as np
+
+    from evaluation.clap import frechet_audio_distance
+
+    path = Path(reference_path)
+    if not path.is_file():
+        raise DataError(path, "FAD reference embeddings not found (make them with `python -m evaluation.fad`)")
+    reference = np.load(path)
+    out = {}
+    for split in SPLITS:
+        mine = np.array([e["_embedding"] for e in examples if e["split"] == split], dtype=np.float64)
+        if len(mine) < 2 or mine.shape[1] != reference.shape[1]:
+            raise DataError(path, f"cannot compare split {split!r}: {mine.shape} generated vs {reference.shape} reference "
+                            "embeddings (the same CLAP model must make both)")
+        out[split] = frechet_audio_distance(mine, reference.astype(np.float64))
+    return out
 
 
 def _write_config(builder_name: str, run: Path, out: Path, max_bytes: float, cache: Path) -> dict:
@@ -130,6 +154,9 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     mentions = [set(checker.named_concepts(e["caption"])) for e in examples]
     rows, concept_summary = build_concept_sets(
         examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
+    fad = per_split_fad(examples, args.fad_reference)
+    for e in examples:
+        del e["_embedding"]
     assembly = run / "assembly"
     write_parquet(assembly / "examples.parquet", pa.Table.from_pylist(examples))
     concept_schema = pa.schema([("concept", pa.string()), ("category", pa.string()), ("split", pa.string()),
@@ -151,6 +178,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     write_json(tmp / "concept_sets_summary.json", concept_summary)
     summary = {
         "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
+        "fad_per_split": fad,
         "concept_set_rows": counts["concepts"],
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
         "arguments": asdict(args), "packages": package_versions(),

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, DataError, get_logger, parse_args, run_dir, write_json, write_parquet
+from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, get_logger, parse_args, run_dir, write_json, write_parquet
 from builder.musiccaps import MusicCapsRow, read_musiccaps
 from builder.taxonomy import Taxonomy
 

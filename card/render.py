@@ -107,7 +107,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         card_data, template_path=str(TEMPLATE), repo_id=repo_id, version=summary["version"],
         n_concepts=len(taxonomy.concepts), taxonomy_version=taxonomy.version, per_split=summary["per_split"],
         total=len(examples), caption_words=_stats([len(e["caption"].split()) for e in examples], 1),
-        clap=_stats([e["clap_score"] for e in examples]), clap_model=clap_model,
+        clap=_stats([e["clap_score"] for e in examples]), clap_model=clap_model, fad=summary.get("fad_per_split"),
         taxonomy_table={c: ", ".join(f"{x.name} ({counts[x.name]})" for x in taxonomy.by_category(c)) for c in CATEGORIES},
         min_positives=summary["arguments"]["min_positives"], num_random_sets=summary["arguments"]["num_random_sets"],
         concepts_with_sets=summary["concepts_with_sets"],

@@ -12,7 +12,7 @@ gpt2-large MAUVE features, the defaults here).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 

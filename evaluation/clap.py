@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +25,7 @@ import soxr
 
 from builder.common import DataError, get_logger, parse_args, run_dir, write_json
 from generation.audio_checks import decode_audio
-from generation.shards import distributed_state, MANIFEST_NAME, make_shards, merge_shards, run_sharded, shard_path
+from generation.shards import distributed_state, MANIFEST_NAME, merge_shards, run_sharded, shard_path
 
 logger = get_logger(__name__)
 

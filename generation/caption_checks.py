@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from builder.common import CATEGORIES, DataError
+from builder.common import DataError
 from builder.taxonomy import ALIAS_SEPARATOR, Taxonomy, _read_tsv, normalise_aspect
 from generation.prompting import CATEGORY_LABELS, INSTRUCTION, SYSTEM_PROMPT
 

@@ -9,13 +9,14 @@ corrupt one. After all processes finish, the main process merges the shards into
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import DataError, get_logger, write_parquet
+from builder.common import DataError, get_logger, write_json, write_parquet
 
 logger = get_logger(__name__)
 
@@ -60,10 +61,6 @@ MANIFEST_NAME = "_manifest.json"
 def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True) -> None:
     """Shards made with other arguments must not be mixed with new ones: record the arguments beside the
     shards on the first run and refuse to resume with different ones."""
-    import json
-
-    from builder.common import write_json
-
     path = Path(directory) / MANIFEST_NAME
     manifest = json.loads(json.dumps(manifest, sort_keys=True, default=str))
     if path.is_file():

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from builder.assemble import main as assemble_main
 from builder.common import DataError
@@ -216,3 +215,24 @@ def test_dataset_splits_are_deterministic():
     a = assign_splits(ids, seed=0)
     assert a == assign_splits(list(reversed(ids)), seed=0)
     assert sorted(list(a.values()).count(s) for s in ("train", "validation", "test")) == [15, 15, 70]
+
+
+def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from evaluation.fad import main as fad_main
+
+    run, _, _ = assembled
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        sf.write(tmp_path / f"ref{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    reference = tmp_path / "reference.npy"
+    embeddings = fad_main(["--audio_dir", str(tmp_path), "--output", str(reference), "--model", str(tiny_models / "tiny-clap")])
+    assert embeddings.shape[0] == 6
+    summary = assemble_main(assemble_argv(run, "--fad_reference", str(reference), "--output_dir", str(tmp_path / "ds")))
+    assert set(summary["fad_per_split"]) == {"train", "validation", "test"}
+    assert all(np.isfinite(v) and v >= 0 for v in summary["fad_per_split"].values())
+    assert "FAD (CLAP embeddings) against the reference set: train" in (tmp_path / "ds" / "README.md").read_text()
+    with pytest.raises(DataError, match="nope.npy: FAD reference embeddings not found"):
+        assemble_main(assemble_argv(run, "--fad_reference", str(tmp_path / "nope.npy"), "--output_dir", str(tmp_path / "x")))

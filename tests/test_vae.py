@@ -1,19 +1,18 @@
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from builder.common import DataError
 from builder.taxonomy import Concept, Taxonomy
-from evaluation.vae_report import collapse_warning, reconstruction_metrics, sample_metrics
+from evaluation.vae_report import collapse_warning, reconstruction_metrics
 from evaluation.vae_report import main as report_main
 from generation.constraints import CONSTRAINTS_NAME, Constraints
 from generation.sample_tags import SamplingArguments, SamplingExhaustedError, reference_lists, sample_tag_lists
 from generation.sample_tags import main as sample_main
 from training import train_vae as train_module
 from training.train_vae import NonFiniteLossError, VAETrainingArguments, load_split_matrices, train_vae
-from training.vae import BetaVAE, VAEConfig, load_checkpoint, multi_hot, vae_loss
+from training.vae import load_checkpoint, multi_hot, vae_loss
 
 
 def test_loss_matches_its_definition():

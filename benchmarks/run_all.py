@@ -1,0 +1,60 @@
+"""Run every benchmark (each in its own process) and print one table: measured value, target, met or not.
+
+    .venv/bin/python -m benchmarks.run_all [--json out.json]
+
+Each benchmark prints one JSON line of values measured in one run; the ratios are taken inside that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (benchmark, key, target, predicate)
+TARGETS = [
+    ("bench_vae", "train_seconds", "VAE training to early stop < 120 s", lambda v: v < 120),
+    ("bench_vae", "sample_seconds", "sampling 20,000 lists < 30 s", lambda v: v < 30),
+    ("bench_vae", "contradiction_rate", "contradiction rate = 0", lambda v: v == 0),
+    ("bench_vae", "unique_ratio", ">= 95 % unique", lambda v: v >= 0.95),
+    ("bench_vae", "jsd_marginals_bits", "JSD of marginals (reported)", None),
+    ("bench_caption", "batched_speedup", "batch 16 >= 4x one at a time", lambda v: v >= 4),
+    ("bench_caption", "greedy_identical", "greedy batched == unbatched", lambda v: v is True),
+    ("bench_caption", "sft_seconds", "tiny SFT < 120 s", lambda v: v < 120),
+    ("bench_caption", "sft_eval_loss_after", "validation loss falls", None),
+    ("bench_synthesis", "batch8_speedup", "batch 8 >= 4x one at a time", lambda v: v >= 4),
+    ("bench_synthesis", "two_process_speedup", "2 CPU processes >= 1.6x one (1 thread each)", lambda v: v >= 1.6),
+    ("bench_synthesis", "two_process_vs_one_process_2threads", "2 processes vs 1 process on 2 threads", None),
+    ("bench_synthesis", "rerun_fraction", "rerun < 5 % of first run, no model", lambda v: v < 0.05),
+    ("bench_synthesis", "rss_ratio_512_to_64", "RSS(512 clips) <= 1.2 x RSS(64)", lambda v: v <= 1.2),
+    ("bench_synthesis", "musicgen_small_cpu_s_per_audio_s", "musicgen-small (real size) on CPU, s per s of audio", None),
+]
+
+
+def run(name: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", "--run_dir", f"runs/bench/{name}"], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", default=None, help="also write every measured value here")
+    args = parser.parse_args()
+    results = {name: run(name) for name in dict.fromkeys(t[0] for t in TARGETS)}
+    print(f"| {'benchmark':<16} | {'value':>10} | {'target':<52} | met |")
+    print(f"|{'-' * 18}|{'-' * 12}|{'-' * 54}|-----|")
+    for name, key, target, ok in TARGETS:
+        value = results[name].get(key)
+        met = "-" if ok is None else ("yes" if value is not None and ok(value) else "NO")
+        print(f"| {name:<16} | {str(value):>10} | {target:<52} | {met:>3} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
