@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from builder.common import DEFAULT_MUSICCAPS_CSV
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # a cache of the test session's own: datasets keys a local folder's cache by its name, not its content
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="conceptcaps-test-hf-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 MUSICCAPS_COLUMNS = ["ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",
