@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import atexit
+import csv
 import os
 import shutil
 import tempfile

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+from tqdm.auto import tqdm
 
 from builder.common import DataError, get_logger, package_versions, parse_args, run_dir, sha256_file, write_json
 from builder.taxonomy import Taxonomy
@@ -107,8 +108,6 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     constraints = learn_constraints(matrices["train"], taxonomy, args.min_expected)
     meta = {"training": asdict(args), "packages": package_versions(), **(extra_metadata or {})}
     start = time.perf_counter()
-    from tqdm.auto import tqdm
-
     epochs = tqdm(range(args.max_epochs), desc="VAE epochs", unit="epoch", disable=not accelerator.is_main_process)
     for epoch in epochs:
         model.train()
