@@ -148,7 +148,7 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
 
     def work(k: int, shard_ids: list[str]) -> pa.Table:
         if not scorer:
-            scorer.append(ClapScorer(args.model, args.revision, device=state.device if state.device.type == "cuda" else None))
+            scorer.append(ClapScorer(args.model, args.revision, device=state.device))
         s = scorer[0]
         rows = pq.read_table(shard_path(audio_dir, k)).to_pylist()
         if [r["id"] for r in rows] != shard_ids:

@@ -148,7 +148,7 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     mel = MelConfig(duration_s=args.duration_s)
     to_mel = LogMel(mel)
     with torch.no_grad():
-        x = torch.cat([to_mel(_pad_stack([waves[i] for i in keep[b:b + 64]], to_mel.samples))
+        x = torch.cat([to_mel(pad_stack([waves[i] for i in keep[b:b + 64]], to_mel.samples))
                        for b in range(0, len(keep), 64)])
     y = torch.tensor([labels[i] for i in keep])
     model = GenreCNN(len(classes), mel.n_mels, args.channels)
@@ -180,7 +180,7 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     return result
 
 
-def _pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
+def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
     out = np.zeros((len(waves), samples), dtype=np.float32)
     for i, w in enumerate(waves):
         out[i, : min(len(w), samples)] = w[:samples]

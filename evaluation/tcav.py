@@ -248,7 +248,7 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
     from conceptcaps import open_dataset
-    from evaluation.genre_classifier import _pad_stack, load_audio_split
+    from evaluation.genre_classifier import pad_stack, load_audio_split
 
     dataset = args.dataset or str(out / "dataset")
     model, preprocess, classes = _load_model(args, out)
@@ -273,7 +273,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
 
     def inputs(ids: Sequence[str]) -> torch.Tensor:
         with torch.no_grad():
-            return preprocess(_pad_stack([waves[position[i]] for i in ids], getattr(preprocess, "samples", len(waves[0]))))
+            return preprocess(pad_stack([waves[position[i]] for i in ids], getattr(preprocess, "samples", len(waves[0]))))
 
     # the random sets of the first concept serve every concept, so all are tested against the same null; they
     # must exclude every tested concept's positives

@@ -212,7 +212,7 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     def work(k: int, ids: list[str]) -> pa.Table:
         if args.backend == "llm" and llm[0] is None:
             llm[0] = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.load_in_4bit,
-                                  args.dtype, device=state.device if state.device.type != "mps" else None)
+                                  args.dtype, device=state.device)
         return pa.Table.from_pylist(caption_rows([by_id[i] for i in ids], args, checker, llm[0], k), schema=CAPTION_SCHEMA)
 
     shard_dir = output.parent / f"{output.stem}_shards"

@@ -173,7 +173,7 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
 
     def work(k: int, ids: list[str]) -> pa.Table:
         if not synth:
-            synth.append(MusicGenSynthesizer(args, device=state.device if state.device.type == "cuda" else None))
+            synth.append(MusicGenSynthesizer(args, device=state.device))
         return synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
 
     manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size,
