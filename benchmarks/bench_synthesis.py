@@ -1,6 +1,7 @@
 """Synthesis targets, each a ratio measured in this one run (tiny MusicGen built from its config):
   batched (batch 8) >= 4x the clips/s of one at a time; two CPU processes under accelerate >= 1.6x one (each
-  process single-threaded; one process using both cores through threads is reported beside it);
+  process single-threaded; beside it one process using both cores through threads, and the machine's ceiling:
+  two independent processes on half the clips each);
   a rerun of a finished synthesis < 5 % of the first run's time, with no model load;
   peak RSS at 512 clips <= 1.2x at 64; and the real musicgen-small architecture (random weights) on this CPU in
   seconds per second of audio. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -52,10 +54,11 @@ def timed_run(cmd: list[str], env: dict | None = None) -> tuple[float, int]:
     return time.perf_counter() - start, max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before)
 
 
-def synth_cmd(model: Path, run: Path, batch: int, launcher: list[str] | None = None, duration: float = 1.0) -> list[str]:
+def synth_cmd(model: Path, run: Path, batch: int, launcher: list[str] | None = None, duration: float = 1.0,
+              shard_size: int = 16) -> list[str]:
     args = ["-m", "generation.synthesize", "--captions", str(run / "captions.parquet"), "--output_dir",
             str(run / "audio_shards"), "--model", str(model), "--duration_s", str(duration), "--batch_size", str(batch),
-            "--shard_size", "16", "--top_k", "50"]
+            "--shard_size", str(shard_size), "--top_k", "50"]
     return (launcher or [sys.executable]) + args
 
 
@@ -88,7 +91,48 @@ def real_architecture_seconds_per_audio_second(size: str = "small", seconds: flo
     return (time.perf_counter() - start) / (seconds * batch)
 
 
-def run(out: Path, n: int = 128, large: bool = False) -> dict:
+def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
+    """One process vs two under accelerate, each single-threaded (one core per process: the scaling of the shard
+    split), timed by the slowest process's work (model load included, interpreter start-up not). Beside them: one
+    process using both cores through intra-op threads, and the machine's own ceiling for this work, two
+    independent plain processes on half the clips each (no accelerate, no shared folder). The configurations run
+    interleaved and each repeat gives its ratios, whose median is reported: this shared machine's speed drifts
+    from minute to minute, and a core runs slower while the other one is busy."""
+    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    one_thread = {"OMP_NUM_THREADS": "1"}
+    configs = {"one_1thread": [(None, one_thread, n)], "one_2threads": [(None, {}, n)],
+               "two_1thread": [(launcher, {"ACCELERATE_USE_CPU": "1", **one_thread}, n)],
+               "independent_pair": [(None, one_thread, n // 2), (None, one_thread, n - n // 2)]}
+    work = {name: [] for name in configs}
+    for repeat in range(repeats):
+        for name, runs in configs.items():
+            procs, dirs = [], []
+            for j, (cmd_launcher, env, clips) in enumerate(runs):
+                d = out / f"{name}_{repeat}_{j}"
+                write_captions(d / "captions.parquet", clips)
+                procs.append(subprocess.Popen(synth_cmd(model, d, 8, cmd_launcher, duration=3.0, shard_size=8), cwd=REPO,
+                                              env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                dirs.append(d)
+            for proc in procs:
+                if proc.wait() != 0:
+                    raise RuntimeError(proc.stderr.read().decode()[-2000:])
+            summaries = [json.loads(p.read_text()) for d in dirs for p in sorted((d / "audio_shards").glob("_summary-*.json"))]
+            work[name].append(max(s["seconds"] for s in summaries))  # the slowest process finishes the job
+    ratio = {k: [a / b for a, b in zip(work["one_1thread"], work[k])] for k in ("two_1thread", "independent_pair")}
+    result = {f"{name}_work_s": [round(w, 2) for w in v] for name, v in work.items()}
+    result.update(clips=n, two_process_speedup_per_repeat=[round(r, 2) for r in ratio["two_1thread"]],
+                  two_process_speedup=round(statistics.median(ratio["two_1thread"]), 2),
+                  two_process_ratio_to_1_6x=round(statistics.median(ratio["two_1thread"]) / 1.6, 3),
+                  independent_pair_speedup=round(statistics.median(ratio["independent_pair"]), 2),
+                  two_process_vs_independent_pair=round(statistics.median(
+                      [a / b for a, b in zip(work["independent_pair"], work["two_1thread"])]), 2),
+                  two_process_vs_one_process_2threads=round(statistics.median(
+                      [a / b for a, b in zip(work["one_2threads"], work["two_1thread"])]), 2))
+    return result
+
+
+def run(out: Path, n: int = 256, large: bool = False) -> dict:
     from generation.synthesize import MusicGenSynthesizer, SynthesisArguments, run_synthesis
 
     out.mkdir(parents=True, exist_ok=True)
@@ -122,28 +166,7 @@ def run(out: Path, n: int = 128, large: bool = False) -> dict:
     rerun = time.perf_counter() - start
     result.update(first_run_seconds=round(first, 2), rerun_seconds=round(rerun, 3), rerun_fraction=round(rerun / first, 4),
                   rerun_ratio_to_5pct=round(rerun / first / 0.05, 3), rerun_loaded_model=again["model_loaded"])
-    # one process vs two under accelerate, each process single-threaded (so one core per process: the scaling
-    # of the shard split), and one process free to use both cores through intra-op threads
-    launcher = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    configs = {"one_1thread": (None, {"OMP_NUM_THREADS": "1"}), "one_2threads": (None, {}),
-               "two_1thread": (launcher, {"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})}
-    walls = {name: [] for name in configs}
-    works = {name: [] for name in configs}
-    for repeat in range(3):  # interleaved, best of three: this shared machine's speed drifts from minute to minute
-        for name, (cmd_launcher, env) in configs.items():
-            d = out / f"{name}_{repeat}"
-            write_captions(d / "captions.parquet", n)
-            wall, _ = timed_run(synth_cmd(model, d, 8, cmd_launcher, duration=3.0), env)
-            summaries = [json.loads(p.read_text()) for p in sorted((d / "audio_shards").glob("_summary-*.json"))]
-            walls[name].append(wall)
-            works[name].append(max(s["seconds"] for s in summaries))  # the slowest process finishes the job
-    work = {name: min(v) for name, v in works.items()}
-    for name in configs:
-        result[f"{name}_wall_s"], result[f"{name}_work_s"] = round(min(walls[name]), 2), work[name]
-    result.update(clips=n, two_process_speedup=round(work["one_1thread"] / work["two_1thread"], 2),
-                  two_process_ratio_to_1_6x=round(work["one_1thread"] / work["two_1thread"] / 1.6, 3),
-                  two_process_vs_one_process_2threads=round(work["one_2threads"] / work["two_1thread"], 2))
+    result.update(process_scaling(model, out, n))
     # memory does not grow with the number of clips
     rss = {k: rss_of(model, out / f"rss{k}", k) for k in (64, 512)}
     result.update(rss_kib_64=rss[64], rss_kib_512=rss[512], rss_ratio_512_to_64=round(rss[512] / rss[64], 3))
@@ -162,7 +185,7 @@ def run(out: Path, n: int = 128, large: bool = False) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", default="runs/bench_synth")
-    parser.add_argument("--clips", type=int, default=128)
+    parser.add_argument("--clips", type=int, default=256, help="clips in the process-scaling runs")
     parser.add_argument("--large", action="store_true", help="also time musicgen-large on the GPU")
     args = parser.parse_args()
     print(json.dumps(run(Path(args.run_dir), args.clips, args.large)))

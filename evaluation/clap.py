@@ -163,9 +163,8 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
              "clap_embedding": by_id[i][2] if i in by_id else None, "clap_model": s.name} for i in shard_ids],
             schema=SCORE_SCHEMA)
 
-    counts = run_sharded(ids, shard_size, out_dir, work, state.process_index, state.num_processes,
+    counts = run_sharded(ids, shard_size, out_dir, work, state,
                          manifest={"model": args.model, "revision": args.revision, "window_s": WINDOW_S}, desc="CLAP")
-    state.wait_for_everyone()
     summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
         scores = [s for s in merge_shards(ids, shard_size, out_dir).column("clap_score").to_pylist() if s is not None]

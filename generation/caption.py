@@ -218,9 +218,7 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     shard_dir = output.parent / f"{output.stem}_shards"
     start = time.perf_counter()
     manifest = caption_manifest(args)
-    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
-                         manifest=manifest, desc="captions")
-    state.wait_for_everyone()
+    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="captions")
     summary = {}
     if state.is_main_process:
         table = merge_shards(list(by_id), args.shard_size, shard_dir)

@@ -1,15 +1,22 @@
 """Work split into shards by id, shared by every stage that runs under `accelerate launch`.
 
-Items are sorted by id and cut into shards of a fixed size; shard k belongs to process k % num_processes.
-Each process writes its own shards atomically (temporary name, then rename); nothing is gathered in memory.
-A rerun skips every shard whose file holds exactly the ids it should, and redoes a missing, partial or
-corrupt one. After all processes finish, the main process merges the shards into one file.
+Items are sorted by id and cut into shards of a fixed size. Processes claim shards as they go: a claim is a
+file created exclusively under `_claims/`, so each shard is taken by exactly one process, and a process that
+runs faster (or a resumed run where only some processes' shards are unfinished) takes more of them. Each
+process first works through the shards k with k % num_processes == its index, then helps with the others from
+the far end. Seeds derive from the shard index, never from the process, so who did a shard does not change it.
+Each shard is written atomically (temporary name, then rename); nothing is gathered in memory. A rerun skips
+every shard whose file holds exactly the ids it should, and redoes a missing, partial or corrupt one. After all
+processes finish, the main process merges the shards into one file. Across machines the folder must be on a
+shared filesystem (it must be anyway, for the merge); one launch at a time writes a folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -73,27 +80,57 @@ def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True
         write_json(path, manifest)
 
 
+class _SingleProcess:
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+CLAIMS_NAME = "_claims"
+
+
+def _claim(claims: Path, k: int) -> bool:
+    try:
+        os.close(os.open(claims / f"shard-{k:05d}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        return False
+
+
 def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Callable[[int, list[str]], pa.Table],
-                process_index: int = 0, num_processes: int = 1, manifest: dict | None = None, desc: str = "shards") -> dict:
-    """Run `work(shard_index, ids)` for this process's unfinished shards and write each result atomically.
+                state=None, manifest: dict | None = None, desc: str = "shards") -> dict:
+    """Run `work(shard_index, ids)` for every unfinished shard this process claims, writing each result atomically.
 
     Args:
+        state: accelerate's PartialState (process_index, num_processes, is_main_process, wait_for_everyone);
+            None for one process. Every process must call this function.
         manifest: what the shards depend on (arguments, models); a rerun with a different one is an error.
     Returns:
-        Counts of shards done, skipped (already complete) and belonging to other processes.
+        Counts of shards in all, done and skipped (already complete) by this process; the rest were claimed by
+        other processes.
     """
+    state = state or _SingleProcess()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
-        check_manifest(directory, manifest, process_index == 0)
+        check_manifest(directory, manifest, state.is_main_process)
+    claims = directory / CLAIMS_NAME
+    if state.is_main_process:  # claims left by a killed run are stale: clear them before anyone claims
+        shutil.rmtree(claims, ignore_errors=True)
+        claims.mkdir()
+    state.wait_for_everyone()
     from tqdm.auto import tqdm
 
     shards = make_shards(ids, shard_size)
-    mine = [k for k in range(len(shards)) if k % num_processes == process_index]
+    n, p = state.num_processes, state.process_index
+    order = [k for k in range(len(shards)) if k % n == p] + [k for k in reversed(range(len(shards))) if k % n != p]
     done = skipped = 0
-    # the main process's bar stands for all: every process has about the same share of shards
-    with tqdm(total=len(mine), desc=desc, unit="shard", disable=process_index != 0) as bar:
-        for k in mine:
+    # the main process's bar counts the shard files every process has finished
+    with tqdm(total=len(shards), desc=desc, unit="shard", disable=not state.is_main_process) as bar:
+        for k in order:
+            if not _claim(claims, k):
+                continue
             path = shard_path(directory, k)
             if shard_is_complete(path, shards[k]):
                 skipped += 1
@@ -103,7 +140,11 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
                     raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
                 write_parquet(path, table)
                 done += 1
-            bar.update(1)
+            bar.n = sum(shard_path(directory, j).is_file() for j in range(len(shards)))
+            bar.refresh()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        shutil.rmtree(claims, ignore_errors=True)
     return {"shards": len(shards), "done": done, "skipped": skipped}
 
 
@@ -121,8 +162,6 @@ def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Tab
 def distributed_state():
     """accelerate's PartialState; on a machine without CUDA it must be asked for CPU explicitly, else processes
     started by `accelerate launch --multi_gpu` each think they are alone."""
-    import os
-
     import torch
     from accelerate import PartialState
 

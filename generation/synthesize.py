@@ -6,8 +6,8 @@
     # many nodes: the same command with configs/accelerate/multi_node.yaml on every node
 
 Defaults are the paper's: musicgen-large, 30 s (1,503 new tokens: 50 frames/s plus the 3-step codebook delay),
-classifier-free guidance 3.3, top-k 250, bf16 on GPU. Ids are grouped into shards of `shard_size` clips; shard k
-belongs to process k % num_processes; each shard is written atomically as parquet (id, FLAC bytes, sampling
+classifier-free guidance 3.3, top-k 250, bf16 on GPU. Ids are grouped into shards of `shard_size` clips that the
+processes claim as they go (generation/shards.py: a faster process takes more); each shard is written atomically as parquet (id, FLAC bytes, sampling
 rate, duration, caption, attributes, model id and revision, generation parameters, seed) to `audio_shards/`.
 Nothing is gathered in memory. A rerun skips finished shards (loading no model if all are done) and redoes a
 missing, partial or corrupt one; seeds derive from (seed, shard, batch, attempt), so a redone shard is
@@ -179,8 +179,7 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size,
                 "batch_size": args.batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
                 **generation_params(args)}
-    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state.process_index, state.num_processes,
-                         manifest=manifest, desc="synthesis")
+    counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="synthesis")
     summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),
                "shards": counts, "rejected_by_reason": dict(rejected), "seconds": round(time.perf_counter() - start, 2),
                "model_loaded": bool(synth)}

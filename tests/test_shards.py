@@ -1,0 +1,73 @@
+import threading
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from generation.shards import CLAIMS_NAME, merge_shards, run_sharded
+
+
+class ThreadState:
+    """Stands in for accelerate's PartialState: one per thread, sharing a barrier."""
+
+    def __init__(self, index: int, barrier: threading.Barrier):
+        self.process_index, self.num_processes, self.is_main_process = index, barrier.parties, index == 0
+        self.barrier = barrier
+
+    def wait_for_everyone(self):
+        self.barrier.wait(timeout=60)
+
+
+def table(k, ids):
+    return pa.table({"id": ids, "shard": [k] * len(ids)})
+
+
+IDS = [f"x-{i:02d}" for i in range(8)]  # 4 shards of 2
+
+
+def test_a_faster_process_takes_the_shards_a_slower_one_has_not_started(tmp_path):
+    """Process 0 is held in its first shard until process 1 has finished three: process 1 must take shard 2
+    (process 0's by round-robin) instead of leaving it to wait."""
+    barrier, release = threading.Barrier(2), threading.Event()
+    by_process = {0: [], 1: []}
+    counts = {}
+
+    def worker(p):
+        def work(k, ids):
+            if p == 0 and k == 0:
+                assert release.wait(timeout=60)
+            by_process[p].append(k)
+            if p == 1 and len(by_process[1]) == 3:
+                release.set()
+            return table(k, ids)
+
+        counts[p] = run_sharded(IDS, 2, tmp_path, work, ThreadState(p, barrier))
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert by_process == {0: [0], 1: [1, 3, 2]}
+    assert counts[0]["done"] + counts[1]["done"] == 4
+    assert merge_shards(IDS, 2, tmp_path).column("id").to_pylist() == IDS
+    assert not (tmp_path / CLAIMS_NAME).exists()  # claims are cleared when every process is done
+
+
+def test_stale_claims_of_a_killed_run_do_not_block_a_rerun(tmp_path):
+    calls = []
+
+    def work(k, ids):
+        calls.append(k)
+        if k == 2:
+            raise KeyboardInterrupt  # killed while working on shard 2
+        return table(k, ids)
+
+    try:
+        run_sharded(IDS, 2, tmp_path, work)
+    except KeyboardInterrupt:
+        pass
+    assert (tmp_path / CLAIMS_NAME / "shard-00002").exists()
+    calls.clear()
+    counts = run_sharded(IDS, 2, tmp_path, lambda k, ids: calls.append(k) or table(k, ids))
+    assert calls == [2, 3] and counts == {"shards": 4, "done": 2, "skipped": 2}
+    assert pq.read_table(tmp_path / "shard-00002.parquet").column("shard").to_pylist() == [2, 2]
