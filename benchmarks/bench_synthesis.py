@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
         for name, runs in configs.items():
             procs, dirs = [], []
             for j, (cmd_launcher, env, clips) in enumerate(runs):
-                d = out / f"{name}_{repeat}_{j}"
+                d = out / "scaling" / f"{name}_{repeat}_{j}"
                 write_captions(d / "captions.parquet", clips)
                 procs.append(subprocess.Popen(synth_cmd(model, d, 8, cmd_launcher, duration=3.0, shard_size=8), cwd=REPO,
                                               env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
@@ -135,25 +136,33 @@ def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
 def run(out: Path, n: int = 256, large: bool = False) -> dict:
     from generation.synthesize import MusicGenSynthesizer, SynthesisArguments, run_synthesis
 
+    for sub in ("tiny-musicgen", "rerun", "scaling", "rss"):  # left by a previous run, they would make runs reruns
+        shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     model = build_tiny_musicgen(out / "tiny-musicgen", musiccaps_texts())
     result = {}
-    # batched vs one at a time: same model, same 32 captions, in one process (start-up excluded)
+    # batched vs one at a time: same model, same 32 captions, in one process (start-up excluded); interleaved
+    # repeats, median of their ratios
     args = SynthesisArguments(model=str(model), duration_s=3.0, top_k=50)
     synth = MusicGenSynthesizer(args)
     captions = [template_caption({"genre": t[:1], "mood": t[1:2], "instrument": t[2:3], "tempo": t[3:]}, str(i))
                 for i, t in enumerate(TAGS * 8)]
     synth.generate(captions[:1], args, 0)  # warm-up
-    start = time.perf_counter()
-    for c in captions:
-        synth.generate([c], args, 0)
-    single = time.perf_counter() - start
-    start = time.perf_counter()
-    for b in range(0, len(captions), 8):
-        synth.generate(captions[b:b + 8], args, 0)
-    batched = time.perf_counter() - start
-    result.update(one_at_a_time_clips_per_s=round(len(captions) / single, 2), batch8_clips_per_s=round(len(captions) / batched, 2),
-                  batch8_speedup=round(single / batched, 2), batch8_ratio_to_4x=round(single / batched / 4, 3))
+    singles, batches = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        for c in captions:
+            synth.generate([c], args, 0)
+        singles.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for b in range(0, len(captions), 8):
+            synth.generate(captions[b:b + 8], args, 0)
+        batches.append(time.perf_counter() - start)
+    speedup = statistics.median(a / b for a, b in zip(singles, batches))
+    result.update(one_at_a_time_clips_per_s=round(len(captions) / statistics.median(singles), 2),
+                  batch8_clips_per_s=round(len(captions) / statistics.median(batches), 2),
+                  batch8_speedup_per_repeat=[round(a / b, 2) for a, b in zip(singles, batches)],
+                  batch8_speedup=round(speedup, 2), batch8_ratio_to_4x=round(speedup / 4, 3))
     # a rerun of a finished synthesis, in one process: no model load, no forward pass
     rerun_dir = out / "rerun"
     write_captions(rerun_dir / "captions.parquet", 64)
@@ -168,7 +177,7 @@ def run(out: Path, n: int = 256, large: bool = False) -> dict:
                   rerun_ratio_to_5pct=round(rerun / first / 0.05, 3), rerun_loaded_model=again["model_loaded"])
     result.update(process_scaling(model, out, n))
     # memory does not grow with the number of clips
-    rss = {k: rss_of(model, out / f"rss{k}", k) for k in (64, 512)}
+    rss = {k: rss_of(model, out / "rss" / str(k), k) for k in (64, 512)}
     result.update(rss_kib_64=rss[64], rss_kib_512=rss[512], rss_ratio_512_to_64=round(rss[512] / rss[64], 3))
     # the real architecture, random weights
     result["musicgen_small_cpu_s_per_audio_s"] = round(real_architecture_seconds_per_audio_second("small"), 2)
