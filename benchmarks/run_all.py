@@ -28,12 +28,14 @@ TARGETS = [
     ("bench_caption", "sft_eval_loss_after", "validation loss falls", None),
     ("bench_synthesis", "batch8_speedup", "batch 8 >= 4x one at a time", lambda v: v >= 4),
     ("bench_synthesis", "two_process_speedup", "2 CPU processes >= 1.6x one (1 thread each)", lambda v: v >= 1.6),
+    ("bench_synthesis", "two_process_speedup_without_load", "the same, model load excluded (steady throughput)", None),
     ("bench_synthesis", "independent_pair_speedup", "machine ceiling: 2 independent processes vs 1", None),
     ("bench_synthesis", "two_process_vs_independent_pair", "2 processes under accelerate vs that ceiling", None),
     ("bench_synthesis", "two_process_vs_one_process_2threads", "2 processes vs 1 process on 2 threads", None),
     ("bench_synthesis", "rerun_fraction", "rerun < 5 % of first run, no model", lambda v: v < 0.05),
     ("bench_synthesis", "rss_ratio_512_to_64", "RSS(512 clips) <= 1.2 x RSS(64)", lambda v: v <= 1.2),
     ("bench_synthesis", "musicgen_small_cpu_s_per_audio_s", "musicgen-small (real size) on CPU, s per s of audio", None),
+    ("bench_synthesis", "musicgen_small_batch8_speedup", "musicgen-small (real size): batch 8 vs one at a time", None),
 ]
 
 

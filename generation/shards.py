@@ -138,7 +138,11 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
                 table = work(k, shards[k])
                 if table.column("id").to_pylist() != shards[k]:
                     raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
-                write_parquet(path, table)
+                try:
+                    write_parquet(path, table)
+                except OSError as e:  # a full disk, say: the finished shards stay, a rerun resumes from them
+                    raise OSError(e.errno, f"{path}: could not write this shard ({e.strerror or e}); the finished "
+                                  "shards are kept: fix the cause and rerun to resume") from e
                 done += 1
             bar.n = sum(shard_path(directory, j).is_file() for j in range(len(shards)))
             bar.refresh()

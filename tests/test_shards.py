@@ -1,6 +1,8 @@
+import errno
 import threading
 
 import pyarrow as pa
+import pytest
 import pyarrow.parquet as pq
 
 from generation.shards import CLAIMS_NAME, merge_shards, run_sharded
@@ -71,3 +73,21 @@ def test_stale_claims_of_a_killed_run_do_not_block_a_rerun(tmp_path):
     counts = run_sharded(IDS, 2, tmp_path, lambda k, ids: calls.append(k) or table(k, ids))
     assert calls == [2, 3] and counts == {"shards": 4, "done": 2, "skipped": 2}
     assert pq.read_table(tmp_path / "shard-00002.parquet").column("shard").to_pylist() == [2, 2]
+
+
+def test_a_full_disk_stops_with_a_clear_error_and_keeps_finished_shards(tmp_path, monkeypatch):
+    real_write = pq.write_table
+
+    def write_table(t, where, **kwargs):
+        if t.column("shard")[0].as_py() == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(t, where, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", write_table)
+    with pytest.raises(OSError, match=r"shard-00002\.parquet.*rerun") as e:
+        run_sharded(IDS, 2, tmp_path, table)
+    assert e.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != CLAIMS_NAME) == \
+        ["shard-00000.parquet", "shard-00001.parquet"]  # no half-written temporary file is left
+    monkeypatch.setattr(pq, "write_table", real_write)
+    assert run_sharded(IDS, 2, tmp_path, table) == {"shards": 4, "done": 2, "skipped": 2}

@@ -68,11 +68,15 @@ def test_shapes_rate_duration_and_skipped_captions(synthesized):
 
 def test_seeded_determinism(synthesized, tiny_models, tmp_path):
     run, _ = synthesized
-    shutil.copy(run / "captions.parquet", tmp_path / "captions.parquet")
-    synth_main(argv(tiny_models, tmp_path))
-    # (bytes can differ from the one-process run: each process runs torch with other thread counts, which
-    # changes float summation order; reruns under one topology are identical, see test_seeded_determinism)
-    assert all(r["status"] == "ok" for r in all_rows(tmp_path / "audio_shards"))
+    for name in ("same", "other"):
+        (tmp_path / name).mkdir()
+        shutil.copy(run / "captions.parquet", tmp_path / name / "captions.parquet")
+    synth_main(argv(tiny_models, tmp_path / "same"))
+    synth_main(argv(tiny_models, tmp_path / "other", "--seed", "1"))
+    first, same, other = (all_rows(d / "audio_shards") for d in (run, tmp_path / "same", tmp_path / "other"))
+    assert same == first  # audio bytes, seeds and every other field
+    assert len({r["seed"] for r in first}) == 2  # one seed per (shard, batch): two shards of one batch each
+    assert all(a["audio"]["bytes"] != b["audio"]["bytes"] and a["seed"] != b["seed"] for a, b in zip(first, other))
 
 
 def test_resume_redoes_deleted_truncated_and_corrupt_shards(synthesized, tiny_models, tmp_path):
@@ -82,6 +86,7 @@ def test_resume_redoes_deleted_truncated_and_corrupt_shards(synthesized, tiny_mo
     before = all_rows(run / "audio_shards")
     again = synth_main(argv(tiny_models, run))
     assert again["shards"] == {"shards": 2, "done": 0, "skipped": 2} and again["model_loaded"] is False
+    assert again["load_seconds"] == 0 < synthesized[1]["load_seconds"] < synthesized[1]["seconds"]
     shards = sorted((run / "audio_shards").glob("shard-*.parquet"))
     shards[0].unlink()
     shards[1].write_bytes(shards[1].read_bytes()[: 200])

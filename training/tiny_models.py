@@ -125,6 +125,10 @@ def build_tiny_musicgen(output_dir, texts: Sequence[str], seed: int = 0) -> Path
     config.text_encoder.vocab_size = len(tokenizer)
     torch.manual_seed(seed)
     model = MusicgenForConditionalGeneration(config)
+    with torch.no_grad():  # an untrained EnCodec's codebooks are zeros, so every clip would decode to the same audio
+        for layer in model.audio_encoder.quantizer.layers:
+            layer.codebook.embed.normal_()
+            layer.codebook.embed_avg.copy_(layer.codebook.embed)
     model.generation_config.update(do_sample=True, guidance_scale=3.0, max_length=1500, top_k=50,
                                    decoder_start_token_id=config.decoder.pad_token_id, pad_token_id=config.decoder.pad_token_id)
     model.save_pretrained(output_dir)
