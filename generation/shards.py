@@ -116,9 +116,11 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     if manifest is not None:
         check_manifest(directory, manifest, state.is_main_process)
     claims = directory / CLAIMS_NAME
-    if state.is_main_process:  # claims left by a killed run are stale: clear them before anyone claims
+    if state.is_main_process:  # claims and half-written files left by a killed run: clear them before anyone claims
         shutil.rmtree(claims, ignore_errors=True)
         claims.mkdir()
+        for stale in directory.glob(".shard-*.tmp"):  # atomic_path's temporary names
+            stale.unlink(missing_ok=True)
     state.wait_for_everyone()
     from tqdm.auto import tqdm
 

@@ -55,7 +55,7 @@ def test_a_faster_process_takes_the_shards_a_slower_one_has_not_started(tmp_path
     assert not (tmp_path / CLAIMS_NAME).exists()  # claims are cleared when every process is done
 
 
-def test_stale_claims_of_a_killed_run_do_not_block_a_rerun(tmp_path):
+def test_stale_claims_and_temporary_files_of_a_killed_run_are_cleared(tmp_path):
     calls = []
 
     def work(k, ids):
@@ -69,10 +69,12 @@ def test_stale_claims_of_a_killed_run_do_not_block_a_rerun(tmp_path):
     except KeyboardInterrupt:
         pass
     assert (tmp_path / CLAIMS_NAME / "shard-00002").exists()
+    (tmp_path / ".shard-00002.parquet.k1ll3d.tmp").write_bytes(b"half a shard")  # what SIGKILL leaves mid-write
     calls.clear()
     counts = run_sharded(IDS, 2, tmp_path, lambda k, ids: calls.append(k) or table(k, ids))
     assert calls == [2, 3] and counts == {"shards": 4, "done": 2, "skipped": 2}
     assert pq.read_table(tmp_path / "shard-00002.parquet").column("shard").to_pylist() == [2, 2]
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_a_full_disk_stops_with_a_clear_error_and_keeps_finished_shards(tmp_path, monkeypatch):
