@@ -1,10 +1,11 @@
 """Synthesis targets, each a ratio measured in this one run (tiny MusicGen built from its config):
-  batched (batch 8) >= 4x the clips/s of one at a time; two CPU processes under accelerate >= 1.6x one (512
-  clips of 3 s, each process single-threaded; beside it one process using both cores through threads, and the machine's ceiling:
-  two independent processes on half the clips each);
+  batched (batch 8) >= 4x the clips/s of one at a time (with the share of that time EnCodec takes, the same per
+  clip at any batch size); two CPU processes under accelerate >= 1.6x one (512 clips of 3 s, each process
+  single-threaded; beside it one process using both cores through threads, and the machine's ceiling: two
+  independent processes on half the clips each);
   a rerun of a finished synthesis < 5 % of the first run's time, with no model load;
   peak RSS at 512 clips <= 1.2x at 64; and the real musicgen-small architecture (random weights) on this CPU in
-  seconds per second of audio. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
+  seconds per second of audio, one at a time and at batch 8. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
 
     .venv/bin/python -m benchmarks.bench_synthesis [--run_dir runs/bench_synth] [--large]
 """
