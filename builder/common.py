@@ -52,12 +52,21 @@ def run_dir(path: str | os.PathLike | None = None) -> Path:
     return out
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def remove_temporaries(directory: str | os.PathLike, name_glob: str = "*") -> None:
+    """Delete what atomic_path left in `directory` for files named `name_glob` when a process was killed mid-write."""
+    for stale in Path(directory).glob(f".{name_glob}.*{TMP_SUFFIX}"):
+        stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` only if the block finishes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import DataError, get_logger, write_json, write_parquet
+from builder.common import DataError, get_logger, remove_temporaries, write_json, write_parquet
 
 logger = get_logger(__name__)
 
@@ -119,8 +119,7 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     if state.is_main_process:  # claims and half-written files left by a killed run: clear them before anyone claims
         shutil.rmtree(claims, ignore_errors=True)
         claims.mkdir()
-        for stale in directory.glob(".shard-*.tmp"):  # atomic_path's temporary names
-            stale.unlink(missing_ok=True)
+        remove_temporaries(directory, "shard-*.parquet")
     state.wait_for_everyone()
     from tqdm.auto import tqdm
 

@@ -2,8 +2,8 @@ import errno
 import threading
 
 import pyarrow as pa
-import pytest
 import pyarrow.parquet as pq
+import pytest
 
 from generation.shards import CLAIMS_NAME, merge_shards, run_sharded
 
