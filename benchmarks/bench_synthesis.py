@@ -1,11 +1,14 @@
 """Synthesis targets, each a ratio measured in this one run (tiny MusicGen built from its config):
-  batched (batch 8) >= 4x the clips/s of one at a time (with the share of that time EnCodec takes, the same per
-  clip at any batch size); two CPU processes under accelerate >= 1.6x one (512 clips of 3 s, each process
+  batched (batch 8) >= 4x the clips/s of one at a time, on one intra-op thread (the tiny model's faster setting
+  for both; two threads reported beside it), with the share of that time EnCodec takes (the same per clip at any
+  batch size); two CPU processes under accelerate >= 1.6x one (512 clips of 3 s, each process
   single-threaded; beside it one process using both cores through threads, and the machine's ceiling: two
   independent processes on half the clips each);
   a rerun of a finished synthesis < 5 % of the first run's time, with no model load;
   peak RSS at 512 clips <= 1.2x at 64; and the real musicgen-small architecture (random weights) on this CPU in
-  seconds per second of audio, one at a time and at batch 8. On a GPU (--large), seconds per 30 s clip for musicgen-large per batch size.
+  seconds per second of audio, one at a time and at batch 8, and its EnCodec decoding a batch of 8 in one call
+  against one clip at a time (the synthesizer's choice on CPU). On a GPU (--large), seconds per 30 s clip for
+  musicgen-large per batch size.
 
     .venv/bin/python -m benchmarks.bench_synthesis [--run_dir runs/bench_synth] [--large]
 """
@@ -79,9 +82,13 @@ def real_architecture_seconds_per_audio_second(size: str = "small", seconds: flo
     import torch
     from transformers import MusicgenForConditionalGeneration
 
+    from generation.synthesize import decode_in_chunks
+
     model = MusicgenForConditionalGeneration(musicgen_config(size)).to(device).eval()
     if device != "cpu":
         model = model.to(torch.bfloat16)
+    else:  # as the synthesizer does on CPU
+        model.audio_encoder.decode = decode_in_chunks(model.audio_encoder.decode, 1)
     tokens = int(seconds * 50) + 3
     inputs = torch.randint(0, 1000, (batch, 12), device=device)
     with torch.inference_mode():
@@ -93,22 +100,69 @@ def real_architecture_seconds_per_audio_second(size: str = "small", seconds: flo
     return (time.perf_counter() - start) / (seconds * batch)
 
 
-def codec_seconds(synth, seconds: float) -> dict[int, float]:
-    """Seconds for EnCodec to decode one batch of random codes of `seconds` of audio, at batch 1 and 8."""
+def batch_comparison(synth, args, captions: list[str], repeats: int = 4) -> dict:
+    """Clips/s at batch 8 and one at a time, same model and captions, in one process (start-up excluded), on one
+    intra-op thread and on two; interleaved repeats (this shared machine's speed drifts), medians of the
+    per-repeat ratios. Beside them, the share of the time EnCodec takes (on CPU it decodes one clip at a time at
+    any batch size, so its cost per clip does not shrink with batching and bounds the speed-up)."""
     import torch
 
-    config = synth.model.config
-    frames = int(seconds * config.audio_encoder.frame_rate)
+    n, threads = len(captions), torch.get_num_threads()
+    codes = torch.randint(0, synth.model.config.audio_encoder.codebook_size,
+                          (1, 1, synth.model.config.decoder.num_codebooks, int(args.duration_s * synth.frame_rate)))
+    synth.generate(captions[:1], args, 0)  # warm-up
+    times = {t: {"one": [], "batch8": [], "codec": []} for t in (1, 2)}
+    try:
+        for _ in range(repeats):
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                for key, size in (("one", 1), ("batch8", 8)):
+                    start = time.perf_counter()
+                    for b in range(0, n, size):
+                        synth.generate(captions[b:b + size], args, 0)
+                    times[t][key].append(time.perf_counter() - start)
+                with torch.inference_mode():
+                    start = time.perf_counter()
+                    synth.model.audio_encoder.decode(codes, [None])
+                    times[t]["codec"].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
     out = {}
-    with torch.inference_mode():
-        for batch in (1, 8):
-            codes = torch.randint(0, config.audio_encoder.codebook_size, (1, batch, config.decoder.num_codebooks, frames))
-            synth.model.audio_encoder.decode(codes, [None])  # warm-up
-            start = time.perf_counter()
-            for _ in range(3):
-                synth.model.audio_encoder.decode(codes, [None])
-            out[batch] = (time.perf_counter() - start) / 3
+    for t, v in times.items():
+        suffix = "" if t == 1 else "_2threads"
+        ratios = [a / b for a, b in zip(v["one"], v["batch8"])]
+        codec = statistics.median(v["codec"]) * n
+        out.update({f"one_at_a_time_clips_per_s{suffix}": round(n / statistics.median(v["one"]), 2),
+                    f"batch8_clips_per_s{suffix}": round(n / statistics.median(v["batch8"]), 2),
+                    f"batch8_speedup_per_repeat{suffix}": [round(r, 2) for r in ratios],
+                    f"batch8_speedup{suffix}": round(statistics.median(ratios), 2),
+                    f"codec_share_of_batch8_time{suffix}": round(codec / statistics.median(v["batch8"]), 3),
+                    f"codec_share_of_one_at_a_time_time{suffix}": round(codec / statistics.median(v["one"]), 3)})
+    out["batch8_ratio_to_4x"] = round(out["batch8_speedup"] / 4, 3)
     return out
+
+
+def real_codec_ms_per_clip(seconds: float = 3.0, batch: int = 8, repeats: int = 3) -> dict[str, float]:
+    """The real 32 kHz EnCodec (random weights) on this CPU: milliseconds per clip to decode a batch of `batch` clips
+    in one call (what MusicGen's generate does) and one clip at a time (what the synthesizer does on CPU);
+    interleaved repeats, medians."""
+    import torch
+    from transformers import EncodecModel
+
+    codec = EncodecModel(musicgen_config("small").audio_encoder).eval()
+    codes = torch.randint(0, codec.config.codebook_size, (1, batch, 4, int(seconds * codec.config.frame_rate)))
+    times = {"at_once": [], "one_at_a_time": []}
+    with torch.inference_mode():
+        codec.decode(codes[:, :1], [None])  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            codec.decode(codes, [None])
+            times["at_once"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            for i in range(batch):
+                codec.decode(codes[:, i:i + 1], [None])
+            times["one_at_a_time"].append(time.perf_counter() - start)
+    return {k: round(statistics.median(v) * 1000 / batch, 1) for k, v in times.items()}
 
 
 def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
@@ -166,32 +220,13 @@ def run(out: Path, n: int = 512, large: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     model = build_tiny_musicgen(out / "tiny-musicgen", musiccaps_texts())
     result = {}
-    # batched vs one at a time: same model, same 32 captions, in one process (start-up excluded); interleaved
-    # repeats, median of their ratios
+    # batched vs one at a time. The tiny model runs faster on one intra-op thread than on two, one at a time and
+    # batched (its ops are too small to split: the second thread's synchronisation costs more than it does), so
+    # the target is read on one thread, the way the process-scaling runs use each core; two threads are reported
     args = SynthesisArguments(model=str(model), duration_s=3.0, top_k=50)
-    synth = MusicGenSynthesizer(args)
     captions = [template_caption({"genre": t[:1], "mood": t[1:2], "instrument": t[2:3], "tempo": t[3:]}, str(i))
                 for i, t in enumerate(TAGS * 8)]
-    synth.generate(captions[:1], args, 0)  # warm-up
-    singles, batches = [], []
-    for _ in range(3):
-        start = time.perf_counter()
-        for c in captions:
-            synth.generate([c], args, 0)
-        singles.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for b in range(0, len(captions), 8):
-            synth.generate(captions[b:b + 8], args, 0)
-        batches.append(time.perf_counter() - start)
-    speedup = statistics.median(a / b for a, b in zip(singles, batches))
-    codec = codec_seconds(synth, args.duration_s)
-    result.update(one_at_a_time_clips_per_s=round(len(captions) / statistics.median(singles), 2),
-                  batch8_clips_per_s=round(len(captions) / statistics.median(batches), 2),
-                  batch8_speedup_per_repeat=[round(a / b, 2) for a, b in zip(singles, batches)],
-                  batch8_speedup=round(speedup, 2), batch8_ratio_to_4x=round(speedup / 4, 3),
-                  # EnCodec's decoding costs the same per clip at any batch size, which bounds the speed-up
-                  codec_share_of_batch8_time=round(codec[8] * len(captions) / 8 / statistics.median(batches), 3),
-                  codec_share_of_one_at_a_time_time=round(codec[1] * len(captions) / statistics.median(singles), 3))
+    result.update(batch_comparison(MusicGenSynthesizer(args), args, captions))
     # a rerun of a finished synthesis, in one process: no model load, no forward pass
     rerun_dir = out / "rerun"
     write_captions(rerun_dir / "captions.parquet", 64)
@@ -214,6 +249,10 @@ def run(out: Path, n: int = 512, large: bool = False) -> dict:
     result.update(musicgen_small_cpu_s_per_audio_s=round(small[1], 2),
                   musicgen_small_cpu_batch8_s_per_audio_s=round(small[8], 2),
                   musicgen_small_batch8_speedup=round(small[1] / small[8], 2))
+    codec = real_codec_ms_per_clip()
+    result.update(encodec_32khz_cpu_ms_per_3s_clip_batch8_at_once=codec["at_once"],
+                  encodec_32khz_cpu_ms_per_3s_clip_one_at_a_time=codec["one_at_a_time"],
+                  encodec_one_at_a_time_speedup=round(codec["at_once"] / codec["one_at_a_time"], 2))
     if large:
         import torch
 

@@ -26,7 +26,8 @@ TARGETS = [
     ("bench_caption", "greedy_identical", "greedy batched == unbatched", lambda v: v is True),
     ("bench_caption", "sft_seconds", "tiny SFT < 120 s", lambda v: v < 120),
     ("bench_caption", "sft_eval_loss_after", "validation loss falls", None),
-    ("bench_synthesis", "batch8_speedup", "batch 8 >= 4x one at a time", lambda v: v >= 4),
+    ("bench_synthesis", "batch8_speedup", "batch 8 >= 4x one at a time (1 thread)", lambda v: v >= 4),
+    ("bench_synthesis", "batch8_speedup_2threads", "the same on 2 threads (slower in both modes)", None),
     ("bench_synthesis", "two_process_speedup", "2 CPU processes >= 1.6x one (1 thread each)", lambda v: v >= 1.6),
     ("bench_synthesis", "two_process_speedup_without_load", "the same, model load excluded (steady throughput)", None),
     ("bench_synthesis", "independent_pair_speedup", "machine ceiling: 2 independent processes vs 1", None),
@@ -36,6 +37,7 @@ TARGETS = [
     ("bench_synthesis", "rss_ratio_512_to_64", "RSS(512 clips) <= 1.2 x RSS(64)", lambda v: v <= 1.2),
     ("bench_synthesis", "musicgen_small_cpu_s_per_audio_s", "musicgen-small (real size) on CPU, s per s of audio", None),
     ("bench_synthesis", "musicgen_small_batch8_speedup", "musicgen-small (real size): batch 8 vs one at a time", None),
+    ("bench_synthesis", "encodec_one_at_a_time_speedup", "real EnCodec on CPU: one clip at a time vs batch 8", None),
 ]
 
 

@@ -58,6 +58,9 @@ class SynthesisArguments:
     top_p: float = field(default=0.0, metadata={"help": "nucleus sampling (0 = off)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     batch_size: int = field(default=16, metadata={"help": "clips generated at once"})
+    codec_batch_size: int = field(default=0, metadata={
+        "help": "clips EnCodec turns into audio at once (0: one on CPU, where its convolutions over a batch of long "
+                "signals run slower per clip, the whole batch on GPU); lower it if decoding a batch runs out of memory"})
     shard_size: int = field(default=64, metadata={"help": "clips per shard (unit of resume and of work split)"})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the decoder with a static KV cache"})
@@ -70,6 +73,8 @@ class SynthesisArguments:
     def __post_init__(self):
         if self.duration_s <= 0 or self.batch_size < 1 or self.shard_size < 1 or self.max_attempts < 1:
             raise ValueError("duration_s, batch_size, shard_size and max_attempts must be positive")
+        if self.codec_batch_size < 0:
+            raise ValueError("codec_batch_size must be 0 (automatic) or positive")
 
 
 def read_captions(path, include_rejected: bool = False) -> tuple[list[dict], Counter]:
@@ -108,6 +113,9 @@ class MusicGenSynthesizer:
         self.delay = self.model.config.decoder.num_codebooks - 1
         self.max_new_tokens = int(round(args.duration_s * self.frame_rate)) + self.delay
         self.expected_samples = int(round(args.duration_s * self.sampling_rate))
+        self.codec_batch_size = args.codec_batch_size or (1 if torch.device(self.device).type == "cpu" else args.batch_size)
+        if self.codec_batch_size < args.batch_size:
+            self.model.audio_encoder.decode = decode_in_chunks(self.model.audio_encoder.decode, self.codec_batch_size)
         if args.compile:
             self.model.generation_config.cache_implementation = "static"
             self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
@@ -126,6 +134,24 @@ class MusicGenSynthesizer:
             audio = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, guidance_scale=args.guidance_scale,
                                         **sampling)
         return [postprocess(a.float().cpu().numpy(), self.expected_samples) for a in audio]
+
+
+def decode_in_chunks(decode, clips: int):
+    """EncodecModel.decode that decodes at most `clips` clips at a time. MusicGen's generate decodes its whole batch
+    in one call; on CPU that is slower per clip than one at a time (oneDNN's convolutions over a batch of long
+    signals: `benchmarks/bench_synthesis.py` measures it), and on any device it holds every clip's activations at
+    once."""
+    import torch
+    from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
+
+    def chunked(audio_codes, audio_scales, padding_mask=None, **kwargs):  # codes: frames x batch x codebooks x steps
+        if audio_codes.shape[1] <= clips or padding_mask is not None or kwargs.get("return_dict") is False:
+            return decode(audio_codes, audio_scales, padding_mask=padding_mask, **kwargs)
+        parts = [decode(audio_codes[:, i:i + clips], [s if s is None else s[i:i + clips] for s in audio_scales],
+                        **kwargs).audio_values for i in range(0, audio_codes.shape[1], clips)]
+        return EncodecDecoderOutput(audio_values=torch.cat(parts))
+
+    return chunked
 
 
 def generation_params(args: SynthesisArguments) -> dict:
@@ -178,8 +204,8 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
             synth.append(MusicGenSynthesizer(args, device=state.device))
         return synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
 
-    manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size,
-                "batch_size": args.batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
+    manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
+                "codec_batch_size": args.codec_batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
                 **generation_params(args)}
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="synthesis")
     summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),

@@ -16,6 +16,7 @@ from generation import synthesize as synth_module
 from generation.audio_checks import AudioCheck, decode_audio
 from generation.caption import CAPTION_SCHEMA
 from generation.shards import merge_shards
+from generation.synthesize import decode_in_chunks
 from generation.synthesize import main as synth_main
 from generation.template_captioner import template_caption
 
@@ -97,6 +98,34 @@ def test_resume_redoes_deleted_truncated_and_corrupt_shards(synthesized, tiny_mo
     assert all_rows(run / "audio_shards") == before
     with pytest.raises(DataError, match="made with other arguments"):
         synth_main(argv(tiny_models, run, "--guidance_scale", "1.0"))
+
+
+def test_codec_decodes_in_chunks_of_the_asked_size(synthesized, tiny_models, tmp_path):
+    import torch
+    from transformers import MusicgenForConditionalGeneration
+
+    codec = MusicgenForConditionalGeneration.from_pretrained(tiny_models / "tiny-musicgen").audio_encoder.eval()
+    sizes = []
+
+    def decode(audio_codes, audio_scales, **kwargs):
+        sizes.append(audio_codes.shape[1])
+        return codec.decode(audio_codes, audio_scales, **kwargs)
+
+    codes = torch.randint(0, codec.config.codebook_size, (1, 5, 4, 20), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        whole = codec.decode(codes, [None]).audio_values
+        chunked = decode_in_chunks(decode, 2)(codes, [None]).audio_values
+    assert sizes == [2, 2, 1]
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+    # the run decodes one clip at a time on CPU; decoding its batches whole gives the same clips to 16-bit rounding
+    run, _ = synthesized
+    (tmp_path / "whole").mkdir()
+    shutil.copy(run / "captions.parquet", tmp_path / "whole" / "captions.parquet")
+    synth_main(argv(tiny_models, tmp_path / "whole", "--codec_batch_size", "3"))
+    for a, b in zip(all_rows(run / "audio_shards"), all_rows(tmp_path / "whole" / "audio_shards")):
+        assert a["seed"] == b["seed"]
+        np.testing.assert_allclose(decode_audio(a["audio"]["bytes"])[0], decode_audio(b["audio"]["bytes"])[0],
+                                   rtol=0, atol=1.01 / 32768)
 
 
 def test_audio_checks_on_planted_bad_clips():
