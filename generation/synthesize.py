@@ -113,9 +113,9 @@ class MusicGenSynthesizer:
         self.delay = self.model.config.decoder.num_codebooks - 1
         self.max_new_tokens = int(round(args.duration_s * self.frame_rate)) + self.delay
         self.expected_samples = int(round(args.duration_s * self.sampling_rate))
-        self.codec_batch_size = args.codec_batch_size or (1 if torch.device(self.device).type == "cpu" else args.batch_size)
-        if self.codec_batch_size < args.batch_size:
-            self.model.audio_encoder.decode = decode_in_chunks(self.model.audio_encoder.decode, self.codec_batch_size)
+        codec_batch = args.codec_batch_size or (1 if torch.device(self.device).type == "cpu" else args.batch_size)
+        if codec_batch < args.batch_size:
+            self.model.audio_encoder.decode = decode_in_chunks(self.model.audio_encoder.decode, codec_batch)
         if args.compile:
             self.model.generation_config.cache_implementation = "static"
             self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
@@ -144,12 +144,10 @@ def decode_in_chunks(decode, clips: int):
     import torch
     from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
 
-    def chunked(audio_codes, audio_scales, padding_mask=None, **kwargs):  # codes: frames x batch x codebooks x steps
-        if audio_codes.shape[1] <= clips or padding_mask is not None or kwargs.get("return_dict") is False:
-            return decode(audio_codes, audio_scales, padding_mask=padding_mask, **kwargs)
-        parts = [decode(audio_codes[:, i:i + clips], [s if s is None else s[i:i + clips] for s in audio_scales],
-                        **kwargs).audio_values for i in range(0, audio_codes.shape[1], clips)]
-        return EncodecDecoderOutput(audio_values=torch.cat(parts))
+    def chunked(audio_codes, audio_scales):  # as generate calls it; codes: frames x batch x codebooks x steps
+        parts = [decode(audio_codes[:, i:i + clips], [s if s is None else s[i:i + clips] for s in audio_scales])
+                 for i in range(0, audio_codes.shape[1], clips)]
+        return EncodecDecoderOutput(audio_values=torch.cat([p.audio_values for p in parts]))
 
     return chunked
 
