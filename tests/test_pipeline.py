@@ -15,20 +15,30 @@ PRESET = REPO / "tests" / "micro.yaml"
 
 
 def pipeline(run: Path, *extra) -> subprocess.Popen:
+    """The pipeline in a process of its own, its log appended to <run>.log (a file, not a pipe: a pipe nobody
+    reads while the test waits would stop the run once its buffer filled)."""
     env = dict(os.environ, CONCEPTCAPS_RUN_DIR=str(run))
-    return subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(PRESET), "--no_show", *extra], cwd=REPO,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log_path = run.parent / f"{run.name}.log"
+    with open(log_path, "a") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(PRESET), "--no_show", *extra],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    proc.log_path = log_path
+    return proc
+
+
+def log_tail(proc: subprocess.Popen) -> str:
+    return proc.log_path.read_text()[-3000:]
 
 
 def finish(proc: subprocess.Popen) -> None:
-    _, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err[-3000:]
+    proc.wait(timeout=900)
+    assert proc.returncode == 0, log_tail(proc)
 
 
 def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, f"the pipeline ended before {path} appeared: {proc.stderr.read()[-3000:]}"
+        assert proc.poll() is None, f"the pipeline ended before {path} appeared: {log_tail(proc)}"
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
