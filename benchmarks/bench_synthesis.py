@@ -187,12 +187,13 @@ def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
             for j, (cmd_launcher, env, clips) in enumerate(runs):
                 d = out / "scaling" / f"{name}_{repeat}_{j}"
                 write_captions(d / "captions.parquet", clips)
-                procs.append(subprocess.Popen(synth_cmd(model, d, 8, cmd_launcher, duration=3.0, shard_size=8), cwd=REPO,
-                                              env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+                with open(d / "stderr.log", "w") as log:  # a file: an unread pipe would stop a long run once full
+                    procs.append(subprocess.Popen(synth_cmd(model, d, 8, cmd_launcher, duration=3.0, shard_size=8),
+                                                  cwd=REPO, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=log))
                 dirs.append(d)
-            for proc in procs:
+            for proc, d in zip(procs, dirs):
                 if proc.wait() != 0:
-                    raise RuntimeError(proc.stderr.read().decode()[-2000:])
+                    raise RuntimeError((d / "stderr.log").read_text()[-2000:])
             summaries = [json.loads(p.read_text()) for d in dirs for p in sorted((d / "audio_shards").glob("_summary-*.json"))]
             work[name].append(max(s["seconds"] for s in summaries))  # the slowest process finishes the job
             steady[name].append(max(s["seconds"] - s["load_seconds"] for s in summaries))
