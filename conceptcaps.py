@@ -26,17 +26,7 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 
-CATEGORIES = ("genre", "mood", "instrument", "tempo")
-SPLITS = ("train", "validation", "test")
-SAMPLING_RATE = 32000
-_CITATION = """@article{sienkiewicz2026conceptcaps,
-  title   = {ConceptCaps: a Distilled Concept Dataset for Interpretability in Music Models},
-  author  = {Sienkiewicz, Bruno and Neumann, {\\L}ukasz and Modrzejewski, Mateusz},
-  journal = {arXiv preprint arXiv:2601.14157},
-  year    = {2026}
-}"""
-_DESCRIPTION = ("Music clips with captions and attribute lists from a fixed 200-concept taxonomy (genre, mood, "
-                "instrument, tempo), with clean positive and negative sets per concept for TCAV and probing.")
+from core.constants import CATEGORIES, CITATION, DATA_LICENSE, DESCRIPTION, SAMPLING_RATE, SPLITS
 
 BASE_FEATURES = {
     "id": datasets.Value("string"),
@@ -85,8 +75,8 @@ class ConceptCaps(datasets.GeneratorBasedBuilder):
             features = {**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE)}
         else:
             features = BASE_FEATURES
-        return datasets.DatasetInfo(description=_DESCRIPTION, features=datasets.Features(features), citation=_CITATION,
-                                    license="cc-by-4.0", homepage="https://arxiv.org/abs/2601.14157")
+        return datasets.DatasetInfo(description=DESCRIPTION, features=datasets.Features(features), citation=CITATION,
+                                    license=DATA_LICENSE, homepage="https://arxiv.org/abs/2601.14157")
 
     def _split_generators(self, dl_manager):
         root = Path(self.config.data_dir)

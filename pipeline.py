@@ -29,7 +29,8 @@ from typing import Callable, Sequence
 
 import yaml
 
-from builder.common import REPO_ROOT, get_logger, load_preset, run_dir, write_json
+from core.config import REPO_ROOT, cli, get_logger, load_preset, run_dir
+from core.io import write_json
 
 logger = get_logger("pipeline")
 
@@ -92,7 +93,7 @@ STAGES = [
     Stage("vae_report", "evaluation.vae_report", ("vae/model.safetensors", "tags.parquet"), ("vae_report.json",),
           lambda d: ["--vae", str(d / "vae"), "--tagged", str(d / "musiccaps_tagged.parquet"),
                      "--tags", str(d / "tags.parquet"), "--output", str(d / "vae_report.json")]),
-    Stage("tiny_models", "training.tiny_models", (), ("models/tiny-llama", "models/tiny-musicgen", "models/tiny-clap"),
+    Stage("tiny_models", "fixtures.tiny_models", (), ("models/tiny-llama", "models/tiny-musicgen", "models/tiny-clap"),
           lambda d: ["--output_dir", str(d / "models")], clean=("models",), optional=True),
     Stage("captioner", "training.train_captioner", ("distilled.parquet",), ("captioner/captioner.json",),
           lambda d: ["--distilled", str(d / "distilled.parquet"), "--output_dir", str(d / "captioner")],
@@ -110,14 +111,20 @@ STAGES = [
     Stage("synthesize", "generation.synthesize", ("captions.parquet",), ("audio_shards/_summary.json",),
           lambda d: ["--captions", str(d / "captions.parquet"), "--output_dir", str(d / "audio_shards")],
           clean=("audio_shards",), distributed=True, report=_r_synth),
-    Stage("score", "evaluation.clap", ("audio_shards/_manifest.json", "audio_shards/_summary.json"),
+    Stage("score", "evaluation.score", ("audio_shards/_manifest.json", "audio_shards/_summary.json"),
           ("clap_scores/_summary.json",),
           lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")],
           clean=("clap_scores",), distributed=True,
           report=lambda d: ("", _read(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
     Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
-          ("dataset/README.md",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
+          ("dataset/build_summary.json",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
           report=_r_assemble),
+    Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),
+          lambda d: ["--dataset", str(d / "dataset"), "--clap_dir", str(d / "clap_scores"),
+                     "--output", str(d / "fad_report.json")], optional=True),
+    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json"), ("dataset/README.md",),
+          lambda d: ["--dataset", str(d / "dataset"),
+                     *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else [])]),
     Stage("genre_classifier", "evaluation.genre_classifier", ("dataset/build_summary.json",), ("genre_cnn/config.json",),
           lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")]),
     Stage("tcav", "evaluation.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json",),
@@ -245,4 +252,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -14,12 +14,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, write_parquet
 from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
+from core.config import DEFAULT_MUSICCAPS_CSV
+from core.constants import CATEGORIES
+from core.io import write_parquet
+from fixtures.tiny_models import build_tiny_llama, musiccaps_texts
 from generation.caption import CaptionArguments, LLMCaptioner
-from training.tiny_models import build_tiny_llama, musiccaps_texts
 from training.train_captioner import main as sft_main
 
 

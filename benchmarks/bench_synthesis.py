@@ -29,9 +29,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fixtures.tiny_models import build_tiny_musicgen, musiccaps_texts, musicgen_config
 from generation.caption import CAPTION_SCHEMA
 from generation.template_captioner import template_caption
-from training.tiny_models import build_tiny_musicgen, musicgen_config, musiccaps_texts
 
 REPO = Path(__file__).resolve().parents[1]
 TAGS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "slow tempo"],

@@ -1,5 +1,8 @@
-"""VAE targets on this machine: training to early stop (paper defaults) < 120 s; sampling 20,000 lists < 30 s;
-on those 20,000: contradiction rate 0, >= 95 % unique, JS divergence of marginals against MusicCaps.
+"""VAE targets on this machine: training to early stop (paper defaults) < 120 s; sampling 20,000 lists < 30 s.
+The sampler's raw output, before its rules reject anything: contradiction rate <= 3 %, >= 90 % unique; at least
+180 of the 200 concepts used across the 20,000 kept lists; the rejections by reason and the JS divergence of the
+kept lists' marginals against MusicCaps are reported. (The kept lists' own contradiction and uniqueness rates are
+0 and 1 by construction: no target is set on them.)
 
     .venv/bin/python -m benchmarks.bench_vae [--run_dir runs/bench]
 
@@ -15,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from builder.common import DEFAULT_MUSICCAPS_CSV, write_parquet
 from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
+from core.config import DEFAULT_MUSICCAPS_CSV
+from core.io import write_parquet
 from evaluation.vae_report import sample_metrics
-from generation.constraints import CONSTRAINTS_NAME, Constraints
 from generation.sample_tags import SamplingArguments, reference_lists, sample_tag_lists
+from training.constraints import CONSTRAINTS_NAME, Constraints
 from training.train_vae import VAETrainingArguments, load_split_matrices, train_vae
 from training.vae import load_checkpoint, multi_hot
 
@@ -43,14 +47,16 @@ def run(run_dir: Path, num_lists: int = 20000) -> dict:
     table, summary = sample_tag_lists(model, taxonomy, constraints, SamplingArguments(num_lists=num_lists), seen)
     sample_s = time.perf_counter() - start
     reference = np.concatenate(list(matrices.values()))
-    metrics = sample_metrics(multi_hot(table.to_pylist(), taxonomy), reference, taxonomy, constraints)
+    metrics = sample_metrics(multi_hot(table.to_pylist(), taxonomy), reference, taxonomy)
+    raw = summary["raw"]
     return {
         "train_seconds": round(train_s, 1), "train_epochs": trained["stopped_epoch"] + 1,
         "train_ratio_to_120s": round(train_s / 120, 3),
         "sample_seconds": round(sample_s, 2), "sample_ratio_to_30s": round(sample_s / 30, 3),
-        "lists": metrics["n"], "contradiction_rate": metrics["contradiction_rate"],
-        "raw_contradiction_rate": round(summary["raw"]["contradiction_rate"], 4),
-        "unique_ratio": metrics["unique_ratio"], "novelty": metrics["novelty"],
+        "lists": metrics["n"], "draws": raw["draws"], "rejected": summary["rejected"],
+        "raw_contradiction_rate": round(raw["contradiction_rate"], 4), "raw_unique_rate": round(raw["unique_rate"], 4),
+        "raw_valid_rate": round(raw["valid_rate"], 4), "raw_novel_rate": round(raw["novel_rate"], 4),
+        "raw_concepts_used": raw["concepts_used"],
         "jsd_marginals_bits": round(metrics["jsd_marginals_bits"], 4), "jsd_pairs_bits": round(metrics["jsd_pairs_bits"], 4),
         "tag_entropy_bits": round(metrics["tag_entropy_bits"], 3), "concepts_used": metrics["concepts_used"],
     }

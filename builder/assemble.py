@@ -6,8 +6,9 @@
 Reads the audio shards, CLAP scores, captions and taxonomy; validates them (every accepted id has its caption,
 attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; runs the
 `conceptcaps.py` builder for each config; writes parquet shards named as `push_to_hub` names them (at most
-`max_shard_mb` each), `taxonomy.json`, the concept-set summary, plots and the dataset card. The folder is
-written under a temporary name and renamed at the end, so a crash never leaves a complete-looking dataset.
+`max_shard_mb` each), `taxonomy.json`, the concept-set summary and `build_summary.json`. The folder is written
+under a temporary name and renamed at the end, so a crash never leaves a complete-looking dataset; the `card`
+stage (`card.render`) then writes its README.md (the card, whose YAML tells `load_dataset` where each config is).
 """
 
 from __future__ import annotations
@@ -23,9 +24,15 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES, DataError, get_logger, package_versions, parse_args, run_dir, write_json, write_parquet
-from builder.splits import SPLITS, ConceptSetArguments, assign_splits, build_concept_sets
+from builder.mentions import ConceptMatcher
+from builder.splits import ConceptSetArguments, assign_example_splits, build_concept_sets
 from builder.taxonomy import Taxonomy
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES, SPLITS
+from core.errors import DataError
+from core.io import read_json, write_json, write_parquet
+from core.provenance import package_versions
+from core.shards import merge_shards, shard_folder_ids
 
 logger = get_logger(__name__)
 
@@ -40,28 +47,22 @@ class AssembleArguments:
     run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $CONCEPTCAPS_RUN_DIR)"})
     output_dir: str | None = field(default=None, metadata={"help": "dataset folder (default: run dir/dataset)"})
     version: str = field(default=DATASET_VERSION, metadata={"help": "dataset version (the Hub tag)"})
-    repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split"})
     min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
     num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
     concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
-    fad_reference: str | None = field(default=None, metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad): FAD per split"})
 
 
 def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, list[str]]:
     """Accepted examples joined from audio shards, CLAP scores and captions; rejects counted by reason."""
-    from evaluation.clap import audio_shard_ids
-    from generation.shards import merge_shards
-
     audio_dir, score_dir, captions_path = run / "audio_shards", run / "clap_scores", run / "captions.parquet"
-    ids, shard_size = audio_shard_ids(audio_dir)
+    ids, shard_size = shard_folder_ids(audio_dir)
     if len(ids) != len(set(ids)):
         dup = [i for i, n in Counter(ids).items() if n > 1][:5]
         raise DataError(audio_dir, f"duplicate ids across audio shards: {dup}")
-    score_rows = merge_shards(ids, shard_size, score_dir).select(["id", "clap_score", "clap_embedding"]).to_pylist()
+    score_rows = merge_shards(ids, shard_size, score_dir).select(["id", "clap_score"]).to_pylist()
     scores = {r["id"]: r["clap_score"] for r in score_rows}
-    embeddings = {r["id"]: r["clap_embedding"] for r in score_rows}
     if not captions_path.is_file():
         raise DataError(captions_path, "not found")
     captions = {r["id"]: r for r in pq.read_table(captions_path).to_pylist()}
@@ -90,7 +91,7 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                 "clap_score": scores[row["id"]], "duration_s": row["duration_s"],
                 "caption_model": captions[row["id"]]["model"], "audio_model": row["model"],
                 "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
-                "seed": row["seed"], "_embedding": embeddings[row["id"]]})
+                "seed": row["seed"]})
     audio_ids = set(ids)
     for id_, c in captions.items():
         if c["status"] == "ok" and id_ not in audio_ids:
@@ -98,28 +99,6 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
         if c["status"] != "ok":
             rejected.update(f"caption: {r}" for r in c["reasons"])
     return examples, rejected, shard_files
-
-
-def per_split_fad(examples: Sequence[dict], reference_path: str | None) -> dict | None:
-    """FAD (CLAP embeddings) of each split against the reference embeddings, if a reference is given."""
-    if not reference_path:
-        return None
-    import numpy as np
-
-    from evaluation.clap import frechet_audio_distance
-
-    path = Path(reference_path)
-    if not path.is_file():
-        raise DataError(path, "FAD reference embeddings not found (make them with `python -m evaluation.fad`)")
-    reference = np.load(path)
-    out = {}
-    for split in SPLITS:
-        mine = np.array([e["_embedding"] for e in examples if e["split"] == split], dtype=np.float64)
-        if len(mine) < 2 or mine.shape[1] != reference.shape[1]:
-            raise DataError(path, f"cannot compare split {split!r}: {mine.shape} generated vs {reference.shape} reference "
-                            "embeddings (the same CLAP model must make both)")
-        out[split] = frechet_audio_distance(mine, reference.astype(np.float64))
-    return out
 
 
 def _write_config(builder_name: str, run: Path, out: Path, max_bytes: float, cache: Path) -> dict:
@@ -144,19 +123,14 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     examples, rejected, shard_files = load_accepted(run, taxonomy)
     if not examples:
         raise DataError(run / "audio_shards", "no accepted example to assemble")
-    splits = assign_splits([e["id"] for e in examples], args.split_seed)
+    splits = assign_example_splits([e["id"] for e in examples], args.split_seed)
     for e in examples:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
-    from generation.caption_checks import CaptionChecker
-
-    checker = CaptionChecker(taxonomy)
-    mentions = [set(checker.named_concepts(e["caption"])) for e in examples]
+    matcher = ConceptMatcher(taxonomy)
+    mentions = [set(matcher.named_concepts(e["caption"])) for e in examples]
     rows, concept_summary = build_concept_sets(
         examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
-    fad = per_split_fad(examples, args.fad_reference)
-    for e in examples:
-        del e["_embedding"]
     assembly = run / "assembly"
     write_parquet(assembly / "examples.parquet", pa.Table.from_pylist(examples))
     concept_schema = pa.schema([("concept", pa.string()), ("category", pa.string()), ("split", pa.string()),
@@ -178,15 +152,12 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     write_json(tmp / "concept_sets_summary.json", concept_summary)
     summary = {
         "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
-        "fad_per_split": fad,
+        "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
         "concept_set_rows": counts["concepts"],
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
         "arguments": asdict(args), "packages": package_versions(),
     }
     write_json(tmp / "build_summary.json", summary)
-    from card.render import render_card
-
-    render_card(tmp, examples, taxonomy, concept_summary, summary, run, args.repo_id)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -202,4 +173,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -16,14 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pyarrow as pa
 
-from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, get_logger, parse_args, run_dir, write_json, write_parquet
 from builder.musiccaps import MusicCapsRow, read_musiccaps
+from builder.splits import seeded_split
 from builder.taxonomy import Taxonomy
+from core.config import DEFAULT_MUSICCAPS_CSV, cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES, SPLITS
+from core.io import write_json, write_parquet
 
-SPLITS = ("train", "validation", "test")
 SPLIT_SEED = 20260120
 VALIDATION_FRACTION = 0.05
 TEST_FRACTION = 0.05
@@ -74,16 +75,10 @@ def clean_caption(caption: str) -> tuple[str, int]:
     return text, dropped
 
 
-def assign_splits(ytids: Sequence[str], seed: int = SPLIT_SEED, validation: float = VALIDATION_FRACTION,
-                  test: float = TEST_FRACTION) -> dict[str, str]:
-    """Split by YouTube video: sorted unique ids, a seeded permutation, then test, validation, train."""
-    videos = sorted(set(ytids))
-    order = np.random.default_rng(seed).permutation(len(videos))
-    n_test, n_val = round(test * len(videos)), round(validation * len(videos))
-    split = {}
-    for rank, i in enumerate(order):
-        split[videos[i]] = "test" if rank < n_test else "validation" if rank < n_test + n_val else "train"
-    return split
+def assign_video_splits(ytids: Sequence[str], seed: int = SPLIT_SEED, validation: float = VALIDATION_FRACTION,
+                        test: float = TEST_FRACTION) -> dict[str, str]:
+    """Split by YouTube video, so that no video (and so no id) is in two splits: test, validation, then train."""
+    return seeded_split(ytids, {"test": test, "validation": validation, "train": 1 - test - validation}, seed)
 
 
 ROW_SCHEMA = pa.schema(
@@ -117,7 +112,7 @@ def distill_musiccaps(rows: Sequence[MusicCapsRow], taxonomy: Taxonomy, min_cate
         The distilled table, the table of every row with at least one concept, and a summary whose
         `skipped` counts every row left out, by reason.
     """
-    splits = assign_splits([r.ytid for r in rows], seed=seed)
+    splits = assign_video_splits([r.ytid for r in rows], seed=seed)
     records = []
     skipped: Counter[str] = Counter()
     sentences_dropped = 0
@@ -186,4 +181,4 @@ def main(argv: Sequence[str] | None = None) -> DistillResult:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

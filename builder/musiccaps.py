@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.common import DataError
+from core.errors import DataError
 
 MUSICCAPS_REPO = "google/MusicCaps"
 MUSICCAPS_FILE = "musiccaps-public.csv"

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from builder.common import DataError, get_logger, parse_args, run_dir
+from core.config import cli, get_logger, parse_args, run_dir
+from core.errors import DataError, PublishError
 
 logger = get_logger(__name__)
 
@@ -59,7 +60,7 @@ def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
         return plan
     token = get_token()
     if not token:
-        raise DataError(None, f"no Hugging Face token to push to {args.repo_id}: set HF_TOKEN or run `hf auth login`")
+        raise PublishError(f"no Hugging Face token to push to {args.repo_id}: set HF_TOKEN or run `hf auth login`")
     api = api or HfApi(token=token)
     try:
         api.create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True)
@@ -71,7 +72,7 @@ def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
     except HfHubHTTPError as e:
         status = getattr(e.response, "status_code", None)
         hint = " (the token cannot write to this repo)" if status in (401, 403) else ""
-        raise DataError(None, f"push to dataset {args.repo_id} failed{hint}: HTTP {status}; nothing was tagged") from None
+        raise PublishError(f"push to dataset {args.repo_id} failed{hint}: HTTP {status}; nothing was tagged") from None
     logger.info("pushed %d files to dataset %s and tagged %s", len(plan["files"]), args.repo_id, version)
     return {**plan, "pushed": True}
 
@@ -82,4 +83,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

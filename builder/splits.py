@@ -18,25 +18,27 @@ from typing import Sequence
 
 import numpy as np
 
-from builder.common import CATEGORIES
 from builder.taxonomy import Taxonomy
+from core.constants import CATEGORIES, SPLITS
 
-SPLITS = ("train", "validation", "test")
-DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)  # the paper's 15,003 / 3,215 / 3,215
+EXAMPLE_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}  # the paper's 15,003 / 3,215 / 3,215
 
 
-def assign_splits(ids: Sequence[str], seed: int = 0, fractions: Sequence[float] = DEFAULT_FRACTIONS) -> dict[str, str]:
-    """Deterministic split by id: sorted ids, a seeded permutation, then train, validation, test."""
-    ordered = sorted(set(ids))
-    if len(ordered) != len(ids):
-        raise ValueError("duplicate ids")
+def seeded_split(keys: Sequence[str], fractions: dict[str, float], seed: int) -> dict[str, str]:
+    """Deterministic split: the sorted unique keys in a seeded permutation, cut into the splits in the order of
+    `fractions`, each taking its rounded share and the last one the rest."""
+    ordered = sorted(set(keys))
     order = np.random.default_rng(seed).permutation(len(ordered))
-    n_train = round(fractions[0] * len(ordered))
-    n_val = round(fractions[1] * len(ordered))
-    out = {}
-    for rank, i in enumerate(order):
-        out[ordered[i]] = "train" if rank < n_train else "validation" if rank < n_train + n_val else "test"
-    return out
+    names = list(fractions)
+    bounds = np.cumsum([round(fractions[n] * len(ordered)) for n in names[:-1]])
+    return {ordered[i]: names[int(np.searchsorted(bounds, rank, side="right"))] for rank, i in enumerate(order)}
+
+
+def assign_example_splits(ids: Sequence[str], seed: int = 0, fractions: dict[str, float] = EXAMPLE_FRACTIONS) -> dict[str, str]:
+    """The dataset's split, by example id (ids are unique by construction; a duplicate is an error)."""
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate ids")
+    return seeded_split(ids, fractions, seed)
 
 
 @dataclass

@@ -20,8 +20,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from builder.common import CATEGORIES, DEFAULT_MUSICCAPS_CSV, DataError, get_logger, parse_args, run_dir, sha256_file, write_json
 from builder.musiccaps import read_musiccaps, resolve_musiccaps
+from core.config import DEFAULT_MUSICCAPS_CSV, cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError
+from core.io import read_tsv, sha256_file, write_json
 
 TAXONOMY_VERSION = "1.0.0"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -36,25 +39,10 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 _DROP = re.compile(r"[^a-z0-9&/+' -]")  # anything else (quotes, brackets, dots) becomes a space
 
 
-def _read_tsv(path: Path, n_fields: int) -> list[tuple[int, list[str]]]:
-    """Rows of a tab-separated table with their line numbers; '#' lines and blank lines are comments."""
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.split("\t")
-        if len(parts) != n_fields:
-            raise DataError(path, f"expected {n_fields} tab-separated fields, found {len(parts)}", row=number)
-        rows.append((number, [p.strip() for p in parts]))
-    return rows
-
-
 @lru_cache(maxsize=None)
 def load_spelling(path: Path = SPELLING_TABLE) -> Mapping[str, str]:
     fixes: dict[str, str] = {}
-    for number, (word, replacement) in _read_tsv(Path(path), 2):
+    for number, (word, replacement) in read_tsv(Path(path), 2):
         if word in fixes:
             raise DataError(path, f"word {word!r} listed twice", row=number, field="word")
         fixes[word] = replacement
@@ -90,7 +78,7 @@ def load_concept_table(path: Path = CONCEPT_TABLE, spelling: Mapping[str, str] |
     entries: list[ConceptEntry] = []
     concept_line: dict[str, tuple[int, str]] = {}
     alias_owner: dict[str, tuple[int, str]] = {}
-    for number, (category, name, aliases) in _read_tsv(path, 3):
+    for number, (category, name, aliases) in read_tsv(path, 3):
         if category not in CATEGORIES:
             raise DataError(path, f"unknown category {category!r}; expected one of {CATEGORIES}", row=number, field="category")
         name = normalise_aspect(name, spelling)
@@ -130,6 +118,7 @@ class Taxonomy:
     concepts: list[Concept]
     version: str = TAXONOMY_VERSION
     source: dict = field(default_factory=dict)
+    spelling: dict[str, str] = field(default_factory=lambda: dict(load_spelling()))  # what it was built with
     _alias_map: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -149,7 +138,11 @@ class Taxonomy:
 
     def concept_for(self, aspect: str) -> str | None:
         """The concept an aspect string names, or None."""
-        return self._alias_map.get(normalise_aspect(aspect))
+        return self._alias_map.get(self.normalise(aspect))
+
+    def normalise(self, text: str) -> str:
+        """`normalise_aspect` with the spelling fixes this taxonomy was built with."""
+        return normalise_aspect(text, self.spelling)
 
     def match(self, aspects: Iterable[str]) -> dict[str, list[str]]:
         """Concepts named by an aspect list, per category, in taxonomy order, without repeats."""
@@ -171,6 +164,7 @@ class Taxonomy:
             "version": self.version,
             "categories": list(CATEGORIES),
             "source": self.source,
+            "spelling": self.spelling,
             "concepts": [
                 {"name": c.name, "category": c.category, "aliases": list(c.aliases), "rows": c.rows}
                 for c in self.concepts
@@ -181,7 +175,8 @@ class Taxonomy:
     def from_json(cls, obj: dict, path=None) -> "Taxonomy":
         try:
             concepts = [Concept(c["name"], c["category"], tuple(c["aliases"]), int(c["rows"])) for c in obj["concepts"]]
-            return cls(concepts=concepts, version=obj["version"], source=obj.get("source", {}))
+            spelling = obj["spelling"] if "spelling" in obj else dict(load_spelling())  # files written before it was kept
+            return cls(concepts=concepts, version=obj["version"], source=obj.get("source", {}), spelling=dict(spelling))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(path, f"not a taxonomy file ({e!r})") from None
 
@@ -245,7 +240,7 @@ def build_taxonomy(
         "spelling_table_sha256": sha256_file(spelling_table),
         "per_category": per_category,
     }
-    return Taxonomy(concepts=concepts, source=source), summary
+    return Taxonomy(concepts=concepts, source=source, spelling=dict(spelling)), summary
 
 
 def compare_with_paper(taxonomy: Taxonomy, paper_json) -> dict:
@@ -310,4 +305,4 @@ def main(argv: Sequence[str] | None = None) -> Taxonomy:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

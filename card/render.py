@@ -1,24 +1,31 @@
-"""Render the dataset card (README.md) and its plots from the assembled data.
+"""The `card` stage: render the dataset card (README.md) and its plots into an assembled dataset folder.
+
+    python -m card.render --dataset runs/demo/dataset --repo_id you/conceptcaps [--fad_report runs/demo/fad_report.json]
 
 The card is rendered through huggingface_hub's DatasetCard and DatasetCardData from `card/template.md`; its YAML
 holds the licence, task categories, size and the `configs:` that tell `load_dataset` where each config's
-parquet files are.
+parquet files are. It renders what it is given: the folder's own `build_summary.json`, `taxonomy.json`,
+`concept_sets_summary.json` and default-config parquet files, and an optional FAD report.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES
 from builder.taxonomy import Taxonomy
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
+from core.errors import ConfigError, DataError
+from core.io import read_json
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
-SPLITS = ("train", "validation", "test")
+logger = get_logger(__name__)
 
 
 def size_category(n: int) -> str:
@@ -28,11 +35,9 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def configs_metadata() -> list[dict]:
-    from builder.assemble import CONFIG_DIRS
-
+def configs_metadata(config_dirs: dict[str, str]) -> list[dict]:
     return [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS],
-             **({"default": True} if name == "default" else {})} for name, folder in CONFIG_DIRS.items()]
+             **({"default": True} if name == "default" else {})} for name, folder in config_dirs.items()]
 
 
 def _stats(values: Sequence[float], digits: int = 4) -> dict:
@@ -85,29 +90,43 @@ def plot_all(examples: Sequence[dict], taxonomy: Taxonomy, images: Path) -> None
     plt.close(fig)
 
 
+LICENSES = {
+    "cc-by-sa-4.0": "CC BY-SA 4.0. The captions and attribute lists derive from MusicCaps' captions and aspect lists "
+                    "(CC BY-SA 4.0, Google LLC), whose ShareAlike term requires adaptations to carry the same licence.",
+    "cc-by-4.0": "CC BY 4.0, as the paper publishes ConceptCaps. Note that the captions and attribute lists derive "
+                 "from MusicCaps (CC BY-SA 4.0, Google LLC), whose ShareAlike term applies to adaptations.",
+}
+
+
 def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, concept_summary: dict, summary: dict,
-                run: Path, repo_id: str) -> str:
+                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None) -> str:
+    """Write README.md and images/ into `folder`; returns the card's text.
+
+    Args:
+        examples: rows of the default config (caption, tags, clap_score, provenance columns).
+        summary: the folder's build_summary.json (version, per_split, configs, clap_model, rejected, ...).
+        fad: FAD per split against a reference set (evaluation.fad), if measured.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from conceptcaps import _CITATION
-
+    if license not in LICENSES:
+        raise ConfigError(f"unknown licence {license!r}; choose one of {sorted(LICENSES)}")
     plot_all(examples, taxonomy, folder / "images")
     counts = Counter(t for e in examples for t in e["tags"])
     card_data = DatasetCardData(
-        license="cc-by-4.0", language=["en"], pretty_name="ConceptCaps",
+        license=license, language=["en"], pretty_name="ConceptCaps",
         task_categories=["text-to-audio", "audio-classification"],
         tags=["music", "interpretability", "tcav", "concepts", "synthetic", "musiccaps"],
         size_categories=[size_category(len(examples))], source_datasets=["google/MusicCaps"],
-        configs=configs_metadata(),
+        configs=configs_metadata(summary["configs"]),
     )
     sets = concept_summary["concepts"].values()
-    clap_model = _clap_model(run)
     first = examples[0]
     card = DatasetCard.from_template(
         card_data, template_path=str(TEMPLATE), repo_id=repo_id, version=summary["version"],
         n_concepts=len(taxonomy.concepts), taxonomy_version=taxonomy.version, per_split=summary["per_split"],
         total=len(examples), caption_words=_stats([len(e["caption"].split()) for e in examples], 1),
-        clap=_stats([e["clap_score"] for e in examples]), clap_model=clap_model, fad=summary.get("fad_per_split"),
+        clap=_stats([e["clap_score"] for e in examples]), clap_model=summary["clap_model"], fad=fad,
         taxonomy_table={c: ", ".join(f"{x.name} ({counts[x.name]})" for x in taxonomy.by_category(c)) for c in CATEGORIES},
         min_positives=summary["arguments"]["min_positives"], num_random_sets=summary["arguments"]["num_random_sets"],
         concepts_with_sets=summary["concepts_with_sets"],
@@ -115,7 +134,8 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         jsd_after=_mean([s["jsd_other_categories_after"] for s in sets]),
         audio_model=first["audio_model"], audio_revision=first["audio_model_revision"], caption_model=first["caption_model"],
         generation_params=first["generation_params"], rejected=summary["rejected"] or "none",
-        packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=_CITATION,
+        packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
+        license_text=LICENSES[license],
     )
     card.save(folder / "README.md")
     return str(card)
@@ -126,6 +146,40 @@ def _mean(values) -> str:
     return f"{np.mean(v):.4f}" if v else "n/a"
 
 
-def _clap_model(run: Path) -> str:
-    path = run / "clap_scores" / "_summary.json"
-    return json.loads(path.read_text()).get("model", "CLAP") if path.is_file() else "CLAP"
+def read_examples(folder: Path, config_dir: str) -> list[dict]:
+    """Every row of a config's parquet files (all splits) in an assembled folder."""
+    files = sorted((folder / config_dir).glob("*.parquet"))
+    if not files:
+        raise DataError(folder / config_dir, "no parquet files: not an assembled dataset (run builder.assemble)")
+    return [row for path in files for row in pq.read_table(path).to_pylist()]
+
+
+@dataclass
+class CardArguments:
+    """Render README.md (the dataset card) and its plots into an assembled dataset folder."""
+
+    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder (default: run dir/dataset)"})
+    repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
+    license: str = field(default=DATA_LICENSE, metadata={"help": f"data licence: {' or '.join(LICENSES)}"})
+    fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    args = parse_args(CardArguments, "card", argv)
+    folder = Path(args.dataset or run_dir() / "dataset")
+    summary = read_json(folder / "build_summary.json")
+    if not summary:
+        raise DataError(folder / "build_summary.json", "missing: not an assembled dataset (run builder.assemble)")
+    fad = None
+    if args.fad_report:
+        if not Path(args.fad_report).is_file():
+            raise DataError(args.fad_report, "FAD report not found (make it with `python -m evaluation.fad`)")
+        fad = read_json(args.fad_report)["fad_per_split"]
+    text = render_card(folder, read_examples(folder, summary["configs"]["default"]), Taxonomy.load(folder / "taxonomy.json"),
+                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad)
+    logger.info("wrote the card of %s (%d characters)", folder, len(text))
+    return text
+
+
+if __name__ == "__main__":
+    cli(main)

@@ -19,8 +19,11 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json
 from builder.taxonomy import Taxonomy
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError
+from core.io import write_json
 from generation.caption import CaptionArguments, LLMCaptioner, caption_rows
 from generation.caption_checks import CaptionChecker
 
@@ -49,32 +52,14 @@ def bertscore_f1(hypotheses: Sequence[str], references: Sequence[str], model: st
     return float(f1.mean())
 
 
-def text_features(texts: Sequence[str], model_name: str, batch_size: int = 16, max_length: int = 256) -> np.ndarray:
-    """MAUVE's featurisation: the final hidden state at each text's last token."""
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_name)
-    tokenizer.padding_side = "right"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModel.from_pretrained(model_name).eval()
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(list(texts[i:i + batch_size]), return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-            hidden = model(**enc).last_hidden_state
-            last = enc["attention_mask"].sum(1) - 1
-            out.append(hidden[torch.arange(len(last)), last].float().numpy())
-    return np.concatenate(out)
-
-
-def mauve_score(hypotheses: Sequence[str], references: Sequence[str], model: str = "gpt2-large", seed: int = 25) -> float:
+def mauve_score(hypotheses: Sequence[str], references: Sequence[str], model: str = "gpt2-large", seed: int = 25,
+                device_id: int = -1) -> float:
+    """MAUVE with mauve's own featurisation (the last token's final hidden state of `model`, which must be a GPT-2
+    or BERT family model: mauve loads no other)."""
     import mauve
 
-    result = mauve.compute_mauve(p_features=text_features(references, model), q_features=text_features(hypotheses, model),
-                                 seed=seed, verbose=False)
-    return float(result.mauve)
+    return float(mauve.compute_mauve(p_text=list(references), q_text=list(hypotheses), featurize_model_name=model,
+                                     device_id=device_id, seed=seed, verbose=False).mauve)
 
 
 def check_rates(checker: CaptionChecker, captions: Sequence[str], tag_lists: Sequence[Sequence[str]]) -> dict:
@@ -141,4 +126,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

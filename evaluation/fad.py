@@ -1,11 +1,9 @@
-"""Embed a reference set of audio files with CLAP, for FAD against the generated clips.
+"""The `fad` stage: FAD (Kilgour et al., 2019) of each split of an assembled dataset against a reference set,
+on the CLAP embeddings that the `score` stage stored per clip.
 
-    python -m evaluation.fad --audio_dir path/to/reference_audio --output runs/paper/fad_reference.npy \\
-        --model laion/clap-htsat-unfused
-    python -m builder.assemble --fad_reference runs/paper/fad_reference.npy     # FAD per split in the card
-
-The embeddings use the same model and the same fixed 10 s windows as the per-clip scores, so the two sets are
-comparable; FAD itself is `evaluation.clap.frechet_audio_distance`.
+    python -m evaluation.fad_reference --audio_dir path/to/reference_audio --output runs/paper/fad_reference.npy
+    python -m evaluation.fad --reference runs/paper/fad_reference.npy       # writes runs/paper/fad_report.json
+    python -m card.render --fad_report runs/paper/fad_report.json           # FAD per split in the card
 """
 
 from __future__ import annotations
@@ -15,47 +13,71 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
+import pyarrow.parquet as pq
 
-from builder.common import DataError, get_logger, parse_args
-from evaluation.clap import ClapScorer
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import SPLITS
+from core.errors import DataError
+from core.io import sha256_file, write_json
+from core.shards import merge_shards, shard_folder_ids
 
 logger = get_logger(__name__)
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def frechet_audio_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two embedding sets (Kilgour et al., 2019)."""
+    from scipy import linalg
+
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("FAD needs at least two embeddings in each set")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(covmean).all():  # near-singular product: regularise, as common FAD implementations do
+        eps = np.eye(len(cov_a)) * 1e-6
+        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    covmean = covmean.real
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
 
 
 @dataclass
-class FADReferenceArguments:
-    """Embed reference audio files with CLAP into a .npy file."""
+class FADArguments:
+    """FAD per split of an assembled dataset against reference CLAP embeddings."""
 
-    audio_dir: str = field(default="", metadata={"help": "folder of reference audio files (searched recursively)"})
-    output: str = field(default="fad_reference.npy", metadata={"help": "where to write the (n, d) embeddings"})
-    model: str = field(default="laion/clap-htsat-unfused", metadata={"help": "CLAP id or path (as used for scores)"})
-    batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
-
-
-def embed_reference(args: FADReferenceArguments) -> np.ndarray:
-    files = sorted(p for p in Path(args.audio_dir).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if len(files) < 2:
-        raise DataError(args.audio_dir, f"FAD needs at least two reference audio files ({', '.join(AUDIO_SUFFIXES)})")
-    scorer = ClapScorer(args.model)
-    waves, rates = [], []
-    for path in files:
-        try:
-            wave, sr = sf.read(path, dtype="float32", always_2d=True)
-        except (RuntimeError, sf.LibsndfileError) as e:
-            raise DataError(path, f"unreadable audio ({e})") from None
-        waves.append(wave.mean(axis=1))
-        rates.append(sr)
-    embeddings, _ = scorer.audio_embeddings(waves, rates, args.batch_size)
-    np.save(args.output, embeddings)
-    logger.info("embedded %d reference files with %s into %s", len(files), args.model, args.output)
-    return embeddings
+    reference: str = field(default="", metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad_reference)"})
+    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder (default: run dir/dataset)"})
+    clap_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
+    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/fad_report.json)"})
 
 
-def main(argv: Sequence[str] | None = None) -> np.ndarray:
-    return embed_reference(parse_args(FADReferenceArguments, "fad", argv))
+def fad_per_split(dataset: Path, clap_dir: Path, reference_path: Path) -> dict[str, float]:
+    if not reference_path.is_file():
+        raise DataError(reference_path, "FAD reference embeddings not found (make them with `python -m evaluation.fad_reference`)")
+    reference = np.load(reference_path).astype(np.float64)
+    ids, shard_size = shard_folder_ids(clap_dir)
+    embeddings = {r["id"]: r["clap_embedding"] for r in
+                  merge_shards(ids, shard_size, clap_dir).select(["id", "clap_embedding"]).to_pylist()}
+    out = {}
+    for split in SPLITS:
+        files = sorted((dataset / "data").glob(f"{split}-*.parquet"))
+        split_ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+        mine = np.array([embeddings[i] for i in split_ids], dtype=np.float64)
+        if len(mine) < 2 or mine.shape[1] != reference.shape[1]:
+            raise DataError(reference_path, f"cannot compare split {split!r}: {mine.shape} generated vs {reference.shape} "
+                            "reference embeddings (the same CLAP model must make both)")
+        out[split] = frechet_audio_distance(mine, reference)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(FADArguments, "fad", argv)
+    out = run_dir()
+    report = {"fad_per_split": fad_per_split(Path(args.dataset or out / "dataset"), Path(args.clap_dir or out / "clap_scores"),
+                                             Path(args.reference)), "reference_sha256": sha256_file(args.reference)}
+    write_json(Path(args.output or out / "fad_report.json"), report)
+    logger.info("FAD per split against %s: %s", Path(args.reference).name, report["fad_per_split"])
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -19,8 +19,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers import set_seed
 
-from builder.common import DataError, get_logger, parse_args, run_dir, write_json
+from core.config import cli, get_logger, parse_args, run_dir
+from core.errors import DataError
+from core.io import write_json
 
 logger = get_logger(__name__)
 
@@ -139,7 +142,7 @@ def load_classifier(path) -> tuple[GenreCNN, LogMel, list[str]]:
 
 
 def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_dir: Path) -> dict:
-    torch.manual_seed(args.seed)
+    set_seed(args.seed)
     rows, waves = load_audio_split(dataset, "train", args.duration_s)
     classes, labels, skipped = choose_labels(rows, args.num_classes)
     if len(classes) < 2:
@@ -194,4 +197,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -20,7 +20,6 @@ where preprocess maps a (batch, samples) waveform tensor to the model's input.
 from __future__ import annotations
 
 import importlib
-import random
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from builder.common import DataError, get_logger, parse_args, run_dir, write_json
+from core.config import cli, get_logger, parse_args, run_dir
+from core.errors import ConfigError, DataError
+from core.io import write_json
 
 logger = get_logger(__name__)
 
@@ -56,7 +57,7 @@ def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
     modules = dict(model.named_modules())
     if layer not in modules or not layer:
         names = [n for n in modules if n]
-        raise DataError(None, f"the model has no layer {layer!r}; its layers are {names[:40]}")
+        raise ConfigError(f"the model has no layer {layer!r}; its layers are {names[:40]}")
     return modules[layer]
 
 
@@ -65,7 +66,7 @@ def check_logits(model: nn.Module, inputs: torch.Tensor, n_classes: int) -> None
         out = model(inputs[:2])
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != n_classes:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise DataError(None, f"the classifier must return class logits of shape (batch, {n_classes}); it returned {shape}")
+        raise ConfigError(f"the classifier must return class logits of shape (batch, {n_classes}); it returned {shape}")
 
 
 def validate_sets(concept: str, positives: Sequence[str], random_sets: Sequence[Sequence[str]], min_examples: int,
@@ -137,12 +138,6 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)  # captum's SGD classifier (sklearn) and its train/test split draw from global state
-    torch.manual_seed(seed)
-
-
 def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Tensor], random_inputs: list[torch.Tensor],
                 class_inputs: dict[int, torch.Tensor], seed: int = 0, alpha: float = 0.05) -> dict:
     """TCAV scores with significance for every (concept, class).
@@ -156,9 +151,10 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
         cav_accuracy}], "tests": n}
     """
     from captum.concept import TCAV, Concept
+    from transformers import set_seed
 
     if len(random_inputs) < 2:
-        raise DataError(None, "TCAV needs at least two random sets")
+        raise ConfigError("TCAV needs at least two random sets")
     resolve_layer(model, layer)
     model.eval()
 
@@ -166,7 +162,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
         return Concept(cid, name, iter([x]))
 
     with tempfile.TemporaryDirectory() as cache:
-        _seed_all(seed)
+        set_seed(seed)  # captum draws its train/test split from global state
         randoms = [concept(1000 + i, f"random_{i}", x) for i, x in enumerate(random_inputs)]
         concepts = {name: concept(i, name, x) for i, (name, x) in enumerate(concept_inputs.items())}
         R = len(randoms)
@@ -176,7 +172,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
         tcav = TCAV(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
         results, tests = [], len(concepts) * len(class_inputs)
         for k, x in class_inputs.items():
-            _seed_all(seed)  # the same CAVs for every class
+            set_seed(seed)  # captum draws its train/test split from global state  # the same CAVs for every class
             out = tcav.interpret(x, experimental_sets=concept_sets + random_sets, target=k)
 
             def score(a, b):
@@ -240,7 +236,7 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
         try:
             return getattr(importlib.import_module(module), factory)()
         except (ImportError, AttributeError) as e:
-            raise DataError(None, f"cannot import classifier {args.classifier_import!r} ({e})") from None
+            raise ConfigError(f"cannot import classifier {args.classifier_import!r} ({e})") from None
     from evaluation.genre_classifier import load_classifier
 
     return load_classifier(args.classifier or out / "genre_cnn")
@@ -248,7 +244,7 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
     from conceptcaps import open_dataset
-    from evaluation.genre_classifier import pad_stack, load_audio_split
+    from evaluation.genre_classifier import load_audio_split, pad_stack
 
     dataset = args.dataset or str(out / "dataset")
     model, preprocess, classes = _load_model(args, out)
@@ -304,4 +300,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

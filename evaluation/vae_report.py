@@ -4,9 +4,10 @@
 
 Model: reconstruction precision/recall/F1 on held-out rows (validation and test splits, latent mean, 0.5
 threshold), KL per latent dimension and active units (Var_x E[z|x] > 0.01, Burda et al. 2016), with a loud
-warning on posterior collapse. Sample: validity, contradiction rate, novelty, diversity (unique lists / N,
-tag entropy), and Jensen-Shannon divergence (bits) between sample and MusicCaps concept marginals and pair
-co-occurrences.
+warning on posterior collapse. Sampler: its raw output before rejection (validity, contradiction, uniqueness,
+novelty, concepts used) and its rejections by reason, read from `tags_summary.json`. Sample: how the kept lists
+spread (tag entropy, concepts used, Jensen-Shannon divergence in bits between their concept marginals and pair
+co-occurrences and MusicCaps').
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import pyarrow.parquet as pq
 import torch
 from scipy.spatial.distance import jensenshannon
 
-from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json
 from builder.taxonomy import Taxonomy
-from generation.constraints import CONSTRAINTS_NAME, Constraints
+from core.config import cli, get_logger, parse_args, run_dir
+from core.errors import DataError
+from core.io import read_json, write_json
 from training.train_vae import load_split_matrices
 from training.vae import BetaVAE, kl_per_dimension, load_checkpoint, multi_hot
 
@@ -68,23 +70,19 @@ def pair_counts(x: np.ndarray) -> np.ndarray:
     return co[np.triu_indices(co.shape[0], k=1)]
 
 
-def sample_metrics(sample: np.ndarray, reference: np.ndarray, taxonomy: Taxonomy, constraints: Constraints,
-                   min_categories: int = 3) -> dict:
-    """Quality of a sample of lists (multi-hot, taxonomy order) against MusicCaps (`reference`)."""
+def sample_metrics(sample: np.ndarray, reference: np.ndarray, taxonomy: Taxonomy) -> dict:
+    """How the kept lists (multi-hot, taxonomy order) spread over the concepts, against MusicCaps (`reference`).
+
+    Validity, contradiction, uniqueness and novelty are not measured here: the sampler kept only lists that pass
+    those rules, so on its output they are 1, 0, 1 and 1 by construction. Its raw rates, before rejection, are in
+    `tags_summary.json` ("raw") and in this report's "sampler" section.
+    """
     names = np.array(taxonomy.names)
-    lists = [tuple(names[row.astype(bool)]) for row in sample]
-    ref_lists = {tuple(names[row.astype(bool)]) for row in reference}
-    category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
-    n_categories = np.stack([sample[:, category_ids == c].any(1) for c in range(len(CATEGORIES))], 1).sum(1)
     marginal = sample.sum(0)
     p = _distribution(marginal.astype(float))
     entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
     return {
-        "n": len(lists),
-        "validity": float((n_categories >= min_categories).mean()),
-        "contradiction_rate": float(np.mean([bool(constraints.violations(list(t))) for t in lists])),
-        "novelty": float(np.mean([t not in ref_lists for t in lists])),
-        "unique_ratio": len(set(lists)) / max(len(lists), 1),
+        "n": len(sample),
         "tag_entropy_bits": entropy,
         "tag_entropy_max_bits": math.log2(len(names)),
         "concepts_used": int((marginal > 0).sum()),
@@ -110,6 +108,9 @@ def format_table(report: dict) -> str:
             ("reconstruction recall", m["recall"]), ("reconstruction F1", m["f1"]),
             ("active units", f"{m['active_units']} / {m['latent_dim']}"), ("KL total (nats)", m["kl_total"])]
     rows += [(k.replace("_", " "), v) for k, v in s.items()]
+    sampler = report.get("sampler", {})
+    rows += [(f"raw {k.replace('_', ' ')}", v) for k, v in sampler.get("raw", {}).items()]
+    rows += [(f"rejected: {k}", v) for k, v in sampler.get("rejected", {}).items()]
     return "\n".join(f"{k:<34} {v:.4f}" if isinstance(v, float) else f"{k:<34} {v}" for k, v in rows)
 
 
@@ -122,7 +123,6 @@ class VAEReportArguments:
     tags: str | None = field(default=None, metadata={"help": "tags.parquet to evaluate (default: run dir)"})
     output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/vae_report.json)"})
     min_active_units: int = field(default=2, metadata={"help": "fewer active latent units than this is collapse"})
-    min_categories: int = field(default=3, metadata={"help": "validity rule"})
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -130,7 +130,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     out = run_dir()
     vae_dir = Path(args.vae or out / "vae")
     model, taxonomy, _ = load_checkpoint(vae_dir)
-    constraints = Constraints.load(vae_dir / CONSTRAINTS_NAME)
     matrices = load_split_matrices(args.tagged or out / "musiccaps_tagged.parquet", taxonomy)
     held_out = np.concatenate([matrices["validation"], matrices["test"]])
     report = {"model": reconstruction_metrics(model, held_out)}
@@ -138,7 +137,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if tags_path.is_file():
         sample = multi_hot(pq.read_table(tags_path).to_pylist(), taxonomy)
         reference = np.concatenate([matrices[s] for s in ("train", "validation", "test")])
-        report["sample"] = sample_metrics(sample, reference, taxonomy, constraints, args.min_categories)
+        report["sample"] = sample_metrics(sample, reference, taxonomy)
+        sampled = read_json(tags_path.with_name("tags_summary.json"))
+        report["sampler"] = {"raw": sampled.get("raw", {}), "rejected": sampled.get("rejected", {}),
+                             "lists": sampled.get("lists"), "draws": sampled.get("draws")}
     elif args.tags:
         raise DataError(tags_path, "not found")
     warning = collapse_warning(report["model"], args.min_active_units)
@@ -151,4 +153,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

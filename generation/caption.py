@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,12 +21,17 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json, write_parquet
 from builder.taxonomy import Taxonomy
+from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError, ModelLoadError
+from core.io import sha256_file, write_json, write_parquet
+from core.provenance import model_identity
+from core.retry import generate_with_retries, tally
+from core.shards import Lazy, derive_seed, merge_shards, run_sharded
 from generation.caption_checks import CaptionChecker
-from generation.prompting import PROMPT_VERSION, build_messages
-from generation.shards import distributed_state, derive_seed, merge_shards, run_sharded
 from generation.template_captioner import template_caption
+from training.prompting import PROMPT_VERSION, build_messages
 
 logger = get_logger(__name__)
 
@@ -109,7 +113,7 @@ class LLMCaptioner:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         except (OSError, ValueError) as e:
-            raise DataError(path, f"cannot load the tokenizer ({str(e)[:200]})") from None
+            raise ModelLoadError(path, "the tokenizer", e) from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         kwargs = {"dtype": getattr(torch, dtype) if dtype != "auto" else "auto"}
@@ -121,7 +125,7 @@ class LLMCaptioner:
         try:
             model = AutoModelForCausalLM.from_pretrained(name, revision=self.meta.get("base_model_revision") if is_adapter else None, **kwargs)
         except OSError as e:
-            raise DataError(name, f"cannot load the model ({str(e)[:200]})") from None
+            raise ModelLoadError(name, "the model", e) from None
         if is_adapter:
             from peft import PeftModel
 
@@ -131,7 +135,7 @@ class LLMCaptioner:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.to(self.device) if not load_in_4bit else model
         self.model.eval()
-        self.name = f"{self.meta['base_model']}+{path.name}" if is_adapter else str(path)
+        self.name = f"{model_identity(name)} + LoRA {model_identity(str(path))}" if is_adapter else model_identity(name)
 
     def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int) -> list[str]:
         import torch
@@ -140,7 +144,7 @@ class LLMCaptioner:
                    for a in attributes]
         # the chat template already starts with the BOS token
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # sampling draws from torch alone; seeds are 63-bit, more than numpy takes
         sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample \
             else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
         with torch.no_grad():
@@ -153,35 +157,21 @@ class LLMCaptioner:
 def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionChecker, llm: LLMCaptioner | None,
                  shard: int) -> list[dict]:
     """Caption, check and retry one shard's rows; returns output records in input order."""
-    records: dict[str, dict] = {}
-    pending = rows
-    for attempt in range(args.max_attempts):
-        if not pending:
-            break
-        failed = []
-        for b in range(0, len(pending), args.batch_size):
-            batch = pending[b:b + args.batch_size]
-            seed = derive_seed(args.seed, shard, attempt, b)
-            attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
-            if llm is None:
-                captions = [template_caption(a, r["id"]) for a, r in zip(attrs, batch)]
-            else:
-                captions = llm.generate(attrs, args, seed)
-            for row, caption in zip(batch, captions):
-                result = checker.check(caption, row["tags"])
-                records[row["id"]] = {
-                    "id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": caption,
-                    "status": "ok" if result.ok else "rejected", "reasons": list(result.reasons),
-                    "missing": list(result.missing), "hallucinated": list(result.hallucinated), "attempts": attempt + 1,
-                    "seed": seed, "backend": args.backend, "model": llm.name if llm else "template",
-                    "prompt_version": PROMPT_VERSION,
-                }
-                if not result.ok:
-                    failed.append(row)
+    def generate(batch: list[dict], seed: int) -> list[str]:
+        attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
         if llm is None:
-            break  # the template is deterministic: another attempt gives the same caption
-        pending = failed
-    return [records[r["id"]] for r in rows]
+            return [template_caption(a, r["id"]) for a, r in zip(attrs, batch)]
+        return llm.generate(attrs, args, seed)
+
+    attempts = generate_with_retries(
+        rows, generate, lambda row, caption: checker.check(caption, row["tags"]),
+        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
+        max_attempts=args.max_attempts, deterministic=llm is None)  # the template ignores its seed
+    return [{"id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": a.output,
+             "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons),
+             "missing": list(a.verdict.missing), "hallucinated": list(a.verdict.hallucinated), "attempts": a.attempt,
+             "seed": a.seed, "backend": args.backend, "model": llm.name if llm else "template",
+             "prompt_version": PROMPT_VERSION} for row, a in zip(rows, attempts)]
 
 
 TEMPLATE_KEYS = ("backend", "shard_size", "min_words", "max_words", "seed")
@@ -193,8 +183,6 @@ def caption_manifest(args: CaptionArguments) -> dict:
     """What a shard's captions depend on (paths excluded; the adapter by its checksum)."""
     manifest = {k: getattr(args, k) for k in TEMPLATE_KEYS}
     if args.backend == "llm":
-        from builder.common import sha256_file
-
         manifest.update({k: getattr(args, k) for k in LLM_KEYS})
         folder = Path(args.captioner or run_dir() / "captioner")
         weights = [p for p in (folder / "adapter_model.safetensors", folder / "model.safetensors") if p.is_file()]
@@ -207,13 +195,12 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     rows = read_tag_lists(tags_path, taxonomy)
     by_id = {r["id"]: r for r in rows}
     checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)
-    llm = [None]  # loaded on first use, so a rerun with every shard done loads no model
+    llm = Lazy(lambda: LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.load_in_4bit,
+                                    args.dtype, device=state.device))
 
     def work(k: int, ids: list[str]) -> pa.Table:
-        if args.backend == "llm" and llm[0] is None:
-            llm[0] = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.load_in_4bit,
-                                  args.dtype, device=state.device)
-        return pa.Table.from_pylist(caption_rows([by_id[i] for i in ids], args, checker, llm[0], k), schema=CAPTION_SCHEMA)
+        model = llm() if args.backend == "llm" else None
+        return pa.Table.from_pylist(caption_rows([by_id[i] for i in ids], args, checker, model, k), schema=CAPTION_SCHEMA)
 
     shard_dir = output.parent / f"{output.stem}_shards"
     start = time.perf_counter()
@@ -223,14 +210,11 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     if state.is_main_process:
         table = merge_shards(list(by_id), args.shard_size, shard_dir)
         write_parquet(output, table)
-        records = table.to_pylist()
-        reasons = Counter(reason for r in records if r["status"] == "rejected" for reason in r["reasons"])
-        summary = {"captions": len(records), "ok": sum(r["status"] == "ok" for r in records),
-                   "rejected": sum(r["status"] == "rejected" for r in records), "rejected_by_reason": dict(reasons),
-                   "attempts": dict(Counter(r["attempts"] for r in records)), "shards": counts,
+        summary = {**tally(table.select(["status", "reasons", "attempts"]).to_pylist()), "shards": counts,
                    "seconds": round(time.perf_counter() - start, 2), "arguments": asdict(args)}
         write_json(output.with_name("captions_summary.json"), summary)
-        logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"], dict(reasons), output)
+        logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"],
+                    summary["rejected_by_reason"], output)
     return summary
 
 
@@ -243,4 +227,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

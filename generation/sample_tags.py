@@ -21,9 +21,12 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json, write_parquet
 from builder.taxonomy import Taxonomy
-from generation.constraints import CONSTRAINTS_NAME, Constraints
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError
+from core.io import write_json, write_parquet
+from training.constraints import CONSTRAINTS_NAME, Constraints
 from training.vae import BetaVAE, load_checkpoint
 
 logger = get_logger(__name__)
@@ -104,7 +107,9 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     rejects: Counter[str] = Counter()
     kept: dict[tuple[str, ...], int] = {}
     draws = batch = 0
-    raw = Counter()  # statistics of the decoded lists before any rejection
+    raw = Counter()  # statistics of every decoded list, before any rejection
+    raw_lists: set[tuple[str, ...]] = set()
+    raw_used = np.zeros(len(names), dtype=bool)
     while len(kept) < args.num_lists:
         if draws >= max_draws:
             raise SamplingExhaustedError(
@@ -121,11 +126,13 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
         raw["draws"] += n
         raw["valid"] += int((n_categories >= args.min_categories).sum())
         raw["contradictory"] += int(contradicts.sum())
-        for i in range(n):
+        raw_used |= chosen.any(0)
+        drawn = [tuple(names[row]) for row in chosen]
+        raw_lists.update(drawn)
+        raw["novel"] += sum(tags not in seen_lists for tags in drawn)
+        for i, tags in enumerate(drawn):
             if len(kept) >= args.num_lists:
                 break
-            tags = tuple(names[chosen[i]])
-            raw["novel"] += tags not in seen_lists
             if n_categories[i] < args.min_categories:
                 rejects[f"fewer than {args.min_categories} categories"] += 1
             elif contradicts[i]:
@@ -146,8 +153,12 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     considered = sum(rejects.values()) + len(kept)
     summary = {
         "lists": len(kept), "draws": draws, "considered": considered, "rejected": dict(sorted(rejects.items())),
+        # the decoder's own output, before the rules above: what the kept lists' rates (1, 0, 1, 1 by
+        # construction) cannot show
         "raw": {"draws": raw["draws"], "valid_rate": raw["valid"] / raw["draws"],
-                "contradiction_rate": raw["contradictory"] / raw["draws"], "novel_rate": raw["novel"] / max(considered, 1)},
+                "contradiction_rate": raw["contradictory"] / raw["draws"], "unique_rate": len(raw_lists) / raw["draws"],
+                "novel_rate": raw["novel"] / raw["draws"], "concepts_used": int(raw_used.sum())},
+        "concepts_used": len({t for tags in kept for t in tags}),
         "arguments": asdict(args),
     }
     return pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), summary
@@ -186,4 +197,4 @@ def main(argv: Sequence[str] | None = None) -> tuple[pa.Table, dict]:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

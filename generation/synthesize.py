@@ -7,7 +7,7 @@
 
 Defaults are the paper's: musicgen-large, 30 s (1,503 new tokens: 50 frames/s plus the 3-step codebook delay),
 classifier-free guidance 3.3, top-k 250, bf16 on GPU. Ids are grouped into shards of `shard_size` clips that the
-processes claim as they go (generation/shards.py: a faster process takes more); each shard is written atomically as parquet (id, FLAC bytes, sampling
+processes claim as they go (core/shards.py: a faster process takes more); each shard is written atomically as parquet (id, FLAC bytes, sampling
 rate, duration, caption, attributes, model id and revision, generation parameters, seed) to `audio_shards/`.
 Nothing is gathered in memory. A rerun skips finished shards (loading no model if all are done) and redoes a
 missing, partial or corrupt one; seeds derive from (seed, shard, batch, attempt), so a redone shard is
@@ -28,9 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES, DataError, get_logger, parse_args, run_dir, write_json
+from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError, ModelLoadError
+from core.io import write_json
+from core.provenance import model_identity
+from core.retry import Verdict, generate_with_retries, tally
+from core.shards import Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
-from generation.shards import distributed_state, derive_seed, make_shards, run_sharded, shard_path
 
 logger = get_logger(__name__)
 
@@ -106,7 +111,7 @@ class MusicGenSynthesizer:
             self.processor = AutoProcessor.from_pretrained(args.model, revision=args.revision)
             self.model = MusicgenForConditionalGeneration.from_pretrained(args.model, revision=args.revision, dtype=dtype)
         except OSError as e:
-            raise DataError(args.model, f"cannot load MusicGen ({str(e)[:200]})") from None
+            raise ModelLoadError(args.model, "MusicGen", e) from None
         self.model.to(self.device).eval()
         self.sampling_rate = self.model.config.audio_encoder.sampling_rate
         self.frame_rate = self.model.config.audio_encoder.frame_rate
@@ -120,13 +125,14 @@ class MusicGenSynthesizer:
             self.model.generation_config.cache_implementation = "static"
             self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
         self.revision = args.revision or getattr(self.model.config, "_commit_hash", None) or "local"
+        self.name = model_identity(args.model)
         self.load_seconds = round(time.perf_counter() - start, 2)  # transformers' import included: paid once
 
     def generate(self, captions: Sequence[str], args: SynthesisArguments, seed: int) -> list[np.ndarray]:
         import torch
 
         inputs = self.processor(text=list(captions), padding=True, return_tensors="pt").to(self.device)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # sampling draws from torch alone; seeds are 63-bit, more than numpy takes
         sampling = dict(do_sample=args.do_sample, top_k=args.top_k, temperature=args.temperature)
         if args.top_p > 0:
             sampling["top_p"] = args.top_p
@@ -158,34 +164,22 @@ def generation_params(args: SynthesisArguments) -> dict:
 
 
 def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth: MusicGenSynthesizer, shard: int,
-                    check: AudioCheck, reasons_out: Counter) -> pa.Table:
+                    check: AudioCheck) -> pa.Table:
     """Generate, check and retry one shard; returns its table (ids in input order)."""
-    records: dict[str, dict] = {}
-    pending = rows
     params = json.dumps(generation_params(args), sort_keys=True)
-    for attempt in range(args.max_attempts):
-        failed = []
-        for b in range(0, len(pending), args.batch_size):
-            batch = pending[b:b + args.batch_size]
-            seed = derive_seed(args.seed, shard, attempt, b)
-            waves = synth.generate([r["caption"] for r in batch], args, seed)
-            for row, wave in zip(batch, waves):
-                bad = check.reasons(wave, synth.expected_samples, synth.sampling_rate)
-                records[row["id"]] = {
-                    "id": row["id"], "audio": None if bad else {"bytes": encode_flac(wave, synth.sampling_rate), "path": f"{row['id']}.flac"},
-                    "sampling_rate": synth.sampling_rate, "duration_s": len(wave) / synth.sampling_rate,
-                    "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
-                    "status": "rejected" if bad else "ok", "reasons": bad, "attempts": attempt + 1, "seed": seed,
-                    "model": args.model, "model_revision": synth.revision, "generation_params": params,
-                }
-                if bad:
-                    failed.append(row)
-        pending = failed
-        if not pending:
-            break
-    for row in pending:
-        reasons_out.update(records[row["id"]]["reasons"])
-    return pa.Table.from_pylist([records[r["id"]] for r in rows], schema=AUDIO_SCHEMA)
+    attempts = generate_with_retries(
+        rows, lambda batch, seed: synth.generate([r["caption"] for r in batch], args, seed),
+        lambda row, wave: Verdict(tuple(check.reasons(wave, synth.expected_samples, synth.sampling_rate))),
+        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
+        max_attempts=args.max_attempts)
+    return pa.Table.from_pylist([{
+        "id": row["id"], "audio": {"bytes": encode_flac(a.output, synth.sampling_rate), "path": f"{row['id']}.flac"}
+        if a.verdict.ok else None,
+        "sampling_rate": synth.sampling_rate, "duration_s": len(a.output) / synth.sampling_rate,
+        "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
+        "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons), "attempts": a.attempt,
+        "seed": a.seed, "model": synth.name, "model_revision": synth.revision, "generation_params": params,
+    } for row, a in zip(rows, attempts)], schema=AUDIO_SCHEMA)
 
 
 def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path) -> dict:
@@ -193,22 +187,19 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     rows, skipped = read_captions(captions_path, args.include_rejected_captions)
     by_id = {r["id"]: r for r in rows}
     check = AudioCheck(args.silence_dbfs, max_clipped_fraction=args.max_clipped_fraction)
-    synth: list[MusicGenSynthesizer] = []  # loaded on first use: a rerun with every shard done loads no model
-    rejected: Counter[str] = Counter()
+    synth = Lazy(lambda: MusicGenSynthesizer(args, device=state.device))
     start = time.perf_counter()
 
     def work(k: int, ids: list[str]) -> pa.Table:
-        if not synth:
-            synth.append(MusicGenSynthesizer(args, device=state.device))
-        return synthesize_rows([by_id[i] for i in ids], args, synth[0], k, check, rejected)
+        return synthesize_rows([by_id[i] for i in ids], args, synth(), k, check)
 
-    manifest = {"model": args.model, "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
+    manifest = {"model": model_identity(args.model, args.revision), "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
                 "codec_batch_size": args.codec_batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
                 **generation_params(args)}
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="synthesis")
     summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),
-               "shards": counts, "rejected_by_reason": dict(rejected), "seconds": round(time.perf_counter() - start, 2),
-               "model_loaded": bool(synth), "load_seconds": synth[0].load_seconds if synth else 0.0}
+               "shards": counts, "seconds": round(time.perf_counter() - start, 2),
+               "model_loaded": synth.loaded, "load_seconds": synth().load_seconds if synth.loaded else 0.0}
     write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
     state.wait_for_everyone()
     if state.is_main_process:
@@ -219,13 +210,11 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
 
 
 def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter) -> dict:
-    status, reasons = Counter(), Counter()
+    rows = []
     for k, _ in enumerate(make_shards(ids, shard_size)):
-        for r in pq.read_table(shard_path(shard_dir, k), columns=["status", "reasons"]).to_pylist():
-            status[r["status"]] += 1
-            reasons.update(r["reasons"] if r["status"] == "rejected" else [])
-    total = {"clips": sum(status.values()), "ok": status["ok"], "rejected": status["rejected"],
-             "rejected_by_reason": dict(reasons), "captions_skipped": dict(skipped)}
+        rows += pq.read_table(shard_path(shard_dir, k), columns=["status", "reasons", "attempts"]).to_pylist()
+    counts = tally(rows)
+    total = {"clips": counts.pop("total"), **counts, "captions_skipped": dict(skipped)}
     write_json(shard_dir / "_summary.json", total)
     return total
 
@@ -237,4 +226,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

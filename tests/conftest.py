@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.common import DEFAULT_MUSICCAPS_CSV
+from core.config import DEFAULT_MUSICCAPS_CSV
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # a cache of the test session's own: datasets keys a local folder's cache by its name, not its content
@@ -54,9 +54,9 @@ def taxonomy(musiccaps_csv):
 @pytest.fixture(scope="session")
 def distilled_dir(tmp_path_factory, musiccaps_csv, taxonomy):
     """A run directory holding taxonomy.json, distilled.parquet and musiccaps_tagged.parquet from real MusicCaps."""
-    from builder.common import write_parquet
     from builder.distill import distill_musiccaps
     from builder.musiccaps import read_musiccaps
+    from core.io import write_parquet
 
     out = tmp_path_factory.mktemp("run")
     taxonomy.save(out / "taxonomy.json")
@@ -80,7 +80,7 @@ def tiny_vae(tmp_path_factory, distilled_dir, taxonomy):
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, musiccaps_csv):
     """Tiny random-weight models of the real classes (tokenizer trained offline on MusicCaps)."""
-    from training.tiny_models import main
+    from fixtures.tiny_models import main
 
     out = tmp_path_factory.mktemp("models")
     main(["--output_dir", str(out), "--musiccaps_csv", str(musiccaps_csv)])

@@ -6,10 +6,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from builder.assemble import main as assemble_main
-from builder.common import DataError
 from builder.push import PushArguments, push_dataset
-from builder.splits import assign_splits
-from evaluation.clap import main as clap_main
+from builder.splits import assign_example_splits
+from card.render import main as card_main
+from core.errors import DataError, PublishError
+from evaluation.score import main as clap_main
 from generation.synthesize import main as synth_main
 from tests.test_synthesis import write_captions
 
@@ -31,14 +32,19 @@ def build_run(root: Path, tiny_models: Path, taxonomy, n: int = 48) -> Path:
 
 
 def assemble_argv(run: Path, *extra):
-    return ["--run_dir", str(run), "--min_positives", "3", "--num_random_sets", "2", "--version", "0.1.0",
-            "--repo_id", "someone/conceptcaps-test", *extra]
+    return ["--run_dir", str(run), "--min_positives", "3", "--num_random_sets", "2", "--version", "0.1.0", *extra]
+
+
+def assemble_with_card(run: Path, *card_extra) -> dict:
+    summary = assemble_main(assemble_argv(run))
+    card_main(["--dataset", str(run / "dataset"), "--repo_id", "someone/conceptcaps-test", *card_extra])
+    return summary
 
 
 @pytest.fixture(scope="module")
 def assembled(tiny_models, taxonomy, tmp_path_factory):
     run = build_run(tmp_path_factory.mktemp("dataset_run"), tiny_models, taxonomy)
-    summary = assemble_main(assemble_argv(run))
+    summary = assemble_with_card(run)
     return run, run / "dataset", summary
 
 
@@ -122,12 +128,13 @@ def test_card_yaml_parses_and_numbers_match(assembled):
     _, folder, summary = assembled
     card = DatasetCard.load(folder / "README.md")
     data = card.data.to_dict()
-    assert data["license"] == "cc-by-4.0" and {c["config_name"] for c in data["configs"]} == {"default", "audio", "concepts"}
+    assert data["license"] == "cc-by-sa-4.0" and {c["config_name"] for c in data["configs"]} == {"default", "audio", "concepts"}
     assert data["size_categories"] == ["n<1K"]
     for split, n in summary["per_split"].items():
         assert f"| {split} | {n} |" in card.text
     assert f"| **total** | **{summary['examples']}** |" in card.text
-    assert "CC BY-SA 4.0" in card.text and "Western-centric" in card.text
+    assert "ShareAlike term requires adaptations to carry the same licence" in card.text and "Western-centric" in card.text
+    assert str(folder.parent) not in card.text and "local model sha256:" in card.text  # model ids, never a path
     for image in ("concept_frequency.png", "cooccurrence.png", "clap_histogram.png"):
         assert (folder / "images" / image).stat().st_size > 1000
 
@@ -158,7 +165,7 @@ def test_push_without_token_or_permission(assembled, monkeypatch, caplog):
     _, folder, _ = assembled
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    with pytest.raises(DataError, match="no Hugging Face token to push to someone/cc"):
+    with pytest.raises(PublishError, match="no Hugging Face token to push to someone/cc"):
         push_dataset(PushArguments(repo_id="someone/cc"), folder)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_secret_value")
 
@@ -169,7 +176,7 @@ def test_push_without_token_or_permission(assembled, monkeypatch, caplog):
         def create_repo(self, *a, **k):
             raise HfHubHTTPError("forbidden", response=Response())
 
-    with pytest.raises(DataError, match="someone/cc failed .the token cannot write to this repo.: HTTP 403") as e:
+    with pytest.raises(PublishError, match="someone/cc failed .the token cannot write to this repo.: HTTP 403") as e:
         push_dataset(PushArguments(repo_id="someone/cc"), folder, api=Forbidden())
     assert "hf_secret_value" not in str(e.value) and "hf_secret_value" not in caplog.text
 
@@ -180,7 +187,7 @@ def test_bad_shards_and_missing_pieces(assembled, tmp_path):
     shutil.copytree(run, broken, ignore=shutil.ignore_patterns("dataset", "assembly"))
     shards = sorted((broken / "audio_shards").glob("shard-*.parquet"))
     shards[1].write_bytes(shards[1].read_bytes()[:100])
-    with pytest.raises(DataError, match="shard-00001.parquet: unreadable audio shard"):
+    with pytest.raises(DataError, match="shard-00001.parquet: unreadable shard"):
         assemble_main(assemble_argv(broken))
     assert not (broken / "dataset").exists()  # nothing half-published
     shards[1].unlink()
@@ -212,8 +219,8 @@ def test_too_few_positives_is_a_counted_skip(assembled):
 
 def test_dataset_splits_are_deterministic():
     ids = [f"x{i}" for i in range(100)]
-    a = assign_splits(ids, seed=0)
-    assert a == assign_splits(list(reversed(ids)), seed=0)
+    a = assign_example_splits(ids, seed=0)
+    assert a == assign_example_splits(list(reversed(ids)), seed=0)
     assert sorted(list(a.values()).count(s) for s in ("train", "validation", "test")) == [15, 15, 70]
 
 
@@ -222,17 +229,24 @@ def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path)
     import soundfile as sf
 
     from evaluation.fad import main as fad_main
+    from evaluation.fad_reference import main as reference_main
 
-    run, _, _ = assembled
+    run, folder, _ = assembled
     rng = np.random.default_rng(0)
     for i in range(6):
         sf.write(tmp_path / f"ref{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
     reference = tmp_path / "reference.npy"
-    embeddings = fad_main(["--audio_dir", str(tmp_path), "--output", str(reference), "--model", str(tiny_models / "tiny-clap")])
+    embeddings = reference_main(["--audio_dir", str(tmp_path), "--output", str(reference), "--model", str(tiny_models / "tiny-clap")])
     assert embeddings.shape[0] == 6
-    summary = assemble_main(assemble_argv(run, "--fad_reference", str(reference), "--output_dir", str(tmp_path / "ds")))
-    assert set(summary["fad_per_split"]) == {"train", "validation", "test"}
-    assert all(np.isfinite(v) and v >= 0 for v in summary["fad_per_split"].values())
-    assert "FAD (CLAP embeddings) against the reference set: train" in (tmp_path / "ds" / "README.md").read_text()
+    report_path = tmp_path / "fad_report.json"
+    report = fad_main(["--reference", str(reference), "--dataset", str(folder), "--clap_dir", str(run / "clap_scores"),
+                       "--output", str(report_path)])
+    assert set(report["fad_per_split"]) == {"train", "validation", "test"}
+    assert all(np.isfinite(v) and v >= 0 for v in report["fad_per_split"].values())
+    copy = tmp_path / "ds"
+    shutil.copytree(folder, copy)
+    card_main(["--dataset", str(copy), "--fad_report", str(report_path)])
+    assert "FAD (CLAP embeddings) against the reference set: train" in (copy / "README.md").read_text()
     with pytest.raises(DataError, match="nope.npy: FAD reference embeddings not found"):
-        assemble_main(assemble_argv(run, "--fad_reference", str(tmp_path / "nope.npy"), "--output_dir", str(tmp_path / "x")))
+        fad_main(["--reference", str(tmp_path / "nope.npy"), "--dataset", str(folder), "--clap_dir", str(run / "clap_scores"),
+                  "--output", str(report_path)])

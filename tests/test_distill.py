@@ -5,9 +5,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from builder.common import DataError
-from builder.distill import assign_splits, clean_caption, distill_musiccaps, main
+from builder.distill import assign_video_splits, clean_caption, distill_musiccaps, main
 from builder.musiccaps import read_musiccaps
+from core.errors import DataError
 from tests.conftest import MUSICCAPS_COLUMNS, write_musiccaps
 
 
@@ -63,9 +63,9 @@ def test_real_distillation_counts_and_split_disjointness(taxonomy, musiccaps_csv
 
 def test_splits_are_deterministic_and_keep_videos_together():
     ids = [f"v{i}" for i in range(200)] * 2
-    a, b = assign_splits(ids), assign_splits(list(reversed(ids)))
+    a, b = assign_video_splits(ids), assign_video_splits(list(reversed(ids)))
     assert a == b and set(a.values()) == {"train", "validation", "test"}
-    assert assign_splits(ids, seed=1) != a
+    assert assign_video_splits(ids, seed=1) != a
 
 
 def test_distill_is_byte_identical_across_runs(tmp_path, musiccaps_csv):

@@ -72,7 +72,7 @@ def test_pipeline_end_to_end(reference_run):
 
     summary = json.loads((reference_run / "pipeline_summary.json").read_text())
     assert list(summary) == ["taxonomy", "distill", "vae", "sample", "vae_report", "tiny_models", "captioner", "caption",
-                             "caption_metrics", "synthesize", "score", "assemble", "genre_classifier", "tcav"]
+                             "caption_metrics", "synthesize", "score", "assemble", "card", "genre_classifier", "tcav"]
     assert all(row["status"] == "ran" for row in summary.values())
     ds = open_dataset(str(reference_run / "dataset"))
     assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40

@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from generation.shards import CLAIMS_NAME, merge_shards, run_sharded
+from core.shards import CLAIMS_NAME, merge_shards, run_sharded
 
 
 class ThreadState:

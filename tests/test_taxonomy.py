@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.common import CATEGORIES, DataError
-from builder.taxonomy import (Taxonomy, build_taxonomy, compare_with_paper, load_concept_table, main,
-                              normalise_aspect)
+from builder.taxonomy import Taxonomy, build_taxonomy, compare_with_paper, load_concept_table, main, normalise_aspect
+from core.constants import CATEGORIES
+from core.errors import DataError
 
 PAPER_TAXONOMY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper-taxonomy.json"
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from builder.common import DataError
+from core.errors import ConfigError, DataError
 from evaluation.tcav import check_logits, format_table, resolve_layer, tcav_scores, validate_sets
 
 DIRECTION = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / 2
@@ -64,18 +64,18 @@ def test_identical_under_the_same_seed(planted_report):
 
 
 def test_bad_layer_logits_and_sets():
-    with pytest.raises(DataError, match="no layer 'block9'; its layers are \\['hidden'\\]"):
+    with pytest.raises(ConfigError, match="no layer 'block9'; its layers are \\['hidden'\\]"):
         resolve_layer(PlantedModel(), "block9")
 
     class NotLogits(nn.Module):
         def forward(self, x):
             return x.sum(1)
 
-    with pytest.raises(DataError, match="must return class logits of shape \\(batch, 2\\); it returned \\(2,\\)"):
+    with pytest.raises(ConfigError, match="must return class logits of shape \\(batch, 2\\); it returned \\(2,\\)"):
         check_logits(NotLogits(), torch.randn(4, 8), 2)
     with pytest.raises(DataError, match="'piano' has 2 positives; TCAV needs at least 5"):
         validate_sets("piano", ["a", "b"], [["c"], ["d"]], 5)
     with pytest.raises(DataError, match="random sets of 'piano' contain 1 of its positives"):
         validate_sets("piano", ["a", "b", "c"], [["c", "d"], ["e"]], 2)
-    with pytest.raises(DataError, match="at least two random sets"):
+    with pytest.raises(ConfigError, match="at least two random sets"):
         tcav_scores(PlantedModel(), "hidden", {"x": data(1)}, [data(2)], {0: data(3)})

@@ -27,8 +27,12 @@ from typing import Sequence
 
 import pyarrow.parquet as pq
 
-from builder.common import CATEGORIES, DataError, get_logger, package_versions, parse_args, run_dir, sha256_file, write_json
-from generation.prompting import PROMPT_VERSION, build_example
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import DataError, ModelLoadError
+from core.io import sha256_file, write_json
+from core.provenance import package_versions
+from training.prompting import PROMPT_VERSION, build_example
 
 logger = get_logger(__name__)
 
@@ -85,7 +89,7 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
     except OSError as e:
-        raise DataError(name, f"cannot load the base model's tokenizer ({e.__class__.__name__}: {str(e)[:200]})") from None
+        raise ModelLoadError(name, "the base model's tokenizer", e) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype,
@@ -130,4 +134,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

@@ -17,8 +17,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
-from builder.common import CATEGORIES, DataError, write_json
 from builder.taxonomy import Taxonomy
+from core.constants import CATEGORIES
+from core.errors import DataError
+from core.io import write_json
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"

@@ -23,7 +23,9 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from builder.common import DataError, get_logger, remove_temporaries, write_json, write_parquet
+from core.config import get_logger
+from core.errors import DataError
+from core.io import remove_temporaries, write_json, write_parquet
 
 logger = get_logger(__name__)
 
@@ -114,7 +116,7 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if manifest is not None:
-        check_manifest(directory, manifest, state.is_main_process)
+        check_manifest(directory, {**manifest, "shard_size": shard_size}, state.is_main_process)
     claims = directory / CLAIMS_NAME
     if state.is_main_process:  # claims and half-written files left by a killed run: clear them before anyone claims
         shutil.rmtree(claims, ignore_errors=True)
@@ -164,11 +166,33 @@ def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Tab
     return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string())})
 
 
-def distributed_state():
-    """accelerate's PartialState; on a machine without CUDA it must be asked for CPU explicitly, else processes
-    started by `accelerate launch --multi_gpu` each think they are alone."""
-    import torch
-    from accelerate import PartialState
+class Lazy:
+    """A model loaded on first use, so that a rerun with every shard done loads none."""
 
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
-    return PartialState(cpu=cpu)
+    def __init__(self, load: Callable[[], object]):
+        self._load, self._value = load, None
+
+    def __call__(self):
+        if self._value is None:
+            self._value = self._load()
+        return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+
+def shard_folder_ids(directory: Path) -> tuple[list[str], int]:
+    """Every id in a shard folder (shards in order) and the folder's shard size, from its manifest."""
+    directory = Path(directory)
+    manifest = directory / MANIFEST_NAME
+    if not manifest.is_file():
+        raise DataError(manifest, "missing: not a shard folder (run the stage that writes it first)")
+    shard_size = int(json.loads(manifest.read_text())["shard_size"])
+    ids = []
+    for path in sorted(directory.glob("shard-*.parquet")):
+        try:
+            ids += pq.read_table(path, columns=["id"]).column("id").to_pylist()
+        except Exception as e:
+            raise DataError(path, f"unreadable shard ({e.__class__.__name__}); rerun the stage that wrote it") from None
+    return ids, shard_size

@@ -17,8 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from builder.common import DataError, write_json
-from builder.taxonomy import ALIAS_SEPARATOR, Taxonomy, _read_tsv
+from builder.taxonomy import ALIAS_SEPARATOR, Taxonomy
+from core.errors import DataError
+from core.io import read_tsv, write_json
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 EXCLUSIVE_TABLE = DATA_DIR / "exclusive.tsv"
@@ -87,7 +88,7 @@ class Constraints:
 
 def load_exclusive_groups(taxonomy: Taxonomy, path: Path = EXCLUSIVE_TABLE) -> dict[str, list[str]]:
     groups = {}
-    for number, (group, members) in _read_tsv(Path(path), 2):
+    for number, (group, members) in read_tsv(Path(path), 2):
         names = [m.strip() for m in members.split(ALIAS_SEPARATOR) if m.strip()]
         _check_known(taxonomy, names, path, number)
         groups[group] = names
@@ -96,7 +97,7 @@ def load_exclusive_groups(taxonomy: Taxonomy, path: Path = EXCLUSIVE_TABLE) -> d
 
 def load_allowed_pairs(taxonomy: Taxonomy, path: Path = ALLOWED_PAIRS_TABLE) -> set[frozenset]:
     pairs = set()
-    for number, (a, b) in _read_tsv(Path(path), 2):
+    for number, (a, b) in read_tsv(Path(path), 2):
         _check_known(taxonomy, [a, b], path, number)
         pairs.add(frozenset((a, b)))
     return pairs

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from builder.common import CATEGORIES
+from core.constants import CATEGORIES
 
 PROMPT_VERSION = "1"
 SYSTEM_PROMPT = "You are an expert in music who writes short, professional descriptions of music recordings."

@@ -1,18 +1,17 @@
-"""CLAP audio-text alignment for every clip, and FAD on CLAP embeddings.
+"""The `score` stage: CLAP audio-text alignment for every clip.
 
-    python -m evaluation.clap --config configs/tiny.yaml
-    accelerate launch -m evaluation.clap --audio_dir runs/paper/audio_shards --model laion/clap-htsat-unfused
+    python -m evaluation.score --config configs/tiny.yaml
+    accelerate launch -m evaluation.score --audio_dir runs/paper/audio_shards --model laion/clap-htsat-unfused
 
 The whole clip is scored deterministically: audio is resampled to 48 kHz with soxr and cut into fixed,
 consecutive 10 s windows (the last one padded by repetition); the window embeddings are averaged. (The
 reference code let CLAP crop a random 10 s window, so its scores changed from run to run.) Scores and
 audio embeddings are written beside the audio shards, one score shard per audio shard, with the same
-resumability. `frechet_audio_distance` gives FAD between two sets of CLAP embeddings.
+resumability. FAD on these embeddings: `evaluation.fad`.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soxr
 
-from builder.common import DataError, get_logger, parse_args, run_dir, write_json
+from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.errors import DataError, ModelLoadError
+from core.io import write_json
+from core.provenance import model_identity
+from core.shards import Lazy, merge_shards, run_sharded, shard_folder_ids, shard_path
 from generation.audio_checks import decode_audio
-from generation.shards import distributed_state, MANIFEST_NAME, merge_shards, run_sharded, shard_path
 
 logger = get_logger(__name__)
 
@@ -60,8 +62,8 @@ class ClapScorer:
             self.processor = ClapProcessor.from_pretrained(model, revision=revision)
             self.model = ClapModel.from_pretrained(model, revision=revision).to(self.device).eval()
         except OSError as e:
-            raise DataError(model, f"cannot load CLAP ({str(e)[:200]})") from None
-        self.name = model
+            raise ModelLoadError(model, "CLAP", e) from None
+        self.name = model_identity(model, revision)
 
     @staticmethod
     def _tensor(out):
@@ -99,22 +101,6 @@ class ClapScorer:
         return _unit(np.concatenate(out)).astype(np.float32)
 
 
-def frechet_audio_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two embedding sets (Kilgour et al., 2019)."""
-    from scipy import linalg
-
-    if len(a) < 2 or len(b) < 2:
-        raise ValueError("FAD needs at least two embeddings in each set")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise, as common FAD implementations do
-        eps = np.eye(len(cov_a)) * 1e-6
-        covmean = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
-    covmean = covmean.real
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(covmean))
-
-
 @dataclass
 class ClapArguments:
     """Score every clip of the audio shards with CLAP."""
@@ -126,30 +112,14 @@ class ClapArguments:
     batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
 
 
-def audio_shard_ids(audio_dir: Path) -> tuple[list[str], int]:
-    manifest = audio_dir / MANIFEST_NAME
-    if not manifest.is_file():
-        raise DataError(manifest, "missing: not an audio shard folder (run `python -m generation.synthesize` first)")
-    shard_size = int(json.loads(manifest.read_text())["shard_size"])
-    ids = []
-    for path in sorted(audio_dir.glob("shard-*.parquet")):
-        try:
-            ids += pq.read_table(path, columns=["id"]).column("id").to_pylist()
-        except Exception as e:
-            raise DataError(path, f"unreadable audio shard ({e.__class__.__name__}); rerun synthesis to redo it") from None
-    return ids, shard_size
-
-
 def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
     state = distributed_state()
-    ids, shard_size = audio_shard_ids(audio_dir)
-    scorer: list[ClapScorer] = []
+    ids, shard_size = shard_folder_ids(audio_dir)
+    scorer = Lazy(lambda: ClapScorer(args.model, args.revision, device=state.device))
     start = time.perf_counter()
 
     def work(k: int, shard_ids: list[str]) -> pa.Table:
-        if not scorer:
-            scorer.append(ClapScorer(args.model, args.revision, device=state.device))
-        s = scorer[0]
+        s = scorer()
         rows = pq.read_table(shard_path(audio_dir, k)).to_pylist()
         if [r["id"] for r in rows] != shard_ids:
             raise DataError(shard_path(audio_dir, k), "holds other ids than expected; rerun synthesis")
@@ -164,11 +134,12 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
             schema=SCORE_SCHEMA)
 
     counts = run_sharded(ids, shard_size, out_dir, work, state,
-                         manifest={"model": args.model, "revision": args.revision, "window_s": WINDOW_S}, desc="CLAP")
+                         manifest={"model": model_identity(args.model, args.revision), "window_s": WINDOW_S}, desc="CLAP")
     summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
         scores = [s for s in merge_shards(ids, shard_size, out_dir).column("clap_score").to_pylist() if s is not None]
-        summary.update(clips=len(scores), mean_clap=float(np.mean(scores)) if scores else None, model=args.model)
+        summary.update(clips=len(scores), mean_clap=float(np.mean(scores)) if scores else None,
+                       model=model_identity(args.model, args.revision))
         write_json(out_dir / "_summary.json", summary)
         logger.info("CLAP (%s): mean %.4f over %d clips", args.model, summary["mean_clap"] or float("nan"), len(scores))
     return summary
@@ -181,4 +152,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

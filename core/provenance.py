@@ -1,0 +1,45 @@
+"""What made an output: package versions and model identities that name no local path."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Sequence
+
+from core.io import sha256_file
+
+PROVENANCE_PACKAGES = (
+    "torch", "transformers", "datasets", "trl", "peft", "accelerate", "numpy", "pyarrow", "huggingface_hub",
+)
+
+
+def package_versions(names: Sequence[str] = PROVENANCE_PACKAGES) -> dict[str, str]:
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@lru_cache(maxsize=None)
+def folder_sha256(folder: str) -> str:
+    """One hash of a folder's files (relative names and contents), independent of where the folder lies."""
+    root = Path(folder)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + sha256_file(path).encode())
+    return h.hexdigest()
+
+
+def model_identity(name_or_path: str, revision: str | None = None) -> str:
+    """How a model is named in manifests, summaries and the published dataset: a Hub id (with its revision when
+    pinned), or for a local folder "local model sha256:<first 16 hex digits of its content hash>", never its
+    path, so that a published file reveals no machine's layout and a moved run directory matches its manifests."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return f"local model sha256:{folder_sha256(str(path.resolve()))[:16]}"
+    return f"{name_or_path}@{revision}" if revision else str(name_or_path)
