@@ -6,9 +6,13 @@
     python -m pipeline --config configs/tiny.yaml --force distill          # redo a stage and what follows it
     python -m pipeline --config configs/tiny.yaml --only synthesize score  # run some stages
 
-A stage whose outputs exist and whose inputs and arguments are unchanged is skipped. A stage that did not
-finish (a crash, a kill) runs again on rerun and resumes inside itself where it writes shards; a stage whose
-inputs or arguments changed (or that is forced) has its outputs removed first. With `--launch`, the stages
+A stage is done when its record (`.stages/<stage>.json`, written last and atomically: its fingerprint and the
+name, size and sha256 of every file it wrote) matches its inputs, arguments and files. A done stage is skipped;
+one whose files no longer match their record (deleted, truncated, changed) runs again and resumes, saying why;
+one that did not finish (a crash, a kill) runs again and resumes inside itself where it writes shards; one whose
+inputs or arguments changed (or that is forced) has its outputs removed first. Fingerprints hold preset values
+as written (`${run_dir}` unexpanded) and inputs by content, so a run directory copied or moved elsewhere
+resumes with every finished stage skipped. One pipeline (or stage) at a time holds a run directory's lock. With `--launch`, the stages
 that can use several processes (VAE, captioner, captioning, synthesis, scoring) run under that launcher;
 the others run in this process. Every stage can still be run on its own (`python -m <module> --help`).
 """
@@ -19,6 +23,7 @@ import argparse
 import hashlib
 import importlib
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -27,16 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import yaml
-
-from core.config import REPO_ROOT, cli, get_logger, load_preset, run_dir
-from core.io import write_json
+from core.config import (
+    REPO_ROOT,
+    RUN_DIR_ENV,
+    cli,
+    field_names,
+    get_logger,
+    load_preset,
+    read_preset,
+    run_dir,
+    unknown_key_error,
+)
+from core.errors import ConceptCapsError, ConfigError
+from core.io import file_record, read_json, record_mismatch, write_json
+from core.lock import run_lock
 
 logger = get_logger("pipeline")
-
-
-def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,7 @@ class Stage:
     name: str
     module: str  # its entry point: `python -m <module>`, whose main(argv) this calls
     inputs: tuple[str, ...]  # files in the run directory (or "repo:" files) whose bytes it depends on
-    outputs: tuple[str, ...]  # what it writes there; all must exist for it to count as done
+    outputs: tuple[str, ...]  # the files and folders it writes there; its record lists every file in them
     args: Callable[[Path], list[str]]  # argv pointing it at the run directory
     clean: tuple[str, ...] = ()  # removed before a rerun caused by changed inputs, arguments or --force
     optional: bool = False  # runs only when the preset has a section for it
@@ -53,54 +64,55 @@ class Stage:
 
 
 def _r_distill(d):
-    s = _read(d / "distill_summary.json")
+    s = read_json(d / "distill_summary.json")
     return s.get("musiccaps_rows", ""), s.get("distilled_rows", ""), s.get("skipped", {})
 
 
 def _r_sample(d):
-    s = _read(d / "tags_summary.json")
+    s = read_json(d / "tags_summary.json")
     return s.get("considered", ""), s.get("lists", ""), s.get("rejected", {})
 
 
 def _r_caption(d):
-    s = _read(d / "captions_summary.json")
+    s = read_json(d / "captions_summary.json")
     return s.get("captions", ""), s.get("ok", ""), s.get("rejected_by_reason", {})
 
 
 def _r_synth(d):
-    s = _read(d / "audio_shards" / "_summary.json")
+    s = read_json(d / "audio_shards" / "_summary.json")
     return s.get("clips", ""), s.get("ok", ""), {**s.get("rejected_by_reason", {}), **s.get("captions_skipped", {})}
 
 
 def _r_assemble(d):
-    s = _read(d / "dataset" / "build_summary.json")
+    s = read_json(d / "dataset" / "build_summary.json")
     return s.get("examples", ""), s.get("per_split", ""), s.get("rejected", {})
 
 
 STAGES = [
     Stage("taxonomy", "builder.taxonomy", ("repo:builder/data/concepts.tsv", "repo:builder/data/spelling.tsv"),
           ("taxonomy.json",), lambda d: ["--output", str(d / "taxonomy.json")],
-          report=lambda d: ("", len(_read(d / "taxonomy.json").get("concepts", [])), {})),
-    Stage("distill", "builder.distill", ("taxonomy.json",), ("distilled.parquet", "musiccaps_tagged.parquet"),
+          report=lambda d: ("", len(read_json(d / "taxonomy.json").get("concepts", [])), {})),
+    Stage("distill", "builder.distill", ("taxonomy.json",), ("distilled.parquet", "musiccaps_tagged.parquet", "distill_summary.json"),
           lambda d: ["--taxonomy", str(d / "taxonomy.json"), "--output_dir", str(d)], report=_r_distill),
-    Stage("vae", "training.train_vae", ("musiccaps_tagged.parquet", "taxonomy.json"), ("vae/model.safetensors",),
+    Stage("vae", "training.train_vae", ("musiccaps_tagged.parquet", "taxonomy.json"), ("vae",),
           lambda d: ["--tagged", str(d / "musiccaps_tagged.parquet"), "--output_dir", str(d / "vae")],
           clean=("vae",), distributed=True,
-          report=lambda d: ("", f"best epoch {_read(d / 'vae' / 'config.json').get('best_epoch', '?')}", {})),
-    Stage("sample", "generation.sample_tags", ("vae/model.safetensors", "musiccaps_tagged.parquet"), ("tags.parquet",),
+          report=lambda d: ("", f"best epoch {read_json(d / 'vae' / 'config.json').get('best_epoch', '?')}", {})),
+    Stage("sample", "generation.sample_tags", ("vae/model.safetensors", "musiccaps_tagged.parquet"), ("tags.parquet", "tags_summary.json"),
           lambda d: ["--vae", str(d / "vae"), "--reference", str(d / "musiccaps_tagged.parquet"),
                      "--output", str(d / "tags.parquet")], report=_r_sample),
     Stage("vae_report", "evaluation.vae_report", ("vae/model.safetensors", "tags.parquet"), ("vae_report.json",),
           lambda d: ["--vae", str(d / "vae"), "--tagged", str(d / "musiccaps_tagged.parquet"),
                      "--tags", str(d / "tags.parquet"), "--output", str(d / "vae_report.json")]),
-    Stage("tiny_models", "fixtures.tiny_models", (), ("models/tiny-llama", "models/tiny-musicgen", "models/tiny-clap"),
+    Stage("tiny_models", "fixtures.tiny_models", (), ("models",),
           lambda d: ["--output_dir", str(d / "models")], clean=("models",), optional=True),
-    Stage("captioner", "training.train_captioner", ("distilled.parquet",), ("captioner/captioner.json",),
+    Stage("captioner", "training.train_captioner", ("distilled.parquet",), ("captioner",),
           lambda d: ["--distilled", str(d / "distilled.parquet"), "--output_dir", str(d / "captioner")],
           clean=("captioner",), distributed=True,
           report=lambda d: ("", "val loss {eval_loss_before:.3f}->{eval_loss_after:.3f}".format(
-              **_read(d / "captioner" / "captioner.json")) if (d / "captioner" / "captioner.json").is_file() else "", {})),
-    Stage("caption", "generation.caption", ("tags.parquet", "captioner/captioner.json"), ("captions.parquet",),
+              **read_json(d / "captioner" / "captioner.json")) if (d / "captioner" / "captioner.json").is_file() else "", {})),
+    Stage("caption", "generation.caption", ("tags.parquet", "captioner/captioner.json"),
+          ("captions.parquet", "captions_summary.json", "captions_shards"),
           lambda d: ["--tags", str(d / "tags.parquet"), "--taxonomy", str(d / "taxonomy.json"),
                      "--captioner", str(d / "captioner"), "--output", str(d / "captions.parquet")],
           clean=("captions_shards", "captions.parquet"), distributed=True, report=_r_caption),
@@ -108,36 +120,36 @@ STAGES = [
           ("caption_metrics.json",),
           lambda d: ["--distilled", str(d / "distilled.parquet"), "--captioner", str(d / "captioner"),
                      "--report", str(d / "caption_metrics.json")]),
-    Stage("synthesize", "generation.synthesize", ("captions.parquet",), ("audio_shards/_summary.json",),
+    Stage("synthesize", "generation.synthesize", ("captions.parquet",), ("audio_shards",),
           lambda d: ["--captions", str(d / "captions.parquet"), "--output_dir", str(d / "audio_shards")],
           clean=("audio_shards",), distributed=True, report=_r_synth),
     Stage("score", "evaluation.score", ("audio_shards/_manifest.json", "audio_shards/_summary.json"),
-          ("clap_scores/_summary.json",),
+          ("clap_scores",),
           lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")],
           clean=("clap_scores",), distributed=True,
-          report=lambda d: ("", _read(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
+          report=lambda d: ("", read_json(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
     Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
-          ("dataset/build_summary.json",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
+          ("dataset", "assembly"), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
           report=_r_assemble),
     Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),
           lambda d: ["--dataset", str(d / "dataset"), "--clap_dir", str(d / "clap_scores"),
                      "--output", str(d / "fad_report.json")], optional=True),
-    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json"), ("dataset/README.md",),
+    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json"), ("dataset/README.md", "dataset/images", "dataset/checksums.json"),
           lambda d: ["--dataset", str(d / "dataset"),
                      *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else [])]),
-    Stage("genre_classifier", "evaluation.genre_classifier", ("dataset/build_summary.json",), ("genre_cnn/config.json",),
+    Stage("genre_classifier", "evaluation.genre_classifier", ("dataset/build_summary.json",), ("genre_cnn",),
           lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")]),
-    Stage("tcav", "evaluation.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json",),
+    Stage("tcav", "evaluation.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json", "tcav_report.png"),
           lambda d: ["--dataset", str(d / "dataset"), "--classifier", str(d / "genre_cnn"),
                      "--output", str(d / "tcav_report.json")],
-          report=lambda d: ("", len(_read(d / "tcav_report.json").get("results", [])), {})),
+          report=lambda d: ("", len(read_json(d / "tcav_report.json").get("results", [])), {})),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
 
 def _fingerprint(stage: Stage, preset: Path, out: Path) -> str:
-    """What a stage's outputs depend on: its preset keys and the bytes of its inputs."""
-    h = hashlib.sha256(json.dumps(load_preset(preset, stage.name), sort_keys=True, default=str).encode())
+    """What a stage's outputs depend on: its preset keys as written and the bytes of its inputs."""
+    h = hashlib.sha256(json.dumps(load_preset(preset, stage.name, expand=False), sort_keys=True, default=str).encode())
     for name in stage.inputs:
         path = REPO_ROOT / name[len("repo:"):] if name.startswith("repo:") else out / name
         h.update(name.encode())
@@ -145,13 +157,42 @@ def _fingerprint(stage: Stage, preset: Path, out: Path) -> str:
     return h.hexdigest()
 
 
+HASH_LIMIT = 16 << 20  # files up to this size are hashed in a stage's record and checked by hash; larger ones by size
+
+
+def stage_arguments(stage: Stage) -> set[str]:
+    return field_names(importlib.import_module(stage.module).ARGUMENTS)
+
+
+def validate_preset(preset: Path) -> dict:
+    """Every section must be a stage, every key of a section one of that stage's arguments, and every top-level
+    key an argument of some stage; the first fault is an error naming the preset, the section and the key."""
+    raw = read_preset(preset)
+    known = {stage.name: stage_arguments(stage) for stage in STAGES}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in known:
+                raise unknown_key_error(preset, None, key, set(known))
+            for sub in value:
+                if sub not in known[key]:
+                    raise unknown_key_error(preset, key, sub, known[key])
+        elif not any(key in names for names in known.values()):
+            raise unknown_key_error(preset, None, key, set().union(*known.values()) | set(known))
+    return raw
+
+
 def _run_stage(stage: Stage, argv: list[str], launch: str | None) -> None:
     if launch and stage.distributed:
         cmd = [*shlex.split(launch), "-m", stage.module, *argv]
         logger.info("stage %s: %s", stage.name, " ".join(cmd))
-        subprocess.run(cmd, check=True)
+        if subprocess.run(cmd).returncode != 0:
+            raise ConceptCapsError(f"stage {stage.name} failed under the launcher (its error is above); rerun to resume")
     else:
         importlib.import_module(stage.module).main(argv)
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
 def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only: Sequence[str] = (),
@@ -160,8 +201,8 @@ def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only:
     preset = Path(preset)
     unknown = [n for n in (*force, *only) if n not in STAGE_NAMES]
     if unknown:
-        raise SystemExit(f"unknown stage(s) {unknown}; stages are {STAGE_NAMES}")
-    sections = set(yaml.safe_load(preset.read_text()) or {})
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {STAGE_NAMES}")
+    sections = set(validate_preset(preset))
     state_dir = out / ".stages"
     summary, invalidated = {}, False
     for stage in STAGES:
@@ -169,23 +210,26 @@ def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only:
             continue
         fingerprint = _fingerprint(stage, preset, out)
         state_path = state_dir / f"{stage.name}.json"
-        state = _read(state_path)
-        outputs_exist = all((out / o).exists() for o in stage.outputs)
+        state = read_json(state_path)
         changed = bool(state) and state.get("fingerprint") != fingerprint
         invalidated = invalidated or stage.name in force  # a forced stage invalidates the stages after it
-        if state and not changed and not invalidated and outputs_exist:
+        damaged = record_mismatch(out, state.get("outputs", {})) if state and not changed and not invalidated else None
+        if state and not changed and not invalidated and not damaged:
             status, seconds = "skipped", state.get("seconds", 0.0)
         else:
-            if changed or invalidated:  # start over; an unfinished stage (no state) resumes instead
+            if changed or invalidated:  # start over; an unfinished or damaged stage resumes instead
                 for name in stage.clean:
-                    shutil.rmtree(out / name, ignore_errors=True) if (out / name).is_dir() else (out / name).unlink(missing_ok=True)
+                    _remove(out / name)
+            elif damaged:
+                logger.warning("stage %s: its outputs no longer match its record (%s); running it again", stage.name, damaged)
             state_path.unlink(missing_ok=True)
             logger.info("stage %s: running", stage.name)
             start = time.perf_counter()
             _run_stage(stage, ["--config", str(preset), *stage.args(out)], launch)
             seconds = round(time.perf_counter() - start, 2)
-            write_json(state_path, {"fingerprint": fingerprint, "seconds": seconds})
-            status = "ran"
+            write_json(state_path, {"fingerprint": fingerprint, "seconds": seconds,
+                                    "outputs": file_record(out, stage.outputs, HASH_LIMIT)})
+            status = "ran" if not damaged else "repaired"
             invalidated = invalidated or changed
         items_in, items_out, rejects = stage.report(out)
         summary[stage.name] = {"status": status, "seconds": seconds, "in": items_in, "out": items_out, "rejects": rejects}
@@ -239,11 +283,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--no_show", action="store_true", help="do not open the dataset at the end")
     args = parser.parse_args(argv)
     if args.run_dir:
-        import os
-
-        os.environ["CONCEPTCAPS_RUN_DIR"] = args.run_dir  # presets' ${run_dir} and every stage use it
+        os.environ[RUN_DIR_ENV] = args.run_dir  # presets' ${run_dir} and every stage use it
     out = run_dir(args.run_dir)
-    summary = run_pipeline(args.config, out, args.force, args.only, args.launch)
+    with run_lock(out, "python -m pipeline"):
+        summary = run_pipeline(args.config, out, args.force, args.only, args.launch)
     write_json(out / "pipeline_summary.json", summary)
     logger.info("run directory %s\n%s", out, format_summary(summary))
     if not args.no_show and (out / "dataset" / "README.md").is_file():

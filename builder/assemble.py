@@ -13,6 +13,7 @@ stage (`card.render`) then writes its README.md (the card, whose YAML tells `loa
 
 from __future__ import annotations
 
+import errno
 import math
 import shutil
 import tempfile
@@ -30,9 +31,9 @@ from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
-from core.io import read_json, write_json, write_parquet
+from core.io import read_json, sha256_bytes, write_json, write_parquet
 from core.provenance import package_versions
-from core.shards import merge_shards, shard_folder_ids
+from core.shards import merge_shards, shard_folder_ids, verified_shards
 
 logger = get_logger(__name__)
 
@@ -61,28 +62,35 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
     if len(ids) != len(set(ids)):
         dup = [i for i, n in Counter(ids).items() if n > 1][:5]
         raise DataError(audio_dir, f"duplicate ids across audio shards: {dup}")
-    score_rows = merge_shards(ids, shard_size, score_dir).select(["id", "clap_score"]).to_pylist()
+    score_rows = merge_shards(ids, shard_size, score_dir).select(["id", "clap_score", "reasons"]).to_pylist()
     scores = {r["id"]: r["clap_score"] for r in score_rows}
+    score_rejects = {r["id"]: r["reasons"] for r in score_rows if r["reasons"]}
     if not captions_path.is_file():
         raise DataError(captions_path, "not found")
     captions = {r["id"]: r for r in pq.read_table(captions_path).to_pylist()}
     examples, rejected, shard_files = [], Counter(), []
     meta_columns = [c for c in pq.read_schema(next(audio_dir.glob("shard-*.parquet"))).names if c != "audio"]
-    for path in sorted(audio_dir.glob("shard-*.parquet")):
+    for path in verified_shards(ids, shard_size, audio_dir):
         shard_files.append(str(path.relative_to(run)))
         table = pq.read_table(path, columns=meta_columns)
-        has_audio = pq.read_table(path, columns=["audio"]).column("audio").is_valid().to_pylist()
-        for row, audio_ok in zip(table.to_pylist(), has_audio):
+        audio = pq.read_table(path, columns=["audio"]).column("audio").to_pylist()
+        for row, clip in zip(table.to_pylist(), audio):
             if row["status"] != "ok":
                 rejected.update(f"audio: {r}" for r in row["reasons"])
                 continue
             where = f"id {row['id']!r}"
-            if not audio_ok:
+            if not clip or not clip["bytes"]:
                 raise DataError(path, f"{where} is marked ok but has no audio")
+            if sha256_bytes(clip["bytes"]) != row["audio_sha256"]:
+                raise DataError(path, f"{where}: its audio does not match the checksum it was written with (a corrupt "
+                                "clip); it is not copied into the dataset: delete this shard and rerun synthesis")
             if row["id"] not in captions:
                 raise DataError(captions_path, f"{where} has audio ({path.name}) but no caption")
             if captions[row["id"]]["caption"] != row["caption"]:
                 raise DataError(path, f"{where}: caption differs from captions.parquet")
+            if row["id"] in score_rejects:  # a counted skip, like a rejected caption or clip
+                rejected.update(f"score: {r}" for r in score_rejects[row["id"]])
+                continue
             if scores.get(row["id"]) is None:
                 raise DataError(score_dir, f"{where} has audio but no CLAP score; rerun the score stage")
             taxonomy.validate(row["tags"], where=f"{path.name} {where}")
@@ -118,6 +126,13 @@ def _write_config(builder_name: str, run: Path, out: Path, max_bytes: float, cac
     return counts
 
 
+def check_free_space(folder: Path, needed: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise DataError(folder, f"stage assemble needs about {needed / 1e9:.2f} GB free here, {free / 1e9:.2f} GB is: "
+                        "free space (or assemble to another --output_dir) and rerun")
+
+
 def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     taxonomy = Taxonomy.load(run / "taxonomy.json")
     examples, rejected, shard_files = load_accepted(run, taxonomy)
@@ -141,10 +156,16 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    counts = {}
-    with tempfile.TemporaryDirectory() as cache:
-        for name in CONFIG_DIRS:
-            counts[name] = _write_config(name, run, tmp, args.max_shard_mb * 1e6, Path(cache))
+    check_free_space(tmp, 2 * sum((run / f).stat().st_size for f in shard_files))  # the datasets cache and the copy
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            counts = {name: _write_config(name, run, tmp, args.max_shard_mb * 1e6, Path(cache)) for name in CONFIG_DIRS}
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno == errno.ENOSPC:
+            raise DataError(tmp, "stage assemble: no space left on the device while writing the dataset; the partial "
+                            "folder was removed: free space and rerun") from None
+        raise
     per_split = {s: sum(e["split"] == s for e in examples) for s in SPLITS}
     if counts["default"] != per_split or counts["audio"] != per_split:
         raise RuntimeError(f"written counts {counts} do not add up to the examples per split {per_split}")
@@ -155,7 +176,8 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
         "concept_set_rows": counts["concepts"],
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
-        "arguments": asdict(args), "packages": package_versions(),
+        "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path
+        "packages": package_versions(),
     }
     write_json(tmp / "build_summary.json", summary)
     if out.exists():
@@ -166,8 +188,11 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     return summary
 
 
+ARGUMENTS = AssembleArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(AssembleArguments, "assemble", argv)
+    args = parse_args(ARGUMENTS, "assemble", argv)
     run = Path(args.run_dir) if args.run_dir else run_dir()
     return assemble(args, run, Path(args.output_dir or run / "dataset"))
 

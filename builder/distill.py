@@ -165,8 +165,11 @@ class DistillArguments:
     split_seed: int = field(default=SPLIT_SEED, metadata={"help": "seed of the per-video split"})
 
 
+ARGUMENTS = DistillArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> DistillResult:
-    args = parse_args(DistillArguments, "distill", argv)
+    args = parse_args(ARGUMENTS, "distill", argv)
     out = Path(args.output_dir) if args.output_dir else run_dir()
     taxonomy = Taxonomy.load(args.taxonomy or out / "taxonomy.json")
     result = distill_musiccaps(read_musiccaps(args.musiccaps_csv), taxonomy, args.min_categories, args.split_seed,

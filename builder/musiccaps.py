@@ -14,6 +14,7 @@ from core.errors import DataError
 MUSICCAPS_REPO = "google/MusicCaps"
 MUSICCAPS_FILE = "musiccaps-public.csv"
 REQUIRED_COLUMNS = ("ytid", "start_s", "end_s", "aspect_list", "caption")
+MAX_FIELD_CHARS = 65_536  # the longest MusicCaps field is under 2,000 characters; a longer one is a broken file
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,28 @@ def read_musiccaps(path: str | os.PathLike) -> list[MusicCapsRow]:
         raise DataError(path, f"not UTF-8 (byte {e.start})", row=line) from None
     if not text.strip():
         raise DataError(path, "file is empty")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    limit = csv.field_size_limit(MAX_FIELD_CHARS)
+    try:
+        return _read_rows(csv.DictReader(io.StringIO(text, newline="")), path)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _read_rows(reader: csv.DictReader, path: Path) -> list[MusicCapsRow]:
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise DataError(path, f"missing column(s) {missing}; found {reader.fieldnames}", row=1)
     rows: list[MusicCapsRow] = []
     seen: dict[str, int] = {}
-    for record in reader:
+    records = iter(reader)
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            break
+        except csv.Error as e:  # a field over the limit, an unterminated quote...
+            raise DataError(path, f"unreadable CSV row ({e}; a MusicCaps caption is at most a few thousand characters)",
+                            row=reader.line_num + 1) from None  # line_num counts the lines read before this one
         line = reader.line_num
         if None in record or any(record[c] is None for c in REQUIRED_COLUMNS):
             raise DataError(path, f"expected {len(reader.fieldnames)} fields", row=line)
@@ -108,4 +124,6 @@ def read_musiccaps(path: str | os.PathLike) -> list[MusicCapsRow]:
             raise DataError(path, f"duplicate id {row.id!r} (first at row {seen[row.id]})", row=line, field="ytid")
         seen[row.id] = line
         rows.append(row)
+    if not rows:
+        raise DataError(path, "no rows after the header")
     return rows

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from core.config import cli, get_logger, parse_args, run_dir
 from core.errors import DataError, PublishError
+from core.io import file_record, folder_mismatch
 
 logger = get_logger(__name__)
 
@@ -38,12 +39,31 @@ class PushArguments:
 
 
 def push_plan(folder: Path, repo_id: str, version: str) -> dict:
+    """What would be uploaded, once the folder is checked against its own record (`checksums.json`, written last
+    by the card stage): nothing is uploaded from a folder with a file missing, changed or unrecorded."""
     if not (folder / "README.md").is_file() or not (folder / "build_summary.json").is_file():
-        raise DataError(folder, "not an assembled dataset (no README.md or build_summary.json); run builder.assemble")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts)
+        raise DataError(folder, "not an assembled dataset (no README.md or build_summary.json); run builder.assemble "
+                        "and card.render")
+    if why := folder_mismatch(folder):
+        raise DataError(folder, f"does not match its record: {why}; rerun the pipeline (it redoes what changed) "
+                        "before pushing")
+    files = sorted(file_record(folder, hash_limit=0).items())
     return {"repo_id": repo_id, "repo_type": "dataset", "version": version,
-            "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size} for p in files],
-            "total_bytes": sum(p.stat().st_size for p in files), "order": ["data files", "README.md", f"tag {version}"]}
+            "files": [{"path": path, "bytes": size} for path, (size, _) in files],
+            "total_bytes": sum(size for _, (size, _) in files), "order": ["data files", "README.md", f"tag {version}"]}
+
+
+def transport_errors() -> tuple[type[Exception], ...]:
+    """The HTTP client's connection errors: huggingface_hub has used requests, httpx and now httpx2."""
+    import importlib
+
+    found = []
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except ImportError:
+            continue
+    return tuple(found)
 
 
 def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
@@ -73,12 +93,18 @@ def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
         status = getattr(e.response, "status_code", None)
         hint = " (the token cannot write to this repo)" if status in (401, 403) else ""
         raise PublishError(f"push to dataset {args.repo_id} failed{hint}: HTTP {status}; nothing was tagged") from None
+    except (*transport_errors(), OSError) as e:  # no network, DNS, a refused connection, offline mode
+        raise PublishError(f"push to dataset {args.repo_id} failed: cannot reach the Hub at {api.endpoint} "
+                           f"({e.__class__.__name__}); nothing was tagged; rerun to resume the upload") from None
     logger.info("pushed %d files to dataset %s and tagged %s", len(plan["files"]), args.repo_id, version)
     return {**plan, "pushed": True}
 
 
+ARGUMENTS = PushArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(PushArguments, "push", argv)
+    args = parse_args(ARGUMENTS, "push", argv)
     return push_dataset(args, Path(args.dataset_dir or run_dir() / "dataset"))
 
 

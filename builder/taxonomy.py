@@ -288,8 +288,11 @@ class TaxonomyArguments:
     paper_taxonomy: str | None = field(default=None, metadata={"help": "paper-taxonomy.json to compare with"})
 
 
+ARGUMENTS = TaxonomyArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> Taxonomy:
-    args = parse_args(TaxonomyArguments, "taxonomy", argv)
+    args = parse_args(ARGUMENTS, "taxonomy", argv)
     taxonomy, summary = build_taxonomy(args.musiccaps_csv, Path(args.concept_table), Path(args.spelling_table), args.per_category)
     output = Path(args.output) if args.output else run_dir() / "taxonomy.json"
     taxonomy.save(output)

@@ -22,7 +22,7 @@ from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
 from core.errors import ConfigError, DataError
-from core.io import read_json
+from core.io import read_json, write_folder_record
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
 logger = get_logger(__name__)
@@ -164,8 +164,11 @@ class CardArguments:
     fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
 
 
+ARGUMENTS = CardArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> str:
-    args = parse_args(CardArguments, "card", argv)
+    args = parse_args(ARGUMENTS, "card", argv)
     folder = Path(args.dataset or run_dir() / "dataset")
     summary = read_json(folder / "build_summary.json")
     if not summary:
@@ -177,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         fad = read_json(args.fad_report)["fad_per_split"]
     text = render_card(folder, read_examples(folder, summary["configs"]["default"]), Taxonomy.load(folder / "taxonomy.json"),
                        read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad)
+    write_folder_record(folder)  # last: the record of the finished folder, which the push verifies
     logger.info("wrote the card of %s (%d characters)", folder, len(text))
     return text
 

@@ -41,6 +41,9 @@ def get_logger(name: str):
             distributed_state()
             super().log(level, msg, *args, **kwargs)
 
+        def process(self, msg, kwargs):  # the rank prefix only where there are several ranks
+            return super().process(msg, kwargs) if distributed_state().num_processes > 1 else (msg, kwargs)
+
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     return _Adapter(logging.getLogger(name), {})
@@ -140,14 +143,23 @@ def parse_args(dataclass_types, section: str, argv: Sequence[str] | None = None,
     return tuple(parsed) if isinstance(dataclass_types, tuple) else parsed[0]
 
 
-def cli(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
+def cli(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, lock: bool = True) -> None:
     """Run a stage's `main(argv)` as a command: an error the user can act on is printed as one line and the process
-    exits with status 2; `--debug` shows the traceback instead."""
+    exits with status 2; `--debug` shows the traceback instead. With `lock`, the stage holds the run directory's
+    lock (`core.lock`; only the main process of a multi-process launch takes it)."""
+    from contextlib import nullcontext
+
+    from core.lock import run_lock
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
+    main_process = os.environ.get("RANK", "0") == "0"
     try:
-        main(argv)
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        what = spec.name if spec else main.__module__
+        with run_lock(run_dir(), what) if lock and main_process else nullcontext():
+            main(argv)
     except ConceptCapsError as e:
         if debug:
             raise

@@ -8,7 +8,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from core.errors import DataError
 
@@ -84,3 +84,62 @@ def read_tsv(path: str | os.PathLike, n_fields: int) -> list[tuple[int, list[str
             raise DataError(path, f"expected {n_fields} tab-separated fields, found {len(parts)}", row=number)
         rows.append((number, [p.strip() for p in parts]))
     return rows
+
+
+TRANSIENT_PARTS = ("_claims",)  # folders of work in progress, never part of a record
+
+
+def file_record(root: Path, names: Sequence[str] | None = None, hash_limit: int | None = None) -> dict[str, list]:
+    """{path relative to `root`: [size, sha256]} of every file under `names` (paths relative to `root`; default:
+    all of it). Hidden files and folders (temporary files, caches, the lock) and claims are left out; files larger
+    than `hash_limit` are recorded by size alone (sha256 None)."""
+    root = Path(root)
+    files = {}
+    for name in names if names is not None else ["."]:
+        top = root / name
+        if not top.exists():
+            raise DataError(top, "expected output missing")
+        for path in sorted([top] if top.is_file() else (p for p in top.rglob("*") if p.is_file())):
+            relative = path.relative_to(root)
+            if any(part.startswith(".") or part in TRANSIENT_PARTS for part in relative.parts):
+                continue
+            size = path.stat().st_size
+            files[relative.as_posix()] = [size, sha256_file(path) if hash_limit is None or size <= hash_limit else None]
+    return files
+
+
+def record_mismatch(root: Path, record: dict[str, list]) -> str | None:
+    """Why the files under `root` no longer match `record` (missing, resized, changed), or None if they do."""
+    for name, (size, digest) in record.items():
+        path = Path(root) / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} when written"
+        if digest is not None and sha256_file(path) != digest:
+            return f"{name} changed since it was written (sha256)"
+    return None
+
+
+FOLDER_RECORD = "checksums.json"
+
+
+def write_folder_record(folder: Path) -> dict[str, list]:
+    """Record every file of a finished folder (size and sha256) in its own `checksums.json`, last."""
+    folder = Path(folder)
+    (folder / FOLDER_RECORD).unlink(missing_ok=True)
+    record = file_record(folder)
+    write_json(folder / FOLDER_RECORD, {"files": record})
+    return record
+
+
+def folder_mismatch(folder: Path) -> str | None:
+    """Why a folder no longer matches its own record (a file missing, changed or added), or None."""
+    folder = Path(folder)
+    recorded = read_json(folder / FOLDER_RECORD).get("files")
+    if recorded is None:
+        return f"it has no {FOLDER_RECORD} (not a finished folder)"
+    extra = sorted(set(file_record(folder, hash_limit=0)) - set(recorded) - {FOLDER_RECORD})
+    if extra:
+        return f"{extra[0]} is not in its record ({len(extra)} such files)"
+    return record_mismatch(folder, recorded)

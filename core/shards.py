@@ -5,8 +5,10 @@ file created exclusively under `_claims/`, so each shard is taken by exactly one
 runs faster (or a resumed run where only some processes' shards are unfinished) takes more of them. Each
 process first works through the shards k with k % num_processes == its index, then helps with the others from
 the far end. Seeds derive from the shard index, never from the process, so who did a shard does not change it.
-Each shard is written atomically (temporary name, then rename); nothing is gathered in memory. A rerun skips
-every shard whose file holds exactly the ids it should, and redoes a missing, partial or corrupt one. After all
+Each shard is written atomically (temporary name, then rename), then its checksum beside it
+(`shard-NNNNN.parquet.sha256`: sha256 and size); nothing is gathered in memory. A rerun skips every shard whose
+bytes match their checksum and whose file holds exactly the ids it should, and redoes a missing, partial or
+corrupt one (a flipped byte included); merging checks the same, so a corrupt shard never reaches the dataset. After all
 processes finish, the main process merges the shards into one file. Across machines the folder must be on a
 shared filesystem (it must be anyway, for the merge); one launch at a time writes a folder.
 """
@@ -25,7 +27,7 @@ import pyarrow.parquet as pq
 
 from core.config import get_logger
 from core.errors import DataError
-from core.io import remove_temporaries, write_json, write_parquet
+from core.io import remove_temporaries, sha256_file, write_json, write_parquet, write_text
 
 logger = get_logger(__name__)
 
@@ -41,20 +43,55 @@ def shard_path(directory: Path, index: int) -> Path:
     return Path(directory) / f"shard-{index:05d}.parquet"
 
 
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def write_shard(path: Path, table: pa.Table) -> None:
+    """The shard, atomically, then its checksum: a shard without a matching checksum is not finished."""
+    write_parquet(path, table)
+    write_text(checksum_path(path), f"{sha256_file(path)} {path.stat().st_size}\n")
+
+
+def shard_checksum_error(path: Path) -> str | None:
+    """Why a shard's bytes do not match its checksum, or None if they do."""
+    record = checksum_path(path)
+    if not record.is_file():
+        return "no checksum (the process stopped before finishing it)"
+    try:
+        digest, size = record.read_text().split()
+    except ValueError:
+        return "unreadable checksum"
+    if path.stat().st_size != int(size):
+        return f"{path.stat().st_size} bytes, {size} when written"
+    if sha256_file(path) != digest:
+        return "its bytes changed since it was written (sha256 mismatch)"
+    return None
+
+
+def _discard(path: Path, why: str) -> bool:
+    logger.warning("shard %s: %s; it will be redone", path, why, main_process_only=False)
+    path.unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
+    return False
+
+
 def shard_is_complete(path: Path, ids: Sequence[str]) -> bool:
-    """True if the shard file exists, reads, and holds exactly `ids` (in order). A bad file is removed."""
+    """True if the shard file exists, matches its checksum, reads, and holds exactly `ids` (in order). A bad file is
+    removed, so that its stage redoes it."""
     if not path.is_file():
         return False
+    if why := shard_checksum_error(path):
+        return _discard(path, why)
     try:
         found = pq.read_table(path, columns=["id"]).column("id").to_pylist()
     except Exception as e:  # truncated or corrupt parquet: any reader error means redo
-        logger.warning("shard %s is unreadable (%s); it will be redone", path, e.__class__.__name__)
-        path.unlink(missing_ok=True)
-        return False
+        return _discard(path, f"unreadable ({e.__class__.__name__})")
     if found != list(ids):
-        logger.warning("shard %s holds other ids than expected; it will be redone", path)
-        path.unlink(missing_ok=True)
-        return False
+        return _discard(path, "holds other ids than expected")
     return True
 
 
@@ -121,7 +158,7 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     if state.is_main_process:  # claims and half-written files left by a killed run: clear them before anyone claims
         shutil.rmtree(claims, ignore_errors=True)
         claims.mkdir()
-        remove_temporaries(directory, "shard-*.parquet")
+        remove_temporaries(directory, "shard-*.parquet*")
     state.wait_for_everyone()
     from tqdm.auto import tqdm
 
@@ -142,7 +179,7 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
                 if table.column("id").to_pylist() != shards[k]:
                     raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
                 try:
-                    write_parquet(path, table)
+                    write_shard(path, table)
                 except OSError as e:  # a full disk, say: the finished shards stay, a rerun resumes from them
                     raise OSError(e.errno, f"{path}: could not write this shard ({e.strerror or e}); the finished "
                                   "shards are kept: fix the cause and rerun to resume") from e
@@ -155,14 +192,22 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     return {"shards": len(shards), "done": done, "skipped": skipped}
 
 
-def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Table:
-    """Concatenate all shards in order, checking that every id is present exactly once."""
-    tables = []
+def verified_shards(ids: Sequence[str], shard_size: int, directory: Path) -> list[Path]:
+    """Every shard's path, in order, once each is checked complete and uncorrupted (a bad one is removed, so that a
+    rerun of its stage redoes it)."""
+    paths = []
     for k, shard_ids in enumerate(make_shards(ids, shard_size)):
         path = shard_path(directory, k)
         if not shard_is_complete(path, shard_ids):
-            raise DataError(path, "missing or incomplete shard; rerun the stage to finish it")
-        tables.append(pq.read_table(path))
+            raise DataError(path, "missing, incomplete or corrupt shard (removed if it was there); rerun the stage "
+                            "that writes it to redo it")
+        paths.append(path)
+    return paths
+
+
+def merge_shards(ids: Sequence[str], shard_size: int, directory: Path) -> pa.Table:
+    """Concatenate all shards in order, checking that every id is present exactly once."""
+    tables = [pq.read_table(path) for path in verified_shards(ids, shard_size, directory)]
     return pa.concat_tables(tables) if tables else pa.table({"id": pa.array([], pa.string())})
 
 

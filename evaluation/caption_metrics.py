@@ -110,8 +110,11 @@ def evaluate_captions(args: CaptionMetricsArguments, distilled: Path, taxonomy: 
     return report
 
 
+ARGUMENTS = CaptionMetricsArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(CaptionMetricsArguments, "caption_metrics", argv)
+    args = parse_args(ARGUMENTS, "caption_metrics", argv)
     out = run_dir()
     distilled = Path(args.distilled or out / "distilled.parquet")
     taxonomy = Taxonomy.load(args.taxonomy or distilled.parent / "taxonomy.json")

@@ -69,8 +69,11 @@ def fad_per_split(dataset: Path, clap_dir: Path, reference_path: Path) -> dict[s
     return out
 
 
+ARGUMENTS = FADArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(FADArguments, "fad", argv)
+    args = parse_args(ARGUMENTS, "fad", argv)
     out = run_dir()
     report = {"fad_per_split": fad_per_split(Path(args.dataset or out / "dataset"), Path(args.clap_dir or out / "clap_scores"),
                                              Path(args.reference)), "reference_sha256": sha256_file(args.reference)}

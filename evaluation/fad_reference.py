@@ -53,8 +53,11 @@ def embed_reference(args: FADReferenceArguments) -> np.ndarray:
     return embeddings
 
 
+ARGUMENTS = FADReferenceArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> np.ndarray:
-    return embed_reference(parse_args(FADReferenceArguments, "fad_reference", argv))
+    return embed_reference(parse_args(ARGUMENTS, "fad_reference", argv))
 
 
 if __name__ == "__main__":

@@ -190,8 +190,11 @@ def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
+ARGUMENTS = GenreClassifierArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(GenreClassifierArguments, "genre_classifier", argv)
+    args = parse_args(ARGUMENTS, "genre_classifier", argv)
     out = run_dir()
     return train_genre_classifier(args, args.dataset or str(out / "dataset"), Path(args.output_dir or out / "genre_cnn"))
 

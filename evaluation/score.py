@@ -26,7 +26,8 @@ from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.errors import DataError, ModelLoadError
 from core.io import write_json
 from core.provenance import model_identity
-from core.shards import Lazy, merge_shards, run_sharded, shard_folder_ids, shard_path
+from core.retry import Verdict, generate_with_retries
+from core.shards import Lazy, merge_shards, run_sharded, shard_folder_ids, shard_is_complete, shard_path
 from generation.audio_checks import decode_audio
 
 logger = get_logger(__name__)
@@ -34,7 +35,8 @@ logger = get_logger(__name__)
 CLAP_RATE = 48000
 WINDOW_S = 10.0
 SCORE_SCHEMA = pa.schema([("id", pa.string()), ("clap_score", pa.float32()), ("clap_windows", pa.int32()),
-                          ("clap_embedding", pa.list_(pa.float32())), ("clap_model", pa.string())])
+                          ("clap_embedding", pa.list_(pa.float32())), ("clap_model", pa.string()),
+                          ("reasons", pa.list_(pa.string()))])
 
 
 def fixed_windows(wave: np.ndarray, sampling_rate: int, window_s: float = WINDOW_S) -> list[np.ndarray]:
@@ -120,17 +122,28 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
 
     def work(k: int, shard_ids: list[str]) -> pa.Table:
         s = scorer()
+        if not shard_is_complete(shard_path(audio_dir, k), shard_ids):
+            raise DataError(shard_path(audio_dir, k), "missing or corrupt audio shard (removed); rerun synthesis to redo it")
         rows = pq.read_table(shard_path(audio_dir, k)).to_pylist()
-        if [r["id"] for r in rows] != shard_ids:
-            raise DataError(shard_path(audio_dir, k), "holds other ids than expected; rerun synthesis")
         good = [r for r in rows if r["status"] == "ok"]
-        decoded = [decode_audio(r["audio"]["bytes"]) for r in good]
-        audio, windows = s.audio_embeddings([w for w, _ in decoded], [sr for _, sr in decoded], args.batch_size)
-        text = s.text_embeddings([r["caption"] for r in good]) if good else np.zeros_like(audio)
-        by_id = {r["id"]: (float(np.dot(a, t)), int(n), a.tolist()) for r, a, t, n in zip(good, audio, text, windows)}
-        return pa.Table.from_pylist([
-            {"id": i, "clap_score": by_id[i][0] if i in by_id else None, "clap_windows": by_id[i][1] if i in by_id else 0,
-             "clap_embedding": by_id[i][2] if i in by_id else None, "clap_model": s.name} for i in shard_ids],
+
+        def embed(batch: list[dict], seed: int) -> list[tuple]:  # CLAP is deterministic: the seed is not used
+            decoded = [decode_audio(r["audio"]["bytes"]) for r in batch]
+            audio, windows = s.audio_embeddings([w for w, _ in decoded], [sr for _, sr in decoded], args.batch_size)
+            text = s.text_embeddings([r["caption"] for r in batch])
+            return [(float(np.dot(a, t)), int(n), a) for a, t, n in zip(audio, text, windows)]
+
+        def check(row: dict, out: tuple) -> Verdict:
+            return Verdict(() if np.isfinite(out[0]) and np.isfinite(out[2]).all() else ("non-finite CLAP score",))
+
+        attempts = generate_with_retries(good, embed, check, seed_of=lambda attempt, offset: 0,
+                                         batch_size=max(len(good), 1), max_attempts=1, deterministic=True)
+        by_id = {r["id"]: a for r, a in zip(good, attempts)}
+        return pa.Table.from_pylist([{
+            "id": i, "clap_score": by_id[i].output[0] if i in by_id and by_id[i].verdict.ok else None,
+            "clap_windows": by_id[i].output[1] if i in by_id else 0,
+            "clap_embedding": by_id[i].output[2].tolist() if i in by_id and by_id[i].verdict.ok else None,
+            "clap_model": s.name, "reasons": list(by_id[i].verdict.reasons) if i in by_id else []} for i in shard_ids],
             schema=SCORE_SCHEMA)
 
     counts = run_sharded(ids, shard_size, out_dir, work, state,
@@ -145,8 +158,11 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
     return summary
 
 
+ARGUMENTS = ClapArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(ClapArguments, "score", argv)
+    args = parse_args(ARGUMENTS, "score", argv)
     out = run_dir()
     return run_scoring(args, Path(args.audio_dir or out / "audio_shards"), Path(args.output_dir or out / "clap_scores"))
 

@@ -288,8 +288,11 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     return report
 
 
+ARGUMENTS = TCAVArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(TCAVArguments, "tcav", argv)
+    args = parse_args(ARGUMENTS, "tcav", argv)
     out = run_dir()
     report = run_tcav(args, out)
     output = Path(args.output or out / "tcav_report.json")

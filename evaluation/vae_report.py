@@ -125,8 +125,11 @@ class VAEReportArguments:
     min_active_units: int = field(default=2, metadata={"help": "fewer active latent units than this is collapse"})
 
 
+ARGUMENTS = VAEReportArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(VAEReportArguments, "vae_report", argv)
+    args = parse_args(ARGUMENTS, "vae_report", argv)
     out = run_dir()
     vae_dir = Path(args.vae or out / "vae")
     model, taxonomy, _ = load_checkpoint(vae_dir)

@@ -210,7 +210,8 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     if state.is_main_process:
         table = merge_shards(list(by_id), args.shard_size, shard_dir)
         write_parquet(output, table)
-        summary = {**tally(table.select(["status", "reasons", "attempts"]).to_pylist()), "shards": counts,
+        counts_out = tally(table.select(["status", "reasons", "attempts"]).to_pylist())
+        summary = {"captions": counts_out.pop("total"), **counts_out, "shards": counts,
                    "seconds": round(time.perf_counter() - start, 2), "arguments": asdict(args)}
         write_json(output.with_name("captions_summary.json"), summary)
         logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"],
@@ -218,8 +219,11 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     return summary
 
 
+ARGUMENTS = CaptionArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(CaptionArguments, "caption", argv)
+    args = parse_args(ARGUMENTS, "caption", argv)
     out = run_dir()
     tags_path = Path(args.tags or out / "tags.parquet")
     taxonomy = Taxonomy.load(args.taxonomy or tags_path.parent / "taxonomy.json")

@@ -178,8 +178,11 @@ def reference_lists(path, taxonomy: Taxonomy) -> set[tuple[str, ...]]:
     return out
 
 
+ARGUMENTS = SamplingArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> tuple[pa.Table, dict]:
-    args = parse_args(SamplingArguments, "sample", argv)
+    args = parse_args(ARGUMENTS, "sample", argv)
     out = run_dir()
     vae_dir = Path(args.vae or out / "vae")
     given = Taxonomy.load(args.taxonomy) if args.taxonomy else None

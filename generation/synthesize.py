@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
-from core.io import write_json
+from core.io import sha256_bytes, write_json
 from core.provenance import model_identity
 from core.retry import Verdict, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, make_shards, run_sharded, shard_path
@@ -40,7 +40,7 @@ from generation.audio_checks import AudioCheck, encode_flac, postprocess
 logger = get_logger(__name__)
 
 AUDIO_SCHEMA = pa.schema([
-    ("id", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+    ("id", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("audio_sha256", pa.string()),
     ("sampling_rate", pa.int32()), ("duration_s", pa.float32()), ("caption", pa.string()),
     ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
     ("status", pa.string()), ("reasons", pa.list_(pa.string())), ("attempts", pa.int32()), ("seed", pa.int64()),
@@ -172,14 +172,15 @@ def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth: MusicGenS
         lambda row, wave: Verdict(tuple(check.reasons(wave, synth.expected_samples, synth.sampling_rate))),
         seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
         max_attempts=args.max_attempts)
+    flac = [encode_flac(a.output, synth.sampling_rate) if a.verdict.ok else None for a in attempts]
     return pa.Table.from_pylist([{
-        "id": row["id"], "audio": {"bytes": encode_flac(a.output, synth.sampling_rate), "path": f"{row['id']}.flac"}
-        if a.verdict.ok else None,
+        "id": row["id"], "audio": {"bytes": data, "path": f"{row['id']}.flac"} if data else None,
+        "audio_sha256": sha256_bytes(data) if data else None,
         "sampling_rate": synth.sampling_rate, "duration_s": len(a.output) / synth.sampling_rate,
         "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
         "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons), "attempts": a.attempt,
         "seed": a.seed, "model": synth.name, "model_revision": synth.revision, "generation_params": params,
-    } for row, a in zip(rows, attempts)], schema=AUDIO_SCHEMA)
+    } for row, a, data in zip(rows, attempts, flac)], schema=AUDIO_SCHEMA)
 
 
 def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path) -> dict:
@@ -219,8 +220,11 @@ def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped
     return total
 
 
+ARGUMENTS = SynthesisArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(SynthesisArguments, "synthesize", argv)
+    args = parse_args(ARGUMENTS, "synthesize", argv)
     out = run_dir()
     return run_synthesis(args, Path(args.captions or out / "captions.parquet"), Path(args.output_dir or out / "audio_shards"))
 

@@ -191,8 +191,33 @@ def test_bad_shards_and_missing_pieces(assembled, tmp_path):
         assemble_main(assemble_argv(broken))
     assert not (broken / "dataset").exists()  # nothing half-published
     shards[1].unlink()
-    with pytest.raises(DataError, match="shard-00001.parquet: missing or incomplete shard"):
+    with pytest.raises(DataError, match="shard-00001.parquet: missing, incomplete or corrupt shard"):
         assemble_main(assemble_argv(broken))
+
+
+def test_a_corrupt_shard_or_clip_never_reaches_the_dataset(assembled, tmp_path):
+    import pyarrow as pa
+
+    from core.shards import write_shard
+    from tests.test_reliability import flip_byte
+
+    run, _, _ = assembled
+    broken = tmp_path / "run"
+    shutil.copytree(run, broken, ignore=shutil.ignore_patterns("dataset", "assembly"))
+    shard = broken / "audio_shards" / "shard-00002.parquet"
+    flip_byte(shard)  # the footer stays intact: the ids still read
+    with pytest.raises(DataError, match="shard-00002.parquet: missing, incomplete or corrupt shard"):
+        assemble_main(assemble_argv(broken))
+    assert not (broken / "dataset").exists() and not shard.exists()  # removed: rerunning synthesis redoes it
+    shutil.copy(run / "audio_shards" / shard.name, shard)
+    rows = pq.read_table(shard).to_pylist()
+    audio = bytearray(rows[0]["audio"]["bytes"])
+    audio[len(audio) // 2] ^= 0xFF  # a clip damaged before its shard was written: the shard's checksum matches
+    rows[0]["audio"]["bytes"] = bytes(audio)
+    write_shard(shard, pa.Table.from_pylist(rows, schema=pq.read_schema(shard)))
+    with pytest.raises(DataError, match=f"shard-00002.parquet: id '{rows[0]['id']}': its audio does not match"):
+        assemble_main(assemble_argv(broken))
+    assert not (broken / "dataset").exists()
 
 
 def test_caption_without_audio_is_an_error(assembled, tmp_path):
@@ -250,3 +275,51 @@ def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path)
     with pytest.raises(DataError, match="nope.npy: FAD reference embeddings not found"):
         fad_main(["--reference", str(tmp_path / "nope.npy"), "--dataset", str(folder), "--clap_dir", str(run / "clap_scores"),
                   "--output", str(report_path)])
+
+
+def test_a_full_disk_at_assembly_is_one_clear_error_and_leaves_no_partial_folder(assembled, tmp_path, monkeypatch):
+    import errno
+    from collections import namedtuple
+
+    import builder.assemble as assemble_module
+
+    run, _, _ = assembled
+    out = tmp_path / "ds"
+
+    def full_disk(name, run_dir, folder, max_bytes, cache):
+        (folder / "data").mkdir(exist_ok=True)
+        (folder / "data" / "train-00000-of-00001.parquet").write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(assemble_module, "_write_config", full_disk)
+    with pytest.raises(DataError, match=r"ds.tmp: stage assemble: no space left on the device .* partial folder was removed"):
+        assemble_main(assemble_argv(run, "--output_dir", str(out)))
+    assert not out.exists() and not out.with_name("ds.tmp").exists()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(assemble_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
+    with pytest.raises(DataError, match=r"stage assemble needs about .* GB free here"):
+        assemble_main(assemble_argv(run, "--output_dir", str(out)))
+
+
+def test_a_clip_whose_clap_score_is_not_finite_is_a_counted_skip(assembled, tiny_models, tmp_path, monkeypatch):
+    import numpy as np
+
+    from evaluation.score import ClapScorer
+
+    run, _, summary = assembled
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("dataset", "assembly", "clap_scores"))
+    real = ClapScorer.text_embeddings
+
+    def one_nan(self, texts, batch_size=64):
+        out = real(self, texts, batch_size)
+        out[0] = np.nan
+        return out
+
+    monkeypatch.setattr(ClapScorer, "text_embeddings", one_nan)
+    clap_main(["--audio_dir", str(copy / "audio_shards"), "--output_dir", str(copy / "clap_scores"),
+               "--model", str(tiny_models / "tiny-clap")])
+    shards = len(list((copy / "clap_scores").glob("shard-*.parquet")))
+    again = assemble_main(assemble_argv(copy))
+    assert again["rejected"] == {"score: non-finite CLAP score": shards}  # the first clip of each shard
+    assert again["examples"] == summary["examples"] - shards

@@ -90,3 +90,25 @@ def test_killed_between_and_inside_stages_resumes_to_the_same_dataset(reference_
     assert not (run / "audio_shards" / "_summary.json").exists()
     finish(pipeline(run))
     assert dataset_content(run) == dataset_content(reference_run)
+
+
+def test_a_moved_run_skips_every_stage_and_damaged_outputs_are_redone(reference_run, tmp_path):
+    import json
+    import shutil
+
+    from tests.test_reliability import flip_byte
+
+    moved = tmp_path / "moved"
+    shutil.copytree(reference_run, moved)
+    finish(pipeline(moved))
+    summary = json.loads((moved / "pipeline_summary.json").read_text())
+    assert all(r["status"] == "skipped" for r in summary.values()), summary
+    next((moved / "dataset" / "data").glob("train-*.parquet")).unlink()  # a published file deleted
+    flip_byte(moved / "audio_shards" / "shard-00001.parquet")  # a byte flipped inside an audio shard
+    finish(pipeline(moved))
+    status = {name: r["status"] for name, r in json.loads((moved / "pipeline_summary.json").read_text()).items()}
+    assert status["synthesize"] == status["assemble"] == status["card"] == "repaired", status
+    assert status["score"] == status["genre_classifier"] == status["tcav"] == "skipped", status
+    assert dataset_content(moved) == dataset_content(reference_run)
+    published = [p for p in (moved / "dataset").rglob("*") if p.is_file() and ".cache" not in p.parts]
+    assert not [p for p in published if str(moved).encode() in p.read_bytes() or str(reference_run).encode() in p.read_bytes()]

@@ -1,10 +1,10 @@
 """What makes an attribute list contradict itself.
 
 Two kinds of rule:
-  * mutually exclusive groups (reviewed, `generation/data/exclusive.tsv`): at most one concept per group;
+  * mutually exclusive groups (reviewed, `training/data/exclusive.tsv`): at most one concept per group;
   * learned pairs: two concepts that never co-occur in MusicCaps' training rows although their frequencies
     predict at least `min_expected` co-occurrences, minus reviewed exceptions
-    (`generation/data/allowed_pairs.tsv`).
+    (`training/data/allowed_pairs.tsv`).
 The rules are learned once (when the VAE is trained) and saved beside it as `constraints.json`.
 """
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Sequence
 
 import pyarrow.parquet as pq
+from trl import ModelConfig, SFTConfig, TrlParser
 
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
@@ -117,11 +118,12 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
     return result
 
 
-def parse(argv: Sequence[str] | None = None):
-    from trl import ModelConfig, SFTConfig, TrlParser
+ARGUMENTS = (CaptionerArguments, SFTConfig, ModelConfig)  # what this stage's preset section may hold
 
+
+def parse(argv: Sequence[str] | None = None):
     script_args, training_args, model_args = parse_args(
-        (CaptionerArguments, SFTConfig, ModelConfig), "captioner", argv, defaults=PAPER_DEFAULTS, parser_class=TrlParser)
+        ARGUMENTS, "captioner", argv, defaults=PAPER_DEFAULTS, parser_class=TrlParser)
     if training_args.output_dir in (None, "trainer_output"):
         training_args.output_dir = str(run_dir() / "captioner")
     return script_args, training_args, model_args

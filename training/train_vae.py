@@ -153,8 +153,11 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
             "seconds": seconds}
 
 
+ARGUMENTS = VAETrainingArguments  # what this stage's preset section may hold
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(VAETrainingArguments, "vae", argv)
+    args = parse_args(ARGUMENTS, "vae", argv)
     out = run_dir()
     tagged = Path(args.tagged or out / "musiccaps_tagged.parquet")
     taxonomy = Taxonomy.load(args.taxonomy or tagged.parent / "taxonomy.json")
