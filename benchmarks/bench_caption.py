@@ -30,6 +30,7 @@ def run(run_dir: Path, n: int = 64, batch_size: int = 16) -> dict:
     taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
     result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS_CSV), taxonomy)
     write_parquet(run_dir / "distilled.parquet", result.distilled)
+    taxonomy.save(run_dir / "taxonomy.json")  # the SFT pairs each caption with the concepts it names
     model_dir = build_tiny_llama(run_dir / "tiny-llama", musiccaps_texts())
     # SFT: the tiny preset's settings
     start = time.perf_counter()

@@ -143,7 +143,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
     matcher = ConceptMatcher(taxonomy)
-    mentions = [set(matcher.named_concepts(e["caption"])) for e in examples]
+    mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]  # negated or not
     rows, concept_summary = build_concept_sets(
         examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
     assembly = run / "assembly"
@@ -174,6 +174,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     summary = {
         "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
         "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
+        "caption_acceptance_by_concept": read_json(run / "captions_summary.json").get("acceptance_by_concept", {}),
         "concept_set_rows": counts["concepts"],
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path

@@ -3,13 +3,18 @@ reviewed paraphrases in `builder/data/paraphrases.tsv`, matched on whole words o
 
 One regular expression holds every form, longest first: at any position the alternation takes the longest form
 that matches there, and `finditer` resumes after it, so "upright bass" names the upright bass and not also the
-bass guitar. Used by the caption checks (coverage, hallucination) and by the concept sets (negatives free of
-the concept's surface forms).
+bass guitar. A mention is negated when a negation cue ("no", "not", "without", "lacks", "n't" ...) comes before
+it in the same clause with no word between that ends the cue's scope ("and", "but", "with", a verb such as
+"plays"): "there are no voices in this song", "no percussion or bass", "a song without vocals" name nothing,
+while "no drums, and the piano plays" still names the piano. Used by the caption checks (coverage,
+hallucination, negated attributes) and by the concept sets (negatives free of the concept's surface forms,
+negated or not).
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from builder.taxonomy import ALIAS_SEPARATOR, Taxonomy
@@ -17,6 +22,23 @@ from core.errors import DataError
 from core.io import read_tsv
 
 PARAPHRASE_TABLE = Path(__file__).resolve().parent / "data" / "paraphrases.tsv"
+NEGATION_CUES = frozenset({"no", "not", "without", "lacks", "lacking", "lack", "absence", "absent", "devoid", "never",
+                           "nor", "neither", "none"})
+# words that end a negation's scope when met looking back from a mention: a new clause, an affirmative verb, a
+# preposition or a definite determiner ("no percussion at a slow tempo" negates the percussion, not the tempo)
+SCOPE_BREAKERS = frozenset({"and", "but", "with", "while", "whereas", "plus", "also", "then", "which", "who", "that",
+                            "is", "are", "was", "were", "plays", "played", "playing", "sings", "sung", "singing",
+                            "features", "featuring", "feature", "accompanied", "backed", "by", "over", "alongside",
+                            "at", "in", "on", "for", "to", "into", "during", "throughout", "from", "the", "this", "its",
+                            "their", "his", "her"})
+NEGATION_WINDOW = 5  # words looked back from a mention
+_CLAUSES = re.compile(r"[.;:!?,()\[\]]+")
+
+
+@dataclass(frozen=True)
+class Mention:
+    concept: str
+    negated: bool
 
 
 class ConceptMatcher:
@@ -37,7 +59,36 @@ class ConceptMatcher:
         ordered = sorted(forms, key=lambda f: (-len(f.split()), -len(f), f))
         self._pattern = re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(f) for f in ordered) + r")(?![\w&'-])")
 
+    def mentions(self, text: str) -> list[Mention]:
+        """Every surface form found, in order, with whether it is negated."""
+        out = []
+        for clause in _CLAUSES.split(text):
+            normalised = self.taxonomy.normalise(clause)
+            words = normalised.split()
+            for m in self._pattern.finditer(normalised):
+                start = normalised.count(" ", 0, m.start())  # the mention's first word
+                out.append(Mention(self.forms[m.group(1)], _negated(words[max(0, start - NEGATION_WINDOW):start])))
+        return out
+
     def named_concepts(self, text: str) -> list[str]:
-        """Concepts a text names, in order of first mention."""
-        found = (self.forms[m.group(1)] for m in self._pattern.finditer(self.taxonomy.normalise(text)))
-        return list(dict.fromkeys(found))
+        """Concepts a text names (at least once not negated), in order of first mention."""
+        return list(dict.fromkeys(m.concept for m in self.mentions(text) if not m.negated))
+
+    def negated_concepts(self, text: str) -> list[str]:
+        """Concepts a text only ever mentions negated ("there is no percussion")."""
+        named = set(self.named_concepts(text))
+        return list(dict.fromkeys(m.concept for m in self.mentions(text) if m.negated and m.concept not in named))
+
+    def surface_concepts(self, text: str) -> list[str]:
+        """Concepts any of whose surface forms occur, negated or not."""
+        return list(dict.fromkeys(m.concept for m in self.mentions(text)))
+
+
+def _negated(before: list[str]) -> bool:
+    """Whether the words before a mention (nearest last) put it in a negation's scope."""
+    for word in reversed(before):
+        if word in NEGATION_CUES or word.endswith("n't"):
+            return True
+        if word in SCOPE_BREAKERS:
+            return False
+    return False

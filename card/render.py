@@ -23,6 +23,7 @@ from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
 from core.errors import ConfigError, DataError
 from core.io import read_json, write_folder_record
+from core.retry import least_accepted
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
 logger = get_logger(__name__)
@@ -136,6 +137,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         generation_params=first["generation_params"], rejected=summary["rejected"] or "none",
         packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
         license_text=LICENSES[license],
+        least_captioned=least_accepted(summary.get("caption_acceptance_by_concept", {})),
     )
     card.save(folder / "README.md")
     return str(card)

@@ -72,3 +72,23 @@ def tally(rows: Iterable[dict]) -> dict:
             reasons.update(row["reasons"])
     return {"total": sum(status.values()), "ok": status["ok"], "rejected": status["rejected"],
             "rejected_by_reason": dict(sorted(reasons.items())), "accepted_at_attempt": dict(sorted(attempts.items()))}
+
+
+def acceptance_by_concept(rows: Iterable[dict], max_attempts: int) -> dict[str, dict]:
+    """Per concept: how many lists held it, and how many of those were accepted by each attempt (cumulative), so
+    that a concept the generator cannot render shows up instead of being silently under-represented."""
+    out: dict[str, dict] = {}
+    for row in rows:
+        for tag in row["tags"]:
+            entry = out.setdefault(tag, {"lists": 0, "accepted_by_attempt": [0] * max_attempts})
+            entry["lists"] += 1
+            if row["status"] == "ok":
+                for k in range(row.get("attempts", 1) - 1, max_attempts):
+                    entry["accepted_by_attempt"][k] += 1
+    return dict(sorted(out.items()))
+
+
+def least_accepted(acceptance: dict[str, dict], n: int = 10) -> list[tuple[str, int, int]]:
+    """The `n` concepts with the lowest final acceptance rate: (concept, accepted, lists)."""
+    rows = [(c, e["accepted_by_attempt"][-1], e["lists"]) for c, e in acceptance.items() if e["lists"]]
+    return sorted(rows, key=lambda r: (r[1] / r[2], -r[2], r[0]))[:n]

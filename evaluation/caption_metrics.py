@@ -19,13 +19,13 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
+from builder.caption_checks import CaptionChecker
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import write_json
 from generation.caption import CaptionArguments, LLMCaptioner, caption_rows
-from generation.caption_checks import CaptionChecker
 
 logger = get_logger(__name__)
 

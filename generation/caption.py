@@ -21,17 +21,18 @@ from typing import Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builder.caption_checks import HALLUCINATION_CATEGORIES, CaptionChecker
+from builder.prompting import PROMPT_VERSION, build_messages
 from builder.taxonomy import Taxonomy
 from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_file, write_json, write_parquet
 from core.provenance import model_identity
-from core.retry import generate_with_retries, tally
+from core.retry import acceptance_by_concept, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, merge_shards, run_sharded
-from generation.caption_checks import CaptionChecker
+from generation.decoding import ForbiddenForms, FormTokens, generated_repetition_penalty
 from generation.template_captioner import template_caption
-from training.prompting import PROMPT_VERSION, build_messages
 
 logger = get_logger(__name__)
 
@@ -57,12 +58,16 @@ class CaptionArguments:
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float32"})
     batch_size: int = field(default=16, metadata={"help": "captions generated at once"})
     shard_size: int = field(default=64, metadata={"help": "ids per shard (unit of resume and of work split)"})
-    max_new_tokens: int = field(default=96, metadata={"help": "generation length bound"})
+    max_new_tokens: int = field(default=192, metadata={
+        "help": "generation length bound (a 90-word caption is about 130 Llama-3 tokens); a caption cut at it is "
+                "rejected as truncated"})
+    guard: bool = field(default=True, metadata={
+        "help": "keep the LLM from writing genres and instruments its list does not hold (generation/decoding.py)"})
     do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy (False)"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
     top_k: int = field(default=50, metadata={"help": "top-k sampling"})
     top_p: float = field(default=0.97, metadata={"help": "nucleus sampling"})
-    repetition_penalty: float = field(default=1.2, metadata={"help": "repetition penalty"})
+    repetition_penalty: float = field(default=1.2, metadata={"help": "repetition penalty on generated tokens only"})
     max_attempts: int = field(default=3, metadata={"help": "generations per caption before it is rejected"})
     min_words: int = field(default=8, metadata={"help": "shortest acceptable caption"})
     max_words: int = field(default=90, metadata={"help": "longest acceptable caption"})
@@ -136,38 +141,64 @@ class LLMCaptioner:
         self.model = model.to(self.device) if not load_in_4bit else model
         self.model.eval()
         self.name = f"{model_identity(name)} + LoRA {model_identity(str(path))}" if is_adapter else model_identity(name)
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = [*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id]
+        self._form_tokens = None
 
-    def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int) -> list[str]:
+    def banned(self, tag_lists: Sequence[Sequence[str]], matcher) -> list[list[tuple[int, ...]]]:
+        """Per list, the token sequences of the genres and instruments it does not hold."""
+        if self._form_tokens is None:
+            self._form_tokens = FormTokens(self.tokenizer, matcher, HALLUCINATION_CATEGORIES)
+        return [self._form_tokens.banned_for(tags) for tags in tag_lists]
+
+    def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int,
+                 banned: Sequence[Sequence[tuple[int, ...]]] | None = None) -> list[Caption]:
+        """One caption per attribute list; `banned`: per row, token sequences it may not produce."""
         import torch
 
         prompts = [self.tokenizer.apply_chat_template(build_messages(a), add_generation_prompt=True, tokenize=False)
                    for a in attributes]
         # the chat template already starts with the BOS token
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        prompt_length = inputs["input_ids"].shape[1]  # left padding: every row's prompt ends here
+        processors = [generated_repetition_penalty(args.repetition_penalty, prompt_length)] \
+            if args.repetition_penalty != 1.0 else []
+        if banned is not None:
+            processors.append(ForbiddenForms(banned, prompt_length))
         torch.manual_seed(seed)  # sampling draws from torch alone; seeds are 63-bit, more than numpy takes
         sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample \
             else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
         with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=args.max_new_tokens, repetition_penalty=args.repetition_penalty,
+            out = self.model.generate(**inputs, max_new_tokens=args.max_new_tokens, logits_processor=processors,
                                       pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **sampling)
-        new = out[:, inputs["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        new = out[:, prompt_length:]
+        ends = set(self.eos_ids)
+        finished = [any(t in ends for t in row) for row in new.tolist()]
+        return [Caption(t.strip(), not done) for t, done in
+                zip(self.tokenizer.batch_decode(new, skip_special_tokens=True), finished)]
+
+
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    truncated: bool = False  # generation stopped at max_new_tokens, before the end of the caption
 
 
 def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionChecker, llm: LLMCaptioner | None,
                  shard: int) -> list[dict]:
     """Caption, check and retry one shard's rows; returns output records in input order."""
-    def generate(batch: list[dict], seed: int) -> list[str]:
+    def generate(batch: list[dict], seed: int) -> list[Caption]:
         attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
         if llm is None:
-            return [template_caption(a, r["id"]) for a, r in zip(attrs, batch)]
-        return llm.generate(attrs, args, seed)
+            return [Caption(template_caption(a, r["id"])) for a, r in zip(attrs, batch)]
+        banned = llm.banned([r["tags"] for r in batch], checker.matcher) if args.guard else None
+        return llm.generate(attrs, args, seed, banned)
 
     attempts = generate_with_retries(
-        rows, generate, lambda row, caption: checker.check(caption, row["tags"]),
+        rows, generate, lambda row, caption: checker.check(caption.text, row["tags"], caption.truncated),
         seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
         max_attempts=args.max_attempts, deterministic=llm is None)  # the template ignores its seed
-    return [{"id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": a.output,
+    return [{"id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": a.output.text,
              "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons),
              "missing": list(a.verdict.missing), "hallucinated": list(a.verdict.hallucinated), "attempts": a.attempt,
              "seed": a.seed, "backend": args.backend, "model": llm.name if llm else "template",
@@ -176,7 +207,7 @@ def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionCheck
 
 TEMPLATE_KEYS = ("backend", "shard_size", "min_words", "max_words", "seed")
 LLM_KEYS = ("base_model", "load_in_4bit", "dtype", "max_new_tokens", "do_sample", "temperature", "top_k", "top_p",
-            "repetition_penalty", "max_attempts", "batch_size")
+            "repetition_penalty", "max_attempts", "batch_size", "guard")
 
 
 def caption_manifest(args: CaptionArguments) -> dict:
@@ -210,8 +241,10 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     if state.is_main_process:
         table = merge_shards(list(by_id), args.shard_size, shard_dir)
         write_parquet(output, table)
-        counts_out = tally(table.select(["status", "reasons", "attempts"]).to_pylist())
-        summary = {"captions": counts_out.pop("total"), **counts_out, "shards": counts,
+        records = table.select(["tags", "status", "reasons", "attempts"]).to_pylist()
+        counts_out = tally(records)
+        summary = {"captions": counts_out.pop("total"), **counts_out,
+                   "acceptance_by_concept": acceptance_by_concept(records, args.max_attempts), "shards": counts,
                    "seconds": round(time.perf_counter() - start, 2), "arguments": asdict(args)}
         write_json(output.with_name("captions_summary.json"), summary)
         logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"],

@@ -3,17 +3,19 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
+from builder.caption_checks import CaptionChecker
+from builder.prompting import build_example, build_messages, format_attributes
+from builder.taxonomy import Taxonomy
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from evaluation.caption_metrics import bertscore_f1, bleu, check_rates, mauve_score, rouge_l
-from generation.caption import CaptionArguments, LLMCaptioner, read_tag_lists
+from generation.caption import CaptionArguments, LLMCaptioner, caption_rows, read_tag_lists
 from generation.caption import main as caption_main
-from generation.caption_checks import CaptionChecker
 from generation.sample_tags import TAGS_SCHEMA
 from generation.template_captioner import template_caption
 from tests.conftest import sft_argv
-from training.prompting import build_example, build_messages, format_attributes
 from training.train_captioner import main as sft_main
 from training.train_captioner import parse
 
@@ -77,7 +79,8 @@ def test_completion_only_label_mask(tiny_models, distilled_dir, tmp_path):
     from training.train_captioner import load_sft_datasets
 
     script_args, training_args, model_args = parse(sft_argv(tiny_models / "tiny-llama", distilled_dir, tmp_path))
-    train, _ = load_sft_datasets(distilled_dir / "distilled.parquet", 4, 1)
+    train, _, _ = load_sft_datasets(distilled_dir / "distilled.parquet", Taxonomy.load(distilled_dir / "taxonomy.json"),
+                                    max_train_rows=4, max_eval_rows=1)
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-llama")
     trainer = SFTTrainer(model=str(tiny_models / "tiny-llama"), args=training_args, train_dataset=train, processing_class=tokenizer)
     batch = next(iter(trainer.get_train_dataloader()))
@@ -130,6 +133,7 @@ def test_caption_resume_and_rejections(tmp_path, taxonomy, monkeypatch):
     argv = ["--shard_size", "2"]
     first = caption_main(argv)
     assert first["ok"] == 5 and first["shards"]["done"] == 3
+    assert first["acceptance_by_concept"]["metal"] == {"lists": 1, "accepted_by_attempt": [1, 1, 1]}
     original = (tmp_path / "captions.parquet").read_bytes()
     shards = sorted((tmp_path / "captions_shards").glob("shard-*.parquet"))
     shards[1].unlink()  # a lost shard
@@ -155,6 +159,7 @@ def test_llm_failures_are_retried_then_rejected_with_reasons(tiny_models, tmp_pa
     assert summary["rejected"] == 4  # a random tiny model names nothing right
     assert all(r["status"] == "rejected" and r["attempts"] == 2 and "missing attribute" in r["reasons"] for r in rows)
     assert summary["rejected_by_reason"]["missing attribute"] == 4
+    assert all(e["accepted_by_attempt"] == [0, 0] for e in summary["acceptance_by_concept"].values())
 
 
 def test_bad_input(tmp_path, taxonomy):
@@ -197,3 +202,75 @@ def test_metrics_on_small_fixtures(tiny_models, taxonomy):
     assert mauve_score(foreign, refs, mauve_model) < 0.5 * same  # a set against itself scores far above a foreign one
     rates = check_rates(CaptionChecker(taxonomy), refs[:1] * 2, [["rock", "fast tempo", "electric guitar", "energetic", "male vocal"], ["jazz"]])
     assert rates["coverage_rate"] == 0.5 and rates["hallucination_rate"] == 0.5
+
+
+def full_captioner(tiny_models, tmp_path):
+    import shutil
+
+    folder = tmp_path / "full"
+    shutil.copytree(tiny_models / "tiny-llama", folder)
+    (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": str(folder)}))
+    return LLMCaptioner(folder, dtype="float32")
+
+
+def test_the_guard_blocks_an_unlisted_instrument_the_model_is_biased_to_emit(tiny_models, tmp_path, taxonomy):
+    captioner = full_captioner(tiny_models, tmp_path)
+    checker = CaptionChecker(taxonomy)
+    # an instrument that the tiny tokenizer writes as one token after a space
+    single = next(c.name for c in taxonomy.by_category("instrument") if c.name != "piano"
+                  and len(captioner.tokenizer.encode(" " + c.name, add_special_tokens=False)) == 1)
+    token = captioner.tokenizer.encode(" " + single, add_special_tokens=False)[0]
+    # bias the model itself: its output layer favours that token over anything else
+    captioner.model.lm_head.register_forward_hook(lambda module, inputs, out: out.index_add(
+        -1, torch.tensor([token]), torch.full((*out.shape[:-1], 1), 50.0)))
+    args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=10, repetition_penalty=1.0)
+    unlisted = {"genre": ["jazz"], "mood": [], "instrument": ["piano"], "tempo": []}
+    listed = {"genre": ["jazz"], "mood": [], "instrument": ["piano", single], "tempo": []}
+    assert single in checker.named_concepts(captioner.generate([unlisted], args, 0)[0].text)  # the bias works
+    banned = captioner.banned([["jazz", "piano"], ["jazz", "piano", single]], checker.matcher)
+    guarded, kept = captioner.generate([unlisted, listed], args, 0, banned)
+    assert single not in checker.named_concepts(guarded.text) and single not in guarded.text.lower()
+    assert single in checker.named_concepts(kept.text)  # a listed concept's forms stay allowed
+
+
+def test_forms_inside_a_listed_form_stay_allowed(tiny_models, tmp_path, taxonomy):
+    from generation.decoding import FormTokens
+
+    captioner = full_captioner(tiny_models, tmp_path)
+    tokens = FormTokens(captioner.tokenizer, CaptionChecker(taxonomy).matcher, ("genre", "instrument"))
+    encode = lambda text: tuple(captioner.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
+    banned = set(tokens.banned_for(["rock", "electric guitar"]))
+    assert encode(" drums") in banned and encode(" electric guitar") not in banned
+    assert encode(" rock") not in banned and encode(" pop") in banned
+    assert encode(" guitar") not in set(tokens.banned_for(["electric guitar"]))  # part of the listed form
+
+
+def test_the_repetition_penalty_leaves_the_prompt_alone():
+    from generation.decoding import generated_repetition_penalty
+
+    prompt, generated = [5, 6], [7]
+    scores = torch.full((1, 10), 2.0)
+    out = generated_repetition_penalty(1.5, len(prompt))(torch.tensor([prompt + generated]), scores.clone())
+    assert out[0, 5] == out[0, 6] == 2.0 and out[0, 7] == pytest.approx(2.0 / 1.5)
+
+
+def test_a_caption_cut_at_max_new_tokens_is_rejected_as_truncated(tiny_models, tmp_path, taxonomy):
+    captioner = full_captioner(tiny_models, tmp_path)
+    args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=3, max_attempts=1, guard=False)
+    rows = [{"id": "x", "tags": ["jazz", "piano"], "genre": ["jazz"], "mood": [], "instrument": ["piano"], "tempo": []}]
+    record = caption_rows(rows, args, CaptionChecker(taxonomy), captioner, shard=0)[0]
+    assert record["status"] == "rejected" and "truncated" in record["reasons"]
+    assert not CaptionChecker(taxonomy, min_words=1).check("Jazz with piano.", ["jazz", "piano"], truncated=True).ok
+
+
+def test_training_pairs_agree_with_the_checks(distilled_dir, taxonomy):
+    from training.train_captioner import training_pairs
+
+    rows = [r for r in pq.read_table(distilled_dir / "distilled.parquet").to_pylist() if r["split"] == "train"][:400]
+    pairs, stats = training_pairs(rows, taxonomy, "caption")
+    checker = CaptionChecker(taxonomy)
+    assert stats["training_pair_consistency"] == 1.0 and all(checker.check(p["caption"], p["tags"]).ok for p in pairs)
+    assert stats["pairs"] + sum(stats["dropped"].values()) == len(rows) and stats["dropped"]
+    _, aspects = training_pairs(rows, taxonomy, "aspects")
+    assert aspects["pairs"] == len(rows) and aspects["training_pair_consistency"] < 0.2  # MusicCaps' own pairing
+    assert 0.3 < stats["mean_jaccard_caption_vs_aspects"] < 0.8

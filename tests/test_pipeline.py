@@ -77,6 +77,7 @@ def test_pipeline_end_to_end(reference_run):
     ds = open_dataset(str(reference_run / "dataset"))
     assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40
     assert json.loads((reference_run / "tcav_report.json").read_text())["results"]
+    assert "the captioner accepted least often" in (reference_run / "dataset" / "README.md").read_text()
     again = pipeline(reference_run)  # a rerun of a finished run does nothing
     finish(again)
     assert all(r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values())

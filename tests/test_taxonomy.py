@@ -110,3 +110,13 @@ def test_too_few_concepts_is_an_error(tmp_path, musiccaps_csv):
 def test_missing_taxonomy_file_is_named(tmp_path):
     with pytest.raises(DataError, match="taxonomy.json.*not found"):
         Taxonomy.load(tmp_path / "taxonomy.json")
+
+
+def test_a_taxonomy_matches_with_the_spelling_it_was_built_with(taxonomy, tmp_path):
+    from dataclasses import replace
+
+    assert taxonomy.concept_for("electric gitaar") is None
+    custom = replace(taxonomy, spelling={**taxonomy.spelling, "gitaar": "guitar"})
+    assert custom.concept_for("electric gitaar") == "electric guitar"
+    custom.save(tmp_path / "taxonomy.json")  # the spelling travels with the taxonomy
+    assert Taxonomy.load(tmp_path / "taxonomy.json").concept_for("Electric Gitaar") == "electric guitar"

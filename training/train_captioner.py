@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -28,12 +29,14 @@ from typing import Sequence
 import pyarrow.parquet as pq
 from trl import ModelConfig, SFTConfig, TrlParser
 
+from builder.caption_checks import CaptionChecker
+from builder.prompting import PROMPT_VERSION, build_example
+from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_file, write_json
 from core.provenance import package_versions
-from training.prompting import PROMPT_VERSION, build_example
 
 logger = get_logger(__name__)
 
@@ -50,34 +53,81 @@ PAPER_DEFAULTS = dict(
 )
 
 
+PAIRINGS = ("caption", "aspects")
+MIN_CATEGORIES = 3
+
+
 @dataclass
 class CaptionerArguments:
     """Data for the caption SFT (the model and training arguments are TRL's ModelConfig and SFTConfig)."""
 
     distilled: str | None = field(default=None, metadata={"help": "distilled.parquet (default: run dir)"})
+    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: beside distilled.parquet)"})
+    pairing: str = field(default="caption", metadata={
+        "help": "each example's attribute list: 'caption' (the concepts its caption names, negation-aware, so that "
+                "every pair passes the caption checks) or 'aspects' (the concepts of its MusicCaps aspect list)"})
+    min_categories: int = field(default=MIN_CATEGORIES, metadata={"help": "with pairing=caption: categories a caption "
+                                                                          "must name, else the row is dropped (counted)"})
     max_train_rows: int | None = field(default=None, metadata={"help": "use only the first N train rows (demo/tests)"})
     max_eval_rows: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
 
+    def __post_init__(self):
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing must be one of {PAIRINGS}, not {self.pairing!r}")
 
-def load_sft_datasets(distilled, max_train_rows: int | None = None, max_eval_rows: int | None = None):
-    """Train and validation datasets of prompt-completion examples from distilled.parquet."""
+
+def training_pairs(rows: list[dict], taxonomy: Taxonomy, pairing: str, min_categories: int = MIN_CATEGORIES) -> tuple[list[dict], dict]:
+    """(attributes per category, caption) pairs and their statistics.
+
+    With `pairing="caption"` the attributes are the concepts the caption names (all four categories, negated
+    mentions excluded), so the model learns to name exactly what it is given; rows whose caption names fewer than
+    `min_categories` categories, or whose length the checks would reject, are dropped and counted. With "aspects",
+    the row's aspect-derived lists as they are.
+    The statistics: rows kept and dropped, the share of pairs that pass the caption checks (coverage,
+    hallucination, negation, length, echo), and the mean Jaccard similarity of the two pairings' lists.
+    """
+    checker = CaptionChecker(taxonomy)
+    pairs, dropped, jaccard = [], Counter(), []
+    for row in rows:
+        aspects = [t for c in CATEGORIES for t in row[c]]
+        named = sorted(checker.named_concepts(row["caption"]), key=taxonomy.index.__getitem__)
+        union = set(aspects) | set(named)
+        jaccard.append(len(set(aspects) & set(named)) / len(union) if union else 1.0)
+        tags = named if pairing == "caption" else aspects
+        attributes = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
+        if pairing == "caption" and sum(bool(v) for v in attributes.values()) < min_categories:
+            dropped[f"fewer than {min_categories} categories named"] += 1
+            continue
+        words = len(row["caption"].split())
+        if pairing == "caption" and not checker.min_words <= words <= checker.max_words:
+            dropped[f"outside {checker.min_words}-{checker.max_words} words"] += 1  # a length the checks would reject
+            continue
+        pairs.append({"attributes": attributes, "tags": tags, "caption": row["caption"]})
+    passing = sum(checker.check(p["caption"], p["tags"]).ok for p in pairs)
+    return pairs, {"rows": len(rows), "pairs": len(pairs), "dropped": dict(dropped),
+                   "training_pair_consistency": passing / max(len(pairs), 1),
+                   "mean_jaccard_caption_vs_aspects": sum(jaccard) / max(len(jaccard), 1)}
+
+
+def load_sft_datasets(distilled, taxonomy: Taxonomy, pairing: str = "caption", min_categories: int = MIN_CATEGORIES,
+                      max_train_rows: int | None = None, max_eval_rows: int | None = None):
+    """Train and validation datasets of prompt-completion examples from distilled.parquet, and the pairing's
+    statistics per split."""
     from datasets import Dataset
 
     path = Path(distilled)
     if not path.is_file():
         raise DataError(path, "not found (run `python -m builder.distill` first)")
     rows = pq.read_table(path).to_pylist()
-    out = {}
+    out, stats = {}, {}
     for split, limit in (("train", max_train_rows), ("validation", max_eval_rows)):
-        examples = []
-        for i, row in enumerate(r for r in rows if r["split"] == split):
-            if limit is not None and len(examples) >= limit:
-                break
+        chosen = [r for r in rows if r["split"] == split]
+        for i, row in enumerate(chosen):
             if not row["caption"].strip():
                 raise DataError(path, "empty caption", row=i, field="caption")
-            examples.append(build_example({c: row[c] for c in CATEGORIES}, row["caption"]))
-        out[split] = Dataset.from_list(examples)
-    return out["train"], out["validation"]
+        pairs, stats[split] = training_pairs(chosen, taxonomy, pairing, min_categories)
+        out[split] = Dataset.from_list([build_example(p["attributes"], p["caption"]) for p in pairs[:limit]])
+    return out["train"], out["validation"], stats
 
 
 def train_captioner(script_args: CaptionerArguments, training_args, model_args, distilled: Path) -> dict:
@@ -85,7 +135,11 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
     from transformers import AutoTokenizer
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
-    train, validation = load_sft_datasets(distilled, script_args.max_train_rows, script_args.max_eval_rows)
+    taxonomy = Taxonomy.load(script_args.taxonomy or Path(distilled).parent / "taxonomy.json")
+    train, validation, pair_stats = load_sft_datasets(distilled, taxonomy, script_args.pairing, script_args.min_categories,
+                                                      script_args.max_train_rows, script_args.max_eval_rows)
+    logger.info("captioner: %s pairing, %d train pairs, %.1f %% of them pass the caption checks", script_args.pairing,
+                pair_stats["train"]["pairs"], 100 * pair_stats["train"]["training_pair_consistency"])
     name = model_args.model_name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
@@ -112,6 +166,8 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
             "peft": bool(model_args.use_peft), "load_in_4bit": bool(model_args.load_in_4bit),
             "model_args": json.loads(json.dumps(asdict(model_args), default=str)), "data": asdict(script_args),
             "distilled_sha256": sha256_file(distilled), "packages": package_versions(), **result,
+            "pairing": script_args.pairing, "training_pair_consistency": pair_stats["train"]["training_pair_consistency"],
+            "pairs": pair_stats,
         })
     logger.info("captioner: validation loss %.4f -> %.4f on %d rows; saved to %s", before, after, len(validation),
                 training_args.output_dir)

@@ -1,5 +1,6 @@
 """Checks on every caption: coverage (each listed concept is named), hallucination (an unlisted concept of a
-checked category is named), length bounds, no prompt echo. Concepts are found by `builder.mentions`."""
+checked category is named), no listed concept negated ("no percussion"), length bounds, no prompt echo.
+Concepts are found by `builder.mentions`, negation-aware: a negated mention names nothing."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ from pathlib import Path
 from typing import Sequence
 
 from builder.mentions import PARAPHRASE_TABLE, ConceptMatcher
+from builder.prompting import CATEGORY_LABELS, INSTRUCTION, SYSTEM_PROMPT
 from builder.taxonomy import Taxonomy
 from core.retry import Verdict
-from training.prompting import CATEGORY_LABELS, INSTRUCTION, SYSTEM_PROMPT
 
 HALLUCINATION_CATEGORIES = ("genre", "instrument")
 
@@ -19,6 +20,7 @@ HALLUCINATION_CATEGORIES = ("genre", "instrument")
 class CheckResult(Verdict):
     missing: tuple[str, ...] = ()
     hallucinated: tuple[str, ...] = ()
+    negated: tuple[str, ...] = ()
     words: int = 0
 
 
@@ -39,11 +41,12 @@ class CaptionChecker:
         """Concepts a caption names, in order of first mention."""
         return self.matcher.named_concepts(caption)
 
-    def check(self, caption: str, tags: Sequence[str]) -> CheckResult:
-        """Every reason the caption fails; ok when there is none."""
+    def check(self, caption: str, tags: Sequence[str], truncated: bool = False) -> CheckResult:
+        """Every reason the caption fails; ok when there is none. `truncated`: generation stopped at its length
+        bound, so the caption is cut off, whatever it names."""
+        reasons = ["truncated"] if truncated else []
         if not caption or not caption.strip():
-            return CheckResult(("empty",))
-        reasons = []
+            return CheckResult((*reasons, "empty"))
         words = len(caption.split())
         if words < self.min_words:
             reasons.append("too short")
@@ -54,10 +57,13 @@ class CaptionChecker:
             reasons.append("prompt echo")
         named = self.named_concepts(caption)
         missing = tuple(t for t in tags if t not in named)
+        negated = tuple(t for t in self.matcher.negated_concepts(caption) if t in tags)
         hallucinated = tuple(n for n in named if n not in tags
                              and self.taxonomy.category_of[n] in self.hallucination_categories)
         if missing:
             reasons.append("missing attribute")
+        if negated:
+            reasons.append("negated attribute")
         if hallucinated:
             reasons.append("hallucinated attribute")
-        return CheckResult(tuple(reasons), missing, hallucinated, words)
+        return CheckResult(tuple(reasons), missing, hallucinated, negated, words)
