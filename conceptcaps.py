@@ -13,7 +13,7 @@ and split, plus a README whose YAML `configs:` tells `load_dataset` where they a
 
 Configs:
   default   id, caption, attribute list and one list per category, CLAP score, duration, provenance
-  audio     default's columns plus `audio` (Audio, 32 kHz)
+  audio     default's columns plus `audio` (Audio, 32 kHz) and, for rendered audio, `ground_truth` and `midi`
   concepts  concept, category, split, role (positive / negative / random), set_index, id
 """
 
@@ -40,6 +40,10 @@ BASE_FEATURES = {
     "audio_model_revision": datasets.Value("string"),
     "generation_params": datasets.Value("string"),
     "seed": datasets.Value("int64"),
+}
+RENDER_FEATURES = {  # the symbolic backend's ground truth (None for MusicGen audio)
+    "ground_truth": datasets.Value("string"),  # JSON: bpm, meter, key, mode, feels, instruments with stem shares, soundfont
+    "midi": datasets.Value("binary"),  # the rendered score as a standard MIDI file
 }
 CONCEPT_FEATURES = {
     "concept": datasets.Value("string"),
@@ -72,7 +76,7 @@ class ConceptCaps(datasets.GeneratorBasedBuilder):
         if self.config.concepts:
             features = CONCEPT_FEATURES
         elif self.config.with_audio:
-            features = {**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE)}
+            features = {**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE), **RENDER_FEATURES}
         else:
             features = BASE_FEATURES
         return datasets.DatasetInfo(description=DESCRIPTION, features=datasets.Features(features), citation=CITATION,
@@ -95,10 +99,11 @@ class ConceptCaps(datasets.GeneratorBasedBuilder):
             return
         wanted = {r["id"]: r for r in examples}
         for shard in json.loads((assembly / "audio_shards.json").read_text()):  # one shard in memory at a time
-            table = pq.read_table(root / shard, columns=["id", "audio"])
-            for id_, audio in zip(table.column("id").to_pylist(), table.column("audio").to_pylist()):
-                if id_ in wanted:
-                    yield id_, {**{k: wanted[id_][k] for k in BASE_FEATURES}, "audio": audio}
+            present = [c for c in ("id", "audio", *RENDER_FEATURES) if c in pq.read_schema(root / shard).names]
+            for row in pq.read_table(root / shard, columns=present).to_pylist():
+                if row["id"] in wanted:
+                    yield row["id"], {**{k: wanted[row["id"]][k] for k in BASE_FEATURES}, "audio": row["audio"],
+                                      **{k: row.get(k) for k in RENDER_FEATURES}}
 
 
 def open_dataset(path: str, config: str = "default", split: str | None = None, **kwargs):

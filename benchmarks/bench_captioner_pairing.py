@@ -50,6 +50,11 @@ def rates(records: list[dict]) -> dict:
             "mean_words": float(np.mean([len(r["caption"].split()) for r in records]))}
 
 
+def ratio(x: float, y: float) -> float | None:
+    """x / y; infinite where only y is 0, None where both are (nothing to compare)."""
+    return round(x / y, 3) if y else (float("inf") if x else None)
+
+
 def run(run_dir: Path, steps: int, lists: int, hidden: int, layers: int) -> dict:
     start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -107,8 +112,8 @@ def run(run_dir: Path, steps: int, lists: int, hidden: int, layers: int) -> dict
         mean_jaccard_caption_vs_aspects=round(pairings["caption"][1]["mean_jaccard_caption_vs_aspects"], 4),
         jsd_vae_vs_aspect_lists=round(js_divergence(vae_marginals, marginals["aspects"]), 4),
         jsd_vae_vs_caption_lists=round(js_divergence(vae_marginals, marginals["caption"]), 4),
-        acceptance_ratio_b_to_a=round(b["acceptance"] / a["acceptance"], 2) if a["acceptance"] else None,
-        hallucination_ratio_b_to_a=round(b["hallucination"] / a["hallucination"], 3) if a["hallucination"] else None,
+        acceptance_ratio_b_to_a=ratio(b["acceptance"], a["acceptance"]),
+        hallucination_ratio_b_to_a=ratio(b["hallucination"], a["hallucination"]),
         guard_hallucination=g["hallucination"], seconds=round(time.perf_counter() - start, 1))
     return out
 

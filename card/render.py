@@ -10,6 +10,7 @@ parquet files are. It renders what it is given: the folder's own `build_summary.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +139,8 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
         license_text=LICENSES[license],
         least_captioned=least_accepted(summary.get("caption_acceptance_by_concept", {})),
+        rendered=first["audio_model"].startswith("symbolic"),
+        soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
     )
     card.save(folder / "README.md")
     return str(card)

@@ -154,24 +154,8 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
         x = torch.cat([to_mel(pad_stack([waves[i] for i in keep[b:b + 64]], to_mel.samples))
                        for b in range(0, len(keep), 64)])
     y = torch.tensor([labels[i] for i in keep])
-    model = GenreCNN(len(classes), mel.n_mels, args.channels)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
-    generator = torch.Generator().manual_seed(args.seed)
-    losses = []
-    for epoch in range(args.epochs):
-        model.train()
-        order = torch.randperm(len(y), generator=generator)
-        total = 0.0
-        for b in range(0, len(y), args.batch_size):
-            idx = order[b:b + args.batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"non-finite loss at epoch {epoch}, batch {b // args.batch_size}")
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        losses.append(total / len(y))
+    model, losses = fit_classifier(x, y, len(classes), mel.n_mels, args.channels, args.epochs, args.batch_size,
+                                   args.learning_rate, args.seed)
     model.eval()
     with torch.no_grad():
         accuracy = float((model(x).argmax(1) == y).float().mean())
@@ -181,6 +165,31 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     logger.info("genre CNN: %d classes %s, %d examples, loss %.3f -> %.3f, train accuracy %.3f", len(classes), classes,
                 len(y), losses[0], losses[-1], accuracy)
     return result
+
+
+def fit_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int,
+                   batch_size: int, learning_rate: float, seed: int) -> tuple[GenreCNN, list[float]]:
+    """Train a GenreCNN on log-mel inputs `x` and class indices `y` (Adam, cross-entropy, seeded shuffling)."""
+    set_seed(seed)
+    model = GenreCNN(n_classes, n_mels, channels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(y), generator=generator)
+        total = 0.0
+        for b in range(0, len(y), batch_size):
+            idx = order[b:b + batch_size]
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"non-finite loss at epoch {epoch}, batch {b // batch_size}")
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+        losses.append(total / len(y))
+    return model.eval(), losses
 
 
 def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:

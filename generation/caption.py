@@ -31,7 +31,7 @@ from core.io import sha256_file, write_json, write_parquet
 from core.provenance import model_identity
 from core.retry import acceptance_by_concept, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, merge_shards, run_sharded
-from generation.decoding import ForbiddenForms, FormTokens, generated_repetition_penalty
+from generation.decoding import ForbiddenForms, FormTokens, WordEnds, generated_repetition_penalty
 from generation.template_captioner import template_caption
 
 logger = get_logger(__name__)
@@ -145,15 +145,21 @@ class LLMCaptioner:
         self.eos_ids = [*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id]
         self._form_tokens = None
 
-    def banned(self, tag_lists: Sequence[Sequence[str]], matcher) -> list[list[tuple[int, ...]]]:
-        """Per list, the token sequences of the genres and instruments it does not hold."""
+    def guard(self, tag_lists: Sequence[Sequence[str]], matcher, prompt_length: int = 0) -> ForbiddenForms:
+        """The decoding guard for a batch: per list, the genres and instruments it does not hold may not be written
+        (their token sequences, and their forms as the checks read the text); its own concepts' forms stay free."""
         if self._form_tokens is None:
             self._form_tokens = FormTokens(self.tokenizer, matcher, HALLUCINATION_CATEGORIES)
-        return [self._form_tokens.banned_for(tags) for tags in tag_lists]
+            self._word_ends = WordEnds.of(self.tokenizer, matcher.taxonomy.normalise, self.eos_ids)
+        forms = self._form_tokens
+        return ForbiddenForms([forms.banned_for(tags) for tags in tag_lists], prompt_length,
+                              [forms.allowed_for(tags) for tags in tag_lists], self._word_ends,
+                              [forms.banned_forms(tags) for tags in tag_lists],
+                              [forms.allowed_forms(tags) for tags in tag_lists])
 
     def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int,
-                 banned: Sequence[Sequence[tuple[int, ...]]] | None = None) -> list[Caption]:
-        """One caption per attribute list; `banned`: per row, token sequences it may not produce."""
+                 guard: ForbiddenForms | None = None) -> list[Caption]:
+        """One caption per attribute list; `guard`: what the rows may not write (`LLMCaptioner.guard`)."""
         import torch
 
         prompts = [self.tokenizer.apply_chat_template(build_messages(a), add_generation_prompt=True, tokenize=False)
@@ -163,8 +169,9 @@ class LLMCaptioner:
         prompt_length = inputs["input_ids"].shape[1]  # left padding: every row's prompt ends here
         processors = [generated_repetition_penalty(args.repetition_penalty, prompt_length)] \
             if args.repetition_penalty != 1.0 else []
-        if banned is not None:
-            processors.append(ForbiddenForms(banned, prompt_length))
+        if guard is not None:
+            guard.prompt_length = prompt_length
+            processors.append(guard)
         torch.manual_seed(seed)  # sampling draws from torch alone; seeds are 63-bit, more than numpy takes
         sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample \
             else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
@@ -191,8 +198,8 @@ def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionCheck
         attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
         if llm is None:
             return [Caption(template_caption(a, r["id"])) for a, r in zip(attrs, batch)]
-        banned = llm.banned([r["tags"] for r in batch], checker.matcher) if args.guard else None
-        return llm.generate(attrs, args, seed, banned)
+        guard = llm.guard([r["tags"] for r in batch], checker.matcher) if args.guard else None
+        return llm.generate(attrs, args, seed, guard)
 
     attempts = generate_with_retries(
         rows, generate, lambda row, caption: checker.check(caption.text, row["tags"], caption.truncated),

@@ -28,14 +28,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from builder.taxonomy import Taxonomy
 from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
-from core.io import sha256_bytes, write_json
+from core.io import sha256_bytes, sha256_file, write_json
 from core.provenance import model_identity
 from core.retry import Verdict, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
+from generation.symbolic import SOUNDFONT, SOUNDFONT_CREDIT, Clip, RenderTables, SymbolicSynthesizer
 
 logger = get_logger(__name__)
 
@@ -45,6 +47,7 @@ AUDIO_SCHEMA = pa.schema([
     ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
     ("status", pa.string()), ("reasons", pa.list_(pa.string())), ("attempts", pa.int32()), ("seed", pa.int64()),
     ("model", pa.string()), ("model_revision", pa.string()), ("generation_params", pa.string()),
+    ("ground_truth", pa.string()), ("midi", pa.binary()),  # the symbolic backend's: what is known to sound
 ])
 
 
@@ -54,6 +57,12 @@ class SynthesisArguments:
 
     captions: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
     output_dir: str | None = field(default=None, metadata={"help": "shard folder (default: run dir/audio_shards)"})
+    backend: str = field(default="musicgen", metadata={
+        "help": "'musicgen' (audio from the caption) or 'symbolic' (MIDI + SoundFont from the attribute list, with "
+                "ground truth: generation/symbolic.py)"})
+    soundfont: str = field(default=str(SOUNDFONT), metadata={"help": "with backend=symbolic: the .sf2 to render with"})
+    taxonomy: str | None = field(default=None, metadata={"help": "with backend=symbolic: taxonomy.json (default: "
+                                                                 "beside captions.parquet)"})
     model: str = field(default="facebook/musicgen-large", metadata={"help": "MusicGen id or path"})
     revision: str | None = field(default=None, metadata={"help": "model revision (commit) to pin"})
     duration_s: float = field(default=30.0, metadata={"help": "seconds of audio per clip"})
@@ -80,6 +89,8 @@ class SynthesisArguments:
             raise ValueError("duration_s, batch_size, shard_size and max_attempts must be positive")
         if self.codec_batch_size < 0:
             raise ValueError("codec_batch_size must be 0 (automatic) or positive")
+        if self.backend not in ("musicgen", "symbolic"):
+            raise ValueError(f"backend must be 'musicgen' or 'symbolic', not {self.backend!r}")
 
 
 def read_captions(path, include_rejected: bool = False) -> tuple[list[dict], Counter]:
@@ -142,6 +153,22 @@ class MusicGenSynthesizer:
         return [postprocess(a.float().cpu().numpy(), self.expected_samples) for a in audio]
 
 
+    def clips(self, rows: Sequence[dict], args: SynthesisArguments, seed: int) -> list[Clip]:
+        return [Clip(w) for w in self.generate([r["caption"] for r in rows], args, seed)]
+
+
+class RenderedSynthesizer(SymbolicSynthesizer):
+    """The symbolic backend as the synthesis stage drives it: each row rendered from its attribute list with a seed
+    of its own (so a clip does not depend on its batch)."""
+
+    def __init__(self, args: SynthesisArguments, taxonomy: Taxonomy):
+        super().__init__(taxonomy, args.soundfont)
+        self.expected_samples = int(round(args.duration_s * self.sampling_rate))
+
+    def clips(self, rows: Sequence[dict], args: SynthesisArguments, seed: int) -> list[Clip]:
+        return [self.render_row(r["tags"], derive_seed(seed, r["id"]), args.duration_s) for r in rows]
+
+
 def decode_in_chunks(decode, clips: int):
     """EncodecModel.decode that decodes at most `clips` clips at a time. MusicGen's generate decodes its whole batch
     in one call; on CPU that is slower per clip than one at a time (oneDNN's convolutions over a batch of long
@@ -159,42 +186,53 @@ def decode_in_chunks(decode, clips: int):
 
 
 def generation_params(args: SynthesisArguments) -> dict:
+    if args.backend == "symbolic":
+        name = Path(args.soundfont).name
+        return {"backend": "symbolic", "duration_s": args.duration_s, "soundfont": name,
+                "soundfont_credit": SOUNDFONT_CREDIT if name == SOUNDFONT.name else f"{name} (see its licence)"}
     return {k: getattr(args, k) for k in ("duration_s", "guidance_scale", "do_sample", "top_k", "top_p",
                                             "temperature", "dtype", "compile")}
 
 
-def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth: MusicGenSynthesizer, shard: int,
-                    check: AudioCheck) -> pa.Table:
+def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth, shard: int, check: AudioCheck) -> pa.Table:
     """Generate, check and retry one shard; returns its table (ids in input order)."""
     params = json.dumps(generation_params(args), sort_keys=True)
     attempts = generate_with_retries(
-        rows, lambda batch, seed: synth.generate([r["caption"] for r in batch], args, seed),
-        lambda row, wave: Verdict(tuple(check.reasons(wave, synth.expected_samples, synth.sampling_rate))),
+        rows, lambda batch, seed: synth.clips(batch, args, seed),
+        lambda row, clip: Verdict((*check.reasons(clip.wave, synth.expected_samples, synth.sampling_rate), *clip.reasons)),
         seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
         max_attempts=args.max_attempts)
-    flac = [encode_flac(a.output, synth.sampling_rate) if a.verdict.ok else None for a in attempts]
+    flac = [encode_flac(a.output.wave, synth.sampling_rate) if a.verdict.ok else None for a in attempts]
     return pa.Table.from_pylist([{
         "id": row["id"], "audio": {"bytes": data, "path": f"{row['id']}.flac"} if data else None,
         "audio_sha256": sha256_bytes(data) if data else None,
-        "sampling_rate": synth.sampling_rate, "duration_s": len(a.output) / synth.sampling_rate,
+        "sampling_rate": synth.sampling_rate, "duration_s": len(a.output.wave) / synth.sampling_rate,
         "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
         "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons), "attempts": a.attempt,
         "seed": a.seed, "model": synth.name, "model_revision": synth.revision, "generation_params": params,
+        "ground_truth": json.dumps(a.output.ground_truth) if a.output.ground_truth else None, "midi": a.output.midi,
     } for row, a, data in zip(rows, attempts, flac)], schema=AUDIO_SCHEMA)
 
 
 def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path) -> dict:
     state = distributed_state()
     rows, skipped = read_captions(captions_path, args.include_rejected_captions)
+    if args.backend == "symbolic":
+        taxonomy = Taxonomy.load(args.taxonomy or captions_path.parent / "taxonomy.json")
+        rows = renderable(rows, RenderTables(taxonomy), skipped)
+        synth = Lazy(lambda: RenderedSynthesizer(args, taxonomy))
+        model = f"symbolic sf2 sha256:{sha256_file(args.soundfont)[:16]}"
+    else:
+        synth = Lazy(lambda: MusicGenSynthesizer(args, device=state.device))
+        model = model_identity(args.model, args.revision)
     by_id = {r["id"]: r for r in rows}
     check = AudioCheck(args.silence_dbfs, max_clipped_fraction=args.max_clipped_fraction)
-    synth = Lazy(lambda: MusicGenSynthesizer(args, device=state.device))
     start = time.perf_counter()
 
     def work(k: int, ids: list[str]) -> pa.Table:
         return synthesize_rows([by_id[i] for i in ids], args, synth(), k, check)
 
-    manifest = {"model": model_identity(args.model, args.revision), "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
+    manifest = {"model": model, "backend": args.backend, "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
                 "codec_batch_size": args.codec_batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
                 **generation_params(args)}
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="synthesis")
@@ -208,6 +246,20 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
         logger.info("synthesis: %s", total)
         return {**summary, "total": total}
     return summary
+
+
+def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> list[dict]:
+    """The rows the symbolic backend can render; the others are counted by their first unrenderable concept."""
+    kept = []
+    for row in rows:
+        blocked = tables.unrenderable(row["tags"])
+        if blocked:
+            skipped[f"not renderable: {blocked[0][0]}"] += 1
+        elif not row["instrument"]:
+            skipped["not renderable: no instrument listed"] += 1
+        else:
+            kept.append(row)
+    return kept
 
 
 def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter) -> dict:

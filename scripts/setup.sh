@@ -4,15 +4,22 @@
 # On a GPU machine, install the CUDA build of torch 2.13 into .venv first; this script keeps it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v ffmpeg >/dev/null 2>&1; then  # torchcodec (datasets' Audio feature) decodes through FFmpeg
+# Debian packages: ffmpeg (torchcodec, datasets' Audio feature, decodes through it), libfluidsynth3 and
+# fluid-soundfont-gm (the symbolic renderer: FluidSynth, LGPL, and FluidR3_GM.sf2, MIT; the renderer always names
+# that file, never libfluidsynth's default GPL soundfont)
+missing=()
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+ldconfig -p 2>/dev/null | grep -q libfluidsynth.so.3 || missing+=(libfluidsynth3)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "ffmpeg is missing: install it (sudo apt-get install ffmpeg)" >&2; exit 1
+    echo "missing Debian packages: ${missing[*]} (sudo apt-get install ${missing[*]})" >&2; exit 1
   fi
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -r requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
-.venv/bin/python -c "import torch, transformers, datasets, trl, torchcodec" # fails loudly if the install did not
+.venv/bin/python -c "import torch, transformers, datasets, trl, torchcodec, fluidsynth, mido" # fails loudly if the install did not

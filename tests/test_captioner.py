@@ -227,22 +227,27 @@ def test_the_guard_blocks_an_unlisted_instrument_the_model_is_biased_to_emit(tin
     unlisted = {"genre": ["jazz"], "mood": [], "instrument": ["piano"], "tempo": []}
     listed = {"genre": ["jazz"], "mood": [], "instrument": ["piano", single], "tempo": []}
     assert single in checker.named_concepts(captioner.generate([unlisted], args, 0)[0].text)  # the bias works
-    banned = captioner.banned([["jazz", "piano"], ["jazz", "piano", single]], checker.matcher)
-    guarded, kept = captioner.generate([unlisted, listed], args, 0, banned)
+    guard = captioner.guard([["jazz", "piano"], ["jazz", "piano", single]], checker.matcher)
+    guarded, kept = captioner.generate([unlisted, listed], args, 0, guard)
     assert single not in checker.named_concepts(guarded.text) and single not in guarded.text.lower()
     assert single in checker.named_concepts(kept.text)  # a listed concept's forms stay allowed
 
 
-def test_forms_inside_a_listed_form_stay_allowed(tiny_models, tmp_path, taxonomy):
-    from generation.decoding import FormTokens
+def test_a_banned_form_stays_writable_inside_a_listed_one(tiny_models, tmp_path, taxonomy):
+    from generation.decoding import ForbiddenForms, FormTokens
 
     captioner = full_captioner(tiny_models, tmp_path)
     tokens = FormTokens(captioner.tokenizer, CaptionChecker(taxonomy).matcher, ("genre", "instrument"))
     encode = lambda text: tuple(captioner.tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    banned = set(tokens.banned_for(["rock", "electric guitar"]))
-    assert encode(" drums") in banned and encode(" electric guitar") not in banned
-    assert encode(" rock") not in banned and encode(" pop") in banned
-    assert encode(" guitar") not in set(tokens.banned_for(["electric guitar"]))  # part of the listed form
+    listed = ["rock", "synth bass"]
+    banned = set(tokens.banned_for(listed))
+    assert encode(" drums") in banned and encode(" bass") in banned and encode(" pop") in banned
+    assert encode(" rock") not in banned and encode(" synth bass") not in banned
+    guard = ForbiddenForms([sorted(banned)], prompt_length=0, allowed=[tokens.allowed_for(listed)])
+    bass = encode(" bass")[-1]
+    after = lambda text: guard(torch.tensor([list(encode(text))]), torch.zeros(1, len(captioner.tokenizer)))  # noqa: E731
+    assert after(" a synth")[0, bass] == 0.0  # completes the listed "synth bass"
+    assert after(" a deep")[0, bass] == -float("inf")  # a lone "bass" would name the bass guitar
 
 
 def test_the_repetition_penalty_leaves_the_prompt_alone():
