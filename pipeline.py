@@ -268,7 +268,7 @@ def show_dataset(folder: Path) -> None:
     if report.is_file():
         from evaluation.tcav import format_table
 
-        lines.append("TCAV (tiny random models: this checks the machinery, it carries no musical meaning):")
+        lines.append("TCAV (a small CNN trained briefly on a tiny dataset: this checks the machinery):")
         lines.append(format_table(json.loads(report.read_text())))
     logger.info("\n".join(lines))
 

@@ -3,7 +3,7 @@ tell clips with a planted instrument from clips without it, every other concept 
 call the planted concept significant after correction, far from 0.5, and at most 5 % of the independent concepts
 significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
 
-    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 800] [--layer block3]
+    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 480] [--layer block2]
 
 Also the renderer's own targets: seconds per 30 s clip on one core (>= 40x real time), two processes >= 1.6x one,
 and shards bit-identical across reruns and across one and two processes.
@@ -89,8 +89,8 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 96) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", default="runs/bench/bench_tcav_ground_truth")
-    parser.add_argument("--clips", type=int, default=800)
-    parser.add_argument("--layer", default="block3")
+    parser.add_argument("--clips", type=int, default=480)
+    parser.add_argument("--layer", default="block2")
     args = parser.parse_args()
     taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
     start = time.perf_counter()

@@ -101,8 +101,11 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                 "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
                 "seed": row["seed"]})
     audio_ids = set(ids)
+    not_rendered = read_json(audio_dir / "_not_rendered.json")  # the symbolic backend's counted skips
     for id_, c in captions.items():
-        if c["status"] == "ok" and id_ not in audio_ids:
+        if c["status"] == "ok" and id_ in not_rendered:
+            rejected[f"audio: {not_rendered[id_]}"] += 1
+        elif c["status"] == "ok" and id_ not in audio_ids:
             raise DataError(audio_dir, f"id {id_!r} has an accepted caption but no audio; rerun synthesis")
         if c["status"] != "ok":
             rejected.update(f"caption: {r}" for r in c["reasons"])

@@ -42,6 +42,7 @@ class ValidationArguments:
     clips: int = 600  # rendered clips: half train the classifier, half make the concept and class sets
     duration_s: float = 4.0
     epochs: int = 12
+    learning_rate: float = 1e-3
     channels: int = 16
     layer: str = "embedding"
     random_sets: int = 6
@@ -51,10 +52,10 @@ class ValidationArguments:
     seed: int = 0
 
 
-def draw_lists(args: ValidationArguments, rng: np.random.Generator) -> list[list[str]]:
+def draw_lists(args: ValidationArguments, rng: np.random.Generator, n: int) -> list[list[str]]:
     """Attribute lists: the planted concept in half, everything else independent of it (and of each other)."""
     lists = []
-    for i in range(args.clips):
+    for i in range(n):
         tags = [args.genres[rng.integers(len(args.genres))], args.tempi[rng.integers(len(args.tempi))]]
         tags += [x for x in args.instruments if rng.random() < args.instrument_rate]
         if i % 2 == 0:
@@ -69,16 +70,23 @@ def draw_lists(args: ValidationArguments, rng: np.random.Generator) -> list[list
 def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     rng = np.random.default_rng(args.seed)
     synth = SymbolicSynthesizer(taxonomy)
-    lists = draw_lists(args, rng)
-    waves = [synth.render_row(tags, seed=args.seed * 100_000 + i, duration_s=args.duration_s).wave
-             for i, tags in enumerate(lists)]
+    lists, waves, inaudible = [], [], 0
+    for i, tags in enumerate(draw_lists(args, rng, 2 * args.clips)):  # as the synthesis stage does, a clip with an
+        clip = synth.render_row(tags, seed=args.seed * 100_000 + i, duration_s=args.duration_s)  # inaudible listed
+        if clip.reasons:  # instrument is left out, so that every label is audible
+            inaudible += 1
+            continue
+        lists.append(tags)
+        waves.append(clip.wave)
+        if len(lists) == args.clips:
+            break
     to_mel = LogMel(MelConfig(duration_s=args.duration_s))
     with torch.no_grad():
         x = torch.cat([to_mel(pad_stack(waves[b:b + 64], to_mel.samples)) for b in range(0, len(waves), 64)])
     y = torch.tensor([int(args.planted in tags) for tags in lists])
     half = len(lists) // 2
-    model, losses = fit_classifier(x[:half], y[:half], 2, to_mel.config.n_mels, args.channels, args.epochs, 16, 1e-3,
-                                   args.seed)
+    model, losses = fit_classifier(x[:half], y[:half], 2, to_mel.config.n_mels, args.channels, args.epochs, 16,
+                                   args.learning_rate, args.seed)
     with torch.no_grad():
         accuracy = float((model(x[half:]).argmax(1) == y[half:]).float().mean())
     # from the half the classifier never saw: concept and class sets from one part, random sets from the other, so
@@ -107,7 +115,8 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     planted = by_concept[args.planted]
     independent = [r for c, r in by_concept.items() if c != args.planted]
     return {
-        "planted": args.planted, "classifier_held_out_accuracy": accuracy, "classifier_losses": losses,
+        "planted": args.planted, "clips": len(lists), "left_out_inaudible": inaudible,
+        "classifier_held_out_accuracy": accuracy, "classifier_losses": losses,
         "planted_score": planted["score_mean"], "planted_p_corrected": planted["p_corrected"],
         "planted_significant": planted["significant"], "planted_cav_accuracy": planted["cav_accuracy"],
         "independent_concepts": len(independent),

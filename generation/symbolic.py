@@ -397,6 +397,7 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
         for ch, (bank, preset) in arr.programs.items():
             synth.program_select(ch, sfid, bank, preset)
             synth.cc(ch, 10, 64)  # centred: General MIDI presets are panned
+            synth.cc(ch, 7, 127 if bank == 128 else 96)  # drums' short notes would drown under sustained parts
         write = fluidsynth._fl.fluid_synth_nwrite_float  # one output buffer per channel: exact stems
         write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
         left = np.zeros((CHANNELS, samples), np.float32)

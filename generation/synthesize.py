@@ -34,7 +34,7 @@ from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_bytes, sha256_file, write_json
 from core.provenance import model_identity
-from core.retry import Verdict, generate_with_retries, tally
+from core.retry import Verdict, acceptance_by_concept, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
 from generation.symbolic import SOUNDFONT, SOUNDFONT_CREDIT, Clip, RenderTables, SymbolicSynthesizer
@@ -219,7 +219,9 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     rows, skipped = read_captions(captions_path, args.include_rejected_captions)
     if args.backend == "symbolic":
         taxonomy = Taxonomy.load(args.taxonomy or captions_path.parent / "taxonomy.json")
-        rows = renderable(rows, RenderTables(taxonomy), skipped)
+        rows, left_out = renderable(rows, RenderTables(taxonomy), skipped)
+        if state.is_main_process:
+            write_json(shard_dir / SKIPPED_NAME, left_out)
         synth = Lazy(lambda: RenderedSynthesizer(args, taxonomy))
         model = f"symbolic sf2 sha256:{sha256_file(args.soundfont)[:16]}"
     else:
@@ -242,32 +244,38 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
     state.wait_for_everyone()
     if state.is_main_process:
-        total = _combine_summaries(shard_dir, list(by_id), args.shard_size, skipped)
+        total = _combine_summaries(shard_dir, list(by_id), args.shard_size, skipped, args.max_attempts)
         logger.info("synthesis: %s", total)
         return {**summary, "total": total}
     return summary
 
 
-def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> list[dict]:
-    """The rows the symbolic backend can render; the others are counted by their first unrenderable concept."""
-    kept = []
+SKIPPED_NAME = "_not_rendered.json"  # {id: reason} of the accepted captions this backend left out
+
+
+def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tuple[list[dict], dict[str, str]]:
+    """The rows the symbolic backend can render, and {id: reason} of the others (counted by their first
+    unrenderable concept), which assembly counts as rejected rather than missing."""
+    kept, left_out = [], {}
     for row in rows:
         blocked = tables.unrenderable(row["tags"])
-        if blocked:
-            skipped[f"not renderable: {blocked[0][0]}"] += 1
-        elif not row["instrument"]:
-            skipped["not renderable: no instrument listed"] += 1
+        reason = f"not renderable: {blocked[0][0]}" if blocked else (
+            "not renderable: no instrument listed" if not row["instrument"] else None)
+        if reason:
+            skipped[reason] += 1
+            left_out[row["id"]] = reason
         else:
             kept.append(row)
-    return kept
+    return kept, left_out
 
 
-def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter) -> dict:
+def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter, max_attempts: int) -> dict:
     rows = []
     for k, _ in enumerate(make_shards(ids, shard_size)):
-        rows += pq.read_table(shard_path(shard_dir, k), columns=["status", "reasons", "attempts"]).to_pylist()
+        rows += pq.read_table(shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts"]).to_pylist()
     counts = tally(rows)
-    total = {"clips": counts.pop("total"), **counts, "captions_skipped": dict(skipped)}
+    total = {"clips": counts.pop("total"), **counts, "captions_skipped": dict(skipped),
+             "acceptance_by_concept": acceptance_by_concept(rows, max_attempts)}
     write_json(shard_dir / "_summary.json", total)
     return total
 

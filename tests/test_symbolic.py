@@ -90,6 +90,8 @@ def test_the_synthesis_stage_renders_counts_skips_and_resumes_identically(taxono
             "--backend", "symbolic", "--duration_s", "2", "--batch_size", "3", "--shard_size", "3"]
     summary = synth_main(argv)
     assert summary["total"]["ok"] == 7 and summary["total"]["captions_skipped"] == {"not renderable: female vocal": 1}
+    assert json.loads((tmp_path / "audio_shards" / "_not_rendered.json").read_text()) == {
+        "cc-002": "not renderable: female vocal"}  # assembly counts it as rejected, not missing
     shards = sorted((tmp_path / "audio_shards").glob("shard-*.parquet"))
     first = [p.read_bytes() for p in shards]
     rows = [r for p in shards for r in pq.read_table(p).to_pylist()]
@@ -98,3 +100,17 @@ def test_the_synthesis_stage_renders_counts_skips_and_resumes_identically(taxono
     shards[1].unlink()
     synth_main(argv)  # the redone shard is bit-identical
     assert [p.read_bytes() for p in shards] == first
+
+
+def test_the_tcav_ground_truth_experiment_on_small_data(taxonomy):
+    from evaluation.tcav_validation import ValidationArguments, run_validation
+
+    pool = [i for i in ValidationArguments().instruments if i != "drum kit"]
+    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=200, duration_s=1.5,
+                                                epochs=40, set_size=10, random_sets=3,
+                                                layer="block2", max_independent=1,
+                                                instrument_rate=0.4), taxonomy)
+    assert report["tests"] == 2 and report["independent_concepts"] == 1  # the planted concept and one other
+    assert report["classifier_held_out_accuracy"] > 0.6  # the planted instrument is audible to the classifier
+    assert report["planted_cav_accuracy"] > 0.65 and report["planted_score"] > 0.8
+    assert 0.0 <= report["planted_p_corrected"] <= 1.0 and set(report["null_means"]) == set(report["scores"])
