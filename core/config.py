@@ -7,6 +7,7 @@ import difflib
 import logging
 import os
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -31,12 +32,11 @@ def distributed_state():
     return PartialState(cpu=cpu)
 
 
-def get_logger(name: str):
-    """accelerate's logger (a message is logged by the main process only, unless `main_process_only=False`), with
-    the process state created the way every stage creates it, so that library code may log before a stage has."""
+@lru_cache(maxsize=None)
+def _adapter_class():
     from accelerate.logging import MultiProcessAdapter
 
-    class _Adapter(MultiProcessAdapter):
+    class Adapter(MultiProcessAdapter):
         def log(self, level, msg, *args, **kwargs):
             distributed_state()
             super().log(level, msg, *args, **kwargs)
@@ -44,9 +44,15 @@ def get_logger(name: str):
         def process(self, msg, kwargs):  # the rank prefix only where there are several ranks
             return super().process(msg, kwargs) if distributed_state().num_processes > 1 else (msg, kwargs)
 
+    return Adapter
+
+
+def get_logger(name: str):
+    """accelerate's logger (a message is logged by the main process only, unless `main_process_only=False`), with
+    the process state created the way every stage creates it, so that library code may log before a stage has."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return _Adapter(logging.getLogger(name), {})
+    return _adapter_class()(logging.getLogger(name), {})
 
 
 def run_dir(path: str | os.PathLike | None = None) -> Path:

@@ -70,10 +70,11 @@ def draw_lists(args: ValidationArguments, rng: np.random.Generator, n: int) -> l
 def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     rng = np.random.default_rng(args.seed)
     synth = SymbolicSynthesizer(taxonomy)
+    # as in the synthesis stage, a clip with an inaudible listed instrument is left out: every label is audible
     lists, waves, inaudible = [], [], 0
-    for i, tags in enumerate(draw_lists(args, rng, 2 * args.clips)):  # as the synthesis stage does, a clip with an
-        clip = synth.render_row(tags, seed=args.seed * 100_000 + i, duration_s=args.duration_s)  # inaudible listed
-        if clip.reasons:  # instrument is left out, so that every label is audible
+    for i, tags in enumerate(draw_lists(args, rng, 2 * args.clips)):
+        clip = synth.render_row(tags, seed=args.seed * 100_000 + i, duration_s=args.duration_s)
+        if clip.reasons:
             inaudible += 1
             continue
         lists.append(tags)
