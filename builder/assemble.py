@@ -33,7 +33,7 @@ from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
 from core.io import read_json, sha256_bytes, write_json, write_parquet
 from core.provenance import package_versions
-from core.shards import merge_shards, shard_folder_ids, verified_shards
+from core.shards import NOT_RENDERED_NAME, merge_shards, shard_folder_ids, verified_shards
 
 logger = get_logger(__name__)
 
@@ -101,7 +101,7 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                 "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
                 "seed": row["seed"]})
     audio_ids = set(ids)
-    not_rendered = read_json(audio_dir / "_not_rendered.json")  # the symbolic backend's counted skips
+    not_rendered = read_json(audio_dir / NOT_RENDERED_NAME)  # the symbolic backend's counted skips
     for id_, c in captions.items():
         if c["status"] == "ok" and id_ in not_rendered:
             rejected[f"audio: {not_rendered[id_]}"] += 1

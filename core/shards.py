@@ -102,6 +102,7 @@ def derive_seed(*parts) -> int:
 
 
 MANIFEST_NAME = "_manifest.json"
+NOT_RENDERED_NAME = "_not_rendered.json"  # {id: reason} of accepted captions a synthesis backend declined, counted
 
 
 def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True) -> None:

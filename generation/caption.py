@@ -145,14 +145,14 @@ class LLMCaptioner:
         self.eos_ids = [*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id]
         self._form_tokens = None
 
-    def guard(self, tag_lists: Sequence[Sequence[str]], matcher, prompt_length: int = 0) -> ForbiddenForms:
+    def guard(self, tag_lists: Sequence[Sequence[str]], matcher) -> ForbiddenForms:
         """The decoding guard for a batch: per list, the genres and instruments it does not hold may not be written
         (their token sequences, and their forms as the checks read the text); its own concepts' forms stay free."""
         if self._form_tokens is None:
             self._form_tokens = FormTokens(self.tokenizer, matcher, HALLUCINATION_CATEGORIES)
             self._word_ends = WordEnds.of(self.tokenizer, matcher.taxonomy.normalise, self.eos_ids)
         forms = self._form_tokens
-        return ForbiddenForms([forms.banned_for(tags) for tags in tag_lists], prompt_length,
+        return ForbiddenForms([forms.banned_for(tags) for tags in tag_lists], 0,  # its prompt length is set by generate
                               [forms.allowed_for(tags) for tags in tag_lists], self._word_ends,
                               [forms.banned_forms(tags) for tags in tag_lists],
                               [forms.allowed_forms(tags) for tags in tag_lists])

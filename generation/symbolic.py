@@ -85,7 +85,7 @@ class RenderTables:
                 self.rows[concept] = Row(concept, values, values["note"] if unrenderable else None)
                 if not unrenderable:
                     _check_row(path, number, category, values)
-            missing = sorted(names - {r for r in self.rows if r in names})
+            missing = sorted(names - set(self.rows))
             if missing:
                 raise DataError(path, f"no row for {len(missing)} {category} concept(s): {missing[:5]}")
         self.taxonomy = taxonomy

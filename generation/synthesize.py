@@ -35,7 +35,7 @@ from core.errors import DataError, ModelLoadError
 from core.io import sha256_bytes, sha256_file, write_json
 from core.provenance import model_identity
 from core.retry import Verdict, acceptance_by_concept, generate_with_retries, tally
-from core.shards import Lazy, derive_seed, make_shards, run_sharded, shard_path
+from core.shards import NOT_RENDERED_NAME, Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
 from generation.symbolic import SOUNDFONT, SOUNDFONT_CREDIT, Clip, RenderTables, SymbolicSynthesizer
 
@@ -221,7 +221,7 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
         taxonomy = Taxonomy.load(args.taxonomy or captions_path.parent / "taxonomy.json")
         rows, left_out = renderable(rows, RenderTables(taxonomy), skipped)
         if state.is_main_process:
-            write_json(shard_dir / SKIPPED_NAME, left_out)
+            write_json(shard_dir / NOT_RENDERED_NAME, left_out)
         synth = Lazy(lambda: RenderedSynthesizer(args, taxonomy))
         model = f"symbolic sf2 sha256:{sha256_file(args.soundfont)[:16]}"
     else:
@@ -248,9 +248,6 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
         logger.info("synthesis: %s", total)
         return {**summary, "total": total}
     return summary
-
-
-SKIPPED_NAME = "_not_rendered.json"  # {id: reason} of the accepted captions this backend left out
 
 
 def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tuple[list[dict], dict[str, str]]:
