@@ -129,7 +129,7 @@ STAGES = [
           clean=("clap_scores",), distributed=True,
           report=lambda d: ("", read_json(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
     Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
-          ("dataset", "assembly"), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
+          ("dataset",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
           report=_r_assemble),
     Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),
           lambda d: ["--dataset", str(d / "dataset"), "--clap_dir", str(d / "clap_scores"),

@@ -4,9 +4,10 @@
     python -m builder.assemble --output_dir runs/paper/dataset --version 1.0.0
 
 Reads the audio shards, CLAP scores, captions and taxonomy; validates them (every accepted id has its caption,
-attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; runs the
-`conceptcaps.py` builder for each config; writes parquet shards named as `push_to_hub` names them (at most
-`max_shard_mb` each), `taxonomy.json`, the concept-set summary and `build_summary.json`. The folder is written
+attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; writes each
+config's parquet files named as `push_to_hub` names them (at most `max_shard_mb` each; `builder.schema`), the
+audio streamed from the run's shards one shard at a time with no other copy (disk in use: the finished dataset
+and the run), then `taxonomy.json`, the concept-set summary and `build_summary.json`. The folder is written
 under a temporary name and renamed at the end, so a crash never leaves a complete-looking dataset; the `card`
 stage (`card.render`) then writes its README.md (the card, whose YAML tells `load_dataset` where each config is).
 """
@@ -14,30 +15,27 @@ stage (`card.render`) then writes its README.md (the card, whose YAML tells `loa
 from __future__ import annotations
 
 import errno
-import math
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builder.mentions import ConceptMatcher
+from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
 from builder.splits import ConceptSetArguments, assign_example_splits, build_concept_sets
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
-from core.io import read_json, sha256_bytes, write_json, write_parquet
+from core.io import read_json, sha256_bytes, write_json
 from core.provenance import package_versions
 from core.shards import NOT_RENDERED_NAME, merge_shards, shard_folder_ids, verified_shards
 
 logger = get_logger(__name__)
 
-CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts"}
 DATASET_VERSION = "1.0.0"
 
 
@@ -112,21 +110,27 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
     return examples, rejected, shard_files
 
 
-def _write_config(builder_name: str, run: Path, out: Path, max_bytes: float, cache: Path) -> dict:
-    """Run the conceptcaps.py builder for one config and write its splits as parquet shards."""
-    from conceptcaps import ConceptCaps
-
-    builder = ConceptCaps(config_name=builder_name, data_dir=str(run), cache_dir=str(cache / builder_name))
-    builder.download_and_prepare()
-    counts = {}
-    for split in SPLITS:
-        ds = builder.as_dataset(split=split)
-        n = max(1, math.ceil(ds.data.nbytes / max_bytes))
-        for k in range(n):
-            part = ds.shard(num_shards=n, index=k, contiguous=True)
-            part.to_parquet(str(out / CONFIG_DIRS[builder_name] / f"{split}-{k:05d}-of-{n:05d}.parquet"))
-        counts[split] = len(ds)
-    return counts
+def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: Sequence[dict], shard_files: Sequence[str],
+                  max_bytes: float) -> dict:
+    """Write every config's splits as parquet files in one streaming pass: the default and concepts configs from
+    memory (text), the audio config from the run's audio shards, one shard at a time, with no other copy."""
+    writers = {(name, split): SplitWriter(out / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)
+               for name in CONFIG_DIRS for split in SPLITS}
+    by_id = {e["id"]: e for e in examples}
+    for e in examples:
+        writers["default", e["split"]].write({k: e[k] for k in BASE_FEATURES})
+    for r in concept_rows:
+        writers["concepts", r["split"]].write(r)
+    for shard in shard_files:
+        present = [c for c in ("id", "audio", *RENDER_FEATURES) if c in pq.read_schema(run / shard).names]
+        for row in pq.read_table(run / shard, columns=present).to_pylist():
+            e = by_id.get(row["id"])
+            if e is not None:
+                writers["audio", e["split"]].write({**{k: e[k] for k in BASE_FEATURES}, "audio": row["audio"],
+                                                    **{k: row.get(k) for k in RENDER_FEATURES}})
+    for w in writers.values():
+        w.close()
+    return {name: {s: writers[name, s].rows for s in SPLITS} for name in CONFIG_DIRS}
 
 
 def check_free_space(folder: Path, needed: int) -> None:
@@ -149,20 +153,12 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]  # negated or not
     rows, concept_summary = build_concept_sets(
         examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
-    assembly = run / "assembly"
-    write_parquet(assembly / "examples.parquet", pa.Table.from_pylist(examples))
-    concept_schema = pa.schema([("concept", pa.string()), ("category", pa.string()), ("split", pa.string()),
-                                ("role", pa.string()), ("set_index", pa.int32()), ("id", pa.string())])
-    write_parquet(assembly / "concept_sets.parquet", pa.Table.from_pylist(rows, schema=concept_schema))
-    write_json(assembly / "audio_shards.json", shard_files)
-
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    check_free_space(tmp, 2 * sum((run / f).stat().st_size for f in shard_files))  # the datasets cache and the copy
+    check_free_space(tmp, 1.05 * sum((run / f).stat().st_size for f in shard_files))  # the audio, copied once
     try:
-        with tempfile.TemporaryDirectory() as cache:
-            counts = {name: _write_config(name, run, tmp, args.max_shard_mb * 1e6, Path(cache)) for name in CONFIG_DIRS}
+        counts = write_configs(run, tmp, examples, rows, shard_files, args.max_shard_mb * 1e6)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno == errno.ENOSPC:
@@ -170,7 +166,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
                             "folder was removed: free space and rerun") from None
         raise
     per_split = {s: sum(e["split"] == s for e in examples) for s in SPLITS}
-    if counts["default"] != per_split or counts["audio"] != per_split:
+    if counts["default"] != per_split or counts["audio"] != per_split:  # every accepted clip found its audio
         raise RuntimeError(f"written counts {counts} do not add up to the examples per split {per_split}")
     taxonomy.save(tmp / "taxonomy.json")
     write_json(tmp / "concept_sets_summary.json", concept_summary)
@@ -178,7 +174,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
         "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
         "caption_acceptance_by_concept": read_json(run / "captions_summary.json").get("acceptance_by_concept", {}),
-        "concept_set_rows": counts["concepts"],
+        "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path
         "packages": package_versions(),
@@ -187,8 +183,8 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    logger.info("assembled %s: %d examples %s, concept-set rows %s; rejected %s", out, len(examples), per_split,
-                counts["concepts"], dict(rejected))
+    logger.info("assembled %s: %d examples %s, concept-set rows %d; rejected %s", out, len(examples), per_split,
+                summary["concept_set_rows"], dict(rejected))
     return summary
 
 

@@ -57,12 +57,13 @@ def _js(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
-                       args: ConceptSetArguments) -> tuple[list[dict], dict]:
+                       args: ConceptSetArguments, concepts: Sequence[str] | None = None) -> tuple[list[dict], dict]:
     """Concept membership rows and a summary.
 
     Args:
         examples: rows with id, split and one list column per category.
         mentions: per example, the concepts its caption names (surface forms found by the caption checker).
+        concepts: the concepts to build sets for (default: all); a concept's sets do not depend on the others'.
     Returns:
         Rows {concept, category, split, role, set_index, id} and a summary with sizes, seeds, matching quality
         and the concepts skipped for too few positives.
@@ -78,6 +79,7 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
     for i, m in enumerate(mentions):
         for t in m:
             named[i, index[t]] = True
+    wanted = set(names if concepts is None else concepts)
     split_of = np.array([e["split"] for e in examples])
     ids = np.array([e["id"] for e in examples])
     category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
@@ -86,6 +88,8 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
         in_split = np.nonzero(split_of == split)[0]
         skipped = []
         for j, name in enumerate(names):
+            if name not in wanted:
+                continue
             pos = in_split[x[in_split, j]]
             if len(pos) < args.min_positives:
                 skipped.append(name)

@@ -194,6 +194,16 @@ class Taxonomy:
     def save(self, path) -> None:
         write_json(path, self.to_json())
 
+    @classmethod
+    def from_concept_table(cls, concept_table: Path = CONCEPT_TABLE, spelling_table: Path = SPELLING_TABLE) -> "Taxonomy":
+        """Every concept of the reviewed table, without MusicCaps counts: the vocabulary that a dataset built
+        elsewhere (the paper's published one) is mapped onto."""
+        spelling = load_spelling(Path(spelling_table))
+        entries = load_concept_table(Path(concept_table), spelling)
+        concepts = [Concept(e.name, e.category, e.aliases, 0) for c in CATEGORIES for e in entries if e.category == c]
+        source = {"concept_table_sha256": sha256_file(concept_table), "spelling_table_sha256": sha256_file(spelling_table)}
+        return cls(concepts=concepts, source=source, spelling=dict(spelling))
+
 
 def build_taxonomy(
     musiccaps_csv=DEFAULT_MUSICCAPS_CSV,

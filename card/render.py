@@ -37,8 +37,11 @@ def size_category(n: int) -> str:
     return "1M<n<10M"
 
 
-def configs_metadata(config_dirs: dict[str, str]) -> list[dict]:
-    return [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS],
+def configs_metadata(config_dirs: dict[str, str], root: Path) -> list[dict]:
+    """The card's `configs:`: each config's splits that have files (a split without rows, such as a small
+    split's concept sets, has none)."""
+    return [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS
+                                                 if any((root / folder).glob(f"{s}-*.parquet"))],
              **({"default": True} if name == "default" else {})} for name, folder in config_dirs.items()]
 
 
@@ -83,8 +86,11 @@ def plot_all(examples: Sequence[dict], taxonomy: Taxonomy, images: Path) -> None
     fig.savefig(images / "cooccurrence.png", dpi=80)
     plt.close(fig)
 
+    scores = [e["clap_score"] for e in examples if e["clap_score"] is not None]
+    if not scores:  # a re-published dataset that was not scored here
+        return
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.hist([e["clap_score"] for e in examples], bins=30)
+    ax.hist(scores, bins=30)
     ax.set_xlabel("CLAP cosine (audio, caption)")
     ax.set_ylabel("clips")
     fig.tight_layout()
@@ -115,12 +121,14 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         raise ConfigError(f"unknown licence {license!r}; choose one of {sorted(LICENSES)}")
     plot_all(examples, taxonomy, folder / "images")
     counts = Counter(t for e in examples for t in e["tags"])
+    scores = [e["clap_score"] for e in examples if e["clap_score"] is not None]
     card_data = DatasetCardData(
         license=license, language=["en"], pretty_name="ConceptCaps",
         task_categories=["text-to-audio", "audio-classification"],
         tags=["music", "interpretability", "tcav", "concepts", "synthetic", "musiccaps"],
-        size_categories=[size_category(len(examples))], source_datasets=["google/MusicCaps"],
-        configs=configs_metadata(summary["configs"]),
+        size_categories=[size_category(len(examples))],
+        source_datasets=["google/MusicCaps", *([summary["source"]["dataset"]] if "source" in summary else [])],
+        configs=configs_metadata(summary["configs"], folder),
     )
     sets = concept_summary["concepts"].values()
     first = examples[0]
@@ -128,7 +136,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         card_data, template_path=str(TEMPLATE), repo_id=repo_id, version=summary["version"],
         n_concepts=len(taxonomy.concepts), taxonomy_version=taxonomy.version, per_split=summary["per_split"],
         total=len(examples), caption_words=_stats([len(e["caption"].split()) for e in examples], 1),
-        clap=_stats([e["clap_score"] for e in examples]), clap_model=summary["clap_model"], fad=fad,
+        clap=_stats(scores) if scores else None, clap_model=summary["clap_model"], fad=fad, source=summary.get("source"),
         taxonomy_table={c: ", ".join(f"{x.name} ({counts[x.name]})" for x in taxonomy.by_category(c)) for c in CATEGORIES},
         min_positives=summary["arguments"]["min_positives"], num_random_sets=summary["arguments"]["num_random_sets"],
         concepts_with_sets=summary["concepts_with_sets"],

@@ -4,12 +4,15 @@ that TCAV runs end to end. Any other torch classifier can be given to TCAV by im
     python -m evaluation.genre_classifier --dataset runs/demo/dataset --output_dir runs/demo/genre_cnn
 
 Mel features come from torch.stft and a Slaney mel filter bank (no torchaudio). Classes are the most frequent
-genres among examples that carry exactly one of them; other examples are left out (counted).
+genres among examples that carry exactly one of them; other examples are left out (counted). The dataset may be
+this project's or one in the paper's published schema. Audio is decoded batch by batch into log-mels kept in a
+file beside the checkpoint while training (`FeatureStore`), so memory does not grow with the dataset.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +27,7 @@ from transformers import set_seed
 from core.config import cli, get_logger, parse_args, run_dir
 from core.errors import DataError
 from core.io import write_json
+from evaluation.audio_data import AudioSplit
 
 logger = get_logger(__name__)
 
@@ -94,21 +98,6 @@ class GenreClassifierArguments:
     seed: int = field(default=0, metadata={"help": "seed"})
 
 
-def load_audio_split(dataset: str, split: str, max_seconds: float | None = None) -> tuple[list[dict], list[np.ndarray]]:
-    """Rows (without audio) and mono float waveforms of a split of the `audio` config."""
-    from conceptcaps import open_dataset
-    from generation.audio_checks import decode_audio
-
-    ds = open_dataset(dataset, "audio", split=split)
-    ds = ds.cast_column("audio", ds.features["audio"].__class__(decode=False))
-    rows, waves = [], []
-    for row in ds:
-        wave, sr = decode_audio(row.pop("audio")["bytes"])
-        waves.append(wave if max_seconds is None else wave[: int(max_seconds * sr)])
-        rows.append(row)
-    return rows, waves
-
-
 def choose_labels(rows: Sequence[dict], num_classes: int) -> tuple[list[str], list[int], Counter]:
     counts = Counter(g for r in rows for g in r["genre"])
     classes = [g for g, _ in counts.most_common(num_classes)]
@@ -141,35 +130,79 @@ def load_classifier(path) -> tuple[GenreCNN, LogMel, list[str]]:
     return model.eval(), LogMel(mel), config["classes"]
 
 
+class FeatureStore:
+    """Model inputs of equal shape in a file, read back by index: training draws shuffled batches from it without
+    holding the dataset's features in memory (plain reads, not a memory map, whose touched pages would count
+    as the process's resident memory)."""
+
+    def __init__(self, path: Path):
+        self.path, self.shape, self.n = Path(path), None, 0
+        self._file = open(self.path, "w+b")
+
+    def append(self, batch: torch.Tensor) -> None:
+        batch = batch.detach().to(torch.float32).contiguous()
+        if self.shape is None:
+            self.shape = tuple(batch.shape[1:])
+        self._file.write(batch.numpy().tobytes())
+        self.n += len(batch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index) -> torch.Tensor:
+        self._file.flush()
+        size = int(np.prod(self.shape)) * 4
+        rows = [np.frombuffer(os.pread(self._file.fileno(), size, int(i) * size), dtype=np.float32)
+                for i in torch.as_tensor(index).reshape(-1).tolist()]
+        return torch.from_numpy(np.stack(rows).reshape(len(rows), *self.shape))
+
+    def close(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
 def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_dir: Path) -> dict:
     set_seed(args.seed)
-    rows, waves = load_audio_split(dataset, "train", args.duration_s)
-    classes, labels, skipped = choose_labels(rows, args.num_classes)
+    audio = AudioSplit(dataset, "train")
+    classes, labels, skipped = choose_labels(audio.rows, args.num_classes)
     if len(classes) < 2:
         raise DataError(dataset, f"need at least two genres to classify, found {classes}")
     keep = [i for i, label in enumerate(labels) if label >= 0]
     mel = MelConfig(duration_s=args.duration_s)
     to_mel = LogMel(mel)
-    with torch.no_grad():
-        x = torch.cat([to_mel(pad_stack([waves[i] for i in keep[b:b + 64]], to_mel.samples))
-                       for b in range(0, len(keep), 64)])
-    y = torch.tensor([labels[i] for i in keep])
-    model, losses = fit_classifier(x, y, len(classes), mel.n_mels, args.channels, args.epochs, args.batch_size,
-                                   args.learning_rate, args.seed)
-    model.eval()
-    with torch.no_grad():
-        accuracy = float((model(x).argmax(1) == y).float().mean())
+    output_dir.mkdir(parents=True, exist_ok=True)
+    features = FeatureStore(output_dir / "features.tmp")  # log-mels, written batch by batch
+    try:
+        for batch in audio.batches([audio.rows[i]["id"] for i in keep], to_mel, to_mel.samples, batch_size=64):
+            features.append(batch)
+        y = torch.tensor([labels[i] for i in keep])
+        model, losses = fit_classifier(features, y, len(classes), mel.n_mels, args.channels, args.epochs,
+                                       args.batch_size, args.learning_rate, args.seed)
+        accuracy = _accuracy(model, features, y)
+    finally:
+        features.close()
     result = {"classes": classes, "train_examples": len(y), "skipped": dict(skipped), "losses": losses,
               "train_accuracy": accuracy, "arguments": asdict(args)}
+    if audio.reader is not None:
+        result["source"] = {"schema": "published", **audio.reader.report()}
     save_classifier(output_dir, model, classes, mel, args.channels, result)
     logger.info("genre CNN: %d classes %s, %d examples, loss %.3f -> %.3f, train accuracy %.3f", len(classes), classes,
                 len(y), losses[0], losses[-1], accuracy)
     return result
 
 
-def fit_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int,
+def _accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 256) -> float:
+    model.eval()
+    with torch.no_grad():
+        hits = sum(int((model(x[torch.arange(b, min(b + batch_size, len(y)))]).argmax(1) == y[b:b + batch_size]).sum())
+                   for b in range(0, len(y), batch_size))
+    return hits / len(y)
+
+
+def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int,
                    batch_size: int, learning_rate: float, seed: int) -> tuple[GenreCNN, list[float]]:
-    """Train a GenreCNN on log-mel inputs `x` and class indices `y` (Adam, cross-entropy, seeded shuffling)."""
+    """Train a GenreCNN on log-mel inputs `x` (a tensor, or a `FeatureStore`: anything indexed by a tensor of row
+    numbers) and class indices `y` (Adam, cross-entropy, seeded shuffling)."""
     set_seed(seed)
     model = GenreCNN(n_classes, n_mels, channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -190,13 +223,6 @@ def fit_classifier(x: torch.Tensor, y: torch.Tensor, n_classes: int, n_mels: int
             total += loss.item() * len(idx)
         losses.append(total / len(y))
     return model.eval(), losses
-
-
-def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
-    out = np.zeros((len(waves), samples), dtype=np.float32)
-    for i, w in enumerate(waves):
-        out[i, : min(len(w), samples)] = w[:samples]
-    return torch.from_numpy(out)
 
 
 ARGUMENTS = GenreClassifierArguments  # what this stage's preset section may hold

@@ -23,7 +23,7 @@ import importlib
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class TCAVArguments:
     min_examples: int = field(default=5, metadata={"help": "fewest positives (and per random set) for a concept"})
     alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
     seed: int = field(default=0, metadata={"help": "seed of CAV training"})
+    batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
     output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
 
 
@@ -138,13 +139,22 @@ def _welch(a: Sequence[float], b: Sequence[float]) -> float:
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Tensor], random_inputs: list[torch.Tensor],
-                class_inputs: dict[int, torch.Tensor], seed: int = 0, alpha: float = 0.05) -> dict:
+def _batches(x) -> Iterable[torch.Tensor]:
+    """Model inputs as batches: a tensor is one batch; anything else is an iterable of batches."""
+    return [x] if isinstance(x, torch.Tensor) else x
+
+
+def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_inputs: list, class_inputs: dict,
+                seed: int = 0, alpha: float = 0.05) -> dict:
     """TCAV scores with significance for every (concept, class).
+
+    Every input is a tensor of model inputs or an iterable of such batches (`evaluation.audio_data.Batches`),
+    read batch by batch: activations go to captum's files, directional derivatives are taken one batch at a
+    time and the sign counts summed, so memory does not grow with the sets.
 
     Args:
         concept_inputs: concept name -> model inputs of its positives.
-        random_inputs: R tensors of model inputs, the random sets (R >= 2).
+        random_inputs: R model inputs, the random sets (R >= 2).
         class_inputs: class index -> model inputs of that class's examples.
     Returns:
         {"results": [{concept, class, score_mean, score_std, random_mean, p_value, p_corrected, significant,
@@ -158,8 +168,8 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
     resolve_layer(model, layer)
     model.eval()
 
-    def concept(cid: int, name: str, x: torch.Tensor) -> Concept:
-        return Concept(cid, name, iter([x]))
+    def concept(cid: int, name: str, x) -> Concept:
+        return Concept(cid, name, _batches(x))
 
     with tempfile.TemporaryDirectory() as cache:
         set_seed(seed)  # captum draws its train/test split from global state
@@ -170,13 +180,21 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
         # the null: every random set in turn plays a concept against each other random set
         random_sets = [[randoms[i], randoms[j]] for i in range(R) for j in range(R) if i != j]
         tcav = TCAV(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
+        set_seed(seed)
+        tcav.compute_cavs(concept_sets + random_sets)  # once: every class and batch uses the same CAVs
         results, tests = [], len(concepts) * len(class_inputs)
-        for k, x in class_inputs.items():
-            set_seed(seed)  # captum draws its train/test split from global state  # the same CAVs for every class
-            out = tcav.interpret(x, experimental_sets=concept_sets + random_sets, target=k)
+        for k, inputs in class_inputs.items():
+            positive, total = {}, 0
+            for x in _batches(inputs):
+                out = tcav.interpret(x, experimental_sets=concept_sets + random_sets, target=k)
+                for a, b in concept_sets + random_sets:
+                    key = f"{a.id}-{b.id}"
+                    # captum gives the share as float32: back to a whole count, so batches add up exactly
+                    positive[key] = positive.get(key, 0) + round(float(out[key][layer]["sign_count"][0]) * len(x))
+                total += len(x)
 
             def score(a, b):
-                return float(out[f"{a.id}-{b.id}"][layer]["sign_count"][0])
+                return positive[f"{a.id}-{b.id}"] / total
 
             null_runs = [score(a, b) for a, b in random_sets]
             null_means = [float(np.mean([score(randoms[i], randoms[j]) for j in range(R) if j != i])) for i in range(R)]
@@ -189,7 +207,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict[str, torch.Te
                                 "score_std": float(np.std(scores)), "scores": scores, "random_mean": float(np.mean(null_runs)),
                                 "random_concept_means": null_means, "p_value": p, "p_corrected": p_corrected,
                                 "significant": bool(p_corrected < alpha), "p_value_runs_ttest": _welch(scores, null_runs),
-                                "cav_accuracy": float(np.mean(accuracy))})
+                                "cav_accuracy": float(np.mean(accuracy)), "class_examples": total})
     return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
 
 
@@ -243,33 +261,25 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
 
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
-    from conceptcaps import open_dataset
-    from evaluation.genre_classifier import load_audio_split, pad_stack
+    from evaluation.audio_data import AudioSplit
 
     dataset = args.dataset or str(out / "dataset")
     model, preprocess, classes = _load_model(args, out)
     resolve_layer(model, args.layer)
-    rows, waves = load_audio_split(dataset, args.split)
-    position = {r["id"]: i for i, r in enumerate(rows)}
-    sets = open_dataset(dataset, "concepts", split=args.split)
-    roles = sets.features["role"].names
-    members: dict[str, dict] = {}
-    for r in sets:
-        entry = members.setdefault(r["concept"], {"positive": [], "random": {}})
-        role = roles[r["role"]]
-        if role == "positive":
-            entry["positive"].append(r["id"])
-        elif role == "random":
-            entry["random"].setdefault(r["set_index"], []).append(r["id"])
-    chosen = args.concepts or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
+    audio = AudioSplit(dataset, args.split)
+    members = audio.concept_sets(args.concepts or None)
+    chosen = list(members) if args.concepts else sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
+    if args.concepts and len(chosen) < len(args.concepts):
+        missing = sorted(set(args.concepts) - set(chosen)) if not audio.published else args.concepts
+        raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
     for c in chosen:
-        if c not in members:
-            raise DataError(dataset, f"concept {c!r} has no concept set in split {args.split!r}")
         validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
+    samples = getattr(preprocess, "samples", None)
+    if samples is None:
+        raise ConfigError("the classifier's preprocess must say how many samples it reads (a `samples` attribute)")
 
-    def inputs(ids: Sequence[str]) -> torch.Tensor:
-        with torch.no_grad():
-            return preprocess(pad_stack([waves[position[i]] for i in ids], getattr(preprocess, "samples", len(waves[0]))))
+    def inputs(ids: Sequence[str]):
+        return audio.batches(ids, preprocess, samples, args.batch_size)
 
     # the random sets of the first concept serve every concept, so all are tested against the same null; they
     # must exclude every tested concept's positives
@@ -278,13 +288,15 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     random_ids = [s for s in random_ids if len(s) >= args.min_examples]
     if len(random_ids) < 2:
         raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
-    genre_classes = {k: [r["id"] for r in rows if c in r["genre"]] for k, c in enumerate(classes)}
+    genre_classes = {k: [r["id"] for r in audio.rows if c in r["genre"]] for k, c in enumerate(classes)}
     class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
-    check_logits(model, next(iter(class_inputs.values())), len(classes))
+    check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
     report = tcav_scores(model, args.layer, {c: inputs(members[c]["positive"]) for c in chosen},
                          [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
     report.update(layer=args.layer, classes=classes, split=args.split, arguments=asdict(args),
                   note="A tiny model trained on a tiny dataset gives no musical meaning; this run checks the machinery.")
+    if audio.reader is not None:
+        report["source"] = {"schema": "published", **audio.reader.report()}
     return report
 
 

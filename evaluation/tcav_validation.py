@@ -22,7 +22,8 @@ import torch
 from builder.taxonomy import Taxonomy
 from core.config import get_logger
 from core.errors import ConfigError
-from evaluation.genre_classifier import LogMel, MelConfig, fit_classifier, pad_stack
+from evaluation.audio_data import pad_stack
+from evaluation.genre_classifier import LogMel, MelConfig, fit_classifier
 from evaluation.tcav import tcav_scores
 from generation.symbolic import SymbolicSynthesizer
 

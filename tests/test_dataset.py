@@ -286,12 +286,12 @@ def test_a_full_disk_at_assembly_is_one_clear_error_and_leaves_no_partial_folder
     run, _, _ = assembled
     out = tmp_path / "ds"
 
-    def full_disk(name, run_dir, folder, max_bytes, cache):
+    def full_disk(run_dir, folder, *args):
         (folder / "data").mkdir(exist_ok=True)
         (folder / "data" / "train-00000-of-00001.parquet").write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(assemble_module, "_write_config", full_disk)
+    monkeypatch.setattr(assemble_module, "write_configs", full_disk)
     with pytest.raises(DataError, match=r"ds.tmp: stage assemble: no space left on the device .* partial folder was removed"):
         assemble_main(assemble_argv(run, "--output_dir", str(out)))
     assert not out.exists() and not out.with_name("ds.tmp").exists()
@@ -299,6 +299,33 @@ def test_a_full_disk_at_assembly_is_one_clear_error_and_leaves_no_partial_folder
     monkeypatch.setattr(assemble_module.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 1000))
     with pytest.raises(DataError, match=r"stage assemble needs about .* GB free here"):
         assemble_main(assemble_argv(run, "--output_dir", str(out)))
+
+
+def test_assembly_streams_into_the_dataset_with_no_other_copy(assembled, tmp_path, monkeypatch):
+    """No datasets cache, no temporary directory: what assembly writes is the dataset folder, and its audio files
+    are bounded by --max_shard_mb (several files per split when the audio is larger)."""
+    import tempfile
+
+    import datasets
+
+    run, reference, summary = assembled
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("assembly wrote a copy outside the dataset folder")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", forbidden)
+    monkeypatch.setattr(datasets.arrow_writer.ArrowWriter, "__init__", forbidden)
+    before = {p for p in run.rglob("*")}
+    out = tmp_path / "ds"
+    again = assemble_main(assemble_argv(run, "--output_dir", str(out), "--max_shard_mb", "0.05"))
+    assert {p for p in run.rglob("*")} == before  # nothing new in the run directory either
+    assert again["per_split"] == summary["per_split"]
+    audio_files = sorted((out / "audio").glob("train-*.parquet"))
+    assert len(audio_files) > 1 and all(p.stat().st_size < 0.05e6 + 40e3 for p in audio_files)
+    ids = [i for p in audio_files for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    reference_ids = [i for p in sorted((reference / "audio").glob("train-*.parquet"))
+                     for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    assert ids == reference_ids and len(ids) == summary["per_split"]["train"]
 
 
 def test_a_clip_whose_clap_score_is_not_finite_is_a_counted_skip(assembled, tiny_models, tmp_path, monkeypatch):

@@ -79,3 +79,37 @@ def test_bad_layer_logits_and_sets():
         validate_sets("piano", ["a", "b", "c"], [["c", "d"], ["e"]], 2)
     with pytest.raises(ConfigError, match="at least two random sets"):
         tcav_scores(PlantedModel(), "hidden", {"x": data(1)}, [data(2)], {0: data(3)})
+
+
+def test_streamed_in_batches_equals_one_batch(planted_report):
+    """Concept, random and class inputs read batch by batch (as the TCAV stage reads audio) give the results of
+    whole tensors: the same CAVs and the same sign counts."""
+    report, (concepts, randoms, classes) = planted_report
+
+    def batched(x, size=7):
+        return [x[b:b + size] for b in range(0, len(x), size)]
+
+    streamed = tcav_scores(PlantedModel(), "hidden", {k: batched(v) for k, v in concepts.items()},
+                           [batched(r) for r in randoms], {k: batched(v, 11) for k, v in classes.items()}, seed=0)
+    for a, b in zip(streamed["results"], report["results"]):
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-9) and a["p_value"] == pytest.approx(b["p_value"])
+        assert a["cav_accuracy"] == b["cav_accuracy"]
+
+
+def test_streamed_classifier_training_equals_in_memory(tmp_path):
+    """The genre CNN trained from log-mels kept in a file (`FeatureStore`) is the one trained from a tensor."""
+    from evaluation.genre_classifier import FeatureStore, fit_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 16, 20, generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    store = FeatureStore(tmp_path / "features.tmp")
+    for b in range(0, 40, 9):
+        store.append(x[b:b + 9])
+    assert len(store) == 40 and torch.equal(store[torch.tensor([3, 0, 39])], x[[3, 0, 39]])
+    in_memory, losses = fit_classifier(x, y, 3, 16, 4, 2, 8, 1e-2, seed=0)
+    streamed, streamed_losses = fit_classifier(store, y, 3, 16, 4, 2, 8, 1e-2, seed=0)
+    store.close()
+    assert streamed_losses == losses and not (tmp_path / "features.tmp").exists()
+    for (name, a), b in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
+        assert torch.equal(a, b), name
