@@ -8,8 +8,9 @@ the far end. Seeds derive from the shard index, never from the process, so who d
 Each shard is written atomically (temporary name, then rename), then its checksum beside it
 (`shard-NNNNN.parquet.sha256`: sha256 and size); nothing is gathered in memory. A rerun skips every shard whose
 bytes match their checksum and whose file holds exactly the ids it should, and redoes a missing, partial or
-corrupt one (a flipped byte included); merging checks the same, so a corrupt shard never reaches the dataset. After all
-processes finish, the main process merges the shards into one file. Across machines the folder must be on a
+corrupt one (a flipped byte included); merging checks the same, so a corrupt shard never reaches the dataset. A process
+that runs out of shards writes its done file and returns; the main process waits for every done file (not at a
+collective barrier, which would time out while the slowest process finishes a long shard), then merges. Across machines the folder must be on a
 shared filesystem (it must be anyway, for the merge); one launch at a time writes a folder.
 """
 
@@ -167,30 +168,59 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
     n, p = state.num_processes, state.process_index
     order = [k for k in range(len(shards)) if k % n == p] + [k for k in reversed(range(len(shards))) if k % n != p]
     done = skipped = 0
-    # the main process's bar counts the shard files every process has finished
-    with tqdm(total=len(shards), desc=desc, unit="shard", disable=not state.is_main_process) as bar:
-        for k in order:
-            if not _claim(claims, k):
-                continue
-            path = shard_path(directory, k)
-            if shard_is_complete(path, shards[k]):
-                skipped += 1
-            else:
-                table = work(k, shards[k])
-                if table.column("id").to_pylist() != shards[k]:
-                    raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
-                try:
-                    write_shard(path, table)
-                except OSError as e:  # a full disk, say: the finished shards stay, a rerun resumes from them
-                    raise OSError(e.errno, f"{path}: could not write this shard ({e.strerror or e}); the finished "
-                                  "shards are kept: fix the cause and rerun to resume") from e
-                done += 1
-            bar.n = sum(shard_path(directory, j).is_file() for j in range(len(shards)))
-            bar.refresh()
-    state.wait_for_everyone()
+    failure = None
+    try:
+        # the main process's bar counts the shard files every process has finished
+        with tqdm(total=len(shards), desc=desc, unit="shard", disable=not state.is_main_process) as bar:
+            for k in order:
+                if not _claim(claims, k):
+                    continue
+                path = shard_path(directory, k)
+                if shard_is_complete(path, shards[k]):
+                    skipped += 1
+                else:
+                    table = work(k, shards[k])
+                    if table.column("id").to_pylist() != shards[k]:
+                        raise RuntimeError(f"shard {k}: the work returned other ids than it was given")
+                    try:
+                        write_shard(path, table)
+                    except OSError as e:  # a full disk, say: the finished shards stay, a rerun resumes from them
+                        raise OSError(e.errno, f"{path}: could not write this shard ({e.strerror or e}); the finished "
+                                      "shards are kept: fix the cause and rerun to resume") from e
+                    done += 1
+                bar.n = sum(shard_path(directory, j).is_file() for j in range(len(shards)))
+                bar.refresh()
+    except BaseException as e:
+        failure = e
+        raise
+    finally:  # say this process is done (or why it stopped), for the main process's wait
+        write_text(claims / f"done-{p:03d}", "ok" if failure is None else f"failed: {failure!r}"[:500])
     if state.is_main_process:
+        wait_for_processes(claims, n)
         shutil.rmtree(claims, ignore_errors=True)
     return {"shards": len(shards), "done": done, "skipped": skipped}
+
+
+def wait_for_processes(claims: Path, num_processes: int, poll_s: float = 0.5) -> None:
+    """The main process waits for every process's done file, with no collective call: a process group's barrier
+    times out (30 minutes by default) while the slowest process finishes a long shard, and would crash the run
+    as its largest stage ends. A process that stopped on an error says so in its file, and the wait ends there."""
+    import time
+
+    last_report = time.monotonic()
+    while True:
+        files = {q: claims / f"done-{q:03d}" for q in range(num_processes)}
+        finished = {q: f.read_text() for q, f in files.items() if f.is_file()}
+        failed = {q: why for q, why in finished.items() if why != "ok"}
+        if failed:
+            q, why = next(iter(failed.items()))
+            raise RuntimeError(f"process {q} stopped ({why}); its finished shards are kept: rerun to resume")
+        if len(finished) == num_processes:
+            return
+        if time.monotonic() - last_report > 300:
+            logger.info("waiting for processes %s to finish their shards", sorted(set(files) - set(finished)))
+            last_report = time.monotonic()
+        time.sleep(poll_s)
 
 
 def verified_shards(ids: Sequence[str], shard_size: int, directory: Path) -> list[Path]:

@@ -242,8 +242,7 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
                "shards": counts, "seconds": round(time.perf_counter() - start, 2),
                "model_loaded": synth.loaded, "load_seconds": synth().load_seconds if synth.loaded else 0.0}
     write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
-    state.wait_for_everyone()
-    if state.is_main_process:
+    if state.is_main_process:  # run_sharded returned here once every process was done
         total = _combine_summaries(shard_dir, list(by_id), args.shard_size, skipped, args.max_attempts)
         logger.info("synthesis: %s", total)
         return {**summary, "total": total}

@@ -55,6 +55,64 @@ def test_a_faster_process_takes_the_shards_a_slower_one_has_not_started(tmp_path
     assert not (tmp_path / CLAIMS_NAME).exists()  # claims are cleared when every process is done
 
 
+def test_a_process_slower_than_the_others_needs_no_collective_wait(tmp_path):
+    """The main process is held in its shard until process 1 has returned from `run_sharded`: with a barrier at the
+    end, process 1 could not return and the run would stall (and, under a process group, time out). The only
+    collective call is the short one at the start."""
+    barrier, returned = threading.Barrier(2), threading.Event()
+    calls = {0: 0, 1: 0}
+
+    class Counting(ThreadState):
+        def wait_for_everyone(self):
+            calls[self.process_index] += 1
+            super().wait_for_everyone()
+
+    counts = {}
+
+    def worker(p):
+        def work(k, ids):
+            if p == 0:
+                assert returned.wait(timeout=60), "process 1 never returned: it waited for the slow process"
+            return table(k, ids)
+
+        counts[p] = run_sharded(IDS, 2, tmp_path, work, Counting(p, barrier))
+        if p == 1:
+            returned.set()
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert counts[0]["done"] == 1 and counts[1]["done"] == 3 and calls == {0: 1, 1: 1}
+    assert merge_shards(IDS, 2, tmp_path).column("id").to_pylist() == IDS
+    assert not (tmp_path / CLAIMS_NAME).exists()
+
+
+def test_the_main_process_stops_when_another_process_failed(tmp_path):
+    barrier = threading.Barrier(2)
+    errors = {}
+
+    def worker(p):
+        def work(k, ids):
+            if p == 1:
+                raise ValueError("bad shard")
+            return table(k, ids)
+
+        try:
+            run_sharded(IDS, 2, tmp_path, work, ThreadState(p, barrier))
+        except Exception as e:
+            errors[p] = e
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert isinstance(errors[1], ValueError)
+    assert "process 1 stopped (failed: ValueError('bad shard'))" in str(errors[0])
+
+
 def test_stale_claims_and_temporary_files_of_a_killed_run_are_cleared(tmp_path):
     calls = []
 
