@@ -27,6 +27,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +189,23 @@ def _run_stage(stage: Stage, argv: list[str], launch: str | None) -> None:
         if subprocess.run(cmd).returncode != 0:
             raise ConceptCapsError(f"stage {stage.name} failed under the launcher (its error is above); rerun to resume")
     else:
-        importlib.import_module(stage.module).main(argv)
+        try:
+            importlib.import_module(stage.module).main(argv)
+        finally:
+            release_accelerator_memory()
+
+
+def release_accelerator_memory() -> None:
+    """After a stage run in this process: drop what it left unreferenced and hand its GPU memory back, so that the
+    next stage (or another process on the same GPU) does not find it taken."""
+    import gc
+
+    gc.collect()
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _remove(path: Path) -> None:

@@ -174,6 +174,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
         "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
         "caption_acceptance_by_concept": read_json(run / "captions_summary.json").get("acceptance_by_concept", {}),
+        "audio_acceptance_by_concept": read_json(run / "audio_shards" / "_summary.json").get("acceptance_by_concept", {}),
         "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path

@@ -24,7 +24,7 @@ from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
 from core.errors import ConfigError, DataError
 from core.io import read_json, write_folder_record
-from core.retry import least_accepted
+from core.retry import least_accepted, most_rejected
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
 logger = get_logger(__name__)
@@ -147,6 +147,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
         license_text=LICENSES[license],
         least_captioned=least_accepted(summary.get("caption_acceptance_by_concept", {})),
+        most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
     )

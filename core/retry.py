@@ -29,6 +29,7 @@ class Attempt:
     verdict: Verdict
     attempt: int  # 1-based: the attempt that made this output (the last one for a rejected item)
     seed: int
+    rejections: tuple[str, ...] = ()  # the reasons of every failed attempt, the last one included if it failed
 
 
 def generate_with_retries(items: Sequence, generate: Callable[[list, int], Sequence], check: Callable[[Any, Any], Verdict],
@@ -51,7 +52,8 @@ def generate_with_retries(items: Sequence, generate: Callable[[list, int], Seque
             seed = seed_of(attempt, b)
             for i, output in zip(batch, generate([items[i] for i in batch], seed), strict=True):
                 verdict = check(items[i], output)
-                last[i] = Attempt(output, verdict, attempt + 1, seed)
+                earlier = last[i].rejections if i in last else ()
+                last[i] = Attempt(output, verdict, attempt + 1, seed, earlier + verdict.reasons)
                 if not verdict.ok:
                     failed.append(i)
         pending = failed
@@ -75,8 +77,10 @@ def tally(rows: Iterable[dict]) -> dict:
 
 
 def acceptance_by_concept(rows: Iterable[dict], max_attempts: int) -> dict[str, dict]:
-    """Per concept: how many lists held it, and how many of those were accepted by each attempt (cumulative), so
-    that a concept the generator cannot render shows up instead of being silently under-represented."""
+    """Per concept: how many lists held it, how many of those were accepted by each attempt (cumulative), and,
+    where rows record them (`rejections`), the reasons of every failed attempt, counted: so that a concept the
+    generator cannot render, or whose outputs fail a check more often (loud genres clipping, say), shows up instead
+    of being silently under-represented."""
     out: dict[str, dict] = {}
     for row in rows:
         for tag in row["tags"]:
@@ -85,7 +89,19 @@ def acceptance_by_concept(rows: Iterable[dict], max_attempts: int) -> dict[str, 
             if row["status"] == "ok":
                 for k in range(row.get("attempts", 1) - 1, max_attempts):
                     entry["accepted_by_attempt"][k] += 1
+            if "rejections" in row:
+                counts = entry.setdefault("rejections_by_reason", {})
+                for reason in row["rejections"] or ():
+                    counts[reason] = counts.get(reason, 0) + 1
     return dict(sorted(out.items()))
+
+
+def most_rejected(acceptance: dict[str, dict], n: int = 10) -> list[tuple[str, int, int, dict]]:
+    """The `n` concepts whose lists' attempts failed a check most often per list: (concept, failed attempts,
+    lists, reasons with counts); concepts with none are left out."""
+    rows = [(c, sum(e.get("rejections_by_reason", {}).values()), e["lists"], e.get("rejections_by_reason", {}))
+            for c, e in acceptance.items() if e["lists"]]
+    return sorted((r for r in rows if r[1]), key=lambda r: (-r[1] / r[2], -r[2], r[0]))[:n]
 
 
 def least_accepted(acceptance: dict[str, dict], n: int = 10) -> list[tuple[str, int, int]]:

@@ -92,7 +92,7 @@ def evaluate_captions(args: CaptionMetricsArguments, distilled: Path, taxonomy: 
     for r in rows:
         r["tags"] = [t for c in CATEGORIES for t in r[c]]
     checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)
-    llm = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.load_in_4bit, args.dtype) \
+    llm = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.merged, args.dtype) \
         if args.backend == "llm" else None
     generated = caption_rows(rows, args, checker, llm, shard=0)
     hyps = [g["caption"] for g in generated]

@@ -46,6 +46,7 @@ AUDIO_SCHEMA = pa.schema([
     ("sampling_rate", pa.int32()), ("duration_s", pa.float32()), ("caption", pa.string()),
     ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
     ("status", pa.string()), ("reasons", pa.list_(pa.string())), ("attempts", pa.int32()), ("seed", pa.int64()),
+    ("rejections", pa.list_(pa.string())),  # the reasons of every failed attempt, counted per concept in the summary
     ("model", pa.string()), ("model_revision", pa.string()), ("generation_params", pa.string()),
     ("ground_truth", pa.string()), ("midi", pa.binary()),  # the symbolic backend's: what is known to sound
 ])
@@ -124,6 +125,8 @@ class MusicGenSynthesizer:
         except OSError as e:
             raise ModelLoadError(args.model, "MusicGen", e) from None
         self.model.to(self.device).eval()
+        if dtype != torch.float32:  # the codec in full precision, as audiocraft keeps it: bf16 EnCodec output clips more
+            self.model.audio_encoder.to(torch.float32)
         self.sampling_rate = self.model.config.audio_encoder.sampling_rate
         self.frame_rate = self.model.config.audio_encoder.frame_rate
         self.delay = self.model.config.decoder.num_codebooks - 1
@@ -209,7 +212,7 @@ def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth, shard: in
         "sampling_rate": synth.sampling_rate, "duration_s": len(a.output.wave) / synth.sampling_rate,
         "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
         "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons), "attempts": a.attempt,
-        "seed": a.seed, "model": synth.name, "model_revision": synth.revision, "generation_params": params,
+        "seed": a.seed, "rejections": list(a.rejections), "model": synth.name, "model_revision": synth.revision, "generation_params": params,
         "ground_truth": json.dumps(a.output.ground_truth) if a.output.ground_truth else None, "midi": a.output.midi,
     } for row, a, data in zip(rows, attempts, flac)], schema=AUDIO_SCHEMA)
 
@@ -268,7 +271,7 @@ def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tupl
 def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter, max_attempts: int) -> dict:
     rows = []
     for k, _ in enumerate(make_shards(ids, shard_size)):
-        rows += pq.read_table(shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts"]).to_pylist()
+        rows += pq.read_table(shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts", "rejections"]).to_pylist()
     counts = tally(rows)
     total = {"clips": counts.pop("total"), **counts, "captions_skipped": dict(skipped),
              "acceptance_by_concept": acceptance_by_concept(rows, max_attempts)}

@@ -279,3 +279,18 @@ def test_training_pairs_agree_with_the_checks(distilled_dir, taxonomy):
     _, aspects = training_pairs(rows, taxonomy, "aspects")
     assert aspects["pairs"] == len(rows) and aspects["training_pair_consistency"] < 0.2  # MusicCaps' own pairing
     assert 0.3 < stats["mean_jaccard_caption_vs_aspects"] < 0.8
+
+
+def test_the_sft_recipe_keeps_its_effective_batch_on_any_number_of_processes():
+    from core.errors import ConfigError
+    from training.train_captioner import recipe_batch
+
+    paper = recipe_batch(8, 2, 1)  # the paper's 8 x 2 on one GPU
+    assert paper == {"effective_batch_size": 16, "num_processes": 1, "per_device_train_batch_size": 8,
+                     "gradient_accumulation_steps": 2}
+    assert recipe_batch(8, 2, 2)["gradient_accumulation_steps"] == 1  # 2 GPUs x 8
+    four = recipe_batch(8, 2, 4)  # 4 GPUs: 4 per device, no accumulation
+    assert four["per_device_train_batch_size"] * four["gradient_accumulation_steps"] * 4 == 16
+    assert recipe_batch(16, 1, 2, effective=48)["per_device_train_batch_size"] == 12
+    with pytest.raises(ConfigError, match="effective batch 16 does not divide evenly among 3 processes"):
+        recipe_batch(8, 2, 3)

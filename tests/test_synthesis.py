@@ -165,6 +165,50 @@ def test_bad_clips_are_retried_then_rejected(tiny_models, tmp_path, monkeypatch)
     assert all(r["audio"] is None and r["attempts"] == 2 for r in all_rows(out / "audio_shards"))
 
 
+def test_audio_rejections_are_counted_per_concept_every_attempt(tiny_models, tmp_path, monkeypatch):
+    """Clips of one concept (metal) clip at the first attempt and pass at the second; a jazz clip is silent at
+    every attempt. The summary counts each failed attempt under every concept of its list."""
+    write_captions(tmp_path / "captions.parquet", [LISTS[0], LISTS[1], LISTS[4]])
+    real = synth_module.MusicGenSynthesizer.generate
+    attempt = {"n": 0}
+
+    def loud_metal_silent_jazz(self, captions, args, seed):
+        attempt["n"] += 1
+        waves = real(self, captions, args, seed)
+        out = []
+        for caption, wave in zip(captions, waves):
+            if "metal" in caption.lower() and attempt["n"] == 1:
+                wave = np.sign(wave + 1e-3).astype(np.float32)  # full scale: clipping
+            elif "jazz" in caption.lower():
+                wave = np.zeros_like(wave)
+            out.append(wave)
+        return out
+
+    monkeypatch.setattr(synth_module.MusicGenSynthesizer, "generate", loud_metal_silent_jazz)
+    summary = synth_main(argv(tiny_models, tmp_path, "--max_attempts", "3"))
+    by_concept = summary["total"]["acceptance_by_concept"]
+    assert by_concept["metal"]["rejections_by_reason"] == {"clipping": 1}
+    assert by_concept["metal"]["accepted_by_attempt"] == [0, 1, 1]
+    assert by_concept["jazz"]["rejections_by_reason"] == {"silence": 3} and by_concept["jazz"]["accepted_by_attempt"] == [0, 0, 0]
+    assert by_concept["rock"]["rejections_by_reason"] == {}
+    from core.retry import most_rejected
+
+    assert [r[0] for r in most_rejected(by_concept)][:2] == ["jazz", "mellow"]  # 3 failed attempts per list
+
+
+def test_the_codec_stays_in_float32_under_a_bfloat16_musicgen(tiny_models, tmp_path):
+    import torch
+
+    from generation.synthesize import MusicGenSynthesizer, SynthesisArguments
+
+    args = SynthesisArguments(model=str(tiny_models / "tiny-musicgen"), dtype="bfloat16", duration_s=0.5, top_k=50)
+    synth = MusicGenSynthesizer(args, device="cpu")
+    assert {p.dtype for p in synth.model.decoder.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in synth.model.audio_encoder.parameters()} == {torch.float32}
+    waves = synth.generate(["a calm piano piece", "loud rock"], args, seed=0)
+    assert len(waves) == 2 and all(w.dtype == np.float32 and len(w) == synth.expected_samples for w in waves)
+
+
 def test_two_accelerate_processes_write_disjoint_shards_covering_every_id(synthesized, tiny_models, tmp_path):
     run, _ = synthesized
     shutil.copy(run / "captions.parquet", tmp_path / "captions.parquet")

@@ -166,3 +166,24 @@ def test_missing_or_corrupt_checkpoint(tiny_vae, tmp_path):
 def test_multi_hot_order(taxonomy):
     x = multi_hot([{"genre": ["rock"], "mood": [], "instrument": ["piano"], "tempo": []}], taxonomy)
     assert x.sum() == 2 and x[0, taxonomy.index["rock"]] == 1 and x[0, taxonomy.index["piano"]] == 1
+
+
+def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp_path):
+    """Under `accelerate launch` with 2 processes the VAE trains on the preset's batch (split across them), not
+    a batch twice as large; the checkpoint says so."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", CONCEPTCAPS_RUN_DIR=str(tmp_path), OMP_NUM_THREADS="1")
+    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.train_vae",
+           "--tagged", str(distilled_dir / "musiccaps_tagged.parquet"), "--taxonomy", str(distilled_dir / "taxonomy.json"),
+           "--output_dir", str(tmp_path / "vae"), "--hidden_dim", "32", "--latent_dim", "8", "--max_epochs", "2",
+           "--batch_size", "64"]
+    subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+    config = json.loads((tmp_path / "vae" / "config.json").read_text())
+    assert config["effective_batch_size"] == 64 and config["num_processes"] == 2 and config["per_process_batch_size"] == 32

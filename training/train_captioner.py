@@ -34,7 +34,7 @@ from builder.prompting import PROMPT_VERSION, build_example
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
-from core.errors import DataError, ModelLoadError
+from core.errors import ConfigError, DataError, ModelLoadError
 from core.io import sha256_file, write_json
 from core.provenance import package_versions
 
@@ -70,6 +70,10 @@ class CaptionerArguments:
                                                                           "must name, else the row is dropped (counted)"})
     max_train_rows: int | None = field(default=None, metadata={"help": "use only the first N train rows (demo/tests)"})
     max_eval_rows: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
+    effective_batch_size: int | None = field(default=None, metadata={
+        "help": "examples per optimiser step over all processes (default: per_device_train_batch_size x "
+                "gradient_accumulation_steps, the recipe as written for one process); kept whatever the number of "
+                "processes by scaling gradient accumulation"})
 
     def __post_init__(self):
         if self.pairing not in PAIRINGS:
@@ -130,6 +134,23 @@ def load_sft_datasets(distilled, taxonomy: Taxonomy, pairing: str = "caption", m
     return out["train"], out["validation"], stats
 
 
+def recipe_batch(per_device: int, accumulation: int, processes: int, effective: int | None = None) -> dict:
+    """Per-device batch and gradient accumulation that keep the recipe's effective batch on `processes` processes.
+
+    The recipe's effective batch is `effective`, or per_device x accumulation as written for one process. Each
+    process then takes effective / processes examples per step, in as few accumulation steps as the per-device
+    batch allows (lowered to a divisor of that share when it does not divide it).
+    """
+    effective = effective or per_device * accumulation
+    if effective % processes:
+        raise ConfigError(f"captioner: the effective batch {effective} does not divide evenly among {processes} "
+                          "processes; set --effective_batch_size to a multiple of the process count")
+    share = effective // processes
+    device = max(d for d in range(1, min(per_device, share) + 1) if share % d == 0)
+    return {"effective_batch_size": effective, "num_processes": processes, "per_device_train_batch_size": device,
+            "gradient_accumulation_steps": share // device}
+
+
 def train_captioner(script_args: CaptionerArguments, training_args, model_args, distilled: Path) -> dict:
     """Run SFT; returns validation losses before and after training."""
     from transformers import AutoTokenizer
@@ -147,6 +168,13 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
         raise ModelLoadError(name, "the base model's tokenizer", e) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    batch = recipe_batch(training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps,
+                         training_args.world_size, script_args.effective_batch_size)
+    training_args.per_device_train_batch_size = batch["per_device_train_batch_size"]
+    training_args.gradient_accumulation_steps = batch["gradient_accumulation_steps"]
+    logger.info("captioner: effective batch %d = %d processes x %d per device x %d accumulation steps",
+                batch["effective_batch_size"], batch["num_processes"], batch["per_device_train_batch_size"],
+                batch["gradient_accumulation_steps"])
     training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype,
                                        **(training_args.model_init_kwargs or {})}
     trainer = SFTTrainer(
@@ -167,7 +195,7 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
             "model_args": json.loads(json.dumps(asdict(model_args), default=str)), "data": asdict(script_args),
             "distilled_sha256": sha256_file(distilled), "packages": package_versions(), **result,
             "pairing": script_args.pairing, "training_pair_consistency": pair_stats["train"]["training_pair_consistency"],
-            "pairs": pair_stats,
+            "pairs": pair_stats, "batch": batch,
         })
     logger.info("captioner: validation loss %.4f -> %.4f on %d rows; saved to %s", before, after, len(validation),
                 training_args.output_dir)

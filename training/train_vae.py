@@ -24,7 +24,7 @@ from transformers import set_seed
 
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 from core.io import sha256_file, write_json
 from core.provenance import package_versions
 from training.constraints import CONSTRAINTS_NAME, MIN_EXPECTED, learn_constraints
@@ -45,7 +45,8 @@ class VAETrainingArguments:
     beta: float = field(default=0.25, metadata={"help": "weight of the KL term"})
     input_dropout: float = field(default=0.1, metadata={"help": "dropout on the multi-hot input"})
     learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
-    batch_size: int = field(default=32, metadata={"help": "per-process batch size"})
+    batch_size: int = field(default=32, metadata={"help": "effective batch size: split across processes under accelerate "
+                                                           "(the paper's recipe whatever their number)"})
     max_epochs: int = field(default=200, metadata={"help": "upper bound on epochs"})
     patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping"})
     min_delta: float = field(default=1e-3, metadata={"help": "smallest validation-loss drop that counts"})
@@ -98,7 +99,12 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     """
     from accelerate import Accelerator
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    # split_batches: the loader's batch is the effective batch, cut across processes, so that N processes train with
+    # the batch, learning rate and epochs of one (the paper's recipe), not with an N-times larger batch
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), split_batches=True)
+    if args.batch_size % accelerator.num_processes:
+        raise ConfigError(f"vae: batch_size {args.batch_size} is the effective batch and must divide evenly among "
+                          f"{accelerator.num_processes} processes")
     set_seed(args.seed)
     config = VAEConfig(len(taxonomy.concepts), args.hidden_dim, args.latent_dim, args.input_dropout, args.beta)
     model = BetaVAE(config)
@@ -110,7 +116,9 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     noise = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     best, best_epoch, history = math.inf, -1, []
     constraints = learn_constraints(matrices["train"], taxonomy, args.min_expected)
-    meta = {"training": asdict(args), "packages": package_versions(), **(extra_metadata or {})}
+    meta = {"training": asdict(args), "packages": package_versions(), "effective_batch_size": args.batch_size,
+            "num_processes": accelerator.num_processes,
+            "per_process_batch_size": args.batch_size // accelerator.num_processes, **(extra_metadata or {})}
     start = time.perf_counter()
     epochs = tqdm(range(args.max_epochs), desc="VAE epochs", unit="epoch", disable=not accelerator.is_main_process)
     for epoch in epochs:
