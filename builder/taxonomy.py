@@ -25,6 +25,7 @@ from core.config import DEFAULT_MUSICCAPS_CSV, cli, get_logger, parse_args, run_
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import read_tsv, sha256_file, write_json
+from core.provenance import hub_file_commit
 
 TAXONOMY_VERSION = "1.0.0"
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -246,6 +247,7 @@ def build_taxonomy(
     source = {
         "musiccaps_file": Path(musiccaps_csv).name,
         "musiccaps_sha256": sha256_file(musiccaps_csv),
+        "musiccaps_revision": hub_file_commit(musiccaps_csv),  # the Hub commit when downloaded, else None
         "concept_table_sha256": sha256_file(concept_table),
         "spelling_table_sha256": sha256_file(spelling_table),
         "per_category": per_category,

@@ -147,6 +147,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
         license_text=LICENSES[license],
         least_captioned=least_accepted(summary.get("caption_acceptance_by_concept", {})),
+        musiccaps=taxonomy.source,
         most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),

@@ -35,11 +35,27 @@ def folder_sha256(folder: str) -> str:
     return h.hexdigest()
 
 
-def model_identity(name_or_path: str, revision: str | None = None) -> str:
-    """How a model is named in manifests, summaries and the published dataset: a Hub id (with its revision when
-    pinned), or for a local folder "local model sha256:<first 16 hex digits of its content hash>", never its
-    path, so that a published file reveals no machine's layout and a moved run directory matches its manifests."""
+def model_identity(name_or_path: str, revision: str | None = None, commit: str | None = None) -> str:
+    """How a model is named in manifests, summaries and the published dataset: a Hub id with the commit it was
+    loaded from when known (`loaded_commit`), else the revision asked for; or for a local folder "local model
+    sha256:<first 16 hex digits of its content hash>", never its path, so that a published file reveals no
+    machine's layout and a moved run directory matches its manifests."""
     path = Path(name_or_path)
     if path.is_dir():
         return f"local model sha256:{folder_sha256(str(path.resolve()))[:16]}"
-    return f"{name_or_path}@{revision}" if revision else str(name_or_path)
+    pin = commit or revision
+    return f"{name_or_path}@{pin}" if pin else str(name_or_path)
+
+
+def loaded_commit(model) -> str | None:
+    """The Hub commit a transformers model's files came from (`config._commit_hash`), or None for a local folder."""
+    return getattr(getattr(model, "config", None), "_commit_hash", None)
+
+
+def hub_file_commit(path) -> str | None:
+    """The commit of a file in the Hub cache (`.../snapshots/<commit>/<file>`), or None for any other path."""
+    parts = Path(path).parts
+    if "snapshots" in parts and parts.index("snapshots") + 1 < len(parts):
+        commit = parts[parts.index("snapshots") + 1]
+        return commit if len(commit) == 40 else None
+    return None

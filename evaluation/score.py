@@ -25,7 +25,7 @@ import soxr
 from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.errors import DataError, ModelLoadError
 from core.io import write_json
-from core.provenance import model_identity
+from core.provenance import loaded_commit, model_identity
 from core.retry import Verdict, generate_with_retries
 from core.shards import Lazy, merge_shards, run_sharded, shard_folder_ids, shard_is_complete, shard_path
 from generation.audio_checks import decode_audio
@@ -65,7 +65,7 @@ class ClapScorer:
             self.model = ClapModel.from_pretrained(model, revision=revision).to(self.device).eval()
         except OSError as e:
             raise ModelLoadError(model, "CLAP", e) from None
-        self.name = model_identity(model, revision)
+        self.name = model_identity(model, revision, commit=loaded_commit(self.model))
 
     @staticmethod
     def _tensor(out):
@@ -150,9 +150,11 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
                          manifest={"model": model_identity(args.model, args.revision), "window_s": WINDOW_S}, desc="CLAP")
     summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
-        scores = [s for s in merge_shards(ids, shard_size, out_dir).column("clap_score").to_pylist() if s is not None]
+        merged = merge_shards(ids, shard_size, out_dir)
+        scores = [s for s in merged.column("clap_score").to_pylist() if s is not None]
+        pinned = sorted(set(merged.column("clap_model").to_pylist()) - {None})  # the commit each shard's model came from
         summary.update(clips=len(scores), mean_clap=float(np.mean(scores)) if scores else None,
-                       model=model_identity(args.model, args.revision))
+                       model=", ".join(pinned) or model_identity(args.model, args.revision))
         write_json(out_dir / "_summary.json", summary)
         logger.info("CLAP (%s): mean %.4f over %d clips", args.model, summary["mean_clap"] or float("nan"), len(scores))
     return summary

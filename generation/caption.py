@@ -28,7 +28,7 @@ from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_file, write_json, write_parquet
-from core.provenance import model_identity
+from core.provenance import loaded_commit, model_identity
 from core.retry import acceptance_by_concept, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, merge_shards, run_sharded
 from generation.decoding import ForbiddenForms, FormTokens, WordEnds, generated_repetition_penalty
@@ -137,6 +137,7 @@ class LLMCaptioner:
             model = AutoModelForCausalLM.from_pretrained(name, revision=self.meta.get("base_model_revision") if is_adapter else None, **kwargs)
         except OSError as e:
             raise ModelLoadError(name, "the model", e) from None
+        base_commit = loaded_commit(model)
         if is_adapter:
             from peft import PeftModel
 
@@ -145,7 +146,8 @@ class LLMCaptioner:
                 model = model.merge_and_unload()  # one matmul per layer instead of two at generation
         self.quantized = quantized
         self.model = model.eval()
-        self.name = f"{model_identity(name)} + LoRA {model_identity(str(path))}" if is_adapter else model_identity(name)
+        base = model_identity(name, self.meta.get("base_model_revision") if is_adapter else None, commit=base_commit)
+        self.name = f"{base} + LoRA {model_identity(str(path))}" if is_adapter else base
         eos = self.model.generation_config.eos_token_id
         self.eos_ids = [*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id]
         self._form_tokens = None

@@ -33,7 +33,7 @@ from core.config import cli, distributed_state, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_bytes, sha256_file, write_json
-from core.provenance import model_identity
+from core.provenance import loaded_commit, model_identity
 from core.retry import Verdict, acceptance_by_concept, generate_with_retries, tally
 from core.shards import NOT_RENDERED_NAME, Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
@@ -138,8 +138,8 @@ class MusicGenSynthesizer:
         if args.compile:
             self.model.generation_config.cache_implementation = "static"
             self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
-        self.revision = args.revision or getattr(self.model.config, "_commit_hash", None) or "local"
-        self.name = model_identity(args.model)
+        self.revision = loaded_commit(self.model) or args.revision or "local"
+        self.name = model_identity(args.model, commit=loaded_commit(self.model))
         self.load_seconds = round(time.perf_counter() - start, 2)  # transformers' import included: paid once
 
     def generate(self, captions: Sequence[str], args: SynthesisArguments, seed: int) -> list[np.ndarray]:

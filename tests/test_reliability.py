@@ -189,3 +189,17 @@ def test_push_with_the_hub_out_of_reach(tmp_path, monkeypatch):
     (folder / "README.md").write_text("changed card")
     with pytest.raises(DataError, match="does not match its record: README.md"):
         push_dataset(PushArguments(repo_id="someone/cc", dry_run=True), folder)
+
+
+def test_provenance_pins_hub_commits_and_names_no_path(tmp_path):
+    from core.provenance import hub_file_commit, model_identity
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    cached = tmp_path / "datasets--google--MusicCaps" / "snapshots" / commit / "musiccaps-public.csv"
+    assert hub_file_commit(cached) == commit and hub_file_commit(tmp_path / "musiccaps-public.csv") is None
+    assert model_identity("facebook/musicgen-large", "main", commit=commit) == f"facebook/musicgen-large@{commit}"
+    assert model_identity("laion/clap-htsat-unfused") == "laion/clap-htsat-unfused"
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    local = model_identity(str(tmp_path / "m"), commit=commit)
+    assert local.startswith("local model sha256:") and str(tmp_path) not in local
