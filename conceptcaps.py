@@ -32,7 +32,20 @@ def open_dataset(path: str, config: str = "default", split: str | None = None, *
     return datasets.load_dataset(str(path), config, split=split, **kwargs)
 
 
-def published_examples(path: str, split: str, config: str = "default", reader=None, **kwargs):
+def published_reader(path: str, split: str, **kwargs):
+    """A `PublishedReader` that has read the ids of the splits before `split` (from the text config), so that an
+    id already kept there is dropped from this one."""
+    from builder.published import TEXT_FIELDS, PublishedReader
+
+    reader = PublishedReader()
+    for earlier in SPLITS[: SPLITS.index(split)]:
+        for _ in reader.convert(open_dataset(path, "default", split=earlier, **kwargs).select_columns(list(TEXT_FIELDS)),
+                                earlier):
+            pass
+    return reader
+
+
+def published_examples(path: str, split: str, config: str = "default", **kwargs):
     """A published-schema split and our example rows for it.
 
     The rows come from the config asked for (its non-audio columns), so that each row's `index` points into the
@@ -40,13 +53,9 @@ def published_examples(path: str, split: str, config: str = "default", reader=No
     Returns:
         (dataset of the source config's split, our example rows, the reader with its counts)
     """
-    from builder.published import AUDIO_FIELD, SOURCE_CONFIGS, TEXT_FIELDS, PublishedReader
+    from builder.published import AUDIO_FIELD, SOURCE_CONFIGS, TEXT_FIELDS
 
-    reader = reader or PublishedReader()
-    for earlier in SPLITS[: SPLITS.index(split)]:
-        for _ in reader.convert(open_dataset(path, "default", split=earlier, **kwargs).select_columns(list(TEXT_FIELDS)),
-                                earlier):
-            pass
+    reader = published_reader(path, split, **kwargs)
     source = open_dataset(path, SOURCE_CONFIGS[config], split=split, **kwargs)
     if AUDIO_FIELD in source.features:
         source = source.cast_column(AUDIO_FIELD, datasets.Audio(decode=False))

@@ -1,16 +1,23 @@
-"""A split of a dataset's audio, read in batches, and its concept sets: for this project's datasets and for the
+"""A split of a dataset's audio, read straight from its parquet files, for this project's datasets and for the
 paper's published one (`builder.published`).
 
-Nothing holds a split's audio in memory: `AudioSplit.batches` decodes the clips of one batch at a time (only the
-seconds a model looks at), so the genre classifier and TCAV use the same memory at 200 clips and at 21,000.
+Nothing holds a split's audio in memory, and nothing copies it: the split's files (a local folder's, or the Hub's
+through `hf://`) are read with pyarrow one row group at a time, in storage order; only the clips asked for are
+decoded, only the seconds a model looks at, and the model inputs they give are kept in a file (`FeatureStore`),
+from which training and TCAV draw batches. The genre classifier and TCAV so use the same memory at 200 clips
+and at 21,000.
 """
 
 from __future__ import annotations
 
 import io
+import os
+from collections import defaultdict
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import pyarrow.parquet as pq
 import soundfile as sf
 import torch
 
@@ -38,61 +45,146 @@ def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-class Batches:
-    """A re-iterable sequence of model-input batches for a list of ids (what captum's `Concept` reads)."""
+class FeatureStore:
+    """Model inputs of equal shape in a file, read back by index: batches are drawn from it without holding the
+    dataset's inputs in memory (plain reads, not a memory map, whose touched pages would count as the process's
+    resident memory). The file is removed by `close()`."""
 
-    def __init__(self, split: "AudioSplit", ids: Sequence[str], preprocess: Callable, samples: int, batch_size: int):
-        self.split, self.ids, self.preprocess, self.samples, self.batch_size = split, list(ids), preprocess, samples, batch_size
+    def __init__(self, path: Path):
+        self.path, self.shape, self.n = Path(path), None, 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w+b")
+
+    def append(self, batch: torch.Tensor) -> None:
+        batch = batch.detach().to(torch.float32).contiguous()
+        if self.shape is None:
+            self.shape = tuple(batch.shape[1:])
+        self._file.write(batch.numpy().tobytes())
+        self.n += len(batch)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.n
+
+    def __getitem__(self, index) -> torch.Tensor:
+        self._file.flush()
+        size = int(np.prod(self.shape)) * 4
+        rows = [np.frombuffer(os.pread(self._file.fileno(), size, int(i) * size), dtype=np.float32)
+                for i in torch.as_tensor(index).reshape(-1).tolist()]
+        return torch.from_numpy(np.stack(rows).reshape(len(rows), *self.shape))
+
+    def close(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+class StoreBatches:
+    """A re-iterable sequence of batches of a FeatureStore's rows (what captum's `Concept` reads)."""
+
+    def __init__(self, store: FeatureStore, rows: Sequence[int], batch_size: int):
+        self.store, self.rows, self.batch_size = store, list(rows), batch_size
+
+    def __len__(self) -> int:
+        return len(self.rows)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        for b in range(0, len(self.ids), self.batch_size):
-            waves = self.split.waves(self.ids[b:b + self.batch_size], self.samples / SAMPLING_RATE)
-            with torch.no_grad():
-                yield self.preprocess(pad_stack(waves, self.samples))
+        for b in range(0, len(self.rows), self.batch_size):
+            yield self.store[torch.tensor(self.rows[b:b + self.batch_size])]
+
+
+def split_files(dataset: str, config: str, split: str) -> list[str]:
+    """The parquet files of a config's split, as the dataset's card (`configs:`) lists them: local paths, or
+    `hf://` URLs read by range requests (nothing downloaded whole, nothing cached)."""
+    import datasets
+
+    files = datasets.load_dataset_builder(dataset, config).config.data_files
+    if split not in files:
+        raise DataError(dataset, f"config {config!r} has no split {split!r} (it has {sorted(files)})")
+    return list(files[split])
+
+
+def _open(path: str):
+    if "://" in path:
+        import fsspec
+        import huggingface_hub  # noqa: F401 (registers hf://)
+
+        return fsspec.open(path, "rb").open()
+    return open(path, "rb")
 
 
 class AudioSplit:
-    """One split of a dataset's audio config: `rows` (id, tags and the category lists, no audio) and the clips,
-    decoded on demand. A published-schema dataset is read through `builder.published` (tags mapped onto our
-    concepts, duplicate ids dropped with a count)."""
+    """One split of a dataset's audio config: `rows` (id, tags and the category lists; for a published-schema
+    dataset mapped onto our concepts, duplicate ids dropped with a count: `reader`) and the clips, decoded on
+    demand in storage order."""
 
     def __init__(self, dataset: str, split: str):
-        import datasets
-
-        from conceptcaps import is_published_dataset, open_dataset, published_examples
+        from builder.published import AUDIO_FIELD, TEXT_FIELDS
+        from conceptcaps import is_published_dataset, published_reader
 
         self.dataset, self.split_name = dataset, split
         self.published = is_published_dataset(dataset, split)
+        self.audio_column = AUDIO_FIELD if self.published else "audio"
+        columns = list(TEXT_FIELDS) if self.published else ["id", "tags", *CATEGORIES]
+        self.files = split_files(dataset, "audio", split)
+        source, self._where = [], []  # per source row: (file, row group, row within the group)
+        for f, path in enumerate(self.files):
+            with _open(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                missing = [c for c in (*columns, self.audio_column) if c not in parquet.schema_arrow.names]
+                if missing:
+                    raise DataError(path, f"no column(s) {missing}: not this dataset's audio config")
+                source += parquet.read(columns=columns).to_pylist()
+                for g in range(parquet.metadata.num_row_groups):
+                    self._where += [(f, g, r) for r in range(parquet.metadata.row_group(g).num_rows)]
         if self.published:
-            from builder.published import AUDIO_FIELD
-
-            self.source, self.rows, self.reader = published_examples(dataset, split, "audio")
-            self.audio_column = AUDIO_FIELD
+            self.reader = published_reader(dataset, split)
+            self.rows = list(self.reader.convert(source, split))
+            self.reader.warn(dataset)
         else:
-            source = open_dataset(dataset, "audio", split=split)
-            self.audio_column = "audio"
-            self.source = source.cast_column("audio", datasets.Audio(decode=False))
-            self.rows = [{**r, "index": i} for i, r in enumerate(source.select_columns(["id", "tags", *CATEGORIES]))]
             self.reader = None
+            self.rows = [{**r, "index": i} for i, r in enumerate(source)]
         self.position = {r["id"]: r["index"] for r in self.rows}
 
-    def waves(self, ids: Sequence[str], seconds: float | None = None) -> list[np.ndarray]:
+    def clips(self, ids: Sequence[str], seconds: float | None = None) -> Iterator[tuple[str, np.ndarray]]:
+        """(id, waveform) for every id, in storage order: each needed row group is read once."""
         missing = [i for i in ids if i not in self.position]
         if missing:
             raise DataError(self.dataset, f"split {self.split_name!r} has no example {missing[0]!r}")
-        clips = self.source.select([self.position[i] for i in ids])[self.audio_column]
-        out = []
-        for id_, clip in zip(ids, clips):
-            if not clip or not clip.get("bytes"):
-                raise DataError(self.dataset, f"split {self.split_name!r}, id {id_!r}, field {self.audio_column!r}: no audio bytes")
-            out.append(read_wave(clip["bytes"], seconds))
-        return out
+        wanted: dict[tuple[int, int], list[tuple[int, str]]] = defaultdict(list)
+        for id_ in ids:
+            f, g, r = self._where[self.position[id_]]
+            wanted[f, g].append((r, id_))
+        for f in sorted({f for f, _ in wanted}):
+            with _open(self.files[f]) as handle:
+                parquet = pq.ParquetFile(handle)
+                for g in sorted(g for ff, g in wanted if ff == f):
+                    column = parquet.read_row_group(g, columns=[self.audio_column]).column(0)
+                    for r, id_ in sorted(wanted[f, g]):
+                        clip = column[r].as_py()
+                        if not clip or not clip.get("bytes"):
+                            raise DataError(self.files[f], f"split {self.split_name!r}, id {id_!r}, field "
+                                            f"{self.audio_column!r}: no audio bytes")
+                        yield id_, read_wave(clip["bytes"], seconds)
 
-    def batches(self, ids: Sequence[str], preprocess: Callable, samples: int, batch_size: int = 32) -> Batches:
-        return Batches(self, ids, preprocess, samples, batch_size)
+    def features(self, ids: Sequence[str], preprocess: Callable, samples: int, path: Path,
+                 batch_size: int = 64) -> tuple[FeatureStore, dict[str, int]]:
+        """Model inputs of `ids` (their first `samples` samples through `preprocess`) in a FeatureStore at `path`,
+        computed in one pass over the split; and each id's row in it."""
+        store, row_of, batch = FeatureStore(path), {}, []
+
+        def flush():
+            with torch.no_grad():
+                store.append(preprocess(pad_stack([w for _, w in batch], samples)))
+            for id_, _ in batch:
+                row_of[id_] = len(row_of)
+            batch.clear()
+
+        for id_, wave in self.clips(list(dict.fromkeys(ids)), samples / SAMPLING_RATE):
+            batch.append((id_, wave))
+            if len(batch) == batch_size:
+                flush()
+        if batch:
+            flush()
+        return store, row_of
 
     def concept_sets(self, concepts: Sequence[str] | None = None) -> dict[str, dict]:
         """{concept: {"positive": [ids], "random": {set index: [ids]}}}: the dataset's `concepts` config, or for a
@@ -120,3 +212,4 @@ class AudioSplit:
             elif role == "random":
                 entry["random"].setdefault(r["set_index"], []).append(r["id"])
         return members
+

@@ -12,13 +12,11 @@ file beside the checkpoint while training (`FeatureStore`), so memory does not g
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -130,37 +128,6 @@ def load_classifier(path) -> tuple[GenreCNN, LogMel, list[str]]:
     return model.eval(), LogMel(mel), config["classes"]
 
 
-class FeatureStore:
-    """Model inputs of equal shape in a file, read back by index: training draws shuffled batches from it without
-    holding the dataset's features in memory (plain reads, not a memory map, whose touched pages would count
-    as the process's resident memory)."""
-
-    def __init__(self, path: Path):
-        self.path, self.shape, self.n = Path(path), None, 0
-        self._file = open(self.path, "w+b")
-
-    def append(self, batch: torch.Tensor) -> None:
-        batch = batch.detach().to(torch.float32).contiguous()
-        if self.shape is None:
-            self.shape = tuple(batch.shape[1:])
-        self._file.write(batch.numpy().tobytes())
-        self.n += len(batch)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index) -> torch.Tensor:
-        self._file.flush()
-        size = int(np.prod(self.shape)) * 4
-        rows = [np.frombuffer(os.pread(self._file.fileno(), size, int(i) * size), dtype=np.float32)
-                for i in torch.as_tensor(index).reshape(-1).tolist()]
-        return torch.from_numpy(np.stack(rows).reshape(len(rows), *self.shape))
-
-    def close(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
-
-
 def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_dir: Path) -> dict:
     set_seed(args.seed)
     audio = AudioSplit(dataset, "train")
@@ -170,12 +137,12 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     keep = [i for i, label in enumerate(labels) if label >= 0]
     mel = MelConfig(duration_s=args.duration_s)
     to_mel = LogMel(mel)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    features = FeatureStore(output_dir / "features.tmp")  # log-mels, written batch by batch
+    # log-mels of the kept clips, computed in one pass over the split into a file beside the checkpoint
+    features, row_of = audio.features([audio.rows[i]["id"] for i in keep], to_mel, to_mel.samples,
+                                      output_dir / "features.tmp")
     try:
-        for batch in audio.batches([audio.rows[i]["id"] for i in keep], to_mel, to_mel.samples, batch_size=64):
-            features.append(batch)
-        y = torch.tensor([labels[i] for i in keep])
+        label_of = {audio.rows[i]["id"]: labels[i] for i in keep}
+        y = torch.tensor([label_of[id_] for id_ in sorted(row_of, key=row_of.get)])  # in the store's order
         model, losses = fit_classifier(features, y, len(classes), mel.n_mels, args.channels, args.epochs,
                                        args.batch_size, args.learning_rate, args.seed)
         accuracy = _accuracy(model, features, y)

@@ -261,7 +261,7 @@ def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, li
 
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
-    from evaluation.audio_data import AudioSplit
+    from evaluation.audio_data import AudioSplit, StoreBatches
 
     dataset = args.dataset or str(out / "dataset")
     model, preprocess, classes = _load_model(args, out)
@@ -277,10 +277,6 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     samples = getattr(preprocess, "samples", None)
     if samples is None:
         raise ConfigError("the classifier's preprocess must say how many samples it reads (a `samples` attribute)")
-
-    def inputs(ids: Sequence[str]):
-        return audio.batches(ids, preprocess, samples, args.batch_size)
-
     # the random sets of the first concept serve every concept, so all are tested against the same null; they
     # must exclude every tested concept's positives
     positives = {i for c in chosen for i in members[c]["positive"]}
@@ -289,10 +285,21 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     if len(random_ids) < 2:
         raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
     genre_classes = {k: [r["id"] for r in audio.rows if c in r["genre"]] for k, c in enumerate(classes)}
-    class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
-    check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
-    report = tcav_scores(model, args.layer, {c: inputs(members[c]["positive"]) for c in chosen},
-                         [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
+    needed = [i for c in chosen for i in members[c]["positive"]] + [i for s in random_ids for i in s] + \
+        [i for ids in genre_classes.values() for i in ids]
+    output = Path(args.output or out / "tcav_report.json")
+    # the model inputs of every clip used, in one pass over the split, kept in a file while TCAV reads them
+    store, row_of = audio.features(needed, preprocess, samples, output.with_name(output.name + ".features.tmp"))
+    try:
+        def inputs(ids: Sequence[str]) -> StoreBatches:
+            return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
+
+        class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
+        check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
+        report = tcav_scores(model, args.layer, {c: inputs(members[c]["positive"]) for c in chosen},
+                             [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
+    finally:
+        store.close()
     report.update(layer=args.layer, classes=classes, split=args.split, arguments=asdict(args),
                   note="A tiny model trained on a tiny dataset gives no musical meaning; this run checks the machinery.")
     if audio.reader is not None:

@@ -98,7 +98,8 @@ def test_streamed_in_batches_equals_one_batch(planted_report):
 
 def test_streamed_classifier_training_equals_in_memory(tmp_path):
     """The genre CNN trained from log-mels kept in a file (`FeatureStore`) is the one trained from a tensor."""
-    from evaluation.genre_classifier import FeatureStore, fit_classifier
+    from evaluation.audio_data import FeatureStore
+    from evaluation.genre_classifier import fit_classifier
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 16, 20, generator=g)
