@@ -246,7 +246,7 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
                "model_loaded": synth.loaded, "load_seconds": synth().load_seconds if synth.loaded else 0.0}
     write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
     if state.is_main_process:  # run_sharded returned here once every process was done
-        total = _combine_summaries(shard_dir, list(by_id), args.shard_size, skipped, args.max_attempts)
+        total = combine_summaries(shard_dir, list(by_id), args.shard_size, skipped, args.max_attempts)
         logger.info("synthesis: %s", total)
         return {**summary, "total": total}
     return summary
@@ -268,7 +268,7 @@ def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tupl
     return kept, left_out
 
 
-def _combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter, max_attempts: int) -> dict:
+def combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter, max_attempts: int) -> dict:
     rows = []
     for k, _ in enumerate(make_shards(ids, shard_size)):
         rows += pq.read_table(shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts", "rejections"]).to_pylist()
