@@ -116,7 +116,7 @@ def llm(root: Path, device: str, smoke: bool, batch_sizes, sync) -> tuple[list[d
     tokenizer.save_pretrained(root / "captioner")
     (root / "captioner" / "captioner.json").write_text(json.dumps(
         {"prompt_version": PROMPT_VERSION, "base_model": str(root / "llama"), "load_in_4bit": True}))
-    del model, optimizer
+    model = optimizer = None  # free the training copy before loading the captioner
     captioner = LLMCaptioner(root / "captioner", device=device)  # the default: 4-bit base + adapter
     new_tokens = 8 if smoke else 192
     rows = []
