@@ -107,12 +107,12 @@ def _select(examples, members: dict) -> dict:
 
 
 def _published_concept_examples(path: str, concept: str, split: str, config: str, **kwargs) -> dict:
-    from builder.published import published_concept_sets, resolve_concept
-    from builder.splits import ConceptSetArguments
+    from builder.published import resolve_concept
+    from builder.splits import ConceptSetArguments, concept_sets
 
     source, rows, reader = published_examples(path, split, config, **kwargs)
     name = resolve_concept(concept, reader.taxonomy)
-    set_rows, summary = published_concept_sets(rows, reader.taxonomy, ConceptSetArguments(), [name])
+    set_rows, summary = concept_sets(rows, reader.taxonomy, ConceptSetArguments(), [name])
     if not set_rows:
         raise ValueError(f"no concept set for {name!r} in split {split!r} of {path}: "
                          f"{sum(name in r['tags'] for r in rows)} positives, fewer than {ConceptSetArguments.min_positives}")

@@ -23,9 +23,8 @@ from typing import Sequence
 
 import pyarrow.parquet as pq
 
-from builder.mentions import ConceptMatcher
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
-from builder.splits import ConceptSetArguments, assign_example_splits, build_concept_sets
+from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
@@ -149,10 +148,8 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     for e in examples:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
-    matcher = ConceptMatcher(taxonomy)
-    mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]  # negated or not
-    rows, concept_summary = build_concept_sets(
-        examples, taxonomy, mentions, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
+    rows, concept_summary = concept_sets(
+        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -10,17 +10,15 @@ names is counted, not guessed; the `aspect_list` string is parsed as a literal, 
 one is counted and its row kept with the category lists alone. An id seen before, in this split or an earlier
 one (train, then validation, then test), is dropped with a count: the published data repeat about a third of
 their ids with other content, some across splits, and a concept set must not hold one id twice or let it leak
-between splits. The concept sets are then built by the same code as assembly's (`builder.splits`).
+between splits. The concept sets are then built by the same code as assembly's (`builder.splits.concept_sets`).
 """
 
 from __future__ import annotations
 
 import ast
 from collections import Counter
-from typing import Iterable, Sequence
+from typing import Iterable
 
-from builder.mentions import ConceptMatcher
-from builder.splits import ConceptSetArguments, build_concept_sets
 from builder.taxonomy import Taxonomy
 from core.config import get_logger
 from core.constants import CATEGORIES
@@ -108,8 +106,8 @@ class PublishedReader:
 
     def report(self) -> dict:
         """What was dropped and what could not be mapped, with counts."""
-        return {"dropped": dict(self.skipped), "malformed_aspect_list": self.malformed, "unmapped_tags": dict(self.unmapped.most_common()),
-                "unmapped_tag_occurrences": sum(self.unmapped.values())}
+        return {"dropped": dict(self.skipped), "malformed_aspect_list": self.malformed,
+                "unmapped_tags": dict(self.unmapped.most_common()), "unmapped_tag_occurrences": sum(self.unmapped.values())}
 
     def warn(self, source: str) -> None:
         if self.skipped:
@@ -121,11 +119,3 @@ class PublishedReader:
             top = ", ".join(f"{t!r} ({n})" for t, n in self.unmapped.most_common(8))
             logger.warning("%s: %d tags in %d occurrences map to no concept, most often %s", source, len(self.unmapped),
                            sum(self.unmapped.values()), top)
-
-
-def published_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,
-                           concepts: Sequence[str] | None = None) -> tuple[list[dict], dict]:
-    """Positive, confound-matched negative and random sets of published examples (assembly's rules)."""
-    matcher = ConceptMatcher(taxonomy)
-    mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]
-    return build_concept_sets(examples, taxonomy, mentions, args, concepts)

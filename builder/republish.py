@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from builder.published import AUDIO_FIELD, TEXT_FIELDS, PublishedReader, is_published, published_concept_sets
+from builder.published import AUDIO_FIELD, TEXT_FIELDS, PublishedReader, is_published
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
-from builder.splits import ConceptSetArguments
+from builder.splits import ConceptSetArguments, concept_sets
 from core.config import cli, get_logger, parse_args
 from core.constants import SPLITS
 from core.errors import DataError
@@ -123,7 +123,7 @@ def republish(args: RepublishArguments) -> dict:
         raise DataError(args.source, "no row to re-publish")
     taxonomy = reader.taxonomy
     set_args = ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed)
-    rows, concept_summary = published_concept_sets(examples, taxonomy, set_args)
+    rows, concept_summary = concept_sets(examples, taxonomy, set_args)
     for name, items in (("default", examples), ("concepts", rows)):
         for split in SPLITS:
             writer = SplitWriter(tmp / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)

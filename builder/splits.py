@@ -118,6 +118,17 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
     return rows, summary
 
 
+def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,
+                 concepts: Sequence[str] | None = None) -> tuple[list[dict], dict]:
+    """`build_concept_sets` with each caption's surface forms found by the mention matcher (negated or not): what
+    assembly and the published-schema tools both build."""
+    from builder.mentions import ConceptMatcher
+
+    matcher = ConceptMatcher(taxonomy)
+    mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]
+    return build_concept_sets(examples, taxonomy, mentions, args, concepts)
+
+
 def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Greedy one-to-one nearest-neighbour matching on Jaccard distance; positives in a seeded order."""
     if len(cand) == 0:

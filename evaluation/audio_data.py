@@ -191,12 +191,12 @@ class AudioSplit:
         published dataset sets built here with assembly's rules (`concepts` may then use either taxonomy's names)."""
         members: dict[str, dict] = {}
         if self.published:
-            from builder.published import published_concept_sets, resolve_concept
-            from builder.splits import ConceptSetArguments
+            from builder.published import resolve_concept
+            from builder.splits import ConceptSetArguments, concept_sets
 
             taxonomy = self.reader.taxonomy
             wanted = None if not concepts else [resolve_concept(c, taxonomy) for c in concepts]
-            rows, _ = published_concept_sets(self.rows, taxonomy, ConceptSetArguments(), wanted)
+            rows, _ = concept_sets(self.rows, taxonomy, ConceptSetArguments(), wanted)
             roles = None
         else:
             from conceptcaps import open_dataset
