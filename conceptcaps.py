@@ -45,25 +45,6 @@ def published_reader(path: str, split: str, **kwargs):
     return reader
 
 
-def published_examples(path: str, split: str, config: str = "default", **kwargs):
-    """A published-schema split and our example rows for it.
-
-    The rows come from the config asked for (its non-audio columns), so that each row's `index` points into the
-    returned dataset; the ids of the splits before it come from the text config, for the cross-split rule.
-    Returns:
-        (dataset of the source config's split, our example rows, the reader with its counts)
-    """
-    from builder.published import AUDIO_FIELD, SOURCE_CONFIGS, TEXT_FIELDS
-
-    reader = published_reader(path, split, **kwargs)
-    source = open_dataset(path, SOURCE_CONFIGS[config], split=split, **kwargs)
-    if AUDIO_FIELD in source.features:
-        source = source.cast_column(AUDIO_FIELD, datasets.Audio(decode=False))
-    rows = list(reader.convert(source.select_columns(list(TEXT_FIELDS)), split))
-    reader.warn(str(path))
-    return source, rows, reader
-
-
 def is_published_dataset(path: str, split: str = "train", **kwargs) -> bool:
     """Whether a dataset is in the paper's published schema, from its default config's features."""
     from builder.published import is_published
@@ -79,7 +60,8 @@ def concept_examples(path: str, concept: str, split: str = "train", config: str 
             (`bsienkiewicz/ConceptCaps`), whose sets are built here with assembly's rules (5 random sets, at
             least 10 positives).
         concept: our concept's name or any alias of it, or one of the paper's tags.
-        config: which examples to return: "default" (no audio) or "audio".
+        config: which examples to return: "default" (no audio) or "audio"; for a published dataset also its
+            subsets ("25pct", "10pct-audio", ...), whose sets are then built within the subset.
     Returns:
         {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...]}; for a published dataset also
         "summary": the set's sizes and matching quality, and the rows dropped and tags left unmapped, with counts.
@@ -107,10 +89,14 @@ def _select(examples, members: dict) -> dict:
 
 
 def _published_concept_examples(path: str, concept: str, split: str, config: str, **kwargs) -> dict:
-    from builder.published import resolve_concept
+    from builder.published import TEXT_FIELDS, resolve_concept
     from builder.splits import ConceptSetArguments, concept_sets
 
-    source, rows, reader = published_examples(path, split, config, **kwargs)
+    reader = published_reader(path, split, **kwargs)
+    source = open_dataset(path, config, split=split, **kwargs)
+    # our rows from the config asked for, so that each row's `index` points into `source`
+    rows = list(reader.convert(source.select_columns(list(TEXT_FIELDS)), split))
+    reader.warn(str(path))
     name = resolve_concept(concept, reader.taxonomy)
     set_rows, summary = concept_sets(rows, reader.taxonomy, ConceptSetArguments(), [name])
     if not set_rows:
@@ -120,9 +106,5 @@ def _published_concept_examples(path: str, concept: str, split: str, config: str
     members = {}
     for r in set_rows:
         members.setdefault((r["role"], r["set_index"]), []).append(index[r["id"]])
-    if config == "audio":
-        from builder.published import AUDIO_FIELD
-
-        source = source.cast_column(AUDIO_FIELD, datasets.Audio())
     return {**_select(source, members),
             "summary": {"concept": name, **summary["concepts"][f"{split}/{name}"], **reader.report()}}

@@ -28,7 +28,6 @@ logger = get_logger(__name__)
 ASPECT_FIELDS = tuple(f"{c}_aspects" for c in CATEGORIES)
 TEXT_FIELDS = ("id", "caption", "aspect_list", *ASPECT_FIELDS)
 AUDIO_FIELD = "file_name"
-SOURCE_CONFIGS = {"default": "default", "audio": "audio"}  # our config name -> the published one
 
 
 def is_published(features) -> bool:

@@ -22,7 +22,7 @@ import soundfile as sf
 import torch
 
 from core.constants import CATEGORIES, SAMPLING_RATE
-from core.errors import DataError
+from core.errors import ConfigError, DataError
 
 
 def read_wave(data: bytes, seconds: float | None = None, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
@@ -186,17 +186,26 @@ class AudioSplit:
             flush()
         return store, row_of
 
+    def resolve(self, concept: str) -> str:
+        """Our concept for a name: as given, or for a published dataset through either taxonomy's names."""
+        if not self.published:
+            return concept
+        from builder.published import resolve_concept
+
+        try:
+            return resolve_concept(concept, self.reader.taxonomy)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
     def concept_sets(self, concepts: Sequence[str] | None = None) -> dict[str, dict]:
         """{concept: {"positive": [ids], "random": {set index: [ids]}}}: the dataset's `concepts` config, or for a
-        published dataset sets built here with assembly's rules (`concepts` may then use either taxonomy's names)."""
+        published dataset sets built here with assembly's rules."""
         members: dict[str, dict] = {}
         if self.published:
-            from builder.published import resolve_concept
             from builder.splits import ConceptSetArguments, concept_sets
 
-            taxonomy = self.reader.taxonomy
-            wanted = None if not concepts else [resolve_concept(c, taxonomy) for c in concepts]
-            rows, _ = concept_sets(self.rows, taxonomy, ConceptSetArguments(), wanted)
+            wanted = None if not concepts else [self.resolve(c) for c in concepts]
+            rows, _ = concept_sets(self.rows, self.reader.taxonomy, ConceptSetArguments(), wanted)
             roles = None
         else:
             from conceptcaps import open_dataset

@@ -267,10 +267,11 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     model, preprocess, classes = _load_model(args, out)
     resolve_layer(model, args.layer)
     audio = AudioSplit(dataset, args.split)
-    members = audio.concept_sets(args.concepts or None)
-    chosen = list(members) if args.concepts else sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
-    if args.concepts and len(chosen) < len(args.concepts):
-        missing = sorted(set(args.concepts) - set(chosen)) if not audio.published else args.concepts
+    wanted = [audio.resolve(c) for c in args.concepts]  # a published dataset's concepts may use either taxonomy's names
+    members = audio.concept_sets(wanted or None)
+    chosen = wanted or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
+    missing = [c for c in chosen if c not in members]
+    if missing:
         raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
     for c in chosen:
         validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
