@@ -3,7 +3,7 @@ tell clips with a planted instrument from clips without it, every other concept 
 call the planted concept significant after correction, far from 0.5, and at most 5 % of the independent concepts
 significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
 
-    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 480] [--layer block2] [--renderer_only]
+    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 480] [--layer embedding.1] [--renderer_only]
 
 Also the renderer's own targets: seconds per 30 s clip on one core (>= 40x real time), two processes >= 1.6x one,
 and shards bit-identical across reruns and across one and two processes.
@@ -92,7 +92,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", default="runs/bench/bench_tcav_ground_truth")
     parser.add_argument("--clips", type=int, default=480)
-    parser.add_argument("--layer", default="block2")
+    parser.add_argument("--layer", default="embedding.1")
     parser.add_argument("--stage_clips", type=int, default=192, help="clips of the process-scaling runs")
     parser.add_argument("--stage_seconds", type=float, default=30.0, help="their length")
     parser.add_argument("--renderer_only", action="store_true", help="the renderer's targets alone, no validation")
@@ -105,7 +105,7 @@ def main() -> None:
         return
     start = time.perf_counter()
     report = run_validation(ValidationArguments(clips=args.clips, layer=args.layer, duration_s=3.0, set_size=24,
-                                                random_sets=4), taxonomy)
+                                                random_sets=10), taxonomy)
     report.pop("arguments")
     report["validation_seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps({**report, **renderer}))

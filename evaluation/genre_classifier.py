@@ -169,7 +169,8 @@ def _accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 256) -> fl
 def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int,
                    batch_size: int, learning_rate: float, seed: int) -> tuple[GenreCNN, list[float]]:
     """Train a GenreCNN on log-mel inputs `x` (a tensor, or a `FeatureStore`: anything indexed by a tensor of row
-    numbers) and class indices `y` (Adam, cross-entropy, seeded shuffling)."""
+    numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of shape (n, n_classes) (one
+    independent sigmoid output per class, binary cross-entropy); Adam, seeded shuffling."""
     set_seed(seed)
     model = GenreCNN(n_classes, n_mels, channels)
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
@@ -181,7 +182,9 @@ def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: in
         total = 0.0
         for b in range(0, len(y), batch_size):
             idx = order[b:b + batch_size]
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            logits = model(x[idx])
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx].float()) if y.dim() == 2 \
+                else nn.functional.cross_entropy(logits, y[idx])
             if not torch.isfinite(loss):
                 raise RuntimeError(f"non-finite loss at epoch {epoch}, batch {b // batch_size}")
             optimizer.zero_grad()
