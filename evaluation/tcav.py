@@ -51,6 +51,9 @@ class TCAVArguments:
     alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
     seed: int = field(default=0, metadata={"help": "seed of CAV training"})
     batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
+    max_set_size: int = field(default=500, metadata={
+        "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training holds "
+                "a set's activations in memory, which must not grow with the dataset"})
     output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
 
 
@@ -273,8 +276,14 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     missing = [c for c in chosen if c not in members]
     if missing:
         raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
+    rng = np.random.default_rng(args.seed)
+
+    def capped(ids: Sequence[str]) -> list[str]:
+        return list(ids) if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
+
     for c in chosen:
         validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
+        members[c]["positive"] = capped(members[c]["positive"])
     samples = getattr(preprocess, "samples", None)
     if samples is None:
         raise ConfigError("the classifier's preprocess must say how many samples it reads (a `samples` attribute)")
@@ -282,10 +291,10 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     # must exclude every tested concept's positives
     positives = {i for c in chosen for i in members[c]["positive"]}
     random_ids = [[i for i in s if i not in positives] for s in members[chosen[0]]["random"].values()]
-    random_ids = [s for s in random_ids if len(s) >= args.min_examples]
+    random_ids = [capped(s) for s in random_ids if len(s) >= args.min_examples]
     if len(random_ids) < 2:
         raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
-    genre_classes = {k: [r["id"] for r in audio.rows if c in r["genre"]] for k, c in enumerate(classes)}
+    genre_classes = {k: capped([r["id"] for r in audio.rows if c in r["genre"]]) for k, c in enumerate(classes)}
     needed = [i for c in chosen for i in members[c]["positive"]] + [i for s in random_ids for i in s] + \
         [i for ids in genre_classes.values() for i in ids]
     output = Path(args.output or out / "tcav_report.json")
