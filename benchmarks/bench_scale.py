@@ -34,7 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import get_logger
+
 REPO = Path(__file__).resolve().parents[1]
+logger = get_logger(__name__)
 CATEGORIES = ("genre", "mood", "instrument", "tempo")
 GENRES = ["rock", "jazz", "pop", "classical", "reggae", "funk"]
 MOODS = ["energetic", "mellow", "happy", "calming", "sad"]
@@ -209,7 +212,7 @@ def main() -> None:
     for n in args.clips:
         run = Path(args.run_dir) / f"n{n}"
         runs.append(rehearse(n, args.seconds, run, args.base_clips, args.shard_size))
-        print(json.dumps(runs[-1]), file=sys.stderr, flush=True)  # each size as it finishes
+        logger.info("%d clips: %s", n, json.dumps(runs[-1]))  # each size as it finishes
         if not args.keep:
             shutil.rmtree(run, ignore_errors=True)
     out = {"sizes": runs}

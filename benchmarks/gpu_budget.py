@@ -14,7 +14,7 @@ code, so what is timed is what the stages run:
   scoring      clap-htsat-unfused (`ClapScorer`): three 10 s windows per 30 s clip at 48 kHz
 Budget at paper scale: 24,000 lists captioned and synthesised (the preset's margin over the 21,433 kept),
 1,985 SFT pairs for 5 epochs, 21,433 clips scored; `--attempts` scales captioning and synthesis for retries.
-Prints a table and one JSON line.
+Logs a table and prints one JSON line.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.config import get_logger
+
+logger = get_logger(__name__)
 PAPER = {"lists": 24_000, "clips": 21_433, "sft_pairs": 1_985, "sft_epochs": 5, "effective_batch": 16}
 
 
@@ -206,9 +209,9 @@ def main(argv=None) -> dict:
            "measured": results, "paper_scale": budget(results, args.attempts), "assumptions": {**PAPER, "attempts": args.attempts}}
     for stage, rows in results.items():
         for r in rows:
-            print(f"{stage:<11} " + "  ".join(f"{k} {v}" for k, v in r.items()))
-    print(f"paper scale: {out['paper_scale']}")
-    print(json.dumps(out))
+            logger.info("%-11s %s", stage, "  ".join(f"{k} {v}" for k, v in r.items()))
+    logger.info("paper scale: %s", out["paper_scale"])
+    print(json.dumps(out))  # the benchmark's output: one JSON line, as every benchmark prints
     return out
 
 
