@@ -14,7 +14,7 @@ concepts, before and after matching) is recorded per concept.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -56,8 +56,29 @@ def _js(p: np.ndarray, q: np.ndarray) -> float:
     return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
 
 
+class SetRows:
+    """Concept-set membership rows {concept, category, split, role, set_index, id}, held as index arrays into the
+    examples and made into dicts only while iterated (a paper-scale build has about a million rows)."""
+
+    def __init__(self, ids: Sequence[str]):
+        self.ids = ids
+        self.groups: list[tuple[str, str, str, str, int, np.ndarray]] = []
+
+    def add(self, concept: str, category: str, split: str, role: str, set_index: int, members: np.ndarray) -> None:
+        self.groups.append((concept, category, split, role, set_index, np.asarray(members, dtype=np.int64)))
+
+    def __len__(self) -> int:
+        return sum(len(g[-1]) for g in self.groups)
+
+    def __iter__(self) -> Iterator[dict]:
+        for concept, category, split, role, set_index, members in self.groups:
+            for i in members:
+                yield {"concept": concept, "category": category, "split": split, "role": role, "set_index": set_index,
+                       "id": self.ids[i]}
+
+
 def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
-                       args: ConceptSetArguments, concepts: Sequence[str] | None = None) -> tuple[list[dict], dict]:
+                       args: ConceptSetArguments, concepts: Sequence[str] | None = None) -> tuple[SetRows, dict]:
     """Concept membership rows and a summary.
 
     Args:
@@ -81,9 +102,9 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
             named[i, index[t]] = True
     wanted = set(names if concepts is None else concepts)
     split_of = np.array([e["split"] for e in examples])
-    ids = np.array([e["id"] for e in examples])
+    ids = [e["id"] for e in examples]
     category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
-    rows, summary = [], {"arguments": vars(args), "concepts": {}, "skipped_too_few_positives": {}}
+    rows, summary = SetRows(ids), {"arguments": vars(args), "concepts": {}, "skipped_too_few_positives": {}}
     for split in SPLITS:
         in_split = np.nonzero(split_of == split)[0]
         skipped = []
@@ -102,12 +123,9 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
             size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
             shuffled = rng.permutation(pool)
             randoms = [shuffled[r * size:(r + 1) * size] for r in range(args.num_random_sets)] if size > 0 else []
-            for role, members in (("positive", pos), ("negative", negatives)):
-                rows += [{"concept": name, "category": taxonomy.category_of[name], "split": split, "role": role,
-                          "set_index": 0, "id": ids[i]} for i in members]
-            for r, members in enumerate(randoms):
-                rows += [{"concept": name, "category": taxonomy.category_of[name], "split": split, "role": "random",
-                          "set_index": r, "id": ids[i]} for i in members]
+            for role, r, members in [("positive", 0, pos), ("negative", 0, negatives),
+                                     *[("random", r, members) for r, members in enumerate(randoms)]]:
+                rows.add(name, taxonomy.category_of[name], split, role, r, members)
             summary["concepts"][f"{split}/{name}"] = {
                 "positives": int(len(pos)), "negatives": int(len(negatives)), "random_sets": len(randoms),
                 "random_set_size": int(size), "candidate_negatives": int(len(candidates)),
@@ -119,7 +137,7 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
 
 
 def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,
-                 concepts: Sequence[str] | None = None) -> tuple[list[dict], dict]:
+                 concepts: Sequence[str] | None = None) -> tuple[SetRows, dict]:
     """`build_concept_sets` with each caption's surface forms found by the mention matcher (negated or not): what
     assembly and the published-schema tools both build."""
     from builder.mentions import ConceptMatcher
@@ -129,22 +147,51 @@ def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetA
     return build_concept_sets(examples, taxonomy, mentions, args, concepts)
 
 
-def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Greedy one-to-one nearest-neighbour matching on Jaccard distance; positives in a seeded order."""
-    if len(cand) == 0:
-        return cand_ids[:0]
-    p, c = pos.astype(np.float32), cand.astype(np.float32)
+MATCH_BLOCK = 4096  # examples (positives and candidates) per matching block: memory and time per block bounded
+
+
+def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator,
+           block: int = MATCH_BLOCK) -> np.ndarray:
+    """One-to-one matching of positives to candidates on Jaccard distance, in seeded blocks.
+
+    Positives and candidates are shuffled (seeded) and dealt into blocks of at most `block` examples in
+    proportion, and each block is matched exactly: greedy nearest neighbour, positives in a seeded order. What a
+    block leaves unmatched (a block with more positives than candidates) is matched in a further round against
+    the candidates no block used. Memory is bounded by a block's distance matrix and time grows linearly with the
+    split (not as positives x candidates); a split no larger than `block` is one block: the exact greedy matching.
+    """
+    chosen: list[np.ndarray] = []
+    left_pos, left_cand = rng.permutation(len(pos)), rng.permutation(len(cand))
+    while len(left_pos) and len(left_cand):
+        k = -(-(len(left_pos) + len(left_cand)) // block)
+        pos_blocks, cand_blocks = np.array_split(left_pos, k), np.array_split(left_cand, k)
+        used_now = [b[_greedy(pos[p], cand[b], rng)] for p, b in zip(pos_blocks, cand_blocks)]
+        matched = sum(len(u) for u in used_now)
+        if matched == 0:
+            break
+        chosen += used_now
+        taken = np.concatenate(used_now)
+        matched_pos = np.concatenate([p[:len(u)] for p, u in zip(pos_blocks, used_now)])
+        left_pos = np.setdiff1d(left_pos, matched_pos, assume_unique=True)
+        left_cand = np.setdiff1d(left_cand, taken, assume_unique=True)
+    picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=int)
+    return cand_ids[np.sort(picked)]
+
+
+def _greedy(p: np.ndarray, c: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Greedy one-to-one nearest neighbours on Jaccard distance, positives in the given order: for the first
+    min(len(p), len(c)) positives, the index into `c` of each one's match."""
+    if len(p) == 0 or len(c) == 0:
+        return np.zeros(0, dtype=int)
+    p, c = p.astype(np.float32), c.astype(np.float32)
     inter = p @ c.T
     union = p.sum(1, keepdims=True) + c.sum(1) - inter
     dist = 1.0 - np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    dist += rng.random(dist.shape) * 1e-6  # seeded tie-breaking
-    used = np.zeros(len(cand), dtype=bool)
-    chosen = []
-    for i in rng.permutation(len(pos)):
-        if used.all():
-            break
-        d = np.where(used, np.inf, dist[i])
-        k = int(np.argmin(d))
-        used[k] = True
-        chosen.append(k)
-    return cand_ids[np.array(sorted(chosen), dtype=int)]
+    del inter, union
+    dist += rng.random(dist.shape, dtype=np.float32) * 1e-6  # seeded tie-breaking
+    out = np.empty(min(len(p), len(c)), dtype=int)
+    for i in range(len(out)):
+        k = int(np.argmin(dist[i]))
+        out[i] = k
+        dist[:, k] = np.inf
+    return out
