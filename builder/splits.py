@@ -4,8 +4,9 @@ For every concept with at least `min_positives` positives in a split:
   positives  examples whose attribute list carries the concept;
   negatives  examples that carry neither the concept nor any of its surface forms (taxonomy aliases and
              reviewed paraphrases, searched in the caption), matched one-to-one to the positives on the other
-             categories' concepts (nearest Jaccard distance, greedy, seeded), so that the concept, not a confound
-             such as genre, is what separates the two sets;
+             categories' concepts (nearest Jaccard distance, greedy, seeded, exact within seeded blocks of
+             `MATCH_BLOCK` examples so that memory and time stay bounded at paper scale), so that the concept, not
+             a confound such as genre, is what separates the two sets;
   random     R disjoint random sets drawn from the examples that are not positives, for TCAV's significance test.
 The matching quality (Jensen-Shannon divergence between positives and negatives over the other categories'
 concepts, before and after matching) is recorded per concept.
