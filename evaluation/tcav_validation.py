@@ -97,17 +97,15 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     if args.multi_label:  # every instrument a label: the features must tell each instrument, not the planted one alone
         outputs = [args.planted, *args.instruments]
         labels = torch.tensor([[float(o in tags) for o in outputs] for tags in lists])
-        target = 0
-        model, losses = fit_classifier(x[:half], labels[:half], len(outputs), to_mel.config.n_mels, args.channels,
-                                       args.epochs, 16, args.learning_rate, args.seed)
-        with torch.no_grad():
-            accuracy = float(((model(x[half:])[:, 0] > 0).long() == y[half:]).float().mean())
+        n_outputs, target = len(outputs), 0
     else:
-        target = 1
-        model, losses = fit_classifier(x[:half], y[:half], 2, to_mel.config.n_mels, args.channels, args.epochs, 16,
-                                       args.learning_rate, args.seed)
-        with torch.no_grad():
-            accuracy = float((model(x[half:]).argmax(1) == y[half:]).float().mean())
+        labels, n_outputs, target = y, 2, 1
+    model, losses = fit_classifier(x[:half], labels[:half], n_outputs, to_mel.config.n_mels, args.channels,
+                                   args.epochs, 16, args.learning_rate, args.seed)
+    with torch.no_grad():
+        logits = model(x[half:])
+    planted_predicted = logits[:, 0] > 0 if args.multi_label else logits.argmax(1) == 1
+    accuracy = float((planted_predicted.long() == y[half:]).float().mean())
     # from the half the classifier never saw: concept and class sets from one part, random sets from the other, so
     # that no clip is in a concept set and a random set at once; each concept's random sets hold none of its
     # positives (as in the tcav stage), and its null comes from those random sets alone
