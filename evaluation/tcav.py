@@ -9,7 +9,9 @@ TCAV score per class is the share of that class's examples whose directional der
 along the CAV is positive. The null comes from random-vs-random runs: each random set in turn plays the
 concept against the other random sets, giving R pseudo-concept mean scores; a two-sided t-test (prediction
 form) asks whether the concept's mean score could be one of them, Bonferroni-corrected for the number of
-(concept, class) tests. (Kim et al.'s Welch test of the R runs is reported too, as `p_value_runs_ttest`: it
+(concept, class) tests. With `--concept_sets m` > 1 the positives are dealt into m disjoint sets and Welch's
+test compares their m mean scores with the R pseudo-concepts' (`concept_test`): far more power when a random
+set's score swings widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of the R runs is reported too, as `p_value_runs_ttest`: it
 treats runs that share one concept set as independent, and calls even a random set of examples significant.)
 Writes a JSON report and a plot (non-significant results hatched).
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -51,6 +54,9 @@ class TCAVArguments:
     alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
     seed: int = field(default=0, metadata={"help": "seed of CAV training"})
     batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
+    concept_sets: int = field(default=1, metadata={
+        "help": "deal each concept's positives into this many disjoint sets, tested together (Welch's test of their "
+                "mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"})
     max_set_size: int = field(default=500, metadata={
         "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training holds "
                 "a set's activations in memory, which must not grow with the dataset"})
@@ -103,12 +109,18 @@ def _cav_classifier(seed: int, test_fraction: float = 0.33):
             order = np.random.default_rng(seed).permutation(len(y))
             n_test = max(1, int(round(test_fraction * len(y))))
             test, train = order[:n_test], order[n_test:]
-            self.lm.fit(x[train], y[train])
-            return {"accs": torch.tensor(float((self.lm.predict(x[test]) == y[test]).mean()))}
+            # fewer examples than dimensions (a flattened conv layer: tens of thousands): the L2-penalised fit's
+            # weights lie in the span of the training activations, so it is fitted, exactly, in an orthonormal
+            # basis of that span (n values per example, not d) and mapped back
+            basis = np.linalg.qr(x[train].T)[0] if x.shape[1] > len(train) else np.eye(x.shape[1])
+            self.lm.fit(x[train] @ basis, y[train])
+            self.coef = basis @ self.lm.coef_[0]
+            predicted = (x[test] @ self.coef + self.lm.intercept_[0] > 0).astype(int)
+            return {"accs": torch.tensor(float((self.lm.classes_[predicted] == y[test]).mean()))}
 
         def weights(self):
-            coef = torch.tensor(self.lm.coef_, dtype=torch.float32)
-            return torch.stack([-coef[0], coef[0]]) if coef.shape[0] == 1 else coef
+            coef = torch.tensor(self.coef, dtype=torch.float32)
+            return torch.stack([-coef, coef])
 
         def classes(self):
             return [int(c) for c in self.lm.classes_]  # plain ints: captum reloads CAVs with weights_only=True
@@ -134,17 +146,38 @@ def _prediction_t_test(concept_mean: float, null_means: Sequence[float]) -> floa
 
 
 def _welch(a: Sequence[float], b: Sequence[float]) -> float:
-    """Kim et al.'s test, kept for comparison: Welch's t-test of concept runs against random runs."""
+    """Welch's t-test of two samples (two-sided p)."""
     from scipy.stats import ttest_ind
 
     if np.std(a) == 0 and np.std(b) == 0:
         return 1.0 if np.mean(a) == np.mean(b) else 0.0
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one sample's values all equal (a concept's sets all scoring 1.0) is fine
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def concept_test(set_means: Sequence[float], null_means: Sequence[float]) -> float:
+    """p-value that a concept's positive sets score like random sets: with one set, the prediction t-test of its
+    mean score against the pseudo-concepts' means; with m disjoint sets (independent draws of the concept, as the
+    pseudo-concepts are independent draws of random examples), Welch's test of the m set means against them.
+
+    A random set's mean score varies a lot from set to set (its chance make-up decides the sign of most
+    directional derivatives at once), so one set can rarely be told from the null: with m sets the test asks
+    whether the concept's sets are consistently where random sets only occasionally are.
+    """
+    return _prediction_t_test(set_means[0], null_means) if len(set_means) == 1 else _welch(set_means, null_means)
+
+
+class ConceptSets(list):
+    """Disjoint positive sets of one concept, each given as model inputs: a concept's value in `tcav_scores`."""
 
 
 def _batches(x) -> Iterable[torch.Tensor]:
     """Model inputs as batches: a tensor is one batch; anything else is an iterable of batches."""
     return [x] if isinstance(x, torch.Tensor) else x
+
+
+RANDOM_ID = 1_000_000  # captum concept ids of random sets; concept sets count up from 0
 
 
 def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_inputs: list, class_inputs: dict,
@@ -156,7 +189,8 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
     time and the sign counts summed, so memory does not grow with the sets.
 
     Args:
-        concept_inputs: concept name -> model inputs of its positives.
+        concept_inputs: concept name -> model inputs of its positives, or a `ConceptSets` of several disjoint
+            positive sets (tested by `concept_test` on their mean scores).
         random_inputs: R model inputs, the random sets (R >= 2).
         class_inputs: class index -> model inputs of that class's examples.
     Returns:
@@ -176,10 +210,18 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
 
     with tempfile.TemporaryDirectory() as cache:
         set_seed(seed)  # captum draws its train/test split from global state
-        randoms = [concept(1000 + i, f"random_{i}", x) for i, x in enumerate(random_inputs)]
-        concepts = {name: concept(i, name, x) for i, (name, x) in enumerate(concept_inputs.items())}
+        randoms = [concept(RANDOM_ID + i, f"random_{i}", x) for i, x in enumerate(random_inputs)]
+        concepts, next_id = {}, 0
+        for name, x in concept_inputs.items():
+            sets = list(x) if isinstance(x, ConceptSets) else [x]
+            if not sets:
+                raise ConfigError(f"concept {name!r} has no positive set")
+            concepts[name] = [concept(next_id + k, name if len(sets) == 1 else f"{name}#{k}", s) for k, s in enumerate(sets)]
+            next_id += len(sets)
+        if next_id >= RANDOM_ID:
+            raise ConfigError(f"too many concept sets ({next_id}): at most {RANDOM_ID - 1}")
         R = len(randoms)
-        concept_sets = [[c, r] for c in concepts.values() for r in randoms]
+        concept_sets = [[c, r] for sets in concepts.values() for c in sets for r in randoms]
         # the null: every random set in turn plays a concept against each other random set
         random_sets = [[randoms[i], randoms[j]] for i in range(R) for j in range(R) if i != j]
         tcav = TCAV(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
@@ -201,15 +243,18 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
 
             null_runs = [score(a, b) for a, b in random_sets]
             null_means = [float(np.mean([score(randoms[i], randoms[j]) for j in range(R) if j != i])) for i in range(R)]
-            for name, c in concepts.items():
-                scores = [score(c, r) for r in randoms]
-                accuracy = [float(tcav.cavs[f"{c.id}-{r.id}"][layer].stats["accs"]) for r in randoms]
-                p = _prediction_t_test(float(np.mean(scores)), null_means)
+            for name, sets in concepts.items():
+                per_set = [[score(c, r) for r in randoms] for c in sets]
+                scores = [v for runs in per_set for v in runs]
+                set_means = [float(np.mean(runs)) for runs in per_set]
+                accuracy = [float(tcav.cavs[f"{c.id}-{r.id}"][layer].stats["accs"]) for c in sets for r in randoms]
+                p = concept_test(set_means, null_means)
                 p_corrected = min(1.0, p * tests)
                 results.append({"concept": name, "class": int(k), "score_mean": float(np.mean(scores)),
-                                "score_std": float(np.std(scores)), "scores": scores, "random_mean": float(np.mean(null_runs)),
-                                "random_concept_means": null_means, "p_value": p, "p_corrected": p_corrected,
-                                "significant": bool(p_corrected < alpha), "p_value_runs_ttest": _welch(scores, null_runs),
+                                "score_std": float(np.std(scores)), "scores": scores, "set_means": set_means,
+                                "random_mean": float(np.mean(null_runs)), "random_concept_means": null_means,
+                                "p_value": p, "p_corrected": p_corrected, "significant": bool(p_corrected < alpha),
+                                "p_value_runs_ttest": _welch(scores, null_runs),
                                 "cav_accuracy": float(np.mean(accuracy)), "class_examples": total})
     return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
 
@@ -306,7 +351,12 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
 
         class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
         check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
-        report = tcav_scores(model, args.layer, {c: inputs(members[c]["positive"]) for c in chosen},
+        def sets(ids: Sequence[str]) -> ConceptSets:
+            m = max(1, min(args.concept_sets, len(ids) // args.min_examples))  # each set min_examples or more
+            dealt = [ids[i] for i in rng.permutation(len(ids))]
+            return ConceptSets(inputs(sorted(dealt[k::m])) for k in range(m))
+
+        report = tcav_scores(model, args.layer, {c: sets(members[c]["positive"]) for c in chosen},
                              [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
     finally:
         store.close()

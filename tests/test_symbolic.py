@@ -106,11 +106,12 @@ def test_the_tcav_ground_truth_experiment_on_small_data(taxonomy):
     from evaluation.tcav_validation import ValidationArguments, run_validation
 
     pool = [i for i in ValidationArguments().instruments if i != "drum kit"]
-    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=200, duration_s=1.5,
-                                                epochs=40, set_size=10, random_sets=3,
-                                                layer="block2", max_independent=1,
-                                                instrument_rate=0.4), taxonomy)
-    assert report["tests"] == 2 and report["independent_concepts"] == 1  # the planted concept and one other
+    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=240, duration_s=1.5,
+                                                epochs=20, set_size=5, concept_sets=2, class_size=16, random_sets=3,
+                                                random_concepts=1, max_independent=1, instrument_rate=0.4), taxonomy)
+    # the planted concept, one other and one made of random clips
+    assert report["tests"] == 3 and report["independent_concepts"] == 1 and report["random_concepts"] == 1
     assert report["classifier_held_out_accuracy"] > 0.6  # the planted instrument is audible to the classifier
     assert report["planted_cav_accuracy"] > 0.65 and report["planted_score"] > 0.8
+    assert len(report["set_means"]["drum kit"]) == 2 and len(report["null_means"]["drum kit"]) == 3
     assert 0.0 <= report["planted_p_corrected"] <= 1.0 and set(report["null_means"]) == set(report["scores"])
