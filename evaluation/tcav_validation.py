@@ -100,6 +100,7 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
         waves.append(clip.wave)
         if len(lists) == args.clips:
             break
+    logger.info("rendered %d clips (%d left out: an inaudible instrument)", len(lists), inaudible)
     to_mel = LogMel(MelConfig(duration_s=args.duration_s))
     with torch.no_grad():
         x = torch.cat([to_mel(pad_stack(waves[b:b + 64], to_mel.samples)) for b in range(0, len(waves), 64)])
@@ -118,6 +119,8 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     predicted = logits > 0 if args.multi_label else (logits.argmax(1) == 1)[:, None]
     truth = labels[half:] if args.multi_label else y[half:, None]
     per_output = ((predicted.float() == truth).float().mean(0)).tolist()
+    logger.info("classifier: loss %.3f -> %.3f, held-out accuracy %s", losses[0], losses[-1],
+                [round(a, 3) for a in per_output])
     # from the half the classifier never saw: the class's clips, then concept sets from one part and random sets
     # from the other, so that no clip is in two of them; each concept's random sets hold none of its positives
     # (as in the tcav stage), and its null comes from those random sets alone
@@ -150,6 +153,8 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     for concept in tested:
         positives = [i for i in pool if concept in lists[i]]
         results += tcav({concept: dealt(positives)}, random_sets([i for i in others if concept not in lists[i]]))
+        logger.info("%s: TCAV %.3f, p %.3g (uncorrected), CAV accuracy %.3f", concept, results[-1]["score_mean"],
+                    results[-1]["p_value"], results[-1]["cav_accuracy"])
     # the test's own calibration: "concepts" whose sets are random clips, against random sets of clips
     shuffled = list(rng.permutation(pool))
     chance = {f"random clips {k}": dealt(shuffled[k * args.concept_sets * args.set_size:])

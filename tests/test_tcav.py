@@ -114,3 +114,54 @@ def test_streamed_classifier_training_equals_in_memory(tmp_path):
     assert streamed_losses == losses and not (tmp_path / "features.tmp").exists()
     for (name, a), b in zip(in_memory.state_dict().items(), streamed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_several_concept_sets_are_tested_by_their_mean_scores():
+    """A concept given as disjoint positive sets: each set scored against every random set, the set means compared
+    with the pseudo-concepts' (Welch); a concept made of random examples stays not significant."""
+    from evaluation.tcav import ConceptSets
+
+    randoms = [data(100 + i) for i in range(8)]
+    concepts = {"planted": ConceptSets([data(1, 30, shift=1.5), data(5, 30, shift=1.5), data(6, 30, shift=1.5)]),
+                "random concept": ConceptSets([data(2, 30), data(7, 30), data(8, 30)])}
+    report = tcav_scores(PlantedModel(), "hidden", concepts, randoms, {0: data(3)}, seed=0)
+    planted, chance = result(report, "planted", 0), result(report, "random concept", 0)
+    assert len(planted["set_means"]) == 3 and len(planted["scores"]) == 3 * 8
+    assert planted["score_mean"] > 0.9 and planted["p_corrected"] < 1e-3 and planted["significant"]
+    assert not chance["significant"]
+
+
+def test_cav_fitted_in_the_span_of_its_examples_is_the_full_dimensional_fit():
+    """More dimensions than examples (a flattened conv layer): the CAV fitted in an orthonormal basis of the training
+    activations' span is the L2-penalised logistic regression fitted on all dimensions."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from evaluation.tcav import _cav_classifier
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(30, 400, generator=g) + 0.3, torch.randn(30, 400, generator=g)])
+    y = torch.cat([torch.ones(30), torch.zeros(30)]).long()
+    cav = _cav_classifier(seed=0)
+    accuracy = float(cav.train_and_eval([(x, y)])["accs"])
+    test = np.random.default_rng(0).permutation(60)[:20]
+    train = np.setdiff1d(np.arange(60), test)
+    full = LogisticRegression(max_iter=5000, C=1.0, tol=1e-8).fit(x[train].numpy(), y[train].numpy())
+    weights = cav.weights()[1].numpy()
+    cosine = weights @ full.coef_[0] / np.linalg.norm(weights) / np.linalg.norm(full.coef_[0])
+    assert cosine > 0.999 and cav.classes() == [0, 1]
+    assert accuracy == float((full.predict(x[test].numpy()) == y[test].numpy()).mean())
+
+
+def test_frame_classifier_saves_loads_and_names_its_architecture(tmp_path):
+    from evaluation.genre_classifier import MelConfig, fit_classifier, load_classifier, save_classifier
+
+    x, y = torch.randn(12, 16, 40), torch.randint(0, 2, (12,))
+    model, _ = fit_classifier(x, y, 2, 16, 4, 1, 4, 1e-2, seed=0, architecture="frames")
+    save_classifier(tmp_path / "cnn", model, ["a", "b"], MelConfig(n_mels=16), 4, {})
+    loaded, _, classes = load_classifier(tmp_path / "cnn")
+    assert type(loaded).__name__ == "FrameCNN" and classes == ["a", "b"] and "frames" in dict(loaded.named_modules())
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    with pytest.raises(ConfigError, match="unknown classifier architecture 'frame'"):
+        fit_classifier(x, y, 2, 16, 4, 1, 4, 1e-2, seed=0, architecture="frame")
