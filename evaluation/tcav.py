@@ -177,6 +177,24 @@ def _batches(x) -> Iterable[torch.Tensor]:
     return [x] if isinstance(x, torch.Tensor) else x
 
 
+def _tcav_class():
+    """captum's TCAV, computing each concept's activations once. Its `load_cavs` asks `AV.exists` for a concept's
+    activations with the layer and the identifier in the order `AV` had before captum's PR #801 swapped them, never
+    finds them, and so recomputes both sets' activations for every (concept, random) pair: with R random sets a
+    random set's activations were computed 2R - 1 times, which was nine tenths of a validation run's time."""
+    from captum.concept import TCAV
+
+    class OnceTCAV(TCAV):
+        def generate_activation(self, layers, concept) -> None:
+            key = (concept.id, tuple([layers] if isinstance(layers, str) else layers))
+            done = self.__dict__.setdefault("_activated", set())
+            if key not in done:
+                super().generate_activation(layers, concept)
+                done.add(key)
+
+    return OnceTCAV
+
+
 RANDOM_ID = 1_000_000  # captum concept ids of random sets; concept sets count up from 0
 
 
@@ -197,7 +215,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
         {"results": [{concept, class, score_mean, score_std, random_mean, p_value, p_corrected, significant,
         cav_accuracy}], "tests": n}
     """
-    from captum.concept import TCAV, Concept
+    from captum.concept import Concept
     from transformers import set_seed
 
     if len(random_inputs) < 2:
@@ -224,7 +242,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
         concept_sets = [[c, r] for sets in concepts.values() for c in sets for r in randoms]
         # the null: every random set in turn plays a concept against each other random set
         random_sets = [[randoms[i], randoms[j]] for i in range(R) for j in range(R) if i != j]
-        tcav = TCAV(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
+        tcav = _tcav_class()(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
         set_seed(seed)
         tcav.compute_cavs(concept_sets + random_sets)  # once: every class and batch uses the same CAVs
         results, tests = [], len(concepts) * len(class_inputs)

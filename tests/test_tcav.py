@@ -124,7 +124,10 @@ def test_several_concept_sets_are_tested_by_their_mean_scores():
     randoms = [data(100 + i) for i in range(8)]
     concepts = {"planted": ConceptSets([data(1, 30, shift=1.5), data(5, 30, shift=1.5), data(6, 30, shift=1.5)]),
                 "random concept": ConceptSets([data(2, 30), data(7, 30), data(8, 30)])}
-    report = tcav_scores(PlantedModel(), "hidden", concepts, randoms, {0: data(3)}, seed=0)
+    model, forwards = PlantedModel(), []
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
+    report = tcav_scores(model, "hidden", concepts, randoms, {0: data(3)}, seed=0)
+    assert len(forwards) == 6 + 8 + 1  # each set's activations once (captum alone: once per pair), one class batch
     planted, chance = result(report, "planted", 0), result(report, "random concept", 0)
     assert len(planted["set_means"]) == 3 and len(planted["scores"]) == 3 * 8
     assert planted["score_mean"] > 0.9 and planted["p_corrected"] < 1e-3 and planted["significant"]
