@@ -93,23 +93,26 @@ class GenreCNN(_ConvFrontEnd):
 
 
 class FrameCNN(_ConvFrontEnd):
-    """log-mel (batch, n_mels, frames) -> class logits, from per-frame logits (each time step's conv features through
-    a dense layer) pooled over time by a log-mean-exp. TCAV layers: block1, block2, block3, frames.
+    """log-mel (batch, n_mels, frames) -> class logits, from per-step logits pooled over time by a log-mean-exp: the
+    conv features, max-pooled over 4 steps of 80 ms (a step of 0.32 s at the default hop), through a dense layer
+    per step (`frames`) and the head. TCAV layers: block1, block2, block3, frames.
 
-    A clip's logit follows the frames where its class is most evident, so the class gradient at `frames` or any
+    A clip's logit follows the steps where its class is most evident, so the class gradient at `frames` or any
     earlier layer differs from clip to clip (where and what the instrument plays). After `GenreCNN`'s average
     pooling the network is nearly linear and the gradient nearly the same for every clip, which makes TCAV's sign
-    counts all or nothing (see `evaluation.tcav_validation`). On rendered audio it also recognises instruments
-    better (0.90-1.00 held-out accuracy per instrument vs 0.70-0.99, same data and epochs).
+    counts all or nothing (see `evaluation.tcav_validation`). The 0.32 s steps keep `frames` small (64 values per
+    step), so a linear CAV there is learnt from few examples: at 80 ms steps, 4x as many values, instruments that
+    play sparsely (hand claps) or resemble others (piano, saxophone) were separated at 0.69-0.81 rather than 0.90+.
     """
 
     def __init__(self, n_classes: int, n_mels: int = 64, channels: int = 16):
         super().__init__(n_mels, channels)
-        self.frames = nn.Sequential(nn.Conv1d(4 * channels * (n_mels // 8), 4 * channels, 1), nn.ReLU())
+        per_step = 4 * channels * (n_mels // 8)
+        self.frames = nn.Sequential(nn.MaxPool1d(4, ceil_mode=True), nn.Conv1d(per_step, 4 * channels, 1), nn.ReLU())
         self.head = nn.Conv1d(4 * channels, n_classes, 1)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.frames(self.features(mel).flatten(1, 2)))  # (batch, classes, frames)
+        logits = self.head(self.frames(self.features(mel).flatten(1, 2)))  # (batch, classes, steps)
         return torch.logsumexp(logits, -1) - math.log(logits.shape[-1])
 
 
@@ -215,8 +218,8 @@ def _accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 256) -> fl
     return hits / len(y)
 
 
-def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int,
-                   batch_size: int, learning_rate: float, seed: int, architecture: str = "pooled") -> tuple[nn.Module, list[float]]:
+def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int, batch_size: int,
+                   learning_rate: float, seed: int, architecture: str = "pooled") -> tuple[nn.Module, list[float]]:
     """Train a GenreCNN (or another of `ARCHITECTURES`) on log-mel inputs `x` (a tensor, or a `FeatureStore`: anything indexed by a tensor of row
     numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of shape (n, n_classes) (one
     independent sigmoid output per class, binary cross-entropy); Adam, seeded shuffling."""

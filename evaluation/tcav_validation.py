@@ -59,7 +59,7 @@ class ValidationArguments:
     learning_rate: float = 1e-3
     channels: int = 16
     architecture: str = "frames"  # FrameCNN: per-frame logits pooled over time (see evaluation.genre_classifier)
-    layer: str = "frames"  # each time step's features, after the per-frame dense layer (4 * channels per frame)
+    layer: str = "frames"  # each 0.32 s step's features, after the per-step dense layer (4 * channels per step)
     multi_label: bool = True  # one output per pool instrument and the planted one (else: planted present or not)
     random_sets: int = 10
     set_size: int = 60  # clips per concept set and per random set (fewer where too few clips are free)
