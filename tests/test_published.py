@@ -129,11 +129,12 @@ def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, 
     folder, _ = published
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     result = classifier_main(["--dataset", str(folder), "--output_dir", str(tmp_path / "cnn"), "--epochs", "1",
-                              "--duration_s", "0.5", "--channels", "4", "--num_classes", "2"])
+                              "--duration_s", "0.5", "--channels", "4", "--num_classes", "2", "--architecture", "frames"])
     assert result["source"]["dropped"] and len(result["classes"]) == 2
     assert not list((tmp_path / "cnn").glob("*.tmp"))  # the feature file is gone
-    report = tcav_main(["--dataset", str(folder), "--classifier", str(tmp_path / "cnn"), "--layer", "block1",
+    report = tcav_main(["--dataset", str(folder), "--classifier", str(tmp_path / "cnn"), "--layer", "frames",
                         "--concepts", "piano", "electronic music", "--min_examples", "3", "--batch_size", "4",
-                        "--output", str(tmp_path / "tcav.json")])
+                        "--concept_sets", "2", "--output", str(tmp_path / "tcav.json")])
+    assert {len(r["set_means"]) for r in report["results"]} == {2}  # each concept's positives dealt into two sets
     assert {r["concept"] for r in report["results"]} == {"piano", PublishedReader().taxonomy.concept_for("electronic music")}
     assert report["source"]["schema"] == "published"
