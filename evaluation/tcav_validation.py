@@ -11,14 +11,15 @@ significant results is the false-positive rate). "Concepts" made of random clips
 accuracy per concept is reported.
 
 What it takes (each measured on this experiment; numbers in the README):
-- A classifier whose gradients differ from clip to clip: `FrameCNN` (per-frame logits pooled over time) at its
-  per-frame layer `frames`. After `GenreCNN`'s average pooling the class gradient is nearly the same for every
-  clip, so a direction's TCAV score is 0 or 1 for the whole class and the random-vs-random null all or nothing.
+- A classifier whose gradients differ from clip to clip: `FrameCNN` (per-step logits, 0.32 s steps, pooled over
+  time) at its per-step layer `frames`. After `GenreCNN`'s average pooling the class gradient is nearly the same
+  for every clip, so a direction's TCAV score is 0 or 1 for the whole class and the random-vs-random null all or
+  nothing.
 - Multi-label training: a classifier trained on the planted concept alone has no reason to represent any other
   instrument, so their CAVs cannot separate them (accuracy near 0.5 was measured).
 - Several disjoint positive sets per concept (`concept_sets`, tested by `evaluation.tcav.concept_test`): even
-  then a random set's mean score swings from set to set (spread 0.1-0.2), so one set of the planted concept,
-  scoring 1.0, could not be told from a lucky random set after correction.
+  then a random set's mean score swings from set to set (0.2-0.9 for the trumpet's null), so one set of the
+  planted concept, scoring 1.0, could not be told from a lucky random set after correction.
 
     from evaluation.tcav_validation import ValidationArguments, run_validation
     report = run_validation(ValidationArguments(clips=4000), taxonomy)
@@ -58,7 +59,7 @@ class ValidationArguments:
     epochs: int = 12
     learning_rate: float = 1e-3
     channels: int = 16
-    architecture: str = "frames"  # FrameCNN: per-frame logits pooled over time (see evaluation.genre_classifier)
+    architecture: str = "frames"  # FrameCNN: per-step logits pooled over time (see evaluation.genre_classifier)
     layer: str = "frames"  # each 0.32 s step's features, after the per-step dense layer (4 * channels per step)
     multi_label: bool = True  # one output per pool instrument and the planted one (else: planted present or not)
     random_sets: int = 10
@@ -126,7 +127,8 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     # (as in the tcav stage), and its null comes from those random sets alone
     held = list(range(half, len(lists)))
     class_ids = [i for i in held if y[i] == 1][: args.class_size]
-    rest = [i for i in held if i not in set(class_ids)]
+    in_class = set(class_ids)
+    rest = [i for i in held if i not in in_class]
     pool, others = rest[: len(rest) // 2], rest[len(rest) // 2:]
     candidates = [args.planted, *args.instruments, *args.genres, *args.tempi]
     tested = [c for c in candidates if sum(c in lists[i] for i in pool) >= args.set_size]
