@@ -1,7 +1,7 @@
-"""TCAV validated against ground truth on rendered audio (evaluation/tcav_validation.py): a classifier learns which
-instruments a clip holds, one of them planted in half the clips and every other concept drawn independently; TCAV must
-call the planted concept significant after correction, far from 0.5, and at most 5 % of the independent concepts
-significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
+"""TCAV validated against ground truth on rendered audio (evaluation/tcav_validation.py): a classifier learns
+which instruments a clip holds, one of them planted in half the clips and every other concept drawn
+independently; TCAV must call the planted concept significant after correction, far from 0.5, and at most 5 % of
+the independent concepts significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
 
     .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 4000] [--layer frames] [--renderer_only]
 

@@ -130,7 +130,7 @@ class GenreClassifierArguments:
     duration_s: float = field(default=3.0, metadata={"help": "seconds of each clip the classifier sees"})
     channels: int = field(default=16, metadata={"help": "CNN width"})
     architecture: str = field(default="pooled", metadata={
-        "help": "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-frame logits pooled "
+        "help": "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-step logits pooled "
                 "by log-mean-exp; gradients that differ per clip, which TCAV's sign counts need)"})
     epochs: int = field(default=10, metadata={"help": "training epochs"})
     batch_size: int = field(default=16, metadata={"help": "batch size"})
@@ -221,8 +221,8 @@ def _accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 256) -> fl
 
 def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int, batch_size: int,
                    learning_rate: float, seed: int, architecture: str = "pooled") -> tuple[nn.Module, list[float]]:
-    """Train a GenreCNN (or another of `ARCHITECTURES`) on log-mel inputs `x` (a tensor, or a `FeatureStore`: anything indexed by a tensor of row
-    numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of shape (n, n_classes) (one
+    """Train a GenreCNN (or another of `ARCHITECTURES`) on log-mel inputs `x` (a tensor, or a `FeatureStore`:
+    anything indexed by a tensor of row numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of shape (n, n_classes) (one
     independent sigmoid output per class, binary cross-entropy); Adam, seeded shuffling."""
     set_seed(seed)
     model = architecture_class(architecture)(n_classes, n_mels, channels)

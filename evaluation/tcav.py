@@ -11,8 +11,9 @@ concept against the other random sets, giving R pseudo-concept mean scores; a tw
 form) asks whether the concept's mean score could be one of them, Bonferroni-corrected for the number of
 (concept, class) tests. With `--concept_sets m` > 1 the positives are dealt into m disjoint sets and Welch's
 test compares their m mean scores with the R pseudo-concepts' (`concept_test`): far more power when a random
-set's score swings widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of the R runs is reported too, as `p_value_runs_ttest`: it
-treats runs that share one concept set as independent, and calls even a random set of examples significant.)
+set's score swings widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of
+the R runs is reported too, as `p_value_runs_ttest`: it treats runs that share one concept set as independent,
+and calls even a random set of examples significant.)
 Writes a JSON report and a plot (non-significant results hatched).
 
 Any torch classifier can be used: `--classifier_import pkg.module:factory` returns (model, preprocess, classes),
@@ -185,12 +186,15 @@ def _tcav_class():
     from captum.concept import TCAV
 
     class OnceTCAV(TCAV):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.activated: set[tuple] = set()
+
         def generate_activation(self, layers, concept) -> None:
             key = (concept.id, tuple([layers] if isinstance(layers, str) else layers))
-            done = self.__dict__.setdefault("_activated", set())
-            if key not in done:
+            if key not in self.activated:
                 super().generate_activation(layers, concept)
-                done.add(key)
+                self.activated.add(key)
 
     return OnceTCAV
 
@@ -212,8 +216,8 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
         random_inputs: R model inputs, the random sets (R >= 2).
         class_inputs: class index -> model inputs of that class's examples.
     Returns:
-        {"results": [{concept, class, score_mean, score_std, random_mean, p_value, p_corrected, significant,
-        cav_accuracy}], "tests": n}
+        {"results": [{concept, class, score_mean, score_std, set_means, random_mean, p_value, p_corrected,
+        significant, cav_accuracy}], "tests": n}
     """
     from captum.concept import Concept
     from transformers import set_seed
@@ -369,6 +373,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
 
         class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
         check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
+
         def sets(ids: Sequence[str]) -> ConceptSets:
             m = max(1, min(args.concept_sets, len(ids) // args.min_examples))  # each set min_examples or more
             dealt = [ids[i] for i in rng.permutation(len(ids))]
