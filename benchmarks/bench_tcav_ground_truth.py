@@ -3,7 +3,7 @@ which instruments a clip holds, one of them planted in half the clips and every 
 independently; TCAV must call the planted concept significant after correction, far from 0.5, and at most 5 % of
 the independent concepts significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
 
-    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 4000] [--layer frames] [--renderer_only]
+    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 6000] [--layer frames] [--renderer_only]
 
 Also the renderer's own targets: seconds per 30 s clip on one core (>= 40x real time), two processes >= 1.6x one,
 and shards bit-identical across reruns and across one and two processes.
@@ -91,7 +91,7 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 192, seconds: float = 30.0) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run_dir", default="runs/bench/bench_tcav_ground_truth")
-    parser.add_argument("--clips", type=int, default=4000)
+    parser.add_argument("--clips", type=int, default=6000)
     parser.add_argument("--layer", default="frames")
     parser.add_argument("--stage_clips", type=int, default=192, help="clips of the process-scaling runs")
     parser.add_argument("--stage_seconds", type=float, default=30.0, help="their length")

@@ -22,7 +22,7 @@ What it takes (each measured on this experiment; numbers in the README):
   planted concept, scoring 1.0, could not be told from a lucky random set after correction.
 
     from evaluation.tcav_validation import ValidationArguments, run_validation
-    report = run_validation(ValidationArguments(clips=4000), taxonomy)
+    report = run_validation(ValidationArguments(clips=6000), taxonomy)
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class ValidationArguments:
     tempi: list[str] = field(default_factory=lambda: ["slow tempo", "medium tempo", "fast tempo", "swing feel",
                                                       "waltz time", "four on the floor"])
     instrument_rate: float = 0.3  # each pool instrument's chance to be in a list
-    clips: int = 4000  # rendered clips: half train the classifier, half make the concept and class sets
+    clips: int = 6000  # rendered clips: half train the classifier, half make the concept and class sets
     duration_s: float = 4.0
     epochs: int = 12
     learning_rate: float = 1e-3
@@ -63,7 +63,7 @@ class ValidationArguments:
     layer: str = "frames"  # each 0.32 s step's features, after the per-step dense layer (4 * channels per step)
     multi_label: bool = True  # one output per pool instrument and the planted one (else: planted present or not)
     random_sets: int = 10
-    set_size: int = 60  # clips per concept set and per random set (fewer where too few clips are free)
+    set_size: int = 90  # clips per concept set and per random set (fewer where too few are free); a CAV learns from 2/3
     concept_sets: int = 3  # disjoint positive sets per concept, tested together (evaluation.tcav.concept_test)
     class_size: int = 80  # clips with the planted concept whose directional derivatives are counted
     random_concepts: int = 5  # "concepts" made of random clips: the test's own false-positive rate

@@ -2,12 +2,13 @@
 with the ground truth of every clip (tempo, meter, key, mode, who plays what, each stem's share of the mix).
 
 The concept mapping lives in reviewed tables beside this module (`generation/data/render_*.tsv`): every
-instrument concept is a General MIDI program, a drum-kit preset or drum-map notes, with a role and a register;
-every tempo concept a tempo range and a feel; every genre a tempo range, a groove, a progression, a mode and
-comping and bass styles; every mood a mode, dynamics, density and register. Only the listed instruments play (a
-genre or mood changes how they play, never who plays), so a clip's instrument labels are exact. A concept the
-renderer cannot play faithfully is declared unrenderable in its table, with the reason; lists holding one are not
-rendered (the synthesis stage counts them).
+instrument concept is a General MIDI program (with the real instrument's range: notes outside it are moved by
+octaves into it), a drum-kit preset or drum-map notes, with a role and a register; every tempo concept a tempo
+range and a feel; every genre a tempo range, a groove, a progression, a mode and comping and bass styles; every
+mood a mode, dynamics, density and register. Only the listed instruments play (a genre or mood changes how they
+play, never who plays), so a clip's instrument labels are exact. A concept the renderer cannot play faithfully is
+declared unrenderable in its table, with the reason; lists holding one are not rendered (the synthesis stage
+counts them).
 
 Rendering: a fresh synthesizer per clip (a reused one leaks state between clips), the soundfont named explicitly
 (FluidR3_GM, MIT; never libfluidsynth's GPL default), samples loaded on demand, reverb and chorus off, every
@@ -64,7 +65,7 @@ class RenderTables:
     """The four reviewed tables, checked against the taxonomy: every concept has exactly one row."""
 
     def __init__(self, taxonomy: Taxonomy, tables: dict[str, Path] = TABLES):
-        columns = {"instrument": ("kind", "value", "role", "register", "note"),
+        columns = {"instrument": ("kind", "value", "role", "register", "range", "note"),
                    "tempo": ("bpm_min", "bpm_max", "feel", "note"),
                    "genre": ("bpm_min", "bpm_max", "groove", "progression", "mode", "comp", "bass", "sevenths", "note"),
                    "mood": ("mode", "dynamics", "density", "register", "note")}
@@ -104,6 +105,10 @@ def _check_row(path, number, category, v) -> None:
         need(v["kind"] in ("program", "kit", "drums"), "kind", "not program, kit, drums or unrenderable")
         need(all(x.isdigit() and int(x) < 128 for x in v["value"].split(",")), "value", "not MIDI numbers")
         need(v["role"] in ROLES, "role", "unknown role")
+        if v["kind"] == "program":
+            low, _, high = v["range"].partition("-")
+            need(low.isdigit() and high.isdigit() and int(low) + 12 <= int(high) < 128, "range",
+                 "not the lowest-highest MIDI note, an octave or more apart")
     elif category == "tempo":
         need(v["feel"] in FEELS, "feel", "unknown feel")
     elif category == "genre":
@@ -179,9 +184,20 @@ def arrange(tags: Sequence[str], tables: RenderTables, seed: int, duration_s: fl
             else:
                 base = REGISTERS[v["register"]] + root + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)
                 notes = _pitched(grid, v["role"], genre, progression, mode, sevenths, base, velocity, density, rng)
+                low, high = (int(x) for x in v["range"].split("-"))
+                notes = [(s, e, in_range(p, low, high), vel) for s, e, p, vel in notes]
             arr.notes += [(s, e, ch, p, vel) for s, e, p, vel in notes]
     arr.notes.sort()
     return arr
+
+
+def in_range(pitch: int, low: int, high: int) -> int:
+    """The pitch moved by octaves into [low, high] (the instrument's range, an octave or wider)."""
+    while pitch > high:
+        pitch -= 12
+    while pitch < low:
+        pitch += 12
+    return pitch
 
 
 class _Grid:
@@ -448,7 +464,7 @@ class SymbolicSynthesizer:
         self.sampling_rate = sampling_rate
         self.soundfont_sha256 = sha256_file(self.soundfont)
         self.name = f"symbolic FluidSynth ({self.soundfont.name} sha256:{self.soundfont_sha256[:16]})"
-        self.revision = "render-1"
+        self.revision = "render-2"  # render-2: notes moved into each instrument's range
         self.load_seconds = 0.0
 
     def render_row(self, tags: Sequence[str], seed: int, duration_s: float) -> Clip:

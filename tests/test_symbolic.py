@@ -106,8 +106,8 @@ def test_the_tcav_ground_truth_experiment_on_small_data(taxonomy):
     from evaluation.tcav_validation import ValidationArguments, run_validation
 
     pool = [i for i in ValidationArguments().instruments if i != "drum kit"]
-    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=240, duration_s=1.5,
-                                                epochs=20, set_size=5, concept_sets=2, class_size=16, random_sets=3,
+    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=300, duration_s=1.5,
+                                                epochs=20, set_size=8, concept_sets=2, class_size=16, random_sets=3,
                                                 random_concepts=1, max_independent=1, instrument_rate=0.4), taxonomy)
     # the planted concept, one other and one made of random clips
     assert report["tests"] == 3 and report["independent_concepts"] == 1 and report["random_concepts"] == 1
