@@ -45,6 +45,23 @@ def test_a_table_missing_a_concept_or_naming_an_unknown_feel_is_refused(taxonomy
         RenderTables(taxonomy, {**TABLES, "tempo": broken})
 
 
+def test_every_note_lies_in_its_instruments_range(taxonomy, tmp_path):
+    tables = RenderTables(taxonomy)
+    leads = ["trumpet", "flute", "saxophone", "violin", "trombone", "cello"]  # once played up to 1.5 octaves too high
+    for seed, mood in enumerate(["happy", "sad", "energetic"]):
+        arr = arrange(["jazz", mood, *leads, "fast tempo"], tables, seed, 4.0)
+        for concept in leads:
+            low, high = (int(x) for x in tables.rows[concept].values["range"].split("-"))
+            pitches = [n[3] for n in arr.notes if n[2] in arr.parts[concept]]
+            assert pitches and low <= min(pitches) and max(pitches) <= high, concept
+    rows = TABLES["instrument"].read_text().splitlines()
+    broken = tmp_path / "instrument.tsv"
+    broken.write_text("\n".join(line.replace("\t60-96\t", "\t96-60\t") if line.startswith("flute") else line
+                                for line in rows) + "\n")
+    with pytest.raises(DataError, match=r"instrument.tsv, row \d+, field 'range': not the lowest-highest MIDI note"):
+        RenderTables(taxonomy, {**TABLES, "instrument": broken})
+
+
 def test_rendering_is_deterministic_and_follows_the_list(synth):
     a = synth.render_row(["jazz", "mellow", "piano", "upright bass", "swing feel"], seed=3, duration_s=4.0)
     b = synth.render_row(["jazz", "mellow", "piano", "upright bass", "swing feel"], seed=3, duration_s=4.0)
