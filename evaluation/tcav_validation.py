@@ -20,6 +20,10 @@ What it takes (each measured on this experiment; numbers in the README):
 - Several disjoint positive sets per concept (`concept_sets`, tested by `evaluation.tcav.concept_test`): even
   then a random set's mean score swings from set to set (0.2-0.9 for the trumpet's null), so one set of the
   planted concept, scoring 1.0, could not be told from a lucky random set after correction.
+- Instruments that sound like themselves: the renderer keeps every note in its instrument's real range (a flute
+  or saxophone melody above it was missed by the classifier itself, 0.86-0.91 balanced held-out accuracy).
+- Sets of 90: a CAV at `frames` learns a sparsely sounding instrument (piano chords) slowly; from 40 clips per
+  side the piano's CAV reached 0.84-0.89, from 60 per side 0.90.
 
     from evaluation.tcav_validation import ValidationArguments, run_validation
     report = run_validation(ValidationArguments(clips=6000), taxonomy)
