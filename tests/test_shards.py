@@ -92,11 +92,14 @@ def test_a_process_slower_than_the_others_needs_no_collective_wait(tmp_path):
 def test_the_main_process_stops_when_another_process_failed(tmp_path):
     barrier = threading.Barrier(2)
     errors = {}
+    failing = threading.Event()
 
     def worker(p):
         def work(k, ids):
             if p == 1:
+                failing.set()
                 raise ValueError("bad shard")
+            failing.wait(timeout=60)  # else process 0 may claim every shard before process 1 claims one
             return table(k, ids)
 
         try:
