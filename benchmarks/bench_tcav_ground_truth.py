@@ -3,7 +3,8 @@ which instruments a clip holds, one of them planted in half the clips and every 
 independently; TCAV must call the planted concept significant after correction, far from 0.5, and at most 5 % of
 the independent concepts significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
 
-    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 6000] [--layer frames] [--renderer_only]
+    .venv/bin/python -m benchmarks.bench_tcav_ground_truth [--clips 6000] [--layer frames] [--seed 0]
+        [--renderer_only | --validation_only]
 
 Also the renderer's own targets: seconds per 30 s clip on one core (>= 40x real time), two processes >= 1.6x one,
 and shards bit-identical across reruns and across one and two processes.
@@ -95,16 +96,20 @@ def main() -> None:
     parser.add_argument("--layer", default="frames")
     parser.add_argument("--stage_clips", type=int, default=192, help="clips of the process-scaling runs")
     parser.add_argument("--stage_seconds", type=float, default=30.0, help="their length")
-    parser.add_argument("--renderer_only", action="store_true", help="the renderer's targets alone, no validation")
+    parser.add_argument("--seed", type=int, default=0, help="the validation's seed (lists, rendering, training)")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--renderer_only", action="store_true", help="the renderer's targets alone, no validation")
+    only.add_argument("--validation_only", action="store_true", help="the validation alone")
     args = parser.parse_args()
     taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
-    renderer = {**speed(taxonomy), **stage_runs(Path(args.run_dir), taxonomy, args.stage_clips, args.stage_seconds),
-                "stage_clips": args.stage_clips, "stage_seconds": args.stage_seconds}
+    renderer = {} if args.validation_only else {
+        **speed(taxonomy), **stage_runs(Path(args.run_dir), taxonomy, args.stage_clips, args.stage_seconds),
+        "stage_clips": args.stage_clips, "stage_seconds": args.stage_seconds}
     if args.renderer_only:
         print(json.dumps(renderer))
         return
     start = time.perf_counter()
-    report = run_validation(ValidationArguments(clips=args.clips, layer=args.layer, duration_s=3.0), taxonomy)
+    report = run_validation(ValidationArguments(clips=args.clips, layer=args.layer, duration_s=3.0, seed=args.seed), taxonomy)
     report.pop("arguments")
     report["validation_seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps({**report, **renderer}))
