@@ -29,14 +29,16 @@ IDS = [f"x-{i:02d}" for i in range(8)]  # 4 shards of 2
 def test_a_faster_process_takes_the_shards_a_slower_one_has_not_started(tmp_path):
     """Process 0 is held in its first shard until process 1 has finished three: process 1 must take shard 2
     (process 0's by round-robin) instead of leaving it to wait."""
-    barrier, release = threading.Barrier(2), threading.Event()
+    barrier, release, started = threading.Barrier(2), threading.Event(), threading.Event()
     by_process = {0: [], 1: []}
     counts = {}
 
     def worker(p):
         def work(k, ids):
             if p == 0 and k == 0:
+                started.set()
                 assert release.wait(timeout=60)
+            assert started.wait(timeout=60)  # else process 1 may claim every shard before process 0 claims one
             by_process[p].append(k)
             if p == 1 and len(by_process[1]) == 3:
                 release.set()
@@ -59,7 +61,7 @@ def test_a_process_slower_than_the_others_needs_no_collective_wait(tmp_path):
     """The main process is held in its shard until process 1 has returned from `run_sharded`: with a barrier at the
     end, process 1 could not return and the run would stall (and, under a process group, time out). The only
     collective call is the short one at the start."""
-    barrier, returned = threading.Barrier(2), threading.Event()
+    barrier, returned, started = threading.Barrier(2), threading.Event(), threading.Event()
     calls = {0: 0, 1: 0}
 
     class Counting(ThreadState):
@@ -72,7 +74,9 @@ def test_a_process_slower_than_the_others_needs_no_collective_wait(tmp_path):
     def worker(p):
         def work(k, ids):
             if p == 0:
+                started.set()
                 assert returned.wait(timeout=60), "process 1 never returned: it waited for the slow process"
+            assert started.wait(timeout=60)  # else process 1 may claim every shard before process 0 claims one
             return table(k, ids)
 
         counts[p] = run_sharded(IDS, 2, tmp_path, work, Counting(p, barrier))
