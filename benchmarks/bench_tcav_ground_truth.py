@@ -109,7 +109,8 @@ def main() -> None:
         print(json.dumps(renderer))
         return
     start = time.perf_counter()
-    report = run_validation(ValidationArguments(clips=args.clips, layer=args.layer, duration_s=3.0, seed=args.seed), taxonomy)
+    arguments = ValidationArguments(clips=args.clips, layer=args.layer, duration_s=3.0, seed=args.seed)
+    report = run_validation(arguments, taxonomy)
     report.pop("arguments")
     report["validation_seconds"] = round(time.perf_counter() - start, 1)
     print(json.dumps({**report, **renderer}))

@@ -23,7 +23,7 @@ What it takes (each measured on this experiment; numbers in the README):
 - Instruments that sound like themselves: the renderer keeps every note in its instrument's real range (a flute
   or saxophone melody above it was missed by the classifier itself, 0.86-0.91 balanced held-out accuracy).
 - Sets of 90: a CAV at `frames` learns a sparsely sounding instrument (piano chords) slowly; from 40 clips per
-  side the piano's CAV reached 0.84-0.89, from 60 per side 0.90.
+  side the piano's CAV reached 0.84-0.89, from 60 per side 0.90-0.91 (two seeds).
 
     from evaluation.tcav_validation import ValidationArguments, run_validation
     report = run_validation(ValidationArguments(clips=6000), taxonomy)
@@ -67,7 +67,7 @@ class ValidationArguments:
     layer: str = "frames"  # each 0.32 s step's features, after the per-step dense layer (4 * channels per step)
     multi_label: bool = True  # one output per pool instrument and the planted one (else: planted present or not)
     random_sets: int = 10
-    set_size: int = 90  # clips per concept set and per random set (fewer where too few are free); a CAV learns from 2/3
+    set_size: int = 90  # clips per concept set and per random set (fewer where too few are free)
     concept_sets: int = 3  # disjoint positive sets per concept, tested together (evaluation.tcav.concept_test)
     class_size: int = 80  # clips with the planted concept whose directional derivatives are counted
     random_concepts: int = 5  # "concepts" made of random clips: the test's own false-positive rate

@@ -105,6 +105,7 @@ def _check_row(path, number, category, v) -> None:
         need(v["kind"] in ("program", "kit", "drums"), "kind", "not program, kit, drums or unrenderable")
         need(all(x.isdigit() and int(x) < 128 for x in v["value"].split(",")), "value", "not MIDI numbers")
         need(v["role"] in ROLES, "role", "unknown role")
+        need(v["kind"] == "program" or v["role"] in DRUM_ROLES, "role", "a kit or drum notes need a drum role")
         if v["kind"] == "program":
             low, _, high = v["range"].partition("-")
             need(low.isdigit() and high.isdigit() and int(low) + 12 <= int(high) < 128, "range",
