@@ -60,6 +60,12 @@ class Row:
     values: dict  # the table's columns
     reason: str | None  # why the concept cannot be rendered, or None
 
+    @property
+    def pitch_range(self) -> tuple[int, int]:
+        """A program instrument's real range: its lowest and highest MIDI note (checked when the table is read)."""
+        low, high = self.values["range"].split("-")
+        return int(low), int(high)
+
 
 class RenderTables:
     """The four reviewed tables, checked against the taxonomy: every concept has exactly one row."""
@@ -185,7 +191,7 @@ def arrange(tags: Sequence[str], tables: RenderTables, seed: int, duration_s: fl
             else:
                 base = REGISTERS[v["register"]] + root + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)
                 notes = _pitched(grid, v["role"], genre, progression, mode, sevenths, base, velocity, density, rng)
-                low, high = (int(x) for x in v["range"].split("-"))
+                low, high = row.pitch_range
                 notes = [(s, e, in_range(p, low, high), vel) for s, e, p, vel in notes]
             arr.notes += [(s, e, ch, p, vel) for s, e, p, vel in notes]
     arr.notes.sort()

@@ -51,7 +51,7 @@ def test_every_note_lies_in_its_instruments_range(taxonomy, tmp_path):
     for seed, mood in enumerate(["happy", "sad", "energetic"]):
         arr = arrange(["jazz", mood, *leads, "fast tempo"], tables, seed, 4.0)
         for concept in leads:
-            low, high = (int(x) for x in tables.rows[concept].values["range"].split("-"))
+            low, high = tables.rows[concept].pitch_range
             pitches = [n[3] for n in arr.notes if n[2] in arr.parts[concept]]
             assert pitches and low <= min(pitches) and max(pitches) <= high, concept
     rows = TABLES["instrument"].read_text().splitlines()
