@@ -55,7 +55,7 @@ logger = get_logger("pipeline")
 class Stage:
     name: str
     module: str  # its entry point: `python -m <module>`, whose main(argv) this calls
-    inputs: tuple[str, ...]  # files in the run directory (or "repo:" files) whose bytes it depends on
+    inputs: tuple[str, ...]  # files in the run directory ("repo:" files, "cache:" files) whose bytes it depends on
     outputs: tuple[str, ...]  # the files and folders it writes there; its record lists every file in them
     args: Callable[[Path], list[str]]  # argv pointing it at the run directory
     clean: tuple[str, ...] = ()  # removed before a rerun caused by changed inputs, arguments or --force
@@ -88,6 +88,8 @@ def _r_assemble(d):
     s = read_json(d / "dataset" / "build_summary.json")
     return s.get("examples", ""), s.get("per_split", ""), s.get("rejected", {})
 
+
+AUDIT_MODELS = ("MTT_musicnn", "MSD_musicnn")  # the audit's default taggers, whose converted weights it depends on
 
 STAGES = [
     Stage("taxonomy", "builder.taxonomy", ("repo:builder/data/concepts.tsv", "repo:builder/data/spelling.tsv"),
@@ -135,13 +137,20 @@ STAGES = [
     Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),
           lambda d: ["--dataset", str(d / "dataset"), "--clap_dir", str(d / "clap_scores"),
                      "--output", str(d / "fad_report.json")], optional=True),
-    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json"), ("dataset/README.md", "dataset/images", "dataset/checksums.json"),
+    Stage("audit", "probing.audit", ("dataset/build_summary.json", *(f"cache:musicnn/{m}.json" for m in AUDIT_MODELS)),
+          ("tagger_audit.json", "tagger_audit.png"),
+          lambda d: ["--dataset", str(d / "dataset"), "--output", str(d / "tagger_audit.json")],
+          report=lambda d: ("", len(read_json(d / "tagger_audit.json").get("models", {})),
+                            {f"skipped: {m}": "not converted" for m in read_json(d / "tagger_audit.json").get("skipped_models", {})})),
+    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json", "tagger_audit.json"),
+          ("dataset/README.md", "dataset/images", "dataset/checksums.json"),
           lambda d: ["--dataset", str(d / "dataset"),
-                     *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else [])]),
+                     *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else []),
+                     *(["--tagger_audit", str(d / "tagger_audit.json")] if (d / "tagger_audit.json").is_file() else [])]),
     Stage("genre_classifier", "evaluation.genre_classifier", ("dataset/build_summary.json",), ("genre_cnn",),
           lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")]),
-    Stage("tcav", "evaluation.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json", "tcav_report.png"),
-          lambda d: ["--dataset", str(d / "dataset"), "--classifier", str(d / "genre_cnn"),
+    Stage("tcav", "probing.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json", "tcav_report.png"),
+          lambda d: ["--dataset", str(d / "dataset"), "--model", str(d / "genre_cnn"),
                      "--output", str(d / "tcav_report.json")],
           report=lambda d: ("", len(read_json(d / "tcav_report.json").get("results", [])), {})),
 ]
@@ -152,7 +161,12 @@ def _fingerprint(stage: Stage, preset: Path, out: Path) -> str:
     """What a stage's outputs depend on: its preset keys as written and the bytes of its inputs."""
     h = hashlib.sha256(json.dumps(load_preset(preset, stage.name, expand=False), sort_keys=True, default=str).encode())
     for name in stage.inputs:
-        path = REPO_ROOT / name[len("repo:"):] if name.startswith("repo:") else out / name
+        if name.startswith("cache:"):  # a file of the user's cache (converted weights): its record, not its bytes
+            from probing.musicnn import cache_dir
+
+            path = cache_dir() / name[len("cache:"):]
+        else:
+            path = REPO_ROOT / name[len("repo:"):] if name.startswith("repo:") else out / name
         h.update(name.encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()

@@ -184,8 +184,8 @@ def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int
         "card": ("card.render", ["--dataset", str(dataset)]),
         "genre_classifier": ("evaluation.genre_classifier", ["--dataset", str(dataset), "--output_dir", str(run / "genre_cnn"),
                                                              "--epochs", "3"]),
-        "tcav": ("evaluation.tcav", ["--dataset", str(dataset), "--classifier", str(run / "genre_cnn"),
-                                     "--max_concepts", "2", "--output", str(run / "tcav_report.json")]),
+        "tcav": ("probing.tcav", ["--dataset", str(dataset), "--model", str(run / "genre_cnn"),
+                                  "--max_concepts", "2", "--output", str(run / "tcav_report.json")]),
     }
     results = {name: measure(run, name, module, argv) for name, (module, argv) in stages.items()}
     dataset_mb = folder_bytes(dataset) / 2**20

@@ -11,6 +11,7 @@ parquet files are. It renders what it is given: the folder's own `build_summary.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,13 +108,14 @@ LICENSES = {
 
 
 def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, concept_summary: dict, summary: dict,
-                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None) -> str:
+                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None, audit: dict | None = None) -> str:
     """Write README.md and images/ into `folder`; returns the card's text.
 
     Args:
         examples: rows of the default config (caption, tags, clap_score, provenance columns).
         summary: the folder's build_summary.json (version, per_split, configs, clap_model, rejected, ...).
         fad: FAD per split against a reference set (evaluation.fad), if measured.
+        audit: the tagger audit (probing.audit's report), if run.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -151,9 +153,21 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
+        **audit_fields(audit),
     )
     card.save(folder / "README.md")
     return str(card)
+
+
+def audit_fields(audit: dict | None) -> dict:
+    """The template's view of the tagger audit (probing.audit's report): its rows, the splits in order, counts."""
+    if not audit:
+        return {"audit": None, "audit_skipped": None}
+    rows = audit.get("summary", [])
+    splits = [s for s in ("train", "validation", "test") if any(s in r["splits"] for r in rows)]
+    return {"audit": rows, "audit_splits": splits, "audit_confirmed": sum(r["verdict"] == "confirmed" for r in rows),
+            "audit_no_counterpart": {name: e["no_counterpart"] for name, e in audit["models"].items()},
+            "audit_skipped": "; ".join(audit.get("skipped_models", {}).values()) or None}
 
 
 def _mean(values) -> str:
@@ -177,6 +191,7 @@ class CardArguments:
     repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
     license: str = field(default=DATA_LICENSE, metadata={"help": f"data licence: {' or '.join(LICENSES)}"})
     fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
+    tagger_audit: str | None = field(default=None, metadata={"help": "the tagger audit (probing.audit) to show"})
 
 
 ARGUMENTS = CardArguments  # what this stage's preset section may hold
@@ -193,8 +208,17 @@ def main(argv: Sequence[str] | None = None) -> str:
         if not Path(args.fad_report).is_file():
             raise DataError(args.fad_report, "FAD report not found (make it with `python -m evaluation.fad`)")
         fad = read_json(args.fad_report)["fad_per_split"]
+    audit = None
+    if args.tagger_audit:
+        audit = read_json(args.tagger_audit)
+        if not audit:
+            raise DataError(args.tagger_audit, "tagger audit not found (make it with `python -m probing.audit`)")
+        plot = Path(args.tagger_audit).with_suffix(".png")
+        if audit["models"] and plot.is_file():
+            (folder / "images").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plot, folder / "images" / "tagger_audit.png")
     text = render_card(folder, read_examples(folder, summary["configs"]["default"]), Taxonomy.load(folder / "taxonomy.json"),
-                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad)
+                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad, audit)
     write_folder_record(folder)  # last: the record of the finished folder, which the push verifies
     logger.info("wrote the card of %s (%d characters)", folder, len(text))
     return text

@@ -144,8 +144,14 @@ class AudioSplit:
             self.rows = [{**r, "index": i} for i, r in enumerate(source)]
         self.position = {r["id"]: r["index"] for r in self.rows}
 
-    def clips(self, ids: Sequence[str], seconds: float | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    def clips(self, ids: Sequence[str], seconds: float | None = None,
+              sampling_rate: int = SAMPLING_RATE) -> Iterator[tuple[str, np.ndarray]]:
         """(id, waveform) for every id, in storage order: each needed row group is read once."""
+        for id_, data in self.encoded(ids):
+            yield id_, read_wave(data, seconds, sampling_rate)
+
+    def encoded(self, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """(id, encoded audio bytes) for every id, in storage order, nothing decoded."""
         missing = [i for i in ids if i not in self.position]
         if missing:
             raise DataError(self.dataset, f"split {self.split_name!r} has no example {missing[0]!r}")
@@ -163,12 +169,12 @@ class AudioSplit:
                         if not clip or not clip.get("bytes"):
                             raise DataError(self.files[f], f"split {self.split_name!r}, id {id_!r}, field "
                                             f"{self.audio_column!r}: no audio bytes")
-                        yield id_, read_wave(clip["bytes"], seconds)
+                        yield id_, clip["bytes"]
 
-    def features(self, ids: Sequence[str], preprocess: Callable, samples: int, path: Path,
-                 batch_size: int = 64) -> tuple[FeatureStore, dict[str, int]]:
-        """Model inputs of `ids` (their first `samples` samples through `preprocess`) in a FeatureStore at `path`,
-        computed in one pass over the split; and each id's row in it."""
+    def features(self, ids: Sequence[str], preprocess: Callable, samples: int, path: Path, batch_size: int = 64,
+                 sampling_rate: int = SAMPLING_RATE) -> tuple[FeatureStore, dict[str, int]]:
+        """Model inputs of `ids` (their first `samples` samples at `sampling_rate` through `preprocess`) in a
+        FeatureStore at `path`, computed in one pass over the split; and each id's row in it."""
         store, row_of, batch = FeatureStore(path), {}, []
 
         def flush():
@@ -178,7 +184,7 @@ class AudioSplit:
                 row_of[id_] = len(row_of)
             batch.clear()
 
-        for id_, wave in self.clips(list(dict.fromkeys(ids)), samples / SAMPLING_RATE):
+        for id_, wave in self.clips(list(dict.fromkeys(ids)), samples / sampling_rate, sampling_rate):
             batch.append((id_, wave))
             if len(batch) == batch_size:
                 flush()
@@ -198,7 +204,8 @@ class AudioSplit:
             raise ConfigError(str(e)) from None
 
     def concept_sets(self, concepts: Sequence[str] | None = None) -> dict[str, dict]:
-        """{concept: {"positive": [ids], "random": {set index: [ids]}}}: the dataset's `concepts` config, or for a
+        """{concept: {"positive": [ids], "negative": [ids], "random": {set index: [ids]}}}: the dataset's `concepts`
+        config, or for a
         published dataset sets built here with assembly's rules."""
         members: dict[str, dict] = {}
         if self.published:
@@ -215,9 +222,9 @@ class AudioSplit:
             rows = sets
         for r in rows:
             role = r["role"] if roles is None else roles[r["role"]]
-            entry = members.setdefault(r["concept"], {"positive": [], "random": {}})
-            if role == "positive":
-                entry["positive"].append(r["id"])
+            entry = members.setdefault(r["concept"], {"positive": [], "negative": [], "random": {}})
+            if role in ("positive", "negative"):
+                entry.setdefault(role, []).append(r["id"])
             elif role == "random":
                 entry["random"].setdefault(r["set_index"], []).append(r["id"])
         return members

@@ -1,67 +1,31 @@
-"""TCAV (Kim et al., 2018) on the dataset's concept sets, through captum.concept.
-
-    python -m evaluation.tcav --dataset runs/demo/dataset --classifier runs/demo/genre_cnn --layer block2 \\
-        --concepts "electric guitar" piano "fast tempo"
+"""TCAV (Kim et al., 2018) on concept sets, through captum.concept: the statistics. The command that runs it on a
+dataset and any model is `python -m probing.tcav`.
 
 For each concept and each of R random sets: a linear CAV (logistic regression through captum's Classifier
-interface, held-out accuracy reported) separating the layer's activations of the concept's positives from those of the random set; the
-TCAV score per class is the share of that class's examples whose directional derivative of the class logit
-along the CAV is positive. The null comes from random-vs-random runs: each random set in turn plays the
-concept against the other random sets, giving R pseudo-concept mean scores; a two-sided t-test (prediction
-form) asks whether the concept's mean score could be one of them, Bonferroni-corrected for the number of
-(concept, class) tests. With `--concept_sets m` > 1 the positives are dealt into m disjoint sets and Welch's
-test compares their m mean scores with the R pseudo-concepts' (`concept_test`): far more power when a random
-set's score swings widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of
-the R runs is reported too, as `p_value_runs_ttest`: it treats runs that share one concept set as independent,
-and calls even a random set of examples significant.)
-Writes a JSON report and a plot (non-significant results hatched).
-
-Any torch classifier can be used: `--classifier_import pkg.module:factory` returns (model, preprocess, classes),
-where preprocess maps a (batch, samples) waveform tensor to the model's input.
+interface, held-out accuracy reported) separating the layer's activations of the concept's positives from those
+of the random set; the TCAV score per class is the share of that class's examples whose directional derivative
+of the class logit along the CAV is positive. The null comes from random-vs-random runs: each random set in turn
+plays the concept against the other random sets, giving R pseudo-concept mean scores; a two-sided t-test
+(prediction form) asks whether the concept's mean score could be one of them, Bonferroni-corrected for the number
+of (concept, class) tests. With m > 1 disjoint positive sets per concept (`ConceptSets`) Welch's test compares
+their m mean scores with the R pseudo-concepts' (`concept_test`): far more power when a random set's score swings
+widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of the R runs is
+reported too, as `p_value_runs_ttest`: it treats runs that share one concept set as independent, and calls even a
+random set of examples significant.)
 """
 
 from __future__ import annotations
 
-import importlib
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from core.config import cli, get_logger, parse_args, run_dir
 from core.errors import ConfigError, DataError
-from core.io import write_json
-
-logger = get_logger(__name__)
-
-
-@dataclass
-class TCAVArguments:
-    """Run TCAV for concepts of an assembled dataset on a classifier layer."""
-
-    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder or Hub id (default: run dir/dataset)"})
-    classifier: str | None = field(default=None, metadata={"help": "genre CNN checkpoint folder (default: run dir/genre_cnn)"})
-    classifier_import: str | None = field(default=None, metadata={"help": "'module:factory' returning (model, preprocess, classes)"})
-    layer: str = field(default="block2", metadata={"help": "layer name (model.named_modules())"})
-    concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to test (default: the largest sets)"})
-    max_concepts: int = field(default=4, metadata={"help": "with no --concepts, test this many of the largest"})
-    split: str = field(default="train", metadata={"help": "split whose concept sets and examples are used"})
-    min_examples: int = field(default=5, metadata={"help": "fewest positives (and per random set) for a concept"})
-    alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
-    seed: int = field(default=0, metadata={"help": "seed of CAV training"})
-    batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
-    concept_sets: int = field(default=1, metadata={
-        "help": "deal each concept's positives into this many disjoint sets, tested together (Welch's test of their "
-                "mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"})
-    max_set_size: int = field(default=500, metadata={
-        "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training holds "
-                "a set's activations in memory, which must not grow with the dataset"})
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
 
 
 def resolve_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -289,11 +253,12 @@ def plot_report(report: dict, path: Path) -> None:
 
     results = report["results"]
     concepts = list(dict.fromkeys(r["concept"] for r in results))
-    classes = report["classes"]
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(concepts) * len(classes) / 3), 4))
-    width = 0.8 / max(len(classes), 1)
-    for j, cls in enumerate(classes):
-        rows = [next(r for r in results if r["concept"] == c and r["class"] == j) for c in concepts]
+    tested = list(dict.fromkeys(r["class"] for r in results))  # output indices; report["classes"] names them
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(concepts) * len(tested) / 3), 4))
+    width = 0.8 / max(len(tested), 1)
+    for j, k in enumerate(tested):
+        cls = report["classes"][k]
+        rows = [next(r for r in results if r["concept"] == c and r["class"] == k) for c in concepts]
         xs = np.arange(len(concepts)) + j * width
         bars = ax.bar(xs, [r["score_mean"] for r in rows], width, yerr=[r["score_std"] for r in rows], label=cls)
         for bar, r in zip(bars, rows):
@@ -316,93 +281,3 @@ def format_table(report: dict) -> str:
         lines.append(f"{r['concept']:<22} {report['classes'][r['class']]:<14} {r['score_mean']:>6.3f} {r['random_mean']:>7.3f} "
                      f"{r['p_corrected']:>8.4f} {r['cav_accuracy']:>8.3f}  {'yes' if r['significant'] else 'no'}")
     return "\n".join(lines)
-
-
-def _load_model(args: TCAVArguments, out: Path) -> tuple[nn.Module, Callable, list[str]]:
-    if args.classifier_import:
-        module, _, factory = args.classifier_import.partition(":")
-        try:
-            return getattr(importlib.import_module(module), factory)()
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"cannot import classifier {args.classifier_import!r} ({e})") from None
-    from evaluation.genre_classifier import load_classifier
-
-    return load_classifier(args.classifier or out / "genre_cnn")
-
-
-def run_tcav(args: TCAVArguments, out: Path) -> dict:
-    from evaluation.audio_data import AudioSplit, StoreBatches
-
-    dataset = args.dataset or str(out / "dataset")
-    model, preprocess, classes = _load_model(args, out)
-    resolve_layer(model, args.layer)
-    audio = AudioSplit(dataset, args.split)
-    wanted = [audio.resolve(c) for c in args.concepts]  # a published dataset's concepts may use either taxonomy's names
-    members = audio.concept_sets(wanted or None)
-    chosen = wanted or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
-    missing = [c for c in chosen if c not in members]
-    if missing:
-        raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
-    rng = np.random.default_rng(args.seed)
-
-    def capped(ids: Sequence[str]) -> list[str]:
-        return list(ids) if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
-
-    for c in chosen:
-        validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
-        members[c]["positive"] = capped(members[c]["positive"])
-    samples = getattr(preprocess, "samples", None)
-    if samples is None:
-        raise ConfigError("the classifier's preprocess must say how many samples it reads (a `samples` attribute)")
-    # the random sets of the first concept serve every concept, so all are tested against the same null; they
-    # must exclude every tested concept's positives
-    positives = {i for c in chosen for i in members[c]["positive"]}
-    random_ids = [[i for i in s if i not in positives] for s in members[chosen[0]]["random"].values()]
-    random_ids = [capped(s) for s in random_ids if len(s) >= args.min_examples]
-    if len(random_ids) < 2:
-        raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
-    genre_classes = {k: capped([r["id"] for r in audio.rows if c in r["genre"]]) for k, c in enumerate(classes)}
-    needed = [i for c in chosen for i in members[c]["positive"]] + [i for s in random_ids for i in s] + \
-        [i for ids in genre_classes.values() for i in ids]
-    output = Path(args.output or out / "tcav_report.json")
-    # the model inputs of every clip used, in one pass over the split, kept in a file while TCAV reads them
-    store, row_of = audio.features(needed, preprocess, samples, output.with_name(output.name + ".features.tmp"))
-    try:
-        def inputs(ids: Sequence[str]) -> StoreBatches:
-            return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
-
-        class_inputs = {k: inputs(ids) for k, ids in genre_classes.items() if ids}
-        check_logits(model, next(iter(next(iter(class_inputs.values())))), len(classes))
-
-        def sets(ids: Sequence[str]) -> ConceptSets:
-            m = max(1, min(args.concept_sets, len(ids) // args.min_examples))  # each set min_examples or more
-            dealt = [ids[i] for i in rng.permutation(len(ids))]
-            return ConceptSets(inputs(sorted(dealt[k::m])) for k in range(m))
-
-        report = tcav_scores(model, args.layer, {c: sets(members[c]["positive"]) for c in chosen},
-                             [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
-    finally:
-        store.close()
-    report.update(layer=args.layer, classes=classes, split=args.split, arguments=asdict(args),
-                  note="A tiny model trained on a tiny dataset gives no musical meaning; this run checks the machinery.")
-    if audio.reader is not None:
-        report["source"] = {"schema": "published", **audio.reader.report()}
-    return report
-
-
-ARGUMENTS = TCAVArguments  # what this stage's preset section may hold
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(ARGUMENTS, "tcav", argv)
-    out = run_dir()
-    report = run_tcav(args, out)
-    output = Path(args.output or out / "tcav_report.json")
-    write_json(output, report)
-    plot_report(report, output.with_suffix(".png"))
-    logger.info("TCAV at layer %s (%s split)\n%s", args.layer, args.split, format_table(report))
-    return report
-
-
-if __name__ == "__main__":
-    cli(main)

@@ -23,3 +23,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -r requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
 .venv/bin/python -c "import torch, transformers, datasets, trl, torchcodec, fluidsynth, mido" # fails loudly if the install did not
+# the pretrained musicnn taggers (PyPI's musicnn 0.1.0 wheel, ISC), converted once to safetensors in the user's cache
+# (~/.cache/conceptcaps/musicnn) for the tagger audit and probing; without PyPI the audit is a counted skip
+if ! ls "${CONCEPTCAPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conceptcaps}"/musicnn/M*_musicnn.safetensors >/dev/null 2>&1; then
+  .venv/bin/python -m probing.convert_musicnn \
+    || echo "warning: musicnn weights not converted (python -m probing.convert_musicnn); the tagger audit will be skipped" >&2
+fi

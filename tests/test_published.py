@@ -124,7 +124,7 @@ def test_republish_gives_our_layout_that_load_dataset_opens(published, tmp_path)
 
 def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, monkeypatch):
     from evaluation.genre_classifier import main as classifier_main
-    from evaluation.tcav import main as tcav_main
+    from probing.tcav import main as tcav_main
 
     folder, _ = published
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
@@ -132,7 +132,7 @@ def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, 
                               "--duration_s", "0.5", "--channels", "4", "--num_classes", "2", "--architecture", "frames"])
     assert result["source"]["dropped"] and len(result["classes"]) == 2
     assert not list((tmp_path / "cnn").glob("*.tmp"))  # the feature file is gone
-    report = tcav_main(["--dataset", str(folder), "--classifier", str(tmp_path / "cnn"), "--layer", "frames",
+    report = tcav_main(["--dataset", str(folder), "--model", str(tmp_path / "cnn"), "--layer", "frames",
                         "--concepts", "piano", "electronic music", "--min_examples", "3", "--batch_size", "4",
                         "--concept_sets", "2", "--output", str(tmp_path / "tcav.json")])
     assert {len(r["set_means"]) for r in report["results"]} == {2}  # each concept's positives dealt into two sets

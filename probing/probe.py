@@ -1,0 +1,233 @@
+"""Layer-wise concept probes on any audio model, with controls.
+
+    python -m probing.probe --model MIT/ast-finetuned-audioset-10-10-0.4593 --dataset <repo or folder>
+    python -m probing.probe --model musicnn:MTT_musicnn --dataset runs/demo/dataset --concepts piano "fast tempo"
+    python -m probing.probe --model runs/demo/genre_cnn --layers block2 block3 --pooling max
+
+For each concept and layer: a linear probe (standardised features, L2 logistic regression) trained on the train
+split's positives against their confound-matched negatives, scored on the test split's sets (clips never seen in
+training) by balanced accuracy, with a 95 % bootstrap interval over the test clips. Two controls beside every
+figure: the same probe on a randomly initialised copy of the same architecture (seeded), and the same probe trained
+on shuffled labels. Selectivity is the accuracy minus the random-init control's: what the trained weights add over
+what the architecture and the input features give by themselves.
+
+Every layer's activations come from one forward pass per clip and are stored (`probing.activations`): a second
+run on the same model and clips decodes and runs nothing. Concept sets are at most `--max_set_size` clips (a seeded
+sample), so memory stays flat in the dataset's size. Writes a JSON report, a layer x concept heatmap of selectivity
+(PNG) and a markdown table; a concept with too few train or test examples is a counted skip.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.config import cli, get_logger, parse_args, run_dir
+from core.constants import CATEGORIES
+from core.errors import ConfigError, DataError
+from core.io import write_json, write_text
+from probing.activations import ActivationCache
+from probing.models import POOLINGS, describe, load_model
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class ProbeArguments:
+    """Fit layer-wise linear concept probes on a model's activations, with random-init and shuffled-label controls."""
+
+    model: str = field(default="", metadata={"help": "Hub id or folder of an audio model, a genre CNN folder, "
+                                                     "musicnn:MTT_musicnn, or pkg.module:factory"})
+    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
+    concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to probe (default: every concept with sets)"})
+    layers: list[str] = field(default_factory=list, metadata={"help": "layers (default: the model's probing layers)"})
+    pooling: str = field(default="mean", metadata={"help": f"pooling of a layer's activations over time: {POOLINGS}"})
+    seconds: float | None = field(default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"})
+    train_split: str = field(default="train", metadata={"help": "split whose sets train the probes"})
+    test_split: str = field(default="test", metadata={"help": "split whose sets score them"})
+    min_train: int = field(default=5, metadata={"help": "fewest train positives (and negatives) for a concept"})
+    min_test: int = field(default=5, metadata={"help": "fewest test positives (and negatives) for a concept"})
+    max_set_size: int = field(default=500, metadata={"help": "at most this many clips per role and split (seeded sample)"})
+    regularisation: float = field(default=1.0, metadata={"help": "inverse L2 strength C of the logistic regression"})
+    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples of the test clips"})
+    seed: int = field(default=0, metadata={"help": "seed of sampling, the control's weights, shuffling and bootstrap"})
+    batch_size: int = field(default=16, metadata={"help": "clips per forward pass"})
+    cache_dir: str | None = field(default=None, metadata={"help": "activation store (default: run dir/activations)"})
+    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/probe_report.json)"})
+
+    def __post_init__(self):
+        if not self.model:
+            raise ValueError("--model is required")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"--pooling must be one of {POOLINGS}")
+
+
+def balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([np.mean(predicted[y == c] == c) for c in (0, 1)]))
+
+
+def bootstrap_interval(y: np.ndarray, predicted: np.ndarray, n: int, rng: np.random.Generator) -> list[float]:
+    """95 % percentile interval of the balanced accuracy over resamples of the test clips (within each class, so
+    every resample has both)."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    stats = []
+    for _ in range(n):
+        p, q = rng.choice(pos, len(pos)), rng.choice(neg, len(neg))
+        stats.append(0.5 * (np.mean(predicted[p] == 1) + np.mean(predicted[q] == 0)))
+    return [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def fit_probe(x_train, y_train, x_test, regularisation: float):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=regularisation, max_iter=2000))
+    probe.fit(x_train, y_train)
+    return probe.predict(x_test)
+
+
+def probe_concept(train: dict[str, np.ndarray], test: dict[str, np.ndarray], y_train, y_test, args: ProbeArguments,
+                  rng: np.random.Generator) -> dict:
+    """One concept at one layer: `train` and `test` map 'model' and 'control' to activations."""
+    predicted = fit_probe(train["model"], y_train, test["model"], args.regularisation)
+    control = fit_probe(train["control"], y_train, test["control"], args.regularisation)
+    shuffled = fit_probe(train["model"], rng.permutation(y_train), test["model"], args.regularisation)
+    accuracy, random_init = balanced_accuracy(y_test, predicted), balanced_accuracy(y_test, control)
+    return {"accuracy": accuracy, "interval": bootstrap_interval(y_test, predicted, args.bootstrap, rng),
+            "random_init": random_init, "random_init_interval": bootstrap_interval(y_test, control, args.bootstrap, rng),
+            "shuffled_labels": balanced_accuracy(y_test, shuffled), "selectivity": accuracy - random_init}
+
+
+def run_probes(args: ProbeArguments, out: Path) -> dict:
+    from evaluation.audio_data import AudioSplit
+
+    dataset = args.dataset or str(out / "dataset")
+    model = load_model(args.model, args.seconds)
+    layers = model.check_layers(args.layers or model.layers)
+    if not layers:
+        raise ConfigError(f"{model.name} names no probing layers; give --layers")
+    control = model.random_init(args.seed)
+    rng = np.random.default_rng(args.seed)
+    splits = {name: AudioSplit(dataset, name) for name in dict.fromkeys((args.train_split, args.test_split))}
+    wanted = [splits[args.train_split].resolve(c) for c in args.concepts]
+    members = {name: split.concept_sets(wanted or None) for name, split in splits.items()}
+    concepts = wanted or sorted(set(members[args.train_split]) | set(members[args.test_split]))
+    category_of = {concept: category for split in splits.values() for r in split.rows for category in CATEGORIES
+                   for concept in r[category]}
+
+    def capped(ids):
+        ids = sorted(ids)
+        return ids if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
+
+    sets, skipped = {}, defaultdict(list)
+    for c in concepts:
+        tr, te = members[args.train_split].get(c), members[args.test_split].get(c)
+        short = [f"{role} {split_name}" for split_name, entry, least in ((args.train_split, tr, args.min_train), (args.test_split, te, args.min_test))
+                 for role in ("positive", "negative") if not entry or len(entry[role]) < least]
+        if short:
+            skipped["too few " + " and ".join(short)].append(c)
+            continue
+        sets[c] = {args.train_split: {r: capped(tr[r]) for r in ("positive", "negative")},
+                   args.test_split: {r: capped(te[r]) for r in ("positive", "negative")}}
+    if not sets:
+        raise DataError(dataset, f"no concept has enough examples to probe ({dict(skipped)})")
+    cache_root = Path(args.cache_dir or out / "activations")
+    caches = {"model": ActivationCache(cache_root, model, args.pooling), "control": ActivationCache(cache_root, control, args.pooling)}
+    checksums = {}
+    for name, split in splits.items():
+        ids = sorted({i for s in sets.values() for role in s[name].values() for i in role})
+        for cache in caches.values():
+            checksums.update(cache.fill(split, ids, layers, args.batch_size))
+        logger.info("probe: %s split, %d clips; model run on %d, control on %d", name, len(ids),
+                    caches["model"].clips_run, caches["control"].clips_run)
+
+    results = []
+    for c, s in sets.items():
+        def xy(split_name, which, layer):
+            pos, neg = s[split_name]["positive"], s[split_name]["negative"]
+            store = caches[which][layer]
+            x = store.get([checksums[i] for i in pos + neg])
+            return x, np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
+
+        for layer in layers:
+            train, test = {}, {}
+            for which in caches:
+                train[which], y_train = xy(args.train_split, which, layer)
+                test[which], y_test = xy(args.test_split, which, layer)
+            row = probe_concept(train, test, y_train, y_test, args, rng)
+            results.append({"concept": c, "category": category_of.get(c), "layer": layer, **row,
+                            "train": {"positive": int(y_train.sum()), "negative": int(len(y_train) - y_train.sum())},
+                            "test": {"positive": int(y_test.sum()), "negative": int(len(y_test) - y_test.sum())}})
+    report = {"model": describe(model), "control": describe(control), "dataset_schema": "published" if splits[args.train_split].published else "conceptcaps",
+              "layers": layers, "pooling": args.pooling, "results": results,
+              "skipped": {reason: names for reason, names in skipped.items()},
+              "skipped_count": sum(len(v) for v in skipped.values()),
+              "forward_calls": {k: v.forward_calls for k, v in caches.items()},
+              "clips_run": {k: v.clips_run for k, v in caches.items()},
+              "arguments": {**asdict(args), "dataset": None if args.dataset and Path(args.dataset).exists() else args.dataset}}
+    return report
+
+
+def format_markdown(report: dict) -> str:
+    lines = [f"Probes on {report['model']['name']} (pooling: {report['pooling']}). Accuracy is balanced accuracy on "
+             "the test split with its 95 % bootstrap interval; random init and shuffled labels are the controls; "
+             "selectivity = accuracy - random init.", "",
+             "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | train +/- | test +/- |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["results"]:
+        lines.append(f"| {r['concept']} | {r['layer']} | {r['accuracy']:.3f} | {r['interval'][0]:.3f}-{r['interval'][1]:.3f} "
+                     f"| {r['random_init']:.3f} | {r['shuffled_labels']:.3f} | {r['selectivity']:+.3f} "
+                     f"| {r['train']['positive']}/{r['train']['negative']} | {r['test']['positive']}/{r['test']['negative']} |")
+    if report["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(f"{reason}: {', '.join(names)}" for reason, names in report["skipped"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_heatmap(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    concepts = list(dict.fromkeys(r["concept"] for r in report["results"]))
+    layers = report["layers"]
+    grid = np.full((len(layers), len(concepts)), np.nan)
+    for r in report["results"]:
+        grid[layers.index(r["layer"]), concepts.index(r["concept"])] = r["selectivity"]
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(concepts) + 2), max(3, 0.35 * len(layers) + 1.5)))
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-0.5, vmax=0.5, aspect="auto")
+    ax.set_xticks(range(len(concepts)), concepts, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(len(layers)), layers, fontsize=7)
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:+.2f}", ha="center", va="center", fontsize=6)
+    fig.colorbar(image, ax=ax, label="selectivity (accuracy - random init)")
+    ax.set_title(f"Concept probes: {report['model']['name'][:60]}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+ARGUMENTS = ProbeArguments
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(ARGUMENTS, "probe", argv)
+    out = run_dir()
+    report = run_probes(args, out)
+    output = Path(args.output or out / "probe_report.json")
+    write_json(output, report)
+    write_text(output.with_suffix(".md"), format_markdown(report))
+    plot_heatmap(report, output.with_suffix(".png"))
+    logger.info("probes: %d results, %d concepts skipped; model forward calls %d\n%s", len(report["results"]),
+                report["skipped_count"], report["forward_calls"]["model"], format_markdown(report))
+    return report
+
+
+if __name__ == "__main__":
+    cli(main, lock=False)

@@ -1,0 +1,191 @@
+"""TCAV on any model's outputs with the dataset's concept sets.
+
+    python -m probing.tcav --model runs/demo/genre_cnn --layer block2 --concepts "electric guitar" piano
+    python -m probing.tcav --model musicnn:MSD_musicnn --layer net.penultimate --classes rock jazz classical \\
+        --concepts "electric guitar" piano violin synthesizer --concept_sets 3
+    python -m probing.tcav --model MIT/ast-finetuned-audioset-10-10-0.4593 --layer backbone.audio_spectrogram_transformer.encoder.layer.8 \\
+        --classes "Rock music" jazz --concepts "electric guitar"
+
+Classes are any of the model's output names or any taxonomy concept; the reviewed table
+`builder/data/tagger_tags.tsv` pairs a tagger's outputs with concepts where the names differ (AudioSet's
+"Rock music" is our `rock`, MSD's "Hip-Hop" our `hip hop`); a genre CNN of this project has concepts as outputs.
+A class's examples are the clips whose attribute lists hold its concept; its score is the output the concept is
+paired with. The statistics (CAVs, the structured null from random sets, Welch's test of several disjoint
+positive sets, Bonferroni) are `evaluation.tcav`'s. Writes a JSON report and a plot (non-significant hatched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.config import cli, get_logger, parse_args, run_dir
+from core.errors import ConfigError, DataError
+from core.io import write_json
+from evaluation.tcav import ConceptSets, check_logits, format_table, plot_report, resolve_layer, tcav_scores, validate_sets
+from probing.models import ProbedModel, describe, load_model
+from probing.tagger_tags import concept_tags
+
+logger = get_logger(__name__)
+
+
+@dataclass
+class TCAVArguments:
+    """Run TCAV for concepts of a dataset on any model's outputs."""
+
+    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
+    model: str | None = field(default=None, metadata={
+        "help": "genre CNN folder (default: run dir/genre_cnn), musicnn:MTT_musicnn, a Hub audio classifier, or pkg.module:factory"})
+    layer: str = field(default="block2", metadata={"help": "layer name (the model's named modules)"})
+    classes: list[str] = field(default_factory=list, metadata={
+        "help": "output names or taxonomy concepts (default: every output paired with a genre that has examples)"})
+    max_classes: int = field(default=8, metadata={"help": "with no --classes, at most this many (most examples first)"})
+    concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to test (default: the largest sets)"})
+    max_concepts: int = field(default=4, metadata={"help": "with no --concepts, test this many of the largest"})
+    split: str = field(default="train", metadata={"help": "split whose concept sets and examples are used"})
+    seconds: float | None = field(default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"})
+    min_examples: int = field(default=5, metadata={"help": "fewest positives (and per random set) for a concept"})
+    alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
+    seed: int = field(default=0, metadata={"help": "seed of CAV training"})
+    batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
+    concept_sets: int = field(default=1, metadata={
+        "help": "deal each concept's positives into this many disjoint sets, tested together (Welch's test of their "
+                "mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"})
+    max_set_size: int = field(default=500, metadata={
+        "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training holds "
+                "a set's activations in memory, which must not grow with the dataset"})
+    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
+
+
+def resolve_classes(model: ProbedModel, wanted: Sequence[str], genre_counts: dict[str, int], max_classes: int,
+                    min_examples: int) -> list[tuple[int, str]]:
+    """[(output index, concept)] for the classes asked for (output names or concepts), or by default every output
+    paired with a genre of the split that has `min_examples` clips, most clips first."""
+    if not model.output_names:
+        raise ConfigError(f"{model.name} has no output head: TCAV needs output scores (probe its layers instead)")
+    outputs = model.output_names
+    paired = concept_tags(model.vocabulary, outputs)  # concept -> output
+    concept_of = {o: c for c, o in paired.items()}
+    if not wanted:
+        chosen = sorted((c for c in paired if genre_counts.get(c, 0) >= min_examples), key=lambda c: -genre_counts[c])
+        if not chosen:
+            raise DataError(None, f"none of {model.name}'s outputs is paired with a concept that has {min_examples}+ "
+                                  f"clips in the split; give --classes")
+        return [(outputs.index(paired[c]), c) for c in chosen[:max_classes]]
+    classes = []
+    for name in wanted:
+        if name in outputs:
+            if name not in concept_of:
+                raise ConfigError(f"output {name!r} of {model.name} is paired with no concept in "
+                                  f"builder/data/tagger_tags.tsv, so it has no class examples; name a concept instead")
+            classes.append((outputs.index(name), concept_of[name]))
+        elif name in paired:
+            classes.append((outputs.index(paired[name]), name))
+        else:
+            raise ConfigError(f"{name!r} is neither an output of {model.name} nor a concept paired with one "
+                              f"(paired: {sorted(paired)[:20]}{'...' if len(paired) > 20 else ''})")
+    return classes
+
+
+def check_one_row_per_clip(model: ProbedModel, layer: str, inputs) -> None:
+    """TCAV counts directional derivatives per clip: the layer must give one row per clip (musicnn, reading several
+    3 s patches, gives one per patch)."""
+    import torch
+
+    rows = []
+    hook = resolve_layer(model.module, layer).register_forward_hook(lambda m, a, out: rows.append(out.shape[0]))
+    try:
+        with torch.no_grad():
+            model.module(inputs[:2])
+    finally:
+        hook.remove()
+    if rows and rows[0] != len(inputs[:2]):
+        raise ConfigError(f"layer {layer!r} gives {rows[0] // len(inputs[:2])} rows per clip; TCAV needs one: read "
+                          f"less of each clip (--seconds, for musicnn at most one 3 s patch)")
+
+
+def run_tcav(args: TCAVArguments, out: Path) -> dict:
+    from evaluation.audio_data import AudioSplit, StoreBatches
+
+    dataset = args.dataset or str(out / "dataset")
+    model = load_model(args.model or str(out / "genre_cnn"), args.seconds)
+    resolve_layer(model.module, args.layer)
+    audio = AudioSplit(dataset, args.split)
+    wanted = [audio.resolve(c) for c in args.concepts]  # a published dataset's concepts may use either taxonomy's names
+    members = audio.concept_sets(wanted or None)
+    chosen = wanted or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
+    missing = [c for c in chosen if c not in members]
+    if missing:
+        raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
+    genre_counts: dict[str, int] = {}  # the default classes are genres
+    for r in audio.rows:
+        for c in r["genre"]:
+            genre_counts[c] = genre_counts.get(c, 0) + 1
+    classes = resolve_classes(model, [audio.resolve(c) if c not in (model.output_names or []) else c for c in args.classes],
+                              genre_counts, args.max_classes, args.min_examples)
+    rng = np.random.default_rng(args.seed)
+
+    def capped(ids: Sequence[str]) -> list[str]:
+        return list(ids) if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
+
+    for c in chosen:
+        validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
+        members[c]["positive"] = capped(members[c]["positive"])
+    # the random sets of the first concept serve every concept, so all are tested against the same null; they
+    # must exclude every tested concept's positives
+    positives = {i for c in chosen for i in members[c]["positive"]}
+    random_ids = [[i for i in s if i not in positives] for s in members[chosen[0]]["random"].values()]
+    random_ids = [capped(s) for s in random_ids if len(s) >= args.min_examples]
+    if len(random_ids) < 2:
+        raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
+    class_ids = {k: capped([r["id"] for r in audio.rows if c in r["tags"]]) for k, c in classes}
+    needed = [i for c in chosen for i in members[c]["positive"]] + [i for s in random_ids for i in s] + \
+        [i for ids in class_ids.values() for i in ids]
+    output = Path(args.output or out / "tcav_report.json")
+    # the model inputs of every clip used, in one pass over the split, kept in a file while TCAV reads them
+    store, row_of = audio.features(needed, model.preprocess, model.samples, output.with_name(output.name + ".features.tmp"),
+                                   sampling_rate=model.sampling_rate)
+    try:
+        def inputs(ids: Sequence[str]) -> StoreBatches:
+            return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
+
+        class_inputs = {k: inputs(ids) for k, ids in class_ids.items() if ids}
+        first = next(iter(next(iter(class_inputs.values()))))
+        check_logits(model.module, first, len(model.output_names))
+        check_one_row_per_clip(model, args.layer, first)
+
+        def sets(ids: Sequence[str]) -> ConceptSets:
+            m = max(1, min(args.concept_sets, len(ids) // args.min_examples))  # each set min_examples or more
+            dealt = [ids[i] for i in rng.permutation(len(ids))]
+            return ConceptSets(inputs(sorted(dealt[k::m])) for k in range(m))
+
+        report = tcav_scores(model.module, args.layer, {c: sets(members[c]["positive"]) for c in chosen},
+                             [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
+    finally:
+        store.close()
+    report.update(layer=args.layer, classes=list(model.output_names), class_concepts={str(k): c for k, c in classes},
+                  model=describe(model), split=args.split, arguments={**asdict(args), "model": None, "dataset": None})
+    if audio.reader is not None:
+        report["source"] = {"schema": "published", **audio.reader.report()}
+    return report
+
+
+ARGUMENTS = TCAVArguments  # what this stage's preset section may hold
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(ARGUMENTS, "tcav", argv)
+    out = run_dir()
+    report = run_tcav(args, out)
+    output = Path(args.output or out / "tcav_report.json")
+    write_json(output, report)
+    plot_report(report, output.with_suffix(".png"))
+    logger.info("TCAV at layer %s (%s split)\n%s", args.layer, args.split, format_table(report))
+    return report
+
+
+if __name__ == "__main__":
+    cli(main)
