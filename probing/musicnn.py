@@ -235,7 +235,7 @@ def weights_path(name: str, folder: str | Path | None = None) -> Path:
 
 def load_musicnn(name: str, folder: str | Path | None = None) -> Musicnn:
     """A pretrained musicnn tagger from its converted weights (`python -m probing.convert_musicnn`), loaded strictly."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
     if name not in MODELS:
@@ -248,7 +248,7 @@ def load_musicnn(name: str, folder: str | Path | None = None) -> Musicnn:
         model.net.load_state_dict(load_file(str(path)), strict=True)
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-    except (RuntimeError, OSError) as e:  # a truncated file, a missing tensor, a wrong shape: never random weights
+    except (SafetensorError, RuntimeError, OSError) as e:  # a bad file, a missing tensor, a wrong shape: never random weights
         raise DataError(path, f"not a complete musicnn {name} checkpoint ({str(e).splitlines()[0][:200]})") from None
     model.revision = f"{meta.get('source', 'musicnn')} {name} wheel sha256:{meta.get('wheel_sha256', '?')[:16]}"
     return model.eval()
