@@ -15,8 +15,12 @@ pointed inside the run directory so that it counts). One JSON line; with several
 stage's memory to its figure at the first size and its time per clip to the first size's are added. Each size's
 run directory is removed before the next one unless `--keep`.
 
+Then the researcher's tools on the same dataset: `probe` (layer-wise probes of 8 concepts on a tiny AST built from
+its config) and `audit` (the musicnn tagger audit, MTT_musicnn on each clip's first 10 s; only where its weights
+are converted). `--stages` measures some of the stages after score and assemble.
+
 Targets (issue 15): every stage's peak RSS <= 4 GB at full size and within 1.2x of its 2k figure; assembly's disk
-peak <= 1.2x the finished dataset; time linear in N.
+peak <= 1.2x the finished dataset; time linear in N. Issues 27 and 32: the same for probe and audit.
 """
 
 from __future__ import annotations
@@ -173,9 +177,16 @@ def child(module: str, argv: list[str]) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int) -> dict:
+PROBED = ["piano", "electric guitar", "strings", "rock", "jazz", "fast tempo", "slow tempo", "energetic"]
+
+
+def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int, only: list[str] | None = None) -> dict:
+    from fixtures.tiny_models import build_tiny_ast
+    from probing.musicnn import weights_path
+
     shutil.rmtree(run, ignore_errors=True)
     source = build_source(run, n, seconds, base_clips, shard_size)
+    build_tiny_ast(run / "models" / "tiny-ast")
     dataset = run / "dataset"
     stages = {
         "score": ("evaluation.score", ["--audio_dir", str(run / "audio_shards"), "--output_dir", str(run / "clap_scores"),
@@ -186,7 +197,15 @@ def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int
                                                              "--epochs", "3"]),
         "tcav": ("probing.tcav", ["--dataset", str(dataset), "--model", str(run / "genre_cnn"),
                                   "--max_concepts", "2", "--output", str(run / "tcav_report.json")]),
+        "probe": ("probing.probe", ["--dataset", str(dataset), "--model", str(run / "models" / "tiny-ast"),
+                                    "--concepts", *PROBED, "--bootstrap", "200", "--output", str(run / "probe_report.json")]),
+        # MTT_musicnn on the first 10 s of every clip of a concept set with a counterpart (when converted here)
+        "audit": ("probing.audit", ["--dataset", str(dataset), "--models", "MTT_musicnn", "--seconds", "10",
+                                    "--output", str(run / "tagger_audit.json")]),
     }
+    if not weights_path("MTT_musicnn").is_file():
+        del stages["audit"]
+    stages = {k: v for k, v in stages.items() if not only or k in only or k in ("score", "assemble")}
     results = {name: measure(run, name, module, argv) for name, (module, argv) in stages.items()}
     dataset_mb = folder_bytes(dataset) / 2**20
     summary = json.loads((dataset / "build_summary.json").read_text())
@@ -204,6 +223,8 @@ def main() -> None:
     parser.add_argument("--shard_size", type=int, default=64)
     parser.add_argument("--run_dir", default=str(REPO / "runs" / "bench_scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's run directory")
+    parser.add_argument("--stages", nargs="*", default=None,
+                        help="stages to measure after score and assemble (default: all: card genre_classifier tcav probe audit)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -211,7 +232,7 @@ def main() -> None:
     runs = []
     for n in args.clips:
         run = Path(args.run_dir) / f"n{n}"
-        runs.append(rehearse(n, args.seconds, run, args.base_clips, args.shard_size))
+        runs.append(rehearse(n, args.seconds, run, args.base_clips, args.shard_size, args.stages))
         logger.info("%d clips: %s", n, json.dumps(runs[-1]))  # each size as it finishes
         if not args.keep:
             shutil.rmtree(run, ignore_errors=True)

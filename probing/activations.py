@@ -87,36 +87,48 @@ class ActivationCache:
             self.stores[layer] = LayerStore(self.folder / re.sub(r"[^A-Za-z0-9._-]+", "_", layer))
         return self.stores[layer]
 
-    def fill(self, audio, ids: Iterable[str], layers: Sequence[str], batch_size: int = 16) -> dict[str, str]:
-        """Make sure every (clip, layer) is stored: one pass over the split, decoding and running the model only
-        for clips that lack a layer. Returns {id: checksum}."""
-        from evaluation.audio_data import pad_stack, read_wave
+    def missing(self, checksum: str, layers: Sequence[str]) -> list[str]:
+        return [layer for layer in layers if checksum not in self[layer]]
 
-        layers = list(layers)
-        checksums, batch = {}, []
 
-        def flush():
-            waves = pad_stack([read_wave(data, self.model.seconds, self.model.sampling_rate) for _, _, data in batch],
-                              self.model.samples)
-            with torch.no_grad():
-                acts = self.model.activations(self.model.preprocess(waves), layers, self.pooling)
-            self.forward_calls += 1
-            self.clips_run += len(batch)
-            for layer in layers:
-                store = self[layer]
-                keep = [k for k, (_, c, _) in enumerate(batch) if c not in store]
-                if keep:
-                    store.append([batch[k][1] for k in keep], acts[layer][keep].numpy())
-            batch.clear()
+def fill_caches(audio, ids: Iterable[str], layers: Sequence[str], caches: Sequence[ActivationCache],
+                batch_size: int = 16) -> dict[str, str]:
+    """Make sure every (clip, layer) is stored in every cache: one pass over the split, each clip decoded once
+    (for every model that lacks one of its layers) and each model run only on clips it lacks. The caches' models
+    must read the same seconds at the same rate (a model and its random-init control do). Returns {id: checksum}."""
+    from evaluation.audio_data import pad_stack, read_wave
 
-        for id_, data in audio.encoded(list(dict.fromkeys(ids))):
-            checksum = hashlib.sha256(data).hexdigest()
-            checksums[id_] = checksum
-            if all(checksum in self[layer] for layer in layers) or any(checksum == c for _, c, _ in batch):
+    layers, first = list(layers), caches[0].model
+    if any((c.model.seconds, c.model.sampling_rate) != (first.seconds, first.sampling_rate) for c in caches):
+        raise ValueError("caches filled together must read the same seconds at the same rate")
+    checksums, batch, queued = {}, [], set()
+
+    def flush():
+        waves = pad_stack([read_wave(data, first.seconds, first.sampling_rate) for _, _, data in batch], first.samples)
+        for cache in caches:
+            todo = [k for k, (_, c, _) in enumerate(batch) if cache.missing(c, layers)]
+            if not todo:
                 continue
-            batch.append((id_, checksum, data))
-            if len(batch) == batch_size:
-                flush()
-        if batch:
+            with torch.no_grad():
+                acts = cache.model.activations(cache.model.preprocess(waves[todo]), layers, cache.pooling)
+            cache.forward_calls += 1
+            cache.clips_run += len(todo)
+            for layer in layers:
+                keep = [j for j, k in enumerate(todo) if batch[k][1] not in cache[layer]]
+                if keep:
+                    cache[layer].append([batch[todo[j]][1] for j in keep], acts[layer][keep].numpy())
+        batch.clear()
+        queued.clear()
+
+    for id_, data in audio.encoded(list(dict.fromkeys(ids))):
+        checksum = hashlib.sha256(data).hexdigest()
+        checksums[id_] = checksum
+        if checksum in queued or not any(cache.missing(checksum, layers) for cache in caches):
+            continue  # stored already (or the same audio under another id, in this batch)
+        batch.append((id_, checksum, data))
+        queued.add(checksum)
+        if len(batch) == batch_size:
             flush()
-        return checksums
+    if batch:
+        flush()
+    return checksums

@@ -183,7 +183,13 @@ def plot_audit(report: dict, path: Path) -> None:
 
     rows = report.get("summary", [])
     models = list(report["models"])
-    if not rows:
+    if not rows:  # still a figure: the stage's outputs are the same whatever it found
+        fig, ax = plt.subplots(figsize=(5, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "tagger audit: " + ("no (tagger, concept) pair had enough examples" if models
+                                              else "skipped (no converted musicnn weights)"), ha="center", va="center")
+        fig.savefig(path, dpi=80)
+        plt.close(fig)
         return
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), max(3, 0.28 * len(rows) / len(models) + 1.5)),
                              squeeze=False)

@@ -30,7 +30,7 @@ from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError
 from core.io import write_json, write_text
-from probing.activations import ActivationCache
+from probing.activations import ActivationCache, fill_caches
 from probing.models import POOLINGS, describe, load_model
 
 logger = get_logger(__name__)
@@ -141,8 +141,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     checksums = {}
     for name, split in splits.items():
         ids = sorted({i for s in sets.values() for role in s[name].values() for i in role})
-        for cache in caches.values():
-            checksums.update(cache.fill(split, ids, layers, args.batch_size))
+        checksums.update(fill_caches(split, ids, layers, list(caches.values()), args.batch_size))
         logger.info("probe: %s split, %d clips; model run on %d, control on %d", name, len(ids),
                     caches["model"].clips_run, caches["control"].clips_run)
 

@@ -72,12 +72,14 @@ def test_pipeline_end_to_end(reference_run):
 
     summary = json.loads((reference_run / "pipeline_summary.json").read_text())
     assert list(summary) == ["taxonomy", "distill", "vae", "sample", "vae_report", "tiny_models", "captioner", "caption",
-                             "caption_metrics", "synthesize", "score", "assemble", "card", "genre_classifier", "tcav"]
+                             "caption_metrics", "synthesize", "score", "assemble", "audit", "card", "genre_classifier",
+                             "tcav"]
     assert all(row["status"] == "ran" for row in summary.values())
     ds = open_dataset(str(reference_run / "dataset"))
     assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40
     assert json.loads((reference_run / "tcav_report.json").read_text())["results"]
-    assert "the captioner accepted least often" in (reference_run / "dataset" / "README.md").read_text()
+    card = (reference_run / "dataset" / "README.md").read_text()
+    assert "the captioner accepted least often" in card and "## Checked by an independent tagger" in card
     again = pipeline(reference_run)  # a rerun of a finished run does nothing
     finish(again)
     assert all(r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values())

@@ -124,15 +124,10 @@ def test_activation_store_survives_a_torn_write(tmp_path):
 
 # ---- tiny random-weight models of the real classes -----------------------------------------------------------
 
-def tiny_ast(folder, labels=("Rock music", "Piano", "Jazz")):
-    from transformers import ASTConfig, ASTFeatureExtractor, ASTForAudioClassification
+def tiny_ast(folder):
+    from fixtures.tiny_models import build_tiny_ast
 
-    torch.manual_seed(0)
-    config = ASTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, num_mel_bins=16,
-                       max_length=64, id2label=dict(enumerate(labels)), label2id={v: k for k, v in enumerate(labels)})
-    ASTForAudioClassification(config).save_pretrained(folder)
-    ASTFeatureExtractor(num_mel_bins=16, max_length=64).save_pretrained(folder)
-    return folder
+    return build_tiny_ast(folder)
 
 
 def tiny_wav2vec2(folder):
