@@ -17,7 +17,7 @@ run directory is removed before the next one unless `--keep`.
 
 Then the researcher's tools on the same dataset: `probe` (layer-wise probes of 8 concepts on a tiny AST built from
 its config) and `audit` (the musicnn tagger audit, MTT_musicnn on each clip's first 10 s; only where its weights
-are converted). `--stages` measures some of the stages after score and assemble.
+are converted). `--stages` measures some of the stages after score, assemble and card (whose `configs:` every reader needs).
 
 Targets (issue 15): every stage's peak RSS <= 4 GB at full size and within 1.2x of its 2k figure; assembly's disk
 peak <= 1.2x the finished dataset; time linear in N. Issues 27 and 32: the same for probe and audit.
@@ -205,7 +205,7 @@ def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int
     }
     if not weights_path("MTT_musicnn").is_file():
         del stages["audit"]
-    stages = {k: v for k, v in stages.items() if not only or k in only or k in ("score", "assemble")}
+    stages = {k: v for k, v in stages.items() if not only or k in only or k in ("score", "assemble", "card")}
     results = {name: measure(run, name, module, argv) for name, (module, argv) in stages.items()}
     dataset_mb = folder_bytes(dataset) / 2**20
     summary = json.loads((dataset / "build_summary.json").read_text())
@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--run_dir", default=str(REPO / "runs" / "bench_scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's run directory")
     parser.add_argument("--stages", nargs="*", default=None,
-                        help="stages to measure after score and assemble (default: all: card genre_classifier tcav probe audit)")
+                        help="stages to measure after score, assemble and card (default: all: genre_classifier tcav probe audit)")
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -96,7 +96,10 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
     `hf://` URLs read by range requests (nothing downloaded whole, nothing cached)."""
     import datasets
 
-    files = datasets.load_dataset_builder(dataset, config).config.data_files
+    try:
+        files = datasets.load_dataset_builder(dataset, config).config.data_files
+    except ValueError as e:  # no such config: a dataset without audio, or a folder without its card
+        raise DataError(dataset, f"no {config!r} config ({str(e).splitlines()[0][:160]})") from None
     if split not in files:
         raise DataError(dataset, f"config {config!r} has no split {split!r} (it has {sorted(files)})")
     return list(files[split])

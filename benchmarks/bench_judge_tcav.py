@@ -1,0 +1,185 @@
+"""The paper's TCAV experiment on a real, pretrained classifier: are musicnn's genre outputs sensitive to the
+concepts a listener would expect (electric guitar -> rock, violin / piano / strings -> classical, synthesizer ->
+electronic, ...)?
+
+    python -m benchmarks.bench_judge_tcav                      # 3,000 rendered clips of 10 s, both musicnn models
+    python -m benchmarks.bench_judge_tcav --clips 600 --set_size 30 --models MTT_musicnn   # a quick run
+
+Clips are rendered by the symbolic backend from attribute lists that draw a genre (of those musicnn has a tag for),
+a tempo, a mood and each instrument of a pool independently (rate 0.3), so that a concept's sensitivity is the
+classifier's, not a correlation planted in the data. musicnn reads each clip's first 3 s patch (TCAV counts one
+directional derivative per clip). For every genre class paired with a musicnn output (`builder/data/tagger_tags.tsv`)
+and every concept: three disjoint positive sets, ten random sets of clips free of the concept, the structured null
+and Welch's test of `evaluation.tcav`, Bonferroni over every (concept, class) test of a model, at
+`net.penultimate`. Five "concepts" made of random clips check the test itself: they should be significant for at
+most 5 % of classes. Prints one JSON line: per model the significant (concept, class) pairs with their TCAV scores
+(above 0.5: the concept pushes the class up), which of the expected pairs came out, and the random concepts' rate.
+Needs the converted weights (`python -m probing.convert_musicnn`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+
+from core.config import get_logger
+
+logger = get_logger(__name__)
+
+GENRES = ["rock", "classical", "electronic", "country", "metal", "jazz", "pop", "techno", "blues", "hip hop", "folk",
+          "ambient"]
+INSTRUMENTS = ["piano", "electric guitar", "acoustic guitar", "bass guitar", "strings", "violin", "synthesizer",
+               "drum kit", "flute", "saxophone", "organ", "trumpet"]
+TEMPI = ["slow tempo", "medium tempo", "fast tempo"]
+MOODS = ["energetic", "calming", "happy", "sad", "aggressive"]
+EXPECTED = {("electric guitar", "rock"), ("electric guitar", "metal"), ("violin", "classical"), ("piano", "classical"),
+            ("strings", "classical"), ("synthesizer", "electronic"), ("synthesizer", "techno"),
+            ("acoustic guitar", "folk"), ("acoustic guitar", "country"), ("saxophone", "jazz"), ("fast tempo", "metal"),
+            ("slow tempo", "ambient")}
+
+
+def draw_lists(n: int, rng: np.random.Generator, rate: float) -> list[list[str]]:
+    lists = []
+    for _ in range(n):
+        tags = [GENRES[rng.integers(len(GENRES))], TEMPI[rng.integers(len(TEMPI))], MOODS[rng.integers(len(MOODS))]]
+        instruments = [x for x in INSTRUMENTS if rng.random() < rate] or [INSTRUMENTS[rng.integers(len(INSTRUMENTS))]]
+        lists.append(tags + instruments)
+    return lists
+
+
+def _render(job):
+    from builder.taxonomy import build_taxonomy
+    from generation.symbolic import SymbolicSynthesizer
+    from probing.musicnn import SAMPLING_RATE
+
+    lists, seeds, seconds = job
+    torch.set_num_threads(1)
+    synth = SymbolicSynthesizer(build_taxonomy()[0])
+    out = []
+    for tags, seed in zip(lists, seeds):
+        clip = synth.render_row(tags, seed=seed, duration_s=seconds)
+        if clip.reasons:
+            out.append(None)
+            continue
+        import soxr
+
+        out.append(soxr.resample(clip.wave, synth.sampling_rate, SAMPLING_RATE).astype(np.float32))
+    return out
+
+
+def render(lists, seconds: float, workers: int) -> list:
+    chunks = [(lists[k::workers], list(range(k, len(lists), workers)), seconds) for k in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_render, chunks))
+    waves = [None] * len(lists)
+    for k, part in enumerate(parts):
+        waves[k::workers] = part
+    return waves
+
+
+def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict:
+    from evaluation.tcav import ConceptSets, tcav_scores
+    from probing.models import musicnn_model
+    from probing.tagger_tags import concept_tags
+
+    model = musicnn_model(model_name)
+    paired = concept_tags(model.vocabulary, model.output_names)
+    classes = {model.output_names.index(paired[g]): g for g in GENRES if g in paired}
+    n = len(lists)
+    order = rng.permutation(n)
+    class_part, pool = order[: n // 3], order[n // 3:]
+    class_ids = {k: [i for i in class_part if g in lists[i]][: args.class_size] for k, g in classes.items()}
+    classes = {k: g for k, g in classes.items() if len(class_ids[k]) >= 5}
+    class_inputs = {k: patches[class_ids[k]] for k in classes}
+    concepts = INSTRUMENTS + TEMPI + MOODS
+    concept_inputs, randoms_of = {}, {}
+    half = len(pool) // 2
+    positives_pool, random_pool = pool[:half], pool[half:]
+    for c in concepts:
+        ids = [i for i in positives_pool if c in lists[i]]
+        m = min(3, len(ids) // args.set_size)
+        if m < 2:
+            logger.info("%s: %d clips, too few for two sets of %d; left out", c, len(ids), args.set_size)
+            continue
+        concept_inputs[c] = ConceptSets(patches[ids[k * args.set_size:(k + 1) * args.set_size]] for k in range(m))
+    shuffled = rng.permutation(positives_pool)
+    fit = min(args.random_concepts, len(shuffled) // (3 * args.set_size))
+    for r in range(fit):  # "concepts" of random clips (three full sets each): the test's own false-positive rate
+        part = shuffled[r * 3 * args.set_size:(r + 1) * 3 * args.set_size]
+        concept_inputs[f"random clips {r}"] = ConceptSets(patches[part[k * args.set_size:(k + 1) * args.set_size]] for k in range(3))
+    results = []
+    for c, sets in concept_inputs.items():  # each concept against random sets free of its positives
+        free = [i for i in rng.permutation(random_pool) if c not in lists[i]]
+        randoms = [patches[free[r * args.set_size:(r + 1) * args.set_size]] for r in range(args.random_sets)]
+        start = time.perf_counter()
+        out = tcav_scores(model.module, args.layer, {c: sets}, randoms, class_inputs, seed=args.seed)["results"]
+        results += out
+        logger.info("%s %s: %.1f s, %s", model_name, c, time.perf_counter() - start,
+                    ", ".join(f"{classes[r['class']]} {r['score_mean']:.2f} (p {r['p_value']:.2g})" for r in out))
+    tests = len(results)
+    for r in results:
+        r["p_corrected"] = min(1.0, r["p_value"] * tests)
+        r["significant"] = bool(r["p_corrected"] < 0.05)
+        r["genre"] = classes[r["class"]]
+    real = [r for r in results if not r["concept"].startswith("random clips")]
+    chance = [r for r in results if r["concept"].startswith("random clips")]
+    significant = sorted(((r["concept"], r["genre"], round(r["score_mean"], 3)) for r in real if r["significant"]),
+                         key=lambda t: (t[1], t[0]))
+    expected_tested = sorted((c, g) for c, g in EXPECTED if any(r["concept"] == c and r["genre"] == g for r in real))
+    up = {(c, g) for c, g, s in significant if s > 0.5}
+    return {"model": model.name, "layer": args.layer, "classes": sorted(classes.values()), "tests": tests,
+            "significant": significant, "significant_count": len(significant),
+            "expected_tested": expected_tested, "expected_significant_up": sorted(set(expected_tested) & up),
+            "random_concepts_significant_share": sum(r["significant"] for r in chance) / max(len(chance), 1),
+            "cav_accuracy": {c: round(float(np.mean([r["cav_accuracy"] for r in real if r["concept"] == c])), 3)
+                             for c in dict.fromkeys(r["concept"] for r in real)},
+            "scores": {f"{r['concept']} -> {r['genre']}": round(r["score_mean"], 3) for r in real}}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=3000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--models", nargs="+", default=["MTT_musicnn", "MSD_musicnn"])
+    parser.add_argument("--layer", default="net.penultimate")
+    parser.add_argument("--set_size", type=int, default=50)
+    parser.add_argument("--random_sets", type=int, default=10)
+    parser.add_argument("--random_concepts", type=int, default=5)
+    parser.add_argument("--class_size", type=int, default=100)
+    parser.add_argument("--instrument_rate", type=float, default=0.3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    from probing.musicnn import MelFrontEnd, log_compress, patches as to_patches, seconds_for
+
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    lists = draw_lists(int(args.clips * 1.3), rng, args.instrument_rate)
+    waves = render(lists, args.seconds, args.workers)
+    kept = [(t, w) for t, w in zip(lists, waves) if w is not None][: args.clips]
+    render_s = time.perf_counter() - start
+    logger.info("rendered %d clips of %.0f s in %.0f s (%d left out: an inaudible instrument)", len(kept), args.seconds,
+                render_s, sum(w is None for w in waves))
+    lists = [t for t, _ in kept]
+    mel, first = MelFrontEnd(), int(seconds_for(1) * 16000)
+    with torch.no_grad():  # each clip's first 3 s patch: (clips, 1, 187, 96)
+        patches = torch.cat([to_patches(log_compress(mel(torch.from_numpy(np.stack([w[:first] for _, w in kept[b:b + 64]])))))
+                             for b in range(0, len(kept), 64)])
+    result = {"clips": len(kept), "seconds": args.seconds, "render_seconds": round(render_s, 1),
+              "arguments": vars(args), "models": {}}
+    for name in args.models:
+        t0 = time.perf_counter()
+        result["models"][name] = experiment(name, lists, patches, args, np.random.default_rng(args.seed))
+        result["models"][name]["seconds"] = round(time.perf_counter() - t0, 1)
+    sys.stdout.write(json.dumps(result) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
