@@ -52,7 +52,8 @@ def is_published_dataset(path: str, split: str = "train", **kwargs) -> bool:
     return is_published(open_dataset(path, "default", split=split, **kwargs).features)
 
 
-def concept_examples(path: str, concept: str, split: str = "train", config: str = "default", **kwargs) -> dict:
+def concept_examples(path: str, concept: str, split: str = "train", config: str = "default", family: bool = False,
+                     **kwargs) -> dict:
     """A concept's positive and negative examples and its random sets, as datasets, in one call.
 
     Args:
@@ -62,15 +63,21 @@ def concept_examples(path: str, concept: str, split: str = "train", config: str 
         concept: our concept's name or any alias of it, or one of the paper's tags.
         config: which examples to return: "default" (no audio) or "audio"; for a published dataset also its
             subsets ("25pct", "10pct-audio", ...), whose sets are then built within the subset.
+        family: the sets of the concept's family instead: positives list the concept or one narrower than it
+            (`rock` with hard rock, indie rock ...: `builder/data/relations.tsv`).
     Returns:
         {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...]}; for a published dataset also
         "summary": the set's sizes and matching quality, and the rows dropped and tags left unmapped, with counts.
     """
+    from builder.splits import FAMILY_SUFFIX
+
     if is_published_dataset(path, split, **kwargs):
-        return _published_concept_examples(path, concept, split, config, **kwargs)
-    sets = open_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == concept)
+        return _published_concept_examples(path, concept, split, config, family, **kwargs)
+    name = concept + FAMILY_SUFFIX if family else concept
+    sets = open_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == name)
     if len(sets) == 0:
-        raise ValueError(f"no concept set for {concept!r} in split {split!r} (too few positives, or not a concept)")
+        raise ValueError(f"no concept set for {name!r} in split {split!r} (too few positives, not a concept, or "
+                         f"{'no concept narrower than it' if family else 'a typo'})")
     examples = open_dataset(path, config, split=split, **kwargs)
     position = {id_: i for i, id_ in enumerate(examples["id"])}
     roles = sets.features["role"].names
@@ -88,20 +95,23 @@ def _select(examples, members: dict) -> dict:
             "random": [examples.select(members[("random", i)]) for i in range(n_random)]}
 
 
-def _published_concept_examples(path: str, concept: str, split: str, config: str, **kwargs) -> dict:
+def _published_concept_examples(path: str, concept: str, split: str, config: str, family: bool, **kwargs) -> dict:
     from builder.published import TEXT_FIELDS, resolve_concept
-    from builder.splits import ConceptSetArguments, concept_sets
+    from builder.splits import FAMILY_SUFFIX, ConceptSetArguments, concept_sets
 
     reader = published_reader(path, split, **kwargs)
     source = open_dataset(path, config, split=split, **kwargs)
     # our rows from the config asked for, so that each row's `index` points into `source`
     rows = list(reader.convert(source.select_columns(list(TEXT_FIELDS)), split))
     reader.warn(str(path))
-    name = resolve_concept(concept, reader.taxonomy)
-    set_rows, summary = concept_sets(rows, reader.taxonomy, ConceptSetArguments(), [name])
+    base = resolve_concept(concept, reader.taxonomy)
+    name = base + FAMILY_SUFFIX if family else base
+    set_rows, summary = concept_sets(rows, reader.taxonomy, ConceptSetArguments(families=family), [base])
+    set_rows = set_rows.only(name)
     if not set_rows:
         raise ValueError(f"no concept set for {name!r} in split {split!r} of {path}: "
-                         f"{sum(name in r['tags'] for r in rows)} positives, fewer than {ConceptSetArguments.min_positives}")
+                         f"{sum(base in r['tags'] for r in rows)} positives of {base!r}, fewer than "
+                         f"{ConceptSetArguments.min_positives}{', or nothing narrower than it' if family else ''}")
     index = {r["id"]: r["index"] for r in rows}
     members = {}
     for r in set_rows:

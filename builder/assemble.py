@@ -24,7 +24,7 @@ from typing import Sequence
 import pyarrow.parquet as pq
 
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
-from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets
+from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
@@ -49,6 +49,8 @@ class AssembleArguments:
     min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
     num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
     concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
+    families: bool = field(default=True, metadata={
+        "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
 
 
@@ -149,7 +151,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
     rows, concept_summary = concept_sets(
-        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed))
+        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -173,7 +175,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "caption_acceptance_by_concept": read_json(run / "captions_summary.json").get("acceptance_by_concept", {}),
         "audio_acceptance_by_concept": read_json(run / "audio_shards" / "_summary.json").get("acceptance_by_concept", {}),
         "concept_set_rows": sum(counts["concepts"].values()),
-        "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
+        "concepts_with_sets": concepts_with_sets(concept_summary),
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path
         "packages": package_versions(),
     }

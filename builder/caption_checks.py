@@ -1,5 +1,5 @@
-"""Checks on every caption: coverage (each listed concept is named), hallucination (an unlisted concept of a
-checked category is named), no listed concept negated ("no percussion"), length bounds, no prompt echo.
+"""Checks on every caption: coverage (each listed concept is named, or a concept narrower than it:
+`builder.relations`), hallucination (an unlisted concept of a checked category is named, a narrower one too), no listed concept negated ("no percussion"), length bounds, no prompt echo.
 Concepts are found by `builder.mentions`, negation-aware: a negated mention names nothing."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Sequence
 
 from builder.mentions import PARAPHRASE_TABLE, ConceptMatcher
 from builder.prompting import CATEGORY_LABELS, INSTRUCTION, SYSTEM_PROMPT
+from builder.relations import Relations, load_relations
 from builder.taxonomy import Taxonomy
 from core.retry import Verdict
 
@@ -32,9 +33,11 @@ class CaptionChecker:
     hallucination_categories: Sequence[str] = HALLUCINATION_CATEGORIES
     paraphrase_table: Path = PARAPHRASE_TABLE
     matcher: ConceptMatcher = field(init=False, repr=False)
+    relations: Relations = field(init=False, repr=False)
 
     def __post_init__(self):
         self.matcher = ConceptMatcher(self.taxonomy, Path(self.paraphrase_table))
+        self.relations = load_relations()
         self._echo = [SYSTEM_PROMPT.lower()[:40], INSTRUCTION.lower()[:40]] + [f"{v.lower()}:" for v in CATEGORY_LABELS.values()]
 
     def named_concepts(self, caption: str) -> list[str]:
@@ -56,7 +59,8 @@ class CaptionChecker:
         if any(e in lowered for e in self._echo):
             reasons.append("prompt echo")
         named = self.named_concepts(caption)
-        missing = tuple(t for t in tags if t not in named)
+        covered = self.relations.with_broader(named)  # "hard rock" names rock too (but rock does not name hard rock)
+        missing = tuple(t for t in tags if t not in covered)
         negated = tuple(t for t in self.matcher.negated_concepts(caption) if t in tags)
         hallucinated = tuple(n for n in named if n not in tags
                              and self.taxonomy.category_of[n] in self.hallucination_categories)

@@ -26,7 +26,7 @@ from typing import Sequence
 
 from builder.published import AUDIO_FIELD, TEXT_FIELDS, PublishedReader, is_published
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
-from builder.splits import ConceptSetArguments, concept_sets
+from builder.splits import ConceptSetArguments, concept_sets, concepts_with_sets
 from core.config import cli, get_logger, parse_args
 from core.constants import SPLITS
 from core.errors import DataError
@@ -48,6 +48,8 @@ class RepublishArguments:
     min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
     num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
     concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
+    families: bool = field(default=True, metadata={
+        "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
     repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
 
@@ -122,7 +124,7 @@ def republish(args: RepublishArguments) -> dict:
     if not examples:
         raise DataError(args.source, "no row to re-publish")
     taxonomy = reader.taxonomy
-    set_args = ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed)
+    set_args = ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families)
     rows, concept_summary = concept_sets(examples, taxonomy, set_args)
     for name, items in (("default", examples), ("concepts", rows)):
         for split in SPLITS:
@@ -142,7 +144,7 @@ def republish(args: RepublishArguments) -> dict:
         "source": {"dataset": args.source if not Path(args.source).is_dir() else "a local copy", "revision": revision_name,
                    "schema": "published (bsienkiewicz/ConceptCaps)", **report},
         "concept_set_rows": len(rows),
-        "concepts_with_sets": {s: len(taxonomy.names) - len(concept_summary["skipped_too_few_positives"][s]) for s in SPLITS},
+        "concepts_with_sets": concepts_with_sets(concept_summary),
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("source", "output_dir")},
         "packages": package_versions(),
     }

@@ -3,13 +3,17 @@
 For every concept with at least `min_positives` positives in a split:
   positives  examples whose attribute list carries the concept;
   negatives  examples that carry neither the concept nor any of its surface forms (taxonomy aliases and
-             reviewed paraphrases, searched in the caption), matched one-to-one to the positives on the other
-             categories' concepts (nearest Jaccard distance, greedy, seeded, exact within seeded blocks of
-             `MATCH_BLOCK` examples so that memory and time stay bounded at paper scale), so that the concept, not
-             a confound such as genre, is what separates the two sets;
-  random     R disjoint random sets drawn from the examples that are not positives, for TCAV's significance test.
-The matching quality (Jensen-Shannon divergence between positives and negatives over the other categories'
-concepts, before and after matching) is recorded per concept.
+             reviewed paraphrases, searched in the caption), nor a concept narrower than it or overlapping it
+             (`builder/data/relations.tsv`: no hard rock among rock's negatives, no medium to fast tempo among fast
+             tempo's), listed or named, matched one-to-one to the positives on the other categories' concepts
+             (nearest Jaccard distance, greedy, seeded, exact within seeded blocks of `MATCH_BLOCK` examples so that
+             memory and time stay bounded at paper scale), so that the concept, not a confound such as genre, is
+             what separates the two sets;
+  random     R disjoint random sets drawn from the examples that are neither positives nor list a relative, for
+             TCAV's significance test.
+With `families`, "<concept> (family)" sets as well: positives list the concept or a narrower one. The matching
+quality (Jensen-Shannon divergence between positives and negatives over the other categories' concepts, before
+and after matching) and the candidates each relation rule removed are recorded per concept.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from builder.relations import Relations, load_relations
 from builder.taxonomy import Taxonomy
 from core.constants import CATEGORIES, SPLITS
 
@@ -47,6 +52,7 @@ class ConceptSetArguments:
     min_positives: int = 10
     num_random_sets: int = 5
     seed: int = 0
+    families: bool = False  # also "<concept> (family)" sets: the concept and every narrower one (builder.relations)
 
 
 def _js(p: np.ndarray, q: np.ndarray) -> float:
@@ -71,6 +77,12 @@ class SetRows:
     def __len__(self) -> int:
         return sum(len(g[-1]) for g in self.groups)
 
+    def only(self, concept: str) -> "SetRows":
+        """The rows of one set name."""
+        out = SetRows(self.ids)
+        out.groups = [g for g in self.groups if g[0] == concept]
+        return out
+
     def __iter__(self) -> Iterator[dict]:
         for concept, category, split, role, set_index, members in self.groups:
             for i in members:
@@ -78,18 +90,27 @@ class SetRows:
                        "id": self.ids[i]}
 
 
+RULE_NAMES = {"narrower": "lists a narrower concept", "overlaps": "lists an overlapping concept"}
+FAMILY_SUFFIX = " (family)"  # a family's set name: "rock (family)" is rock and every concept narrower than rock
+
+
 def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
-                       args: ConceptSetArguments, concepts: Sequence[str] | None = None) -> tuple[SetRows, dict]:
+                       args: ConceptSetArguments, concepts: Sequence[str] | None = None,
+                       relations: Relations | None = None) -> tuple[SetRows, dict]:
     """Concept membership rows and a summary.
 
     Args:
         examples: rows with id, split and one list column per category.
         mentions: per example, the concepts its caption names (surface forms found by the caption checker).
         concepts: the concepts to build sets for (default: all); a concept's sets do not depend on the others'.
+        relations: how concepts relate (default: `builder/data/relations.tsv`): a clip that lists a narrower or an
+            overlapping concept, or whose caption names one, is neither a negative nor a random example; with
+            `args.families`, sets for "<concept> (family)" too, whose positives list the concept or a narrower one.
     Returns:
-        Rows {concept, category, split, role, set_index, id} and a summary with sizes, seeds, matching quality
-        and the concepts skipped for too few positives.
+        Rows {concept, category, split, role, set_index, id} and a summary with sizes, seeds, matching quality,
+        the candidates each relation rule removed, and the concepts skipped for too few positives.
     """
+    relations = relations or load_relations()
     names = taxonomy.names
     index = taxonomy.index
     x = np.zeros((len(examples), len(names)), dtype=bool)
@@ -105,36 +126,70 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
     split_of = np.array([e["split"] for e in examples])
     ids = [e["id"] for e in examples]
     category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
+
+    def columns(concepts_: set[str]) -> list[int]:
+        return sorted(index[c] for c in concepts_ if c in index)
+
+    targets = []  # (set name, column of the concept, member columns, {rule: excluded columns}, seed tag)
+    for j, name in enumerate(names):
+        if name not in wanted:
+            continue
+        rules = {rule: columns(cs) for rule, cs in relations.excluded_from_negatives(name).items()}
+        targets.append((name, j, [j], rules, 0))
+        family = columns(relations.family(name))
+        if args.families and len(family) > 1:
+            overlapping = set().union(*(relations.overlaps.get(names[k], set()) for k in family))
+            targets.append((name + FAMILY_SUFFIX, j, family, {"overlaps": columns(overlapping - relations.family(name))}, 1))
     rows, summary = SetRows(ids), {"arguments": vars(args), "concepts": {}, "skipped_too_few_positives": {}}
     for split in SPLITS:
         in_split = np.nonzero(split_of == split)[0]
         skipped = []
-        for j, name in enumerate(names):
-            if name not in wanted:
-                continue
-            pos = in_split[x[in_split, j]]
+        for name, j, members_, rules, tag in targets:
+            holds = x[in_split][:, members_].any(1)
+            pos = in_split[holds]
             if len(pos) < args.min_positives:
                 skipped.append(name)
                 continue
-            rng = np.random.default_rng([args.seed, j, SPLITS.index(split)])
+            rng = np.random.default_rng([args.seed, j, SPLITS.index(split)] + ([tag] if tag else []))
             other = category_ids != category_ids[j]  # the other categories' concepts
-            candidates = in_split[~x[in_split, j] & ~named[in_split, j]]
+            keep = ~holds & ~named[in_split][:, members_].any(1)
+            removed = {}
+            for rule, cols in rules.items():
+                if cols:
+                    hit = x[in_split][:, cols].any(1)
+                    removed[RULE_NAMES[rule]] = int((keep & hit).sum())
+                    keep &= ~hit
+            relatives = sorted({c for cols in rules.values() for c in cols})
+            if relatives:
+                hit = named[in_split][:, relatives].any(1)
+                removed["caption names a relative"] = int((keep & hit).sum())
+                keep &= ~hit
+            candidates = in_split[keep]
             negatives = _match(x[pos][:, other], x[candidates][:, other], candidates, rng)
-            pool = in_split[~x[in_split, j]]
+            # random sets: neither positives nor clips that list a relative (a hard rock clip is rock music)
+            free = ~holds & ~x[in_split][:, relatives].any(1) if relatives else ~holds
+            pool = in_split[free]
             size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
             shuffled = rng.permutation(pool)
             randoms = [shuffled[r * size:(r + 1) * size] for r in range(args.num_random_sets)] if size > 0 else []
             for role, r, members in [("positive", 0, pos), ("negative", 0, negatives),
                                      *[("random", r, members) for r, members in enumerate(randoms)]]:
-                rows.add(name, taxonomy.category_of[name], split, role, r, members)
+                rows.add(name, taxonomy.category_of[names[j]], split, role, r, members)
             summary["concepts"][f"{split}/{name}"] = {
                 "positives": int(len(pos)), "negatives": int(len(negatives)), "random_sets": len(randoms),
                 "random_set_size": int(size), "candidate_negatives": int(len(candidates)),
+                "removed_by_relation": removed, "family": bool(tag),
                 "jsd_other_categories_before": _js(x[pos][:, other].sum(0), x[candidates][:, other].sum(0)),
                 "jsd_other_categories_after": _js(x[pos][:, other].sum(0), x[negatives][:, other].sum(0)),
             }
         summary["skipped_too_few_positives"][split] = skipped
     return rows, summary
+
+
+def concepts_with_sets(summary: dict) -> dict[str, int]:
+    """Per split, how many concepts (families not counted) got sets."""
+    return {split: sum(1 for key, v in summary["concepts"].items() if key.startswith(split + "/") and not v.get("family"))
+            for split in SPLITS}
 
 
 def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,

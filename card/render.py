@@ -132,7 +132,11 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         source_datasets=["google/MusicCaps", *([summary["source"]["dataset"]] if "source" in summary else [])],
         configs=configs_metadata(summary["configs"], folder),
     )
-    sets = concept_summary["concepts"].values()
+    sets = [v for v in concept_summary["concepts"].values() if not v.get("family")]
+    families = sorted({k.split("/", 1)[1] for k, v in concept_summary["concepts"].items() if v.get("family")})
+    removed = Counter()
+    for v in sets:
+        removed.update(v.get("removed_by_relation", {}))
     first = examples[0]
     card = DatasetCard.from_template(
         card_data, template_path=str(TEMPLATE), repo_id=repo_id, version=summary["version"],
@@ -153,7 +157,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
-        **audit_fields(audit),
+        **audit_fields(audit), removed_by_relation=dict(removed), families=families,
     )
     card.save(folder / "README.md")
     return str(card)
