@@ -91,11 +91,31 @@ class StoreBatches:
             yield self.store[torch.tensor(self.rows[b:b + self.batch_size])]
 
 
+def assembled_layout(dataset: str) -> dict | None:
+    """A local folder that `builder.assemble` wrote: {config: folder} from its build summary (readable before the
+    card stage writes the README's `configs:`), else None."""
+    summary = Path(dataset) / "build_summary.json"
+    if "://" in dataset or not summary.is_file():
+        return None
+    import json
+
+    return json.loads(summary.read_text()).get("configs")
+
+
 def split_files(dataset: str, config: str, split: str) -> list[str]:
-    """The parquet files of a config's split, as the dataset's card (`configs:`) lists them: local paths, or
-    `hf://` URLs read by range requests (nothing downloaded whole, nothing cached)."""
+    """The parquet files of a config's split: in a folder assembly wrote, from its layout; else as the dataset's
+    card (`configs:`) lists them: local paths, or `hf://` URLs read by range requests (nothing downloaded whole,
+    nothing cached)."""
     import datasets
 
+    layout = assembled_layout(dataset)
+    if layout is not None:
+        if config not in layout:
+            raise DataError(dataset, f"no {config!r} config (it has {sorted(layout)})")
+        files = sorted(str(p) for p in (Path(dataset) / layout[config]).glob(f"{split}-*.parquet"))
+        if not files:
+            raise DataError(Path(dataset) / layout[config], f"config {config!r} has no split {split!r}")
+        return files
     try:
         files = datasets.load_dataset_builder(dataset, config).config.data_files
     except ValueError as e:  # no such config: a dataset without audio, or a folder without its card
@@ -103,6 +123,11 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
     if split not in files:
         raise DataError(dataset, f"config {config!r} has no split {split!r} (it has {sorted(files)})")
     return list(files[split])
+
+
+def _read_table(path: str, columns: list[str]):
+    with _open(path) as handle:
+        return pq.read_table(handle, columns=columns)
 
 
 def _open(path: str):
@@ -217,12 +242,12 @@ class AudioSplit:
             wanted = None if not concepts else [self.resolve(c) for c in concepts]
             rows, _ = concept_sets(self.rows, self.reader.taxonomy, ConceptSetArguments(), wanted)
             roles = None
-        else:
-            from conceptcaps import open_dataset
+        else:  # the concepts config's files, read as they are (role is a class label: its index)
+            from builder.schema import CONCEPT_FEATURES
 
-            sets = open_dataset(self.dataset, "concepts", split=self.split_name)
-            roles = sets.features["role"].names
-            rows = sets
+            roles = CONCEPT_FEATURES["role"].names
+            rows = (r for path in split_files(self.dataset, "concepts", self.split_name)
+                    for r in _read_table(path, ["concept", "role", "set_index", "id"]).to_pylist())
         for r in rows:
             role = r["role"] if roles is None else roles[r["role"]]
             entry = members.setdefault(r["concept"], {"positive": [], "negative": [], "random": {}})
