@@ -17,7 +17,7 @@ from pathlib import Path
 from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
-from core.config import DEFAULT_MUSICCAPS_CSV
+from core.config import DEFAULT_MUSICCAPS
 from core.constants import CATEGORIES
 from core.io import write_parquet
 from fixtures.tiny_models import build_tiny_llama, musiccaps_texts
@@ -27,8 +27,8 @@ from training.train_captioner import main as sft_main
 
 def run(run_dir: Path, n: int = 64, batch_size: int = 16) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
-    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
-    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS_CSV), taxonomy)
+    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS)
+    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS), taxonomy)
     write_parquet(run_dir / "distilled.parquet", result.distilled)
     taxonomy.save(run_dir / "taxonomy.json")  # the SFT pairs each caption with the concepts it names
     model_dir = build_tiny_llama(run_dir / "tiny-llama", musiccaps_texts())

@@ -28,7 +28,7 @@ from builder.caption_checks import CaptionChecker
 from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
-from core.config import DEFAULT_MUSICCAPS_CSV
+from core.config import DEFAULT_MUSICCAPS
 from core.io import write_parquet
 from evaluation.vae_report import js_divergence
 from fixtures.tiny_models import build_tiny_llama, musiccaps_texts
@@ -58,8 +58,8 @@ def ratio(x: float, y: float) -> float | None:
 def run(run_dir: Path, steps: int, lists: int, hidden: int, layers: int) -> dict:
     start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
-    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
-    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS_CSV), taxonomy)
+    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS)
+    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS), taxonomy)
     taxonomy.save(run_dir / "taxonomy.json")
     write_parquet(run_dir / "distilled.parquet", result.distilled)
     write_parquet(run_dir / "musiccaps_tagged.parquet", result.tagged)

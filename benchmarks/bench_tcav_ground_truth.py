@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builder.taxonomy import build_taxonomy
-from core.config import DEFAULT_MUSICCAPS_CSV
+from core.config import DEFAULT_MUSICCAPS
 from evaluation.tcav_validation import ValidationArguments, run_validation
 from generation.caption import CAPTION_SCHEMA
 from generation.symbolic import SymbolicSynthesizer
@@ -101,7 +101,7 @@ def main() -> None:
     only.add_argument("--renderer_only", action="store_true", help="the renderer's targets alone, no validation")
     only.add_argument("--validation_only", action="store_true", help="the validation alone")
     args = parser.parse_args()
-    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
+    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS)
     renderer = {} if args.validation_only else {
         **speed(taxonomy), **stage_runs(Path(args.run_dir), taxonomy, args.stage_clips, args.stage_seconds),
         "stage_clips": args.stage_clips, "stage_seconds": args.stage_seconds}

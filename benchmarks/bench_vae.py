@@ -21,7 +21,7 @@ import numpy as np
 from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
-from core.config import DEFAULT_MUSICCAPS_CSV
+from core.config import DEFAULT_MUSICCAPS
 from core.io import write_parquet
 from evaluation.vae_report import sample_metrics
 from generation.sample_tags import SamplingArguments, reference_lists, sample_tag_lists
@@ -31,8 +31,8 @@ from training.vae import load_checkpoint, multi_hot
 
 
 def run(run_dir: Path, num_lists: int = 20000) -> dict:
-    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS_CSV)
-    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS_CSV), taxonomy)
+    taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS)
+    result = distill_musiccaps(read_musiccaps(DEFAULT_MUSICCAPS), taxonomy)
     run_dir.mkdir(parents=True, exist_ok=True)
     tagged = run_dir / "musiccaps_tagged.parquet"
     write_parquet(tagged, result.tagged)

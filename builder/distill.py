@@ -5,7 +5,7 @@ Writes two files into the run directory:
   musiccaps_tagged.parquet  every row naming at least one concept (the VAE's training data)
 Both carry the same split, assigned per YouTube video so that no video (and so no id) is in two splits.
 
-    python -m builder.distill --taxonomy runs/demo/taxonomy.json --musiccaps_csv ../shared/data/musiccaps-public.csv
+    python -m builder.distill --taxonomy runs/demo/taxonomy.json --musiccaps_csv path/to/musiccaps-public.csv
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Sequence
 
 import pyarrow as pa
 
-from builder.musiccaps import MusicCapsRow, read_musiccaps
+from builder.musiccaps import MUSICCAPS_HELP, MusicCapsRow, read_musiccaps
 from builder.splits import seeded_split
 from builder.taxonomy import Taxonomy
-from core.config import DEFAULT_MUSICCAPS_CSV, cli, get_logger, parse_args, run_dir
+from core.config import DEFAULT_MUSICCAPS, cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.io import write_json, write_parquet
 
@@ -158,7 +158,7 @@ def distill_musiccaps(rows: Sequence[MusicCapsRow], taxonomy: Taxonomy, min_cate
 class DistillArguments:
     """Distil MusicCaps into distilled.parquet (and musiccaps_tagged.parquet) with leak-free splits."""
 
-    musiccaps_csv: str = field(default=str(DEFAULT_MUSICCAPS_CSV), metadata={"help": "MusicCaps CSV (google/MusicCaps)"})
+    musiccaps_csv: str = field(default=DEFAULT_MUSICCAPS, metadata={"help": MUSICCAPS_HELP})
     taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
     output_dir: str | None = field(default=None, metadata={"help": "where to write (default: run dir)"})
     min_categories: int = field(default=MIN_CATEGORIES, metadata={"help": "categories a row must reach"})

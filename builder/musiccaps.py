@@ -9,7 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import DataError
+from core.config import DEFAULT_MUSICCAPS, MUSICCAPS_ENV
+from core.errors import ConfigError, DataError
+from core.io import sha256_file
 
 MUSICCAPS_REPO = "google/MusicCaps"
 MUSICCAPS_FILE = "musiccaps-public.csv"
@@ -32,17 +34,38 @@ class MusicCapsRow:
         return f"{self.ytid}_{self.start_s:05d}"
 
 
+# the content of google/MusicCaps' musiccaps-public.csv that every figure of this project was measured on: a
+# download is checked against it (the Hub's copy changing under a pinned sha256 is an error, not a new taxonomy)
+MUSICCAPS_SHA256 = "bce5500709e6b129e070cbffc28caefe6b3d6977b2073493ee9b48806096c034"
+MUSICCAPS_HELP = (f"MusicCaps CSV: a local path, or {DEFAULT_MUSICCAPS} (downloaded, sha256-checked); ${MUSICCAPS_ENV} "
+                  f"replaces the default with a local copy")
+
+
 def download_musiccaps(cache_dir: str | None = None) -> Path:
-    """Fetch the CSV from the Hub (needs network); tests and offline runs pass a local path instead."""
+    """Fetch the CSV from the Hub and check its sha256; without network, one line naming the variable to set."""
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
+    try:
+        path = Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
+    except Exception as e:  # offline, no Hub access, a proxy: whatever the client raises, the remedy is the same
+        raise ConfigError(f"cannot download {MUSICCAPS_FILE} from {MUSICCAPS_REPO} ({type(e).__name__}); without Hub "
+                          f"access set {MUSICCAPS_ENV}=/path/to/{MUSICCAPS_FILE} (or pass --musiccaps_csv)") from None
+    if sha256_file(path) != MUSICCAPS_SHA256:
+        raise DataError(path, f"sha256 {sha256_file(path)[:16]}... is not the pinned {MUSICCAPS_SHA256[:16]}... of "
+                              f"{MUSICCAPS_REPO}'s {MUSICCAPS_FILE}")
+    return path
 
 
-def resolve_musiccaps(path: str | os.PathLike) -> Path:
-    """A local path as is; `hf://google/MusicCaps` downloads the CSV from the Hub (needs network)."""
-    if str(path).startswith("hf://"):
+def resolve_musiccaps(path: str | os.PathLike | None = None) -> Path:
+    """The MusicCaps CSV: the default (`hf://google/MusicCaps`) is ${MUSICCAPS_ENV} where set, else the Hub's
+    file (downloaded, checked); any other value is a local path."""
+    path = str(path or DEFAULT_MUSICCAPS)
+    if path == DEFAULT_MUSICCAPS and os.environ.get(MUSICCAPS_ENV):
+        path = os.environ[MUSICCAPS_ENV]
+    if path.startswith("hf://"):
         return download_musiccaps()
+    if not Path(path).is_file():
+        raise DataError(path, f"file not found (a MusicCaps CSV: set {MUSICCAPS_ENV} or --musiccaps_csv to a local copy)")
     return Path(path)
 
 

@@ -20,8 +20,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from builder.musiccaps import read_musiccaps, resolve_musiccaps
-from core.config import DEFAULT_MUSICCAPS_CSV, cli, get_logger, parse_args, run_dir
+from builder.musiccaps import MUSICCAPS_HELP, read_musiccaps, resolve_musiccaps
+from core.config import DEFAULT_MUSICCAPS, cli, get_logger, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import read_tsv, sha256_file, write_json
@@ -31,6 +31,7 @@ TAXONOMY_VERSION = "1.0.0"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SPELLING_TABLE = DATA_DIR / "spelling.tsv"
 CONCEPT_TABLE = DATA_DIR / "concepts.tsv"
+PAPER_TAXONOMY = DATA_DIR / "paper_taxonomy.tsv"
 CONCEPTS_PER_CATEGORY = 50
 ALIAS_SEPARATOR = "|"
 
@@ -207,7 +208,7 @@ class Taxonomy:
 
 
 def build_taxonomy(
-    musiccaps_csv=DEFAULT_MUSICCAPS_CSV,
+    musiccaps_csv=DEFAULT_MUSICCAPS,
     concept_table: Path = CONCEPT_TABLE,
     spelling_table: Path = SPELLING_TABLE,
     per_category: int = CONCEPTS_PER_CATEGORY,
@@ -255,13 +256,23 @@ def build_taxonomy(
     return Taxonomy(concepts=concepts, source=source, spelling=dict(spelling)), summary
 
 
-def compare_with_paper(taxonomy: Taxonomy, paper_json) -> dict:
-    """Overlap between our taxonomy and the paper's raw tag list (`paper-taxonomy.json`).
+def read_paper_taxonomy(path=PAPER_TAXONOMY) -> dict[str, list[str]]:
+    """The paper's tags per category, from the fact table (`builder/data/paper_taxonomy.tsv`)."""
+    paper: dict[str, list[str]] = {c: [] for c in CATEGORIES}
+    for number, (category, tag) in read_tsv(path, 2):
+        if category not in paper:
+            raise DataError(path, f"unknown category {category!r}", row=number, field="category")
+        paper[category].append(tag)
+    return paper
+
+
+def compare_with_paper(taxonomy: Taxonomy, paper_table=PAPER_TAXONOMY) -> dict:
+    """Overlap between our taxonomy and the paper's raw tag list (`builder/data/paper_taxonomy.tsv`).
 
     A paper tag overlaps when it normalises to an alias of one of our concepts; it agrees when that concept is
     in the same category.
     """
-    paper = json.loads(Path(paper_json).read_text(encoding="utf-8"))
+    paper = read_paper_taxonomy(paper_table)
     report = {"paper_tags": 0, "mapped": 0, "same_category": 0, "per_category": {}, "unmapped": {}, "moved": []}
     covered: set[str] = set()
     for category, tags in paper.items():
@@ -292,12 +303,13 @@ def compare_with_paper(taxonomy: Taxonomy, paper_json) -> dict:
 class TaxonomyArguments:
     """Derive taxonomy.json from the MusicCaps aspect lists."""
 
-    musiccaps_csv: str = field(default=str(DEFAULT_MUSICCAPS_CSV), metadata={"help": "MusicCaps CSV (google/MusicCaps)"})
+    musiccaps_csv: str = field(default=DEFAULT_MUSICCAPS, metadata={"help": MUSICCAPS_HELP})
     output: str | None = field(default=None, metadata={"help": "where to write taxonomy.json (default: run dir)"})
     concept_table: str = field(default=str(CONCEPT_TABLE), metadata={"help": "reviewed concept/category/alias table"})
     spelling_table: str = field(default=str(SPELLING_TABLE), metadata={"help": "reviewed misspelling table"})
     per_category: int = field(default=CONCEPTS_PER_CATEGORY, metadata={"help": "concepts kept per category"})
-    paper_taxonomy: str | None = field(default=None, metadata={"help": "paper-taxonomy.json to compare with"})
+    paper_taxonomy: str | None = field(default=str(PAPER_TAXONOMY), metadata={
+        "help": "the paper's tag table to compare with (writes taxonomy_vs_paper.json); empty: no comparison"})
 
 
 ARGUMENTS = TaxonomyArguments  # what this stage's preset section may hold

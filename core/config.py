@@ -18,7 +18,9 @@ from core.errors import ConceptCapsError, ConfigError, DataError
 RUN_DIR_ENV = "CONCEPTCAPS_RUN_DIR"
 DEFAULT_RUN_DIR = "runs/demo"
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MUSICCAPS_CSV = REPO_ROOT.parent / "shared" / "data" / "musiccaps-public.csv"
+# MusicCaps comes from the Hub unless this variable names a local copy (machines without Hub access, CI)
+MUSICCAPS_ENV = "CONCEPTCAPS_MUSICCAPS_CSV"
+DEFAULT_MUSICCAPS = "hf://google/MusicCaps"
 RUN_DIR_VARIABLE = "${run_dir}"
 
 

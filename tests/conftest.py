@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MusicCaps CSV (read from ../shared, never copied) and small CSV fixtures."""
+"""Shared fixtures: the real MusicCaps CSV (from $CONCEPTCAPS_MUSICCAPS_CSV or the Hub, never copied) and small CSV
+fixtures."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DEFAULT_MUSICCAPS_CSV
+from core.config import MUSICCAPS_ENV
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get(MUSICCAPS_ENV):  # a local MusicCaps: nothing needs the Hub (else MusicCaps is downloaded once)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # a cache of the test session's own: datasets keys a local folder's cache by its name, not its content
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="conceptcaps-test-hf-")
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
@@ -25,8 +27,10 @@ MUSICCAPS_COLUMNS = ["ytid", "start_s", "end_s", "audioset_positive_labels", "as
 
 @pytest.fixture(scope="session")
 def musiccaps_csv() -> Path:
-    assert DEFAULT_MUSICCAPS_CSV.is_file(), f"the MusicCaps CSV is expected at {DEFAULT_MUSICCAPS_CSV}"
-    return DEFAULT_MUSICCAPS_CSV
+    """The real MusicCaps CSV: $CONCEPTCAPS_MUSICCAPS_CSV, else downloaded from the Hub (sha256-checked)."""
+    from builder.musiccaps import resolve_musiccaps
+
+    return resolve_musiccaps()
 
 
 def write_musiccaps(path: Path, rows: list[dict]) -> Path:

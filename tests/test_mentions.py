@@ -6,7 +6,6 @@ import re
 import pytest
 
 from builder.mentions import ConceptMatcher
-from core.config import DEFAULT_MUSICCAPS_CSV
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +14,8 @@ def matcher(taxonomy):
 
 
 @pytest.fixture(scope="module")
-def sentences():
-    with open(DEFAULT_MUSICCAPS_CSV, encoding="utf-8") as f:
+def sentences(musiccaps_csv):
+    with open(musiccaps_csv, encoding="utf-8") as f:
         return [s.strip() for row in csv.DictReader(f) for s in re.split(r"(?<=[.!?])\s+", row["caption"])]
 
 

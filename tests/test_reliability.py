@@ -118,6 +118,46 @@ def test_every_preset_parses_for_every_stage(preset, monkeypatch, tmp_path):
     assert set(read_preset(REPO / preset)) - {"musiccaps_csv"} <= {s.name for s in STAGES}
 
 
+@pytest.mark.parametrize("preset", ["configs/tiny.yaml", "configs/paper.yaml", "tests/micro.yaml"])
+def test_no_preset_names_a_path_outside_the_repository(preset):
+    """A clone anywhere runs its presets: every path-like value stays inside the repository (or the run
+    directory, or the Hub)."""
+    def values(node):
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from values(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from values(v)
+        elif isinstance(node, str):
+            yield node
+
+    for value in values(read_preset(REPO / preset)):
+        if "/" in value and not value.startswith(("${run_dir}", "hf://")) and "://" not in value:
+            resolved = (REPO / value).resolve()
+            assert resolved.is_relative_to(REPO) and not Path(value).is_absolute(), (preset, value)
+
+
+def test_musiccaps_without_the_hub_or_a_local_copy_is_one_line(monkeypatch, tmp_path):
+    import builder.musiccaps as musiccaps
+
+    monkeypatch.delenv("CONCEPTCAPS_MUSICCAPS_CSV", raising=False)
+
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", offline)
+    with pytest.raises(ConfigError, match="set CONCEPTCAPS_MUSICCAPS_CSV=/path/to/musiccaps-public.csv"):
+        musiccaps.resolve_musiccaps()
+    bad = write_musiccaps(tmp_path / "other.csv", [{"aspect_list": ["rock"]}])
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", lambda *a, **k: str(bad))
+    with pytest.raises(DataError, match="is not the pinned"):
+        musiccaps.resolve_musiccaps("hf://google/MusicCaps")
+    monkeypatch.setenv("CONCEPTCAPS_MUSICCAPS_CSV", str(bad))
+    assert musiccaps.resolve_musiccaps() == bad  # the variable replaces the default, not an explicit path
+    assert musiccaps.resolve_musiccaps(str(bad)) == bad
+
+
 def test_an_empty_and_an_oversized_csv(tmp_path):
     empty = write_musiccaps(tmp_path / "empty.csv", [])
     with pytest.raises(DataError, match="empty.csv: no rows after the header"):

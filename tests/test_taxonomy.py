@@ -7,7 +7,7 @@ from builder.taxonomy import Taxonomy, build_taxonomy, compare_with_paper, load_
 from core.constants import CATEGORIES
 from core.errors import DataError
 
-PAPER_TAXONOMY = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper-taxonomy.json"
+from builder.taxonomy import PAPER_TAXONOMY
 
 
 @pytest.mark.parametrize("raw, expected", [
