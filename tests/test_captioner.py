@@ -294,3 +294,30 @@ def test_the_sft_recipe_keeps_its_effective_batch_on_any_number_of_processes():
     assert recipe_batch(16, 1, 2, effective=48)["per_device_train_batch_size"] == 12
     with pytest.raises(ConfigError, match="effective batch 16 does not divide evenly among 3 processes"):
         recipe_batch(8, 2, 3)
+
+
+def test_template_captions_read_as_english_for_every_concept(taxonomy):
+    """Every concept of the taxonomy alone and beside others: the caption names exactly the listed concepts, and
+    reads as sentences (articles agree, no doubled word, no "with with", each sentence capitalised and closed)."""
+    import re
+
+    from builder.caption_checks import CaptionChecker
+    from generation.template_captioner import tempo_phrase
+
+    checker = CaptionChecker(taxonomy)
+    by_category = {c: [x.name for x in taxonomy.by_category(c)] for c in CATEGORIES}
+    for category, names in by_category.items():
+        for k, name in enumerate(names):
+            attrs = {"genre": ["rock"], "instrument": ["piano"], "tempo": ["slow tempo"], "mood": ["happy"]}
+            attrs[category] = [name, names[(k + 7) % len(names)]]
+            caption = template_caption(attrs, f"{category}-{k}")
+            tags = [t for c in CATEGORIES for t in attrs[c]]
+            named = set(checker.named_concepts(caption))
+            assert set(tags) <= checker.relations.with_broader(named), (caption, tags)
+            assert not checker.check(caption, tags).hallucinated, caption
+            assert not re.search(r"\b(\w+) \1\b", caption) and "with with" not in caption, caption
+            assert not re.search(r"\ba [aeiou]", caption.lower()) and not re.search(r"\ban [^aeiour]", caption.lower()), caption
+            assert all(s[0].isupper() for s in caption.split(". ")) and caption.endswith("."), caption
+    assert tempo_phrase("fast tempo") == "at a fast tempo" and tempo_phrase("waltz time") == "in waltz time"
+    assert tempo_phrase("groovy") == "with a groovy feel" and tempo_phrase("odd meter") == "in an odd meter"
+    assert "It moves with groovy" not in template_caption({"tempo": ["groovy", "upbeat"]}, "x")
