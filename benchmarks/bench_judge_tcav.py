@@ -2,7 +2,7 @@
 concepts a listener would expect (electric guitar -> rock, violin / piano / strings -> classical, synthesizer ->
 electronic, ...)?
 
-    python -m benchmarks.bench_judge_tcav                      # 3,000 rendered clips of 10 s, both musicnn models
+    python -m benchmarks.bench_judge_tcav --cache runs/judge_clips.npz  # 3,000 rendered clips of 10 s, both models
     python -m benchmarks.bench_judge_tcav --clips 600 --set_size 30 --models MTT_musicnn   # a quick run
 
 Clips are rendered by the symbolic backend from attribute lists that draw a genre (of those musicnn has a tag for),
@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,7 +98,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     class_ids = {k: [i for i in class_part if g in lists[i]][: args.class_size] for k, g in classes.items()}
     classes = {k: g for k, g in classes.items() if len(class_ids[k]) >= 5}
     class_inputs = {k: patches[class_ids[k]] for k in classes}
-    concepts = INSTRUMENTS + TEMPI + MOODS
+    concepts = args.concepts
     concept_inputs, randoms_of = {}, {}
     half = len(pool) // 2
     positives_pool, random_pool = pool[:half], pool[half:]
@@ -155,23 +156,34 @@ def main(argv=None) -> dict:
     parser.add_argument("--instrument_rate", type=float, default=0.3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concepts", nargs="+", default=INSTRUMENTS + ["slow tempo", "fast tempo"],
+                        help="concepts tested against every genre class (moods and medium tempo are drawn but not tested)")
+    parser.add_argument("--cache", default=None, help="an .npz of the rendered patches: written once, read after")
     args = parser.parse_args(argv)
     from probing.musicnn import MelFrontEnd, log_compress, patches as to_patches, seconds_for
 
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
-    lists = draw_lists(int(args.clips * 1.3), rng, args.instrument_rate)
-    waves = render(lists, args.seconds, args.workers)
-    kept = [(t, w) for t, w in zip(lists, waves) if w is not None][: args.clips]
-    render_s = time.perf_counter() - start
-    logger.info("rendered %d clips of %.0f s in %.0f s (%d left out: an inaudible instrument)", len(kept), args.seconds,
-                render_s, sum(w is None for w in waves))
-    lists = [t for t, _ in kept]
-    mel, first = MelFrontEnd(), int(seconds_for(1) * 16000)
-    with torch.no_grad():  # each clip's first 3 s patch: (clips, 1, 187, 96)
-        patches = torch.cat([to_patches(log_compress(mel(torch.from_numpy(np.stack([w[:first] for _, w in kept[b:b + 64]])))))
-                             for b in range(0, len(kept), 64)])
-    result = {"clips": len(kept), "seconds": args.seconds, "render_seconds": round(render_s, 1),
+    if args.cache and Path(args.cache).is_file():
+        cached = np.load(args.cache, allow_pickle=False)
+        lists, patches = [json.loads(t) for t in cached["lists"]], torch.from_numpy(cached["patches"])
+        render_s, left_out = float(cached["render_seconds"]), int(cached["left_out"])
+    else:
+        lists = draw_lists(int(args.clips * 1.12), rng, args.instrument_rate)
+        waves = render(lists, args.seconds, args.workers)
+        kept = [(t, w) for t, w in zip(lists, waves) if w is not None][: args.clips]
+        render_s, left_out = time.perf_counter() - start, sum(w is None for w in waves)
+        lists = [t for t, _ in kept]
+        mel, first = MelFrontEnd(), int(seconds_for(1) * 16000)
+        with torch.no_grad():  # each clip's first 3 s patch: (clips, 1, 187, 96)
+            patches = torch.cat([to_patches(log_compress(mel(torch.from_numpy(np.stack([w[:first] for _, w in kept[b:b + 64]])))))
+                                 for b in range(0, len(kept), 64)])
+        if args.cache:
+            np.savez(args.cache, lists=np.array([json.dumps(t) for t in lists]), patches=patches.numpy(),
+                     render_seconds=render_s, left_out=left_out)
+    logger.info("%d clips of %.0f s, rendered in %.0f s (%d left out: an inaudible instrument)", len(lists), args.seconds,
+                render_s, left_out)
+    result = {"clips": len(lists), "seconds": args.seconds, "render_seconds": round(render_s, 1), "left_out": left_out,
               "arguments": vars(args), "models": {}}
     for name in args.models:
         t0 = time.perf_counter()
