@@ -14,7 +14,9 @@ and Welch's test of `evaluation.tcav`, Bonferroni over every (concept, class) te
 `net.penultimate`. Five "concepts" made of random clips check the test itself: they should be significant for at
 most 5 % of classes. Prints one JSON line: per model the significant (concept, class) pairs with their TCAV scores
 (above 0.5: the concept pushes the class up), which of the expected pairs came out, and the random concepts' rate.
-Needs the converted weights (`python -m probing.convert_musicnn`).
+The tagger audit of the same clips comes first (`audit`: per concept paired with a tag, the ROC-AUC of the tag on
+clips listing the concept against all others; `--audit_only` stops there). Needs the converted weights
+(`python -m probing.convert_musicnn`).
 """
 
 from __future__ import annotations
@@ -143,6 +145,34 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
             "scores": {f"{r['concept']} -> {r['genre']}": round(r["score_mean"], 3) for r in real}}
 
 
+def audit_rendered(model_name: str, lists, patches: torch.Tensor, rng) -> dict:
+    """The tagger audit on the rendered clips: per concept paired with a tag, the ROC-AUC of the tag's probability
+    (each clip's first 3 s patch) on the clips that list the concept against those that do not, with a 95 %
+    bootstrap interval; the concepts drawn here have no matched negatives, so every other clip is a negative."""
+    from probing.audit import auc_with_interval
+    from probing.musicnn import load_musicnn
+    from probing.tagger_tags import concept_tags
+
+    tagger = load_musicnn(model_name)
+    with torch.no_grad():
+        probs = torch.cat([torch.sigmoid(tagger.net(patches[b:b + 64].flatten(0, 1))) for b in range(0, len(patches), 64)]).numpy()
+    rows = {}
+    drawn = set(GENRES + INSTRUMENTS + TEMPI + MOODS)
+    for concept, tag in sorted(concept_tags(model_name.split("_")[0], tagger.labels).items()):
+        if concept not in drawn:
+            continue
+        has = np.array([concept in t for t in lists])
+        k = tagger.labels.index(tag)
+        auc, interval = auc_with_interval(probs[has, k], probs[~has, k], 200, rng)
+        rows[concept] = {"tag": tag, "auc": round(auc, 3), "interval": [round(v, 3) for v in interval],
+                         "positives": int(has.sum())}
+    aucs = [r["auc"] for r in rows.values()]
+    return {"concepts": rows, "mapped": len(rows), "median_auc": float(np.median(aucs)),
+            "share_at_least_0.7": sum(a >= 0.7 for a in aucs) / len(aucs),
+            "below_0.6": sorted(c for c, r in rows.items() if r["auc"] < 0.6),
+            "interval_below_0.5": sorted(c for c, r in rows.items() if r["interval"][1] < 0.5)}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=3000)
@@ -159,6 +189,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--concepts", nargs="+", default=INSTRUMENTS + ["slow tempo", "fast tempo"],
                         help="concepts tested against every genre class (moods and medium tempo are drawn but not tested)")
     parser.add_argument("--cache", default=None, help="an .npz of the rendered patches: written once, read after")
+    parser.add_argument("--audit_only", action="store_true", help="only the tagger audit of the rendered clips")
     args = parser.parse_args(argv)
     from probing.musicnn import MelFrontEnd, log_compress, patches as to_patches, seconds_for
 
@@ -187,7 +218,9 @@ def main(argv=None) -> dict:
               "arguments": vars(args), "models": {}}
     for name in args.models:
         t0 = time.perf_counter()
-        result["models"][name] = experiment(name, lists, patches, args, np.random.default_rng(args.seed))
+        result["models"][name] = {"audit": audit_rendered(name, lists, patches, np.random.default_rng(args.seed))}
+        if not args.audit_only:
+            result["models"][name].update(experiment(name, lists, patches, args, np.random.default_rng(args.seed)))
         result["models"][name]["seconds"] = round(time.perf_counter() - t0, 1)
     sys.stdout.write(json.dumps(result) + "\n")
     return result

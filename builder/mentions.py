@@ -1,6 +1,8 @@
 """Which concepts a text names, through their surface forms: the concept's name, its taxonomy aliases and the
 reviewed paraphrases in `builder/data/paraphrases.tsv`, matched on whole words of the normalised text.
 
+A hyphenated compound names the concepts of its parts ("piano-driven", "pop-rock", "jazz-tinged", "synth-heavy"),
+except the reviewed idioms of `builder/data/compound_idioms.tsv` ("e-piano", "soul-stirring", "heavy-hearted").
 One regular expression holds every form, longest first: at any position the alternation takes the longest form
 that matches there, and `finditer` resumes after it, so "upright bass" names the upright bass and not also the
 bass guitar. A mention is negated when a negation cue ("no", "not", "without", "lacks", "n't" ...) comes before
@@ -22,6 +24,8 @@ from core.errors import DataError
 from core.io import read_tsv
 
 PARAPHRASE_TABLE = Path(__file__).resolve().parent / "data" / "paraphrases.tsv"
+IDIOM_TABLE = Path(__file__).resolve().parent / "data" / "compound_idioms.tsv"
+_COMPOUND_HYPHEN = re.compile(r"(?<=[\w&'])-(?=[\w&'])")
 NEGATION_CUES = frozenset({"no", "not", "without", "lacks", "lacking", "lack", "absence", "absent", "devoid", "never",
                            "nor", "neither", "none"})
 # words that end a negation's scope when met looking back from a mention: a new clause, an affirmative verb, a
@@ -56,6 +60,8 @@ class ConceptMatcher:
                     raise DataError(paraphrase_table, f"form {form!r} already names {forms[form]!r}", row=number)
         self.taxonomy = taxonomy
         self.forms = forms
+        idioms = [taxonomy.normalise(compound) for _, (compound, _) in read_tsv(IDIOM_TABLE, 2)]
+        self._idioms = re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(i) for i in idioms) + r")(?![\w&'-])") if idioms else None
         ordered = sorted(forms, key=lambda f: (-len(f.split()), -len(f), f))
         self._pattern = re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(f) for f in ordered) + r")(?![\w&'-])")
 
@@ -63,12 +69,19 @@ class ConceptMatcher:
         """Every surface form found, in order, with whether it is negated."""
         out = []
         for clause in _CLAUSES.split(text):
-            normalised = self.taxonomy.normalise(clause)
+            normalised = self._compounds_split(self.taxonomy.normalise(clause))
             words = normalised.split()
             for m in self._pattern.finditer(normalised):
                 start = normalised.count(" ", 0, m.start())  # the mention's first word
                 out.append(Mention(self.forms[m.group(1)], _negated(words[max(0, start - NEGATION_WINDOW):start])))
         return out
+
+    def _compounds_split(self, normalised: str) -> str:
+        """A hyphenated compound's parts as words ("piano-driven" names the piano, "upright-bass" the upright bass),
+        except the reviewed idioms (`compound_idioms.tsv`: "e-piano" names no piano), which name nothing."""
+        if self._idioms is not None:
+            normalised = self._idioms.sub(lambda m: "_" * len(m.group(1)), normalised)
+        return _COMPOUND_HYPHEN.sub(" ", normalised)
 
     def named_concepts(self, text: str) -> list[str]:
         """Concepts a text names (at least once not negated), in order of first mention."""

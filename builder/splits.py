@@ -9,8 +9,8 @@ For every concept with at least `min_positives` positives in a split:
              (nearest Jaccard distance, greedy, seeded, exact within seeded blocks of `MATCH_BLOCK` examples so that
              memory and time stay bounded at paper scale), so that the concept, not a confound such as genre, is
              what separates the two sets;
-  random     R disjoint random sets drawn from the examples that are neither positives nor list a relative, for
-             TCAV's significance test.
+  random     R disjoint random sets drawn from the examples that are not positives, whose caption does not name
+             the concept and that list no relative, for TCAV's significance test.
 With `families`, "<concept> (family)" sets as well: positives list the concept or a narrower one. The matching
 quality (Jensen-Shannon divergence between positives and negatives over the other categories' concepts, before
 and after matching) and the candidates each relation rule removed are recorded per concept.
@@ -166,8 +166,11 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
                 keep &= ~hit
             candidates = in_split[keep]
             negatives = _match(x[pos][:, other], x[candidates][:, other], candidates, rng)
-            # random sets: neither positives nor clips that list a relative (a hard rock clip is rock music)
-            free = ~holds & ~x[in_split][:, relatives].any(1) if relatives else ~holds
+            # random sets: neither positives, nor clips whose caption names the concept, nor clips that list a
+            # relative (a hard rock clip is rock music)
+            free = ~holds & ~named[in_split][:, members_].any(1)  # nor a clip whose caption names the concept
+            if relatives:
+                free &= ~x[in_split][:, relatives].any(1)
             pool = in_split[free]
             size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
             shuffled = rng.permutation(pool)

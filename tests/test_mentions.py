@@ -62,3 +62,16 @@ def test_a_caption_that_negates_a_listed_concept_fails_coverage(taxonomy):
     unlisted = checker.check("A mellow jazz piece with a soft piano melody and no drums at a slow tempo.",
                              ["jazz", "piano", "slow tempo", "mellow"])
     assert unlisted.ok, unlisted  # an unlisted instrument that is negated is not a hallucination
+
+
+@pytest.mark.parametrize("sentence, named", [  # compounds: MusicCaps' own phrasings and the published captions' style
+    ("This is a piano-driven ballad.", ["piano", "ballad"]),
+    ("A pop-rock song with a guitar-led chorus.", ["pop rock"]),
+    ("The folk-inspired melody has a jazz-tinged, synth-heavy backing.", ["folk", "jazz", "synthesizer"]),
+    ("The song has a trance-like feel and an upright-bass line.", ["trance", "upright bass"]),
+    ("A high-spirited blues-rock tune.", ["spirited", "blues", "rock"]),
+    ("An e-piano plays soft chords.", []),  # an electric piano, not a piano
+    ("A soul-stirring, heavy-hearted melody on steel-drums.", []),
+])
+def test_compounds_name_their_parts_except_reviewed_idioms(matcher, sentence, named):
+    assert matcher.named_concepts(sentence) == named

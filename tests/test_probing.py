@@ -142,6 +142,18 @@ def tiny_wav2vec2(folder):
     return folder
 
 
+def tiny_hubert(folder):
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    torch.manual_seed(0)
+    config = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                          conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
+                          num_conv_pos_embedding_groups=2, vocab_size=10)
+    HubertModel(config).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
+    return folder
+
+
 def tiny_whisper(folder):
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
@@ -155,7 +167,7 @@ def tiny_whisper(folder):
     return folder
 
 
-@pytest.mark.parametrize("build", ["ast", "wav2vec2", "whisper", "clap"])
+@pytest.mark.parametrize("build", ["ast", "wav2vec2", "hubert", "whisper", "clap"])
 def test_hugging_face_audio_models_give_every_layer_in_one_pass(build, tmp_path, tiny_models):
     folder = tiny_models / "tiny-clap" if build == "clap" else globals()[f"tiny_{build}"](tmp_path / build)
     model = load_model(str(folder), seconds=1.0 if build != "whisper" else None)
@@ -185,6 +197,18 @@ def test_model_errors_are_one_line(tmp_path):
         load_model(str(tmp_path / "bert"))
     with pytest.raises(ConfigError, match="cannot import model factory"):
         load_model("no_such_module:factory")
+
+
+def test_a_dataset_without_audio_is_one_line(tmp_path, monkeypatch):
+    from probing.probe import main
+
+    folder = tmp_path / "published"
+    write_published(folder, n=30)
+    readme = (folder / "README.md").read_text()
+    (folder / "README.md").write_text(readme[:readme.index("- config_name: audio")] + readme[readme.index("---", 4):])
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    with pytest.raises(DataError, match="no 'audio' config"):
+        main(["--model", "tests.test_probing:planted_model", "--dataset", str(folder)])
 
 
 def test_tcav_on_a_hugging_face_classifier_maps_its_outputs_to_concepts(tmp_path, monkeypatch):
