@@ -23,7 +23,7 @@ from typing import Sequence
 
 import pyarrow.parquet as pq
 
-from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
+from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, SplitWriter, render_columns
 from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
 from core.config import cli, get_logger, parse_args, run_dir
@@ -123,12 +123,12 @@ def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: 
     for r in concept_rows:
         writers["concepts", r["split"]].write(r)
     for shard in shard_files:
-        present = [c for c in ("id", "audio", *RENDER_FEATURES) if c in pq.read_schema(run / shard).names]
+        present = [c for c in ("id", "audio", "ground_truth", "midi") if c in pq.read_schema(run / shard).names]
         for row in pq.read_table(run / shard, columns=present).to_pylist():
             e = by_id.get(row["id"])
             if e is not None:
                 writers["audio", e["split"]].write({**{k: e[k] for k in BASE_FEATURES}, "audio": row["audio"],
-                                                    **{k: row.get(k) for k in RENDER_FEATURES}})
+                                                    **render_columns(row.get("ground_truth")), "midi": row.get("midi")})
     for w in writers.values():
         w.close()
     return {name: {s: writers[name, s].rows for s in SPLITS} for name in CONFIG_DIRS}

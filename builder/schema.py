@@ -2,7 +2,8 @@
 
 Configs:
   default   id, caption, attribute list and one list per category, CLAP score, duration, provenance
-  audio     default's columns plus `audio` (Audio, 32 kHz) and, for rendered audio, `ground_truth` and `midi`
+  audio     default's columns plus `audio` (Audio, 32 kHz) and, for rendered audio, the typed ground truth (bpm,
+            meter, key, mode, feels, stems with their levels ...) and `midi`
   concepts  concept, category, split, role (positive / negative / random), set_index, id
 
 `SplitWriter` writes one config's split as parquet files of bounded size, named as `push_to_hub` names them
@@ -37,10 +38,40 @@ BASE_FEATURES = {
     "generation_params": datasets.Value("string"),
     "seed": datasets.Value("int64"),
 }
-RENDER_FEATURES = {  # the symbolic backend's ground truth (None for MusicGen audio)
-    "ground_truth": datasets.Value("string"),  # JSON: bpm, meter, key, mode, feels, instruments with stem shares, soundfont
+STEM_FEATURES = {  # one per (instrument concept, General MIDI channel program) of a rendered clip
+    "concept": datasets.Value("string"),  # the listed instrument it plays
+    "bank": datasets.Value("int32"),  # General MIDI bank (128: percussion)
+    "program": datasets.Value("int32"),  # General MIDI program
+    "share_db": datasets.Value("float32"),  # the concept's stems' energy over the mix's, in dB
+}
+RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for MusicGen audio)
+    "bpm": datasets.Value("float32"),
+    "meter": datasets.Value("string"),  # "4/4", "3/4", "6/8" ...
+    "key": datasets.Value("string"),  # "C# major"
+    "mode": datasets.Value("string"),  # "major" or "minor"
+    "feels": datasets.Sequence(datasets.Value("string")),  # rhythmic feels played (straight, swing, shuffle ...)
+    "genre_rendered": datasets.Value("string"),  # the genre whose arrangement was played (None: a neutral one)
+    "stems": [STEM_FEATURES],
+    "soundfont": datasets.Value("string"),
+    "soundfont_sha256": datasets.Value("string"),
+    "renderer": datasets.Value("string"),  # the renderer's revision
     "midi": datasets.Value("binary"),  # the rendered score as a standard MIDI file
 }
+def render_columns(ground_truth: str | dict | None) -> dict:
+    """The typed ground-truth columns of a rendered clip from the synthesis stage's JSON (all None without it)."""
+    import json
+
+    truth = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
+    columns = dict.fromkeys(k for k in RENDER_FEATURES if k != "midi")
+    if not truth:
+        return columns
+    columns.update({k: truth.get(k) for k in columns if k != "stems"})
+    columns["stems"] = [{"concept": i["concept"], "bank": int(bank), "program": int(program),
+                         "share_db": float(i["stem_share_db"])}
+                        for i in truth.get("instruments", []) for bank, program in i["programs"]]
+    return columns
+
+
 CONCEPT_FEATURES = {
     "concept": datasets.Value("string"),
     "category": datasets.Value("string"),

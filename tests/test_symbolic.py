@@ -132,3 +132,34 @@ def test_the_tcav_ground_truth_experiment_on_small_data(taxonomy):
     assert report["planted_cav_accuracy"] > 0.65 and report["planted_score"] > 0.8
     assert len(report["set_means"]["drum kit"]) == 2 and len(report["null_means"]["drum kit"]) == 3
     assert 0.0 <= report["planted_p_corrected"] <= 1.0 and set(report["null_means"]) == set(report["scores"])
+
+
+def test_ground_truth_is_typed_in_the_audio_config_for_datasets_and_duckdb(synth, tmp_path):
+    """The audio config's ground truth as typed columns: `filter` on bpm with datasets, and an SQL query over the
+    stems with DuckDB, without parsing any string."""
+    import datasets
+    import duckdb
+
+    from builder.schema import BASE_FEATURES, CONFIG_FEATURES, SplitWriter, render_columns
+    from generation.audio_checks import encode_flac
+
+    writer = SplitWriter(tmp_path / "audio", "train", CONFIG_FEATURES["audio"], 1e9)
+    truths = {}
+    for i, tags in enumerate([LISTS[0], LISTS[1], LISTS[4], LISTS[5]]):
+        clip = synth.render_row(tags, seed=i, duration_s=1.0)
+        truths[f"r{i}"] = clip.ground_truth
+        row = dict.fromkeys(BASE_FEATURES)
+        row.update(id=f"r{i}", caption="A clip.", tags=tags, genre=[], mood=[], instrument=[], tempo=[])
+        writer.write({**row, "audio": {"bytes": encode_flac(clip.wave, synth.sampling_rate), "path": None},
+                      **render_columns(json.dumps(clip.ground_truth)), "midi": clip.midi})
+    files = [str(p) for p in writer.close()]
+    ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
+    assert ds.features["bpm"].dtype == "float32" and ds.features["stems"].feature["share_db"].dtype == "float32"
+    fast = ds.filter(lambda r: r["bpm"] > 140)
+    assert list(fast["id"]) == [k for k, t in truths.items() if t["bpm"] > 140] and "r2" in fast["id"]  # metal's band
+    metal = next(r for r in fast if r["id"] == "r2")
+    assert metal["meter"] == truths["r2"]["meter"] and metal["stems"][0]["concept"] == "drum kit"
+    query = (f"SELECT id, s.concept, s.share_db FROM read_parquet({files!r}), UNNEST(stems) AS t(s) "
+             "WHERE s.concept = 'piano' AND s.share_db > -20")
+    assert [r[0] for r in duckdb.sql(query).fetchall()] == ["r1"]
+    assert render_columns(None)["bpm"] is None and render_columns(None)["stems"] is None
