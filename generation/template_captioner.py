@@ -56,7 +56,10 @@ def tempo_phrase(concept: str) -> str:
 
 def _tempo_clause(tempo: Sequence[str]) -> str:
     """Bands and meters first, then the "with" phrases joined under one "with"."""
-    phrases = [tempo_phrase(t) for t in tempo]
+    adjectives = [t for t in tempo if t in ADJECTIVES]  # one feel: "with a groovy and upbeat feel"
+    phrases = [tempo_phrase(t) for t in tempo if t not in ADJECTIVES]
+    if adjectives:
+        phrases.insert(0, f"with {_article(_join(adjectives))} feel")
     fixed = [p for p in phrases if not p.startswith("with ")]
     withs = [p[len("with "):] for p in phrases if p.startswith("with ")]
     if not withs:
