@@ -7,7 +7,10 @@ Latents come from the prior scaled by `temperature` (higher -> more diverse); th
 probabilities; concepts are selected per category (above `threshold`, at least `min_per_category` and at most
 `max_per_category` of each), then a list is kept only if it reaches `min_categories` categories, breaks no
 rule of the VAE's `constraints.json`, is not already drawn and (by default) is not a copy of a MusicCaps list.
-Every reject is counted by reason. The same seed gives the same file.
+With `--synthesis_backend symbolic` the concepts the renderer cannot play (a sung voice, a culture-specific
+instrument: its tables' reasons) are excluded at decoding, so the rest of each list still comes from the VAE, and
+a list needs an instrument; the summary records the excluded concepts and the JSD between the decoded marginals
+with and without them. Every reject is counted by reason. The same seed gives the same file.
 """
 
 from __future__ import annotations
@@ -60,8 +63,13 @@ class SamplingArguments:
     max_draws_per_list: int = field(default=50, metadata={"help": "give up after num_lists x this many draws"})
     seed: int = field(default=0, metadata={"help": "sampling seed; batch b uses the stream (seed, b)"})
     id_prefix: str = field(default="cc", metadata={"help": "ids are <prefix>-s<seed>-<index>"})
+    synthesis_backend: str = field(default="any", metadata={
+        "help": "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
+                "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all"})
 
     def __post_init__(self):
+        if self.synthesis_backend not in SYNTHESIS_BACKENDS:
+            raise ValueError(f"synthesis_backend must be one of {SYNTHESIS_BACKENDS}, not {self.synthesis_backend!r}")
         if self.decode not in ("bernoulli", "threshold"):
             raise ValueError(f"decode must be 'bernoulli' or 'threshold', not {self.decode!r}")
         if self.temperature <= 0 or self.num_lists < 1:
@@ -72,11 +80,34 @@ class SamplingExhaustedError(RuntimeError):
     pass
 
 
+SYNTHESIS_BACKENDS = ("any", "symbolic")
+
+
+@dataclass(frozen=True)
+class BackendCoverage:
+    """What a synthesis backend can carry: concepts it cannot (with its reasons) and categories a list needs."""
+
+    name: str
+    excluded: dict[str, str]  # concept -> reason
+    required_categories: tuple[str, ...] = ()
+
+
+def backend_coverage(name: str, taxonomy: Taxonomy) -> BackendCoverage:
+    if name == "symbolic":
+        from generation.symbolic import RenderTables
+
+        tables = RenderTables(taxonomy)
+        excluded = {c: row.reason for c, row in tables.rows.items() if row.reason}
+        return BackendCoverage(name, excluded, ("instrument",))  # it plays only the listed instruments
+    return BackendCoverage(name, {})
+
+
 def select_concepts(probs: np.ndarray, category_ids: np.ndarray, args: SamplingArguments,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Boolean (batch, concepts) selection from decoded probabilities, per-category min and max applied."""
+                    rng: np.random.Generator, uniform: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (batch, concepts) selection from decoded probabilities, per-category min and max applied.
+    `uniform`: the Bernoulli draws' uniforms, to select twice from the same randomness (default: drawn here)."""
     if args.decode == "bernoulli":
-        chosen = rng.random(probs.shape) < probs
+        chosen = (rng.random(probs.shape) if uniform is None else uniform) < probs
     else:
         chosen = probs >= args.threshold
     for c in range(len(CATEGORIES)):
@@ -100,6 +131,10 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     """
     names = np.array(taxonomy.names)
     category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
+    coverage = backend_coverage(args.synthesis_backend, taxonomy)
+    excluded = np.array([n in coverage.excluded for n in names])
+    required = [CATEGORIES.index(c) for c in coverage.required_categories]
+    marginal_before, marginal_after = np.zeros(len(names)), np.zeros(len(names))
     forbidden = constraints.forbidden_matrix(taxonomy)
     device = next(model.parameters()).device
     latent_dim = model.config.latent_dim
@@ -120,7 +155,15 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
         z = rng.standard_normal((n, latent_dim)).astype(np.float32) * args.temperature
         with torch.no_grad():
             probs = torch.sigmoid(model.decode(torch.from_numpy(z).to(device))).cpu().numpy()
-        chosen = select_concepts(probs, category_ids, args, rng)
+        if excluded.any():  # the backend's uncarried concepts never drawn: the rest of the list still from the VAE
+            uniform = rng.random(probs.shape) if args.decode == "bernoulli" else None
+            marginal_before += select_concepts(probs, category_ids, args, rng, uniform).sum(0)
+            chosen = select_concepts(np.where(excluded, 0.0, probs), category_ids, args, rng, uniform)
+        else:
+            chosen = select_concepts(probs, category_ids, args, rng)
+        marginal_after += chosen.sum(0)
+        lacks_required = ~np.stack([chosen[:, category_ids == c].any(1) for c in required], 1).all(1) if required \
+            else np.zeros(len(chosen), dtype=bool)
         n_categories = np.stack([chosen[:, category_ids == c].any(1) for c in range(len(CATEGORIES))], 1).sum(1)
         contradicts = ((chosen.astype(np.float32) @ forbidden.astype(np.float32)) * chosen).any(1)
         raw["draws"] += n
@@ -135,6 +178,8 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
                 break
             if n_categories[i] < args.min_categories:
                 rejects[f"fewer than {args.min_categories} categories"] += 1
+            elif lacks_required[i]:
+                rejects[f"no {' or '.join(coverage.required_categories)} ({coverage.name} backend)"] += 1
             elif contradicts[i]:
                 rejects["contradiction"] += 1
             elif tags in kept:
@@ -159,9 +204,19 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
                 "contradiction_rate": raw["contradictory"] / raw["draws"], "unique_rate": len(raw_lists) / raw["draws"],
                 "novel_rate": raw["novel"] / raw["draws"], "concepts_used": int(raw_used.sum())},
         "concepts_used": len({t for tags in kept for t in tags}),
+        "backend": {"name": coverage.name, "excluded": coverage.excluded,
+                    "required_categories": list(coverage.required_categories),
+                    # the decoded marginals with and without the excluded concepts, from the same draws
+                    "marginal_jsd_before_after_exclusion": _jsd(marginal_before, marginal_after) if excluded.any() else 0.0},
         "arguments": asdict(args),
     }
     return pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), summary
+
+
+def _jsd(p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2) if p.sum() and q.sum() else float("nan")
 
 
 def reference_lists(path, taxonomy: Taxonomy) -> set[tuple[str, ...]]:
