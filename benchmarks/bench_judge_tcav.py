@@ -101,7 +101,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     classes = {k: g for k, g in classes.items() if len(class_ids[k]) >= 5}
     class_inputs = {k: patches[class_ids[k]] for k in classes}
     concepts = args.concepts
-    concept_inputs, randoms_of = {}, {}
+    concept_inputs = {}
     half = len(pool) // 2
     positives_pool, random_pool = pool[:half], pool[half:]
     for c in concepts:

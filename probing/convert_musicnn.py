@@ -12,7 +12,6 @@ Nothing is written to the repository; the weights are never committed.
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 import tempfile
