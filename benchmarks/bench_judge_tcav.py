@@ -101,7 +101,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     classes = {k: g for k, g in classes.items() if len(class_ids[k]) >= 5}
     class_inputs = {k: patches[class_ids[k]] for k in classes}
     concepts = args.concepts
-    concept_inputs = {}
+    concept_inputs, too_few = {}, []
     half = len(pool) // 2
     positives_pool, random_pool = pool[:half], pool[half:]
     for c in concepts:
@@ -109,6 +109,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
         m = min(3, len(ids) // args.set_size)
         if m < 2:
             logger.info("%s: %d clips, too few for two sets of %d; left out", c, len(ids), args.set_size)
+            too_few.append(c)
             continue
         concept_inputs[c] = ConceptSets(patches[ids[k * args.set_size:(k + 1) * args.set_size]] for k in range(m))
     shuffled = rng.permutation(positives_pool)
@@ -116,10 +117,16 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     for r in range(fit):  # "concepts" of random clips (three full sets each): the test's own false-positive rate
         part = shuffled[r * 3 * args.set_size:(r + 1) * 3 * args.set_size]
         concept_inputs[f"random clips {r}"] = ConceptSets(patches[part[k * args.set_size:(k + 1) * args.set_size]] for k in range(3))
-    results = []
+    results, left_out, random_sets = [], [], {}
     for c, sets in concept_inputs.items():  # each concept against random sets free of its positives
         free = [i for i in rng.permutation(random_pool) if c not in lists[i]]
-        randoms = [patches[free[r * args.set_size:(r + 1) * args.set_size]] for r in range(args.random_sets)]
+        fit = min(args.random_sets, len(free) // args.set_size)  # a common concept leaves fewer clips free of it
+        if fit < 2:
+            logger.info("%s: %d clips free of it, too few for two random sets of %d; left out", c, len(free), args.set_size)
+            left_out.append(c)
+            continue
+        randoms = [patches[free[r * args.set_size:(r + 1) * args.set_size]] for r in range(fit)]
+        random_sets[c] = fit
         start = time.perf_counter()
         out = tcav_scores(model.module, args.layer, {c: sets}, randoms, class_inputs, seed=args.seed)["results"]
         results += out
@@ -137,6 +144,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     expected_tested = sorted((c, g) for c, g in EXPECTED if any(r["concept"] == c and r["genre"] == g for r in real))
     up = {(c, g) for c, g, s in significant if s > 0.5}
     return {"model": model.name, "layer": args.layer, "classes": sorted(classes.values()), "tests": tests,
+            "left_out": {"too_few_positives": too_few, "too_few_random_clips": left_out}, "random_sets": random_sets,
             "significant": significant, "significant_count": len(significant),
             "expected_tested": expected_tested, "expected_significant_up": sorted(set(expected_tested) & up),
             "random_concepts_significant_share": sum(r["significant"] for r in chance) / max(len(chance), 1),

@@ -91,8 +91,8 @@ CONFIG_FEATURES = {
 class SplitWriter:
     """One config's split as parquet files of at most about `max_bytes` each.
 
-    Rows are buffered into row groups of `rows_per_group` (or fewer when their binary payload passes 64 MB or
-    what is left of the file's bound) and
+    Rows are buffered into row groups of `rows_per_group` (or fewer when their binary payload would pass 64 MB);
+    a row that would take the file past its bound starts the next file, and
     files are written as `<split>-<k>.parquet.partial`, renamed to their final `-of-` names by `close()`.
     """
 
@@ -112,10 +112,15 @@ class SplitWriter:
         self._buffer_bytes = 0.0
 
     def write(self, row: dict) -> None:
+        size = _payload(row)
+        if self._file_bytes + self._buffer_bytes + size > self.max_bytes:  # the row starts the next file
+            self._flush()                                                  # (a file passes its bound only when
+            self._close_file()                                             # one row alone is larger)
+        elif self._buffer_bytes + size > self.GROUP_BYTES:
+            self._flush()
         self._buffer.append(row)
-        self._buffer_bytes += _payload(row)
-        room = min(self.GROUP_BYTES, self.max_bytes - self._file_bytes)  # a file passes its bound by one row at most
-        if len(self._buffer) >= self.rows_per_group or self._buffer_bytes >= room:
+        self._buffer_bytes += size
+        if len(self._buffer) >= self.rows_per_group:
             self._flush()
 
     def write_all(self, rows: Iterable[dict]) -> None:
@@ -135,16 +140,19 @@ class SplitWriter:
         self._file_bytes += self._buffer_bytes + 200 * len(self._buffer)
         self._buffer, self._buffer_bytes = [], 0.0
         if self._file_bytes >= self.max_bytes:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._file_bytes = 0.0
 
     def close(self) -> list[Path]:
         """Write what is buffered, close the last file and give every file its final name. A split with no rows
         gets no file (datasets cannot read an empty parquet split); the card then lists the config without it."""
         self._flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        self._close_file()
         n = len(self.parts)
         final = [p.with_name(f"{self.split}-{k:05d}-of-{n:05d}.parquet") for k, p in enumerate(self.parts)]
         for part, name in zip(self.parts, final):

@@ -166,12 +166,13 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
 def audit_fields(audit: dict | None) -> dict:
     """The template's view of the tagger audit (probing.audit's report): its rows, the splits in order, counts."""
     if not audit:
-        return {"audit": None, "audit_skipped": None}
+        return {"audit": None, "audit_skipped": None, "audit_models": []}
     rows = audit.get("summary", [])
     splits = [s for s in ("train", "validation", "test") if any(s in r["splits"] for r in rows)]
     return {"audit": rows, "audit_splits": splits, "audit_confirmed": sum(r["verdict"] == "confirmed" for r in rows),
             "audit_no_counterpart": {name: e["no_counterpart"] for name, e in audit["models"].items()},
-            "audit_skipped": "; ".join(audit.get("skipped_models", {}).values()) or None}
+            "audit_skipped": "; ".join(audit.get("skipped_models", {}).values()) or None,
+            "audit_too_short": sum(audit.get("clips_too_short", {}).values()), "audit_models": list(audit["models"])}
 
 
 def _mean(values) -> str:

@@ -10,7 +10,8 @@ positives whose tag is among the clip's five most probable. A concept whose inte
 confirmed by an independent tagger"; one whose interval lies below 0.5 is "contradicted". A model whose converted
 weights are missing is a counted skip (`python -m probing.convert_musicnn` makes them), so the pipeline step runs
 everywhere. Clips are decoded once for all models, batch by batch, and only the tag scores (50 per clip and
-model) are kept, so memory is flat in the dataset's size. Writes a JSON report and a plot.
+model) are kept, so memory is flat in the dataset's size. A clip shorter than one 3 s patch cannot be tagged: it is
+a counted skip (`clips_too_short`). Writes a JSON report and a plot.
 """
 
 from __future__ import annotations
@@ -68,10 +69,14 @@ def verdict(interval: Sequence[float]) -> str:
     return NOT_CONFIRMED if interval[0] <= 0.5 else "confirmed"
 
 
-def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_size: int) -> tuple[dict, dict]:
-    """{model: {id: tag probabilities}} and {model: float16 overflow bins} for every clip, decoded once."""
+def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_size: int) -> tuple[dict, dict, list]:
+    """{model: {id: tag probabilities}} and {model: float16 overflow bins} for every clip, decoded once, and the
+    clips shorter than one 3 s patch (musicnn, like its original, has nothing to tag in them: a counted skip)."""
     from evaluation.audio_data import pad_stack
-    from probing.musicnn import SAMPLING_RATE
+    from probing.musicnn import SAMPLING_RATE, seconds_for
+
+    shortest = int(np.ceil(seconds_for(1) * SAMPLING_RATE))
+    too_short: list[str] = []
 
     scores = {name: {} for name in taggers}
     overflow = {name: 0 for name in taggers}
@@ -87,6 +92,9 @@ def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_si
         batch.clear()
 
     for id_, wave in audio.clips(list(dict.fromkeys(ids)), seconds, SAMPLING_RATE):
+        if len(wave) < shortest:
+            too_short.append(id_)
+            continue
         if batch and len(wave) != len(batch[0][1]):
             flush()  # clips of other lengths go in batches of their own: no padding changes a clip's patches
         batch.append((id_, wave))
@@ -94,7 +102,7 @@ def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_si
             flush()
     if batch:
         flush()
-    return scores, overflow
+    return scores, overflow, too_short
 
 
 def run_audit(args: AuditArguments, out: Path) -> dict:
@@ -112,7 +120,8 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             taggers[name] = load_musicnn(name, args.weights_dir)
         except ConfigError as e:  # not converted here: a counted skip, the step runs everywhere
             skipped[name] = str(e)
-    report = {"models": {}, "skipped_models": skipped, "verdicts": [NOT_CONFIRMED, CONTRADICTED]}
+    report = {"models": {}, "skipped_models": skipped, "verdicts": [NOT_CONFIRMED, CONTRADICTED],
+              "clips_too_short": {}}
     if not taggers:
         logger.warning("tagger audit: no musicnn weights (%s); skipped", "; ".join(skipped.values()))
         return report
@@ -135,7 +144,11 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
         concepts_seen |= set(members)
         mapped = {c for p in pairs.values() for c in p if c in members}
         ids = sorted({i for c in mapped for role in ("positive", "negative") for i in members[c][role]})
-        scores, overflow = tag_clips(audio, ids, taggers, args.seconds, args.batch_size)
+        scores, overflow, too_short = tag_clips(audio, ids, taggers, args.seconds, args.batch_size)
+        if too_short:
+            report["clips_too_short"][split] = len(too_short)
+            logger.warning("tagger audit: %s: %d of %d clips are shorter than musicnn's 3 s patch; skipped",
+                           split, len(too_short), len(ids))
         for name, tagger in taggers.items():
             entry = report["models"][name]
             entry["float16_overflow_bins"] += overflow[name]
@@ -143,7 +156,7 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             for concept, tag in sorted(pairs[name].items()):
                 if concept not in members:
                     continue
-                pos, neg = members[concept]["positive"], members[concept]["negative"]
+                pos, neg = ([i for i in members[concept][role] if i in scores[name]] for role in ("positive", "negative"))
                 if len(pos) < args.min_examples or len(neg) < args.min_examples:
                     entry["too_few_examples"].setdefault(split, []).append(concept)
                     continue

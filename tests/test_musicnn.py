@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError, DataError
-from probing.musicnn import MODELS, PATCH_FRAMES, SAMPLING_RATE, MelFrontEnd, Musicnn, build_net, weights_path
+from probing.musicnn import MODELS, MTT_LABELS, PATCH_FRAMES, SAMPLING_RATE, MelFrontEnd, Musicnn, build_net, weights_path
 
 # the original TensorFlow models (benchmarks/musicnn_tf_reference.py: librosa's mel with reflect padding, float32
 # log) on two 3.2 s signals: the three most probable tags and their probabilities
@@ -120,6 +120,21 @@ def test_missing_or_corrupt_weights_fail_loudly(tmp_path):
         load_musicnn("MTT_musicnn", tmp_path)
 
 
+class Planted(torch.nn.Module):
+    """A tagger whose `piano` output is the strength of the 1 kHz partial planted in the piano clips."""
+
+    labels, revision = list(MTT_LABELS), "planted"
+
+    def forward(self, wave):
+        spec = torch.stft(wave, 512, 256, window=torch.hann_window(512), return_complex=True).abs().mean(-1)
+        probs = torch.full((len(wave), 50), 0.5)
+        probs[:, self.labels.index("piano")] = torch.sigmoid(spec[:, 32] / spec.mean(1) - 5)
+        return probs
+
+    def overflow_bins(self, wave):
+        return torch.zeros(len(wave), dtype=torch.long)
+
+
 def test_audit_gives_a_planted_tagger_its_concept_and_counts_a_missing_model(tmp_path, monkeypatch):
     """A tagger whose `piano` output is the 1 kHz partial planted in the piano clips: the piano is confirmed with
     AUC near 1; a concept the audio does not carry (rock) is not; an unconverted model is a counted skip."""
@@ -131,18 +146,6 @@ def test_audit_gives_a_planted_tagger_its_concept_and_counts_a_missing_model(tmp
     folder = tmp_path / "planted"
     write_published(folder, n=300, seconds=3.0, wave=planted_wave)
 
-    class Planted(torch.nn.Module):
-        labels, revision = list(musicnn.MTT_LABELS), "planted"
-
-        def forward(self, wave):
-            spec = torch.stft(wave, 512, 256, window=torch.hann_window(512), return_complex=True).abs().mean(-1)
-            probs = torch.full((len(wave), 50), 0.5)
-            probs[:, self.labels.index("piano")] = torch.sigmoid(spec[:, 32] / spec.mean(1) - 5)
-            return probs
-
-        def overflow_bins(self, wave):
-            return torch.zeros(len(wave), dtype=torch.long)
-
     real = musicnn.load_musicnn
     monkeypatch.setattr(musicnn, "load_musicnn", lambda name, folder=None: Planted() if name == "MTT_musicnn" else real(name, tmp_path))
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
@@ -153,6 +156,22 @@ def test_audit_gives_a_planted_tagger_its_concept_and_counts_a_missing_model(tmp
     assert rows["piano"]["verdict"] == "confirmed" and rows["piano"]["splits"]["train"]["auc"] > 0.95
     assert rows["rock"]["verdict"] == NOT_CONFIRMED  # every other tag is a constant: AUC 0.5
     assert "energetic" in report["models"]["MTT_musicnn"]["no_counterpart"] and "energetic" not in rows
+    assert (tmp_path / "audit.png").is_file()
+
+
+def test_clips_shorter_than_a_patch_are_a_counted_skip(tmp_path, monkeypatch):
+    """musicnn has nothing to tag in a clip under 3 s (the tiny presets render 1 s): counted, and the step ends."""
+    import probing.musicnn as musicnn
+    from fixtures.published import write_published
+    from probing.audit import main
+    from tests.test_probing import planted_wave
+
+    folder = tmp_path / "short"
+    write_published(folder, n=60, seconds=1.0, wave=planted_wave)
+    monkeypatch.setattr(musicnn, "load_musicnn", lambda name, folder=None: Planted())
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    report = main(["--dataset", str(folder), "--models", "MTT_musicnn", "--output", str(tmp_path / "audit.json")])
+    assert report["summary"] == [] and sum(report["clips_too_short"].values()) > 10
     assert (tmp_path / "audit.png").is_file()
 
 
