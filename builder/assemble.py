@@ -111,6 +111,33 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
     return examples, rejected, shard_files
 
 
+def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> dict | None:
+    """How the run's attribute lists were sampled (`tags_summary.json`: the backend's excluded concepts with their
+    reasons, the marginals' JSD, the balancing) and, per concept, its positives in each split of the accepted
+    examples and how many of them were lists drawn to balance it (`tags.parquet`'s `balanced_for`)."""
+    sampled = read_json(run / "tags_summary.json")
+    if not sampled:
+        return None
+    tags_path = run / "tags.parquet"
+    balanced = {}
+    if tags_path.is_file() and "balanced_for" in pq.read_schema(tags_path).names:
+        balanced = {r["id"]: r["balanced_for"] for r in pq.read_table(tags_path, columns=["id", "balanced_for"]).to_pylist()
+                    if r["balanced_for"]}
+    positives = {n: {**{s: 0 for s in SPLITS}, "drawn_for_balance": 0} for n in taxonomy.names}
+    for e in examples:
+        for t in e["tags"]:
+            positives[t][e["split"]] += 1
+        if e["id"] in balanced:
+            positives[balanced[e["id"]]]["drawn_for_balance"] += 1
+    backend, balance = sampled.get("backend", {}), sampled.get("balance")
+    keep = ("per_split", "target_positives", "lists_added", "draws", "unreached", "concepts_below_target",
+            "marginal_jsd_before_after", "raw", "time_ratio_to_sampling")
+    return {"backend": backend.get("name", "any"), "excluded": backend.get("excluded", {}),
+            "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),
+            "lists": sampled.get("lists"), "balance": {k: balance[k] for k in keep if k in balance} if balance else None,
+            "positives": positives}
+
+
 def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: Sequence[dict], shard_files: Sequence[str],
                   max_bytes: float) -> dict:
     """Write every config's splits as parquet files in one streaming pass: the default and concepts configs from
@@ -176,6 +203,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "audio_acceptance_by_concept": read_json(run / "audio_shards" / "_summary.json").get("acceptance_by_concept", {}),
         "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": concepts_with_sets(concept_summary),
+        "sampling": sampling_report(run, examples, taxonomy),
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path
         "packages": package_versions(),
     }

@@ -108,7 +108,8 @@ LICENSES = {
 
 
 def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, concept_summary: dict, summary: dict,
-                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None, audit: dict | None = None) -> str:
+                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None, audit: dict | None = None,
+                judge_tcav: dict | None = None) -> str:
     """Write README.md and images/ into `folder`; returns the card's text.
 
     Args:
@@ -116,6 +117,7 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         summary: the folder's build_summary.json (version, per_split, configs, clap_model, rejected, ...).
         fad: FAD per split against a reference set (evaluation.fad), if measured.
         audit: the tagger audit (probing.audit's report), if run.
+        judge_tcav: benchmarks.bench_judge_tcav's report (TCAV on musicnn's genre outputs), if run.
     """
     from huggingface_hub import DatasetCard, DatasetCardData
 
@@ -157,10 +159,22 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
-        **audit_fields(audit), removed_by_relation=dict(removed), families=families,
+        **audit_fields(audit), **sampling_fields(summary.get("sampling"), taxonomy),
+        removed_by_relation=dict(removed), families=families, judge_tcav=judge_tcav,
     )
     card.save(folder / "README.md")
     return str(card)
+
+
+def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:
+    """The template's view of how the lists were sampled (build_summary's `sampling`; absent in re-published
+    datasets): the report, the splits, and one row per concept in taxonomy order."""
+    if not sampling:
+        return {"sampling": None}
+    positives = sampling["positives"]
+    splits = [s for s in ("train", "validation", "test") if any(s in row for row in positives.values())]
+    rows = [(c.name, c.category, positives[c.name]) for c in taxonomy.concepts if c.name in positives]
+    return {"sampling": sampling, "sampling_splits": splits, "sampling_rows": rows}
 
 
 def audit_fields(audit: dict | None) -> dict:
@@ -197,6 +211,8 @@ class CardArguments:
     license: str = field(default=DATA_LICENSE, metadata={"help": f"data licence: {' or '.join(LICENSES)}"})
     fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
     tagger_audit: str | None = field(default=None, metadata={"help": "the tagger audit (probing.audit) to show"})
+    judge_tcav: str | None = field(default=None, metadata={
+        "help": "the JSON of benchmarks.bench_judge_tcav (TCAV on musicnn's genre outputs) to show"})
 
 
 ARGUMENTS = CardArguments  # what this stage's preset section may hold
@@ -222,8 +238,14 @@ def main(argv: Sequence[str] | None = None) -> str:
         if audit["models"] and plot.is_file():
             (folder / "images").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, folder / "images" / "tagger_audit.png")
+    judge_tcav = None
+    if args.judge_tcav:
+        judge_tcav = read_json(args.judge_tcav)
+        if not judge_tcav.get("models"):
+            raise DataError(args.judge_tcav, "no TCAV results (make them with `python -m benchmarks.bench_judge_tcav`)")
     text = render_card(folder, read_examples(folder, summary["configs"]["default"]), Taxonomy.load(folder / "taxonomy.json"),
-                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad, audit)
+                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad, audit,
+                       judge_tcav)
     write_folder_record(folder)  # last: the record of the finished folder, which the push verifies
     logger.info("wrote the card of %s (%d characters)", folder, len(text))
     return text

@@ -11,10 +11,18 @@ With `--synthesis_backend symbolic` the concepts the renderer cannot play (a sun
 instrument: its tables' reasons) are excluded at decoding, so the rest of each list still comes from the VAE, and
 a list needs an instrument; the summary records the excluded concepts and the JSD between the decoded marginals
 with and without them. Every reject is counted by reason. The same seed gives the same file.
+
+With `--min_positives_per_concept K` every carried concept gets enough lists that each split (the smallest is
+`builder.splits.EXAMPLE_FRACTIONS`' test share) holds K positives with ~97.5 % probability (`planned_positives`):
+concepts below that after sampling get lists drawn from the VAE's posterior given the concept (prior latents
+resampled by the decoded probability of the concept, the concept forced on), through the same checks, rarest
+first; `tags.parquet`'s `balanced_for` names the concept a list was drawn for, and the summary's `balance`
+reports lists added, concepts still short (with why), the marginals' shift and the time against sampling.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +48,7 @@ TAGS_SCHEMA = pa.schema([
     *[(c, pa.list_(pa.string())) for c in CATEGORIES],
     ("seed", pa.int64()),
     ("draw", pa.int64()),
+    ("balanced_for", pa.string()),  # the concept a balancing draw was made for; null for the VAE's own draws
 ])
 
 
@@ -63,6 +72,9 @@ class SamplingArguments:
     max_draws_per_list: int = field(default=50, metadata={"help": "give up after num_lists x this many draws"})
     seed: int = field(default=0, metadata={"help": "sampling seed; batch b uses the stream (seed, b)"})
     id_prefix: str = field(default="cc", metadata={"help": "ids are <prefix>-s<seed>-<index>"})
+    min_positives_per_concept: int = field(default=0, metadata={
+        "help": "K: after the VAE's own lists, add lists drawn for every concept the backend carries until it has "
+                "enough positives for K in each split (generation.sample_tags.planned_positives); 0: no balancing"})
     synthesis_backend: str = field(default="any", metadata={
         "help": "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
                 "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all"})
@@ -120,9 +132,81 @@ def select_concepts(probs: np.ndarray, category_ids: np.ndarray, args: SamplingA
     return chosen
 
 
+class _Keeper:
+    """The checks every drawn list passes (categories, the backend's required category, contradictions,
+    duplicates, MusicCaps copies) and the lists kept so far, with their concept counts."""
+
+    def __init__(self, names, category_ids, coverage: BackendCoverage, forbidden: np.ndarray, args: SamplingArguments,
+                 seen_lists):
+        self.names, self.category_ids, self.coverage, self.args, self.seen = names, category_ids, coverage, args, seen_lists
+        self.required = [CATEGORIES.index(c) for c in coverage.required_categories]
+        self.forbidden = forbidden.astype(np.float32)
+        self.kept: dict[tuple[str, ...], tuple[int, str | None]] = {}  # list -> (draw, concept it was drawn for)
+        self.counts = np.zeros(len(names), dtype=np.int64)  # positives per concept among the kept lists
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def raw_stats(self, chosen: np.ndarray, raw: Counter, raw_lists: set) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """Each decoded list's checks, and the raw (before any rejection) statistics of the batch."""
+        cats = np.stack([chosen[:, self.category_ids == c].any(1) for c in range(len(CATEGORIES))], 1)
+        n_categories = cats.sum(1)
+        lacks_required = ~cats[:, self.required].all(1) if self.required else np.zeros(len(chosen), dtype=bool)
+        contradicts = ((chosen.astype(np.float32) @ self.forbidden) * chosen).any(1)
+        drawn = [tuple(self.names[row]) for row in chosen]
+        raw["draws"] += len(chosen)
+        raw["valid"] += int((n_categories >= self.args.min_categories).sum())
+        raw["contradictory"] += int(contradicts.sum())
+        raw["novel"] += sum(tags not in self.seen for tags in drawn)
+        raw_lists.update(drawn)
+        return n_categories, lacks_required, contradicts, drawn
+
+    def offer(self, chosen: np.ndarray, first_draw: int, rejects: Counter, raw: Counter, raw_lists: set,
+              stop, balanced_for: str | None = None) -> None:
+        """Keep the batch's lists that pass every check, in order, until `stop()`; count every reject by reason."""
+        n_categories, lacks_required, contradicts, drawn = self.raw_stats(chosen, raw, raw_lists)
+        args = self.args
+        for i, tags in enumerate(drawn):
+            if stop():
+                break
+            if n_categories[i] < args.min_categories:
+                rejects[f"fewer than {args.min_categories} categories"] += 1
+            elif lacks_required[i]:
+                rejects[f"no {' or '.join(self.coverage.required_categories)} ({self.coverage.name} backend)"] += 1
+            elif contradicts[i]:
+                rejects["contradiction"] += 1
+            elif tags in self.kept:
+                rejects["duplicate"] += 1
+            elif args.reject_seen and tags in self.seen:
+                rejects["copy of a MusicCaps list"] += 1
+            else:
+                self.kept[tags] = (first_draw + i, balanced_for)
+                self.counts[[self.index[t] for t in tags]] += 1
+
+
+def _raw_summary(raw: Counter, raw_lists: set) -> dict:
+    n = max(raw["draws"], 1)
+    return {"draws": raw["draws"], "valid_rate": raw["valid"] / n, "contradiction_rate": raw["contradictory"] / n,
+            "unique_rate": len(raw_lists) / n, "novel_rate": raw["novel"] / n}
+
+
+def planned_positives(per_split: int, fractions: dict[str, float] | None = None, z: float = 2.0) -> int:
+    """Positives a concept needs over the whole dataset for `per_split` of them to fall into its smallest split.
+
+    The split is a seeded permutation of the accepted examples made at assembly, so a concept with T positives
+    gets about Binomial(T, f) of them in a split of fraction f: T is the least with T f - z sqrt(T f (1 - f)) >=
+    per_split (z = 2: about 98 % of concepts reach it in the smallest split, if no list is lost later)."""
+    from builder.splits import EXAMPLE_FRACTIONS
+
+    if per_split <= 0:
+        return 0
+    f = min((fractions or EXAMPLE_FRACTIONS).values())
+    s = z * np.sqrt(f * (1 - f))
+    root = (s + np.sqrt(s * s + 4 * f * per_split)) / (2 * f)  # sqrt(T) solving f T - s sqrt(T) = per_split
+    return int(np.ceil(root * root))
+
+
 def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraints, args: SamplingArguments,
                      seen_lists: set[tuple[str, ...]] = frozenset()) -> tuple[pa.Table, dict]:
-    """Draw until `args.num_lists` unique valid lists exist.
+    """Draw until `args.num_lists` unique valid lists exist, then (`min_positives_per_concept`) balance.
 
     Returns:
         The table (ids in draw order) and a summary with draws and rejects by reason.
@@ -133,22 +217,21 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     category_ids = np.array([CATEGORIES.index(taxonomy.category_of[n]) for n in names])
     coverage = backend_coverage(args.synthesis_backend, taxonomy)
     excluded = np.array([n in coverage.excluded for n in names])
-    required = [CATEGORIES.index(c) for c in coverage.required_categories]
     marginal_before, marginal_after = np.zeros(len(names)), np.zeros(len(names))
-    forbidden = constraints.forbidden_matrix(taxonomy)
+    keeper = _Keeper(names, category_ids, coverage, constraints.forbidden_matrix(taxonomy), args, seen_lists)
     device = next(model.parameters()).device
     latent_dim = model.config.latent_dim
     max_draws = args.num_lists * args.max_draws_per_list
     rejects: Counter[str] = Counter()
-    kept: dict[tuple[str, ...], int] = {}
     draws = batch = 0
     raw = Counter()  # statistics of every decoded list, before any rejection
     raw_lists: set[tuple[str, ...]] = set()
     raw_used = np.zeros(len(names), dtype=bool)
-    while len(kept) < args.num_lists:
+    start = time.perf_counter()
+    while len(keeper.kept) < args.num_lists:
         if draws >= max_draws:
             raise SamplingExhaustedError(
-                f"only {len(kept)} unique valid lists after {draws} draws (asked for {args.num_lists}); rejects: "
+                f"only {len(keeper.kept)} unique valid lists after {draws} draws (asked for {args.num_lists}); rejects: "
                 f"{dict(rejects)}. Ask for fewer lists, raise --temperature, or relax --min_categories.")
         rng = np.random.default_rng([args.seed, batch])
         n = min(args.batch_size, max_draws - draws)
@@ -162,55 +245,110 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
         else:
             chosen = select_concepts(probs, category_ids, args, rng)
         marginal_after += chosen.sum(0)
-        lacks_required = ~np.stack([chosen[:, category_ids == c].any(1) for c in required], 1).all(1) if required \
-            else np.zeros(len(chosen), dtype=bool)
-        n_categories = np.stack([chosen[:, category_ids == c].any(1) for c in range(len(CATEGORIES))], 1).sum(1)
-        contradicts = ((chosen.astype(np.float32) @ forbidden.astype(np.float32)) * chosen).any(1)
-        raw["draws"] += n
-        raw["valid"] += int((n_categories >= args.min_categories).sum())
-        raw["contradictory"] += int(contradicts.sum())
         raw_used |= chosen.any(0)
-        drawn = [tuple(names[row]) for row in chosen]
-        raw_lists.update(drawn)
-        raw["novel"] += sum(tags not in seen_lists for tags in drawn)
-        for i, tags in enumerate(drawn):
-            if len(kept) >= args.num_lists:
-                break
-            if n_categories[i] < args.min_categories:
-                rejects[f"fewer than {args.min_categories} categories"] += 1
-            elif lacks_required[i]:
-                rejects[f"no {' or '.join(coverage.required_categories)} ({coverage.name} backend)"] += 1
-            elif contradicts[i]:
-                rejects["contradiction"] += 1
-            elif tags in kept:
-                rejects["duplicate"] += 1
-            elif args.reject_seen and tags in seen_lists:
-                rejects["copy of a MusicCaps list"] += 1
-            else:
-                kept[tags] = draws + i
+        keeper.offer(chosen, draws, rejects, raw, raw_lists, lambda: len(keeper.kept) >= args.num_lists)
         draws += n
         batch += 1
+    sampling_seconds = time.perf_counter() - start
+    balance = None
+    if args.min_positives_per_concept > 0:
+        balance = _balance(model, keeper, excluded, args, draws, sampling_seconds)  # its draws counted in it
     rows = []
-    for k, (tags, draw) in enumerate(kept.items()):
+    for k, (tags, (draw, balanced_for)) in enumerate(keeper.kept.items()):
         per_cat = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
         rows.append({"id": f"{args.id_prefix}-s{args.seed}-{k:06d}", "tags": list(tags), **per_cat,
-                     "seed": args.seed, "draw": draw})
-    considered = sum(rejects.values()) + len(kept)
+                     "seed": args.seed, "draw": draw, "balanced_for": balanced_for})
+    considered = sum(rejects.values()) + args.num_lists
     summary = {
-        "lists": len(kept), "draws": draws, "considered": considered, "rejected": dict(sorted(rejects.items())),
+        "lists": len(keeper.kept), "draws": draws, "considered": considered, "rejected": dict(sorted(rejects.items())),
         # the decoder's own output, before the rules above: what the kept lists' rates (1, 0, 1, 1 by
         # construction) cannot show
-        "raw": {"draws": raw["draws"], "valid_rate": raw["valid"] / raw["draws"],
-                "contradiction_rate": raw["contradictory"] / raw["draws"], "unique_rate": len(raw_lists) / raw["draws"],
-                "novel_rate": raw["novel"] / raw["draws"], "concepts_used": int(raw_used.sum())},
-        "concepts_used": len({t for tags in kept for t in tags}),
+        "raw": {**_raw_summary(raw, raw_lists), "concepts_used": int(raw_used.sum())},
+        "concepts_used": len({t for tags in keeper.kept for t in tags}),
         "backend": {"name": coverage.name, "excluded": coverage.excluded,
                     "required_categories": list(coverage.required_categories),
                     # the decoded marginals with and without the excluded concepts, from the same draws
                     "marginal_jsd_before_after_exclusion": _jsd(marginal_before, marginal_after) if excluded.any() else 0.0},
+        "seconds": round(sampling_seconds, 3),
+        "balance": balance,
         "arguments": asdict(args),
     }
     return pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), summary
+
+
+BALANCE_POOLS = 8  # decoded pools kept by the balancing: 8 x 4 x batch_size x concepts floats (100 MB at 4096)
+
+
+def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: SamplingArguments, first_draw: int,
+             sampling_seconds: float) -> dict:
+    """Draw lists for every carried concept with fewer than `planned_positives(K)` positives, rarest first.
+
+    Each round resamples decoded prior latents (a pool of 4 x batch_size per round, decoded once and shared by
+    every concept) in proportion to the decoded probability of the concept (sampling-importance-resampling:
+    latents from the VAE's posterior given the concept), forces the
+    concept on and the backend's uncarried concepts off, and selects the rest of the list from the decoder as the
+    plain sampler does; the lists pass the same checks. A concept gets `need x max_draws_per_list` draws at most;
+    one that does not reach the target is reported with its draws, lists kept and rejects."""
+    target = planned_positives(args.min_positives_per_concept)
+    names, category_ids = keeper.names, keeper.category_ids
+    before = keeper.counts.copy()
+    device = next(model.parameters()).device
+    start = time.perf_counter()
+    rejects: Counter[str] = Counter()
+    raw, raw_lists = Counter(), set()
+    drawn_for, unreached = {}, {}
+    draws = 0
+    pools: list[np.ndarray] = []  # round r's decoded prior latents, shared by every concept (at most BALANCE_POOLS)
+
+    def pool(r: int) -> np.ndarray:
+        while len(pools) <= r:
+            z = np.random.default_rng([args.seed, 1, len(pools)]).standard_normal(
+                (4 * args.batch_size, model.config.latent_dim)).astype(np.float32) * args.temperature
+            with torch.no_grad():
+                pools.append(torch.sigmoid(model.decode(torch.from_numpy(z).to(device))).cpu().numpy())
+        return pools[r]
+
+    for j in np.argsort(before, kind="stable"):
+        if excluded[j] or keeper.counts[j] >= target:
+            continue
+        need = int(target - keeper.counts[j])
+        kept_before, budget, used, round_ = len(keeper.kept), need * args.max_draws_per_list, 0, 0
+        concept_rejects: Counter[str] = Counter()
+        while keeper.counts[j] < target and used < budget:
+            rng = np.random.default_rng([args.seed, 2, int(j), round_])
+            n = int(min(args.batch_size, max(64, 4 * (target - keeper.counts[j])), budget - used))
+            decoded = pool(round_ % BALANCE_POOLS)
+            weight = decoded[:, j].astype(np.float64)
+            probs = decoded[rng.choice(len(decoded), size=n, p=weight / weight.sum())] if weight.sum() > 0 else decoded[:n].copy()
+            probs[:, excluded] = 0.0
+            probs[:, j] = 1.0
+            chosen = select_concepts(probs, category_ids, args, rng)
+            keeper.offer(chosen, first_draw + draws, concept_rejects, raw, raw_lists,
+                         lambda: keeper.counts[j] >= target, balanced_for=str(names[j]))
+            draws += n
+            used += n
+            round_ += 1
+        rejects.update(concept_rejects)
+        if len(keeper.kept) > kept_before:
+            drawn_for[str(names[j])] = len(keeper.kept) - kept_before
+        if keeper.counts[j] < target:
+            unreached[str(names[j])] = {"draws": used, "kept": len(keeper.kept) - kept_before,
+                                        "rejected": dict(concept_rejects.most_common(3))}
+    # a concept short after its own draws may have been reached by lists drawn for later ones
+    unreached = {c: {"positives": int(keeper.counts[keeper.index[c]]), **v} for c, v in unreached.items()
+                 if keeper.counts[keeper.index[c]] < target}
+    seconds = time.perf_counter() - start
+    carried = ~excluded
+    return {
+        "per_split": args.min_positives_per_concept, "target_positives": target, "lists_added": sum(drawn_for.values()),
+        "draws": draws, "drawn_for": drawn_for, "unreached": unreached, "rejected": dict(sorted(rejects.items())),
+        "raw": _raw_summary(raw, raw_lists),  # the balancing draws' own rates, before rejection
+        "concepts_below_target": {"before": int((before[carried] < target).sum()),
+                                  "after": int((keeper.counts[carried] < target).sum())},
+        # how far balancing moves the kept lists' concept marginals
+        "marginal_jsd_before_after": _jsd(before.astype(float), keeper.counts.astype(float)),
+        "seconds": round(seconds, 3), "time_ratio_to_sampling": round(seconds / max(sampling_seconds, 1e-9), 3),
+    }
 
 
 def _jsd(p: np.ndarray, q: np.ndarray) -> float:

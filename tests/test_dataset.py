@@ -10,6 +10,7 @@ from builder.push import PushArguments, push_dataset
 from builder.relations import load_relations
 from builder.splits import FAMILY_SUFFIX, assign_example_splits
 from card.render import main as card_main
+from card.render import read_examples
 from core.errors import DataError, PublishError
 from evaluation.score import main as clap_main
 from generation.synthesize import main as synth_main
@@ -141,6 +142,37 @@ def test_card_yaml_parses_and_numbers_match(assembled):
     assert str(folder.parent) not in card.text and "local model sha256:" in card.text  # model ids, never a path
     for image in ("concept_frequency.png", "cooccurrence.png", "clap_histogram.png"):
         assert (folder / "images" / image).stat().st_size > 1000
+
+
+def test_card_reports_sampling_and_lists_drawn_for_balance(tiny_models, taxonomy, tmp_path):
+    import pyarrow as pa
+
+    from generation.sample_tags import TAGS_SCHEMA
+
+    run = build_run(tmp_path, tiny_models, taxonomy)
+    captions = pq.read_table(run / "captions.parquet").to_pylist()
+    rows = [{"id": r["id"], "tags": r["tags"], "genre": [], "mood": [], "instrument": [], "tempo": [], "seed": 0,
+             "draw": k, "balanced_for": "piano" if "piano" in r["tags"] else None} for k, r in enumerate(captions)]
+    pq.write_table(pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), run / "tags.parquet")
+    (run / "tags_summary.json").write_text(json.dumps({
+        "lists": len(rows), "backend": {"name": "symbolic", "excluded": {"female vocal": "no vocals in the renderer"},
+                                        "marginal_jsd_before_after_exclusion": 0.01},
+        "balance": {"per_split": 1, "target_positives": 35, "lists_added": 12, "unreached": {"groovy": {}}}}))
+    judge = {"clips": 3000, "seconds": 10.0, "models": {"MTT_musicnn": {
+        "tests": 152, "significant": [["violin", "classical", 1.0]], "expected_significant_up": [["violin", "classical"]],
+        "expected_tested": [["violin", "classical"], ["piano", "classical"]], "random_concepts_significant_share": 0.0}}}
+    (tmp_path / "judge.json").write_text(json.dumps(judge))
+    summary = assemble_with_card(run, "--judge_tcav", str(tmp_path / "judge.json"))
+    positives = summary["sampling"]["positives"]
+    accepted = read_examples(run / "dataset", summary["configs"]["default"])
+    assert positives["piano"]["drawn_for_balance"] == sum("piano" in e["tags"] for e in accepted) > 0
+    assert positives["rock"]["drawn_for_balance"] == 0
+    assert sum(positives["rock"][s] for s in ("train", "validation", "test")) == sum("rock" in e["tags"] for e in accepted)
+    card = (run / "dataset" / "README.md").read_text()
+    assert "female vocal (no vocals in the renderer)" in card and "12 lists added" in card and "(groovy)" in card
+    assert "| MTT_musicnn | 152 | violin → classical 1.00 | 1 of 2 | 0 % |" in card
+    piano = positives["piano"]
+    assert f"| piano | instrument | {piano['train']} | {piano['validation']} | {piano['test']} | {piano['drawn_for_balance']} |" in card
 
 
 def test_push_dry_run_and_calls_at_the_hub_boundary(assembled, monkeypatch):

@@ -80,6 +80,11 @@ def test_pipeline_end_to_end(reference_run):
     assert json.loads((reference_run / "tcav_report.json").read_text())["results"]
     card = (reference_run / "dataset" / "README.md").read_text()
     assert "the captioner accepted least often" in card and "## Checked by an independent tagger" in card
+    sampling = json.loads((reference_run / "dataset" / "build_summary.json").read_text())["sampling"]
+    assert f"for the `{sampling['backend']}` backend" in card and "Positives per concept and split" in card
+    name, row = next((n, r) for n, r in sampling["positives"].items() if r["train"])
+    assert f"| {name} | " in card and sum(r["train"] + r["validation"] + r["test"] for r in sampling["positives"].values()) \
+        == sum(len(e["tags"]) for s in ds for e in ds[s])
     again = pipeline(reference_run)  # a rerun of a finished run does nothing
     finish(again)
     assert all(r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values())

@@ -187,3 +187,48 @@ def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp
     subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, timeout=600)
     config = json.loads((tmp_path / "vae" / "config.json").read_text())
     assert config["effective_batch_size"] == 64 and config["num_processes"] == 2 and config["per_process_batch_size"] == 32
+
+
+def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
+    from generation.sample_tags import planned_positives
+
+    model, taxonomy, _ = load_checkpoint(tiny_vae[0])
+    constraints = Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME)
+    seen = reference_lists(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
+    args = SamplingArguments(num_lists=150, seed=0, batch_size=256, synthesis_backend="symbolic",
+                             min_positives_per_concept=1, max_draws_per_list=10)
+    table, summary = sample_tag_lists(model, taxonomy, constraints, args, seen)
+    balance, target = summary["balance"], planned_positives(1)
+    assert balance["target_positives"] == target > 1
+    rows = table.to_pylist()
+    plain = [r for r in rows if r["balanced_for"] is None]
+    drawn = [r for r in rows if r["balanced_for"] is not None]
+    assert len(plain) == 150 and len(drawn) == balance["lists_added"] == sum(balance["drawn_for"].values()) > 0
+    excluded = set(summary["backend"]["excluded"])
+    counts = {n: sum(n in r["tags"] for r in rows) for n in taxonomy.names}
+    for r in drawn:  # the same rules as the VAE's own lists, and the concept it was drawn for is in it
+        assert r["balanced_for"] in r["tags"] and not constraints.violations(r["tags"]) and r["instrument"]
+        assert tuple(r["tags"]) not in seen and not excluded & set(r["tags"])
+    assert len({tuple(r["tags"]) for r in rows}) == len(rows)
+    for n in taxonomy.names:  # every carried concept reached the target or is reported with why not
+        if n not in excluded:
+            assert counts[n] >= target or balance["unreached"][n]["positives"] == counts[n]
+    assert balance["concepts_below_target"]["after"] == len(balance["unreached"]) < balance["concepts_below_target"]["before"]
+    assert 0 <= balance["marginal_jsd_before_after"] <= 1 and 0 <= balance["raw"]["contradiction_rate"] <= 1
+    again, _ = sample_tag_lists(model, taxonomy, constraints, args, seen)
+    assert again.equals(table)
+
+
+def test_planned_positives_cover_the_smallest_split():
+    from builder.splits import assign_example_splits
+    from generation.sample_tags import planned_positives
+
+    assert planned_positives(0) == 0
+    t = planned_positives(50)
+    assert 333 < t < 500  # 50 / 0.15 is the mean; the margin covers the split's spread
+    reached = 0
+    for seed in range(200):  # a concept with t positives among 3000 examples, split as the assembly splits
+        ids = [f"x{i:05d}" for i in range(3000)]
+        split = assign_example_splits(ids, seed)
+        reached += min(sum(split[i] == s for i in ids[:t]) for s in ("train", "validation", "test")) >= 50
+    assert reached / 200 > 0.9
