@@ -13,7 +13,7 @@ a list needs an instrument; the summary records the excluded concepts and the JS
 with and without them. Every reject is counted by reason. The same seed gives the same file.
 
 With `--min_positives_per_concept K` every carried concept gets enough lists that each split (the smallest is
-`builder.splits.EXAMPLE_FRACTIONS`' test share) holds K positives with ~97.5 % probability (`planned_positives`):
+`builder.splits.EXAMPLE_FRACTIONS`' test share) holds K positives with ~99.7 % probability (`planned_positives`):
 concepts below that after sampling get lists drawn from the VAE's posterior given the concept (prior latents
 resampled by the decoded probability of the concept, the concept forced on), through the same checks, rarest
 first; `tags.parquet`'s `balanced_for` names the concept a list was drawn for, and the summary's `balance`
@@ -188,12 +188,13 @@ def _raw_summary(raw: Counter, raw_lists: set) -> dict:
             "unique_rate": len(raw_lists) / n, "novel_rate": raw["novel"] / n}
 
 
-def planned_positives(per_split: int, fractions: dict[str, float] | None = None, z: float = 2.0) -> int:
+def planned_positives(per_split: int, fractions: dict[str, float] | None = None, z: float = 3.0) -> int:
     """Positives a concept needs over the whole dataset for `per_split` of them to fall into its smallest split.
 
     The split is a seeded permutation of the accepted examples made at assembly, so a concept with T positives
     gets about Binomial(T, f) of them in a split of fraction f: T is the least with T f - z sqrt(T f (1 - f)) >=
-    per_split (z = 2: about 98 % of concepts reach it in the smallest split, if no list is lost later)."""
+    per_split (z = 3: a concept misses it in one of two equally small splits with ~0.3 % probability, so that
+    nearly all of ~150 balanced concepts reach it, if no list is lost later; z = 2 missed 1-4 of them)."""
     from builder.splits import EXAMPLE_FRACTIONS
 
     if per_split <= 0:
