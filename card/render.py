@@ -172,9 +172,8 @@ def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:
     if not sampling:
         return {"sampling": None}
     positives = sampling["positives"]
-    splits = [s for s in ("train", "validation", "test") if any(s in row for row in positives.values())]
     rows = [(c.name, c.category, positives[c.name]) for c in taxonomy.concepts if c.name in positives]
-    return {"sampling": sampling, "sampling_splits": splits, "sampling_rows": rows}
+    return {"sampling": sampling, "sampling_splits": SPLITS, "sampling_rows": rows}
 
 
 def audit_fields(audit: dict | None) -> dict:

@@ -220,7 +220,6 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     excluded = np.array([n in coverage.excluded for n in names])
     marginal_before, marginal_after = np.zeros(len(names)), np.zeros(len(names))
     keeper = _Keeper(names, category_ids, coverage, constraints.forbidden_matrix(taxonomy), args, seen_lists)
-    device = next(model.parameters()).device
     latent_dim = model.config.latent_dim
     max_draws = args.num_lists * args.max_draws_per_list
     rejects: Counter[str] = Counter()
@@ -237,8 +236,7 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
         rng = np.random.default_rng([args.seed, batch])
         n = min(args.batch_size, max_draws - draws)
         z = rng.standard_normal((n, latent_dim)).astype(np.float32) * args.temperature
-        with torch.no_grad():
-            probs = torch.sigmoid(model.decode(torch.from_numpy(z).to(device))).cpu().numpy()
+        probs = _decode(model, z)
         if excluded.any():  # the backend's uncarried concepts never drawn: the rest of the list still from the VAE
             uniform = rng.random(probs.shape) if args.decode == "bernoulli" else None
             marginal_before += select_concepts(probs, category_ids, args, rng, uniform).sum(0)
@@ -286,14 +284,13 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
 
     Each round resamples decoded prior latents (a pool of 4 x batch_size per round, decoded once and shared by
     every concept) in proportion to the decoded probability of the concept (sampling-importance-resampling:
-    latents from the VAE's posterior given the concept), forces the
-    concept on and the backend's uncarried concepts off, and selects the rest of the list from the decoder as the
-    plain sampler does; the lists pass the same checks. A concept gets `need x max_draws_per_list` draws at most;
+    latents from the VAE's posterior given the concept), forces the concept on and the backend's uncarried
+    concepts off, and selects the rest of the list from the decoder as the plain sampler does; the lists pass the
+    same checks. A concept gets `need x max_draws_per_list` draws at most;
     one that does not reach the target is reported with its draws, lists kept and rejects."""
     target = planned_positives(args.min_positives_per_concept)
     names, category_ids = keeper.names, keeper.category_ids
     before = keeper.counts.copy()
-    device = next(model.parameters()).device
     start = time.perf_counter()
     rejects: Counter[str] = Counter()
     raw, raw_lists = Counter(), set()
@@ -305,8 +302,7 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
         while len(pools) <= r:
             z = np.random.default_rng([args.seed, 1, len(pools)]).standard_normal(
                 (4 * args.batch_size, model.config.latent_dim)).astype(np.float32) * args.temperature
-            with torch.no_grad():
-                pools.append(torch.sigmoid(model.decode(torch.from_numpy(z).to(device))).cpu().numpy())
+            pools.append(_decode(model, z))
         return pools[r]
 
     for j in np.argsort(before, kind="stable"):
@@ -320,7 +316,8 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
             n = int(min(args.batch_size, max(64, 4 * (target - keeper.counts[j])), budget - used))
             decoded = pool(round_ % BALANCE_POOLS)
             weight = decoded[:, j].astype(np.float64)
-            probs = decoded[rng.choice(len(decoded), size=n, p=weight / weight.sum())] if weight.sum() > 0 else decoded[:n].copy()
+            total = weight.sum()
+            probs = decoded[rng.choice(len(decoded), size=n, p=weight / total)] if total > 0 else decoded[:n].copy()
             probs[:, excluded] = 0.0
             probs[:, j] = 1.0
             chosen = select_concepts(probs, category_ids, args, rng)
@@ -350,6 +347,12 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
         "marginal_jsd_before_after": _jsd(before.astype(float), keeper.counts.astype(float)),
         "seconds": round(seconds, 3), "time_ratio_to_sampling": round(seconds / max(sampling_seconds, 1e-9), 3),
     }
+
+
+def _decode(model: BetaVAE, z: np.ndarray) -> np.ndarray:
+    """Per-concept probabilities of a batch of latents."""
+    with torch.no_grad():
+        return torch.sigmoid(model.decode(torch.from_numpy(z).to(next(model.parameters()).device))).cpu().numpy()
 
 
 def _jsd(p: np.ndarray, q: np.ndarray) -> float:
