@@ -131,7 +131,8 @@ STAGES = [
           lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")],
           clean=("clap_scores",), distributed=True,
           report=lambda d: ("", read_json(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
-    Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json"),
+    Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json",
+                                           "reviews.jsonl"),  # listeners' verdicts (python -m review): new ones reassemble
           ("dataset",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
           report=_r_assemble),
     Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),

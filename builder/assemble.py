@@ -3,8 +3,9 @@
     python -m builder.assemble --config configs/tiny.yaml
     python -m builder.assemble --output_dir runs/paper/dataset --version 1.0.0
 
-Reads the audio shards, CLAP scores, captions and taxonomy; validates them (every accepted id has its caption,
-attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; writes each
+Reads the audio shards, CLAP scores, captions, taxonomy and listeners' verdicts (`reviews.jsonl`, written by the
+review app: a clip judged "not audible" for a concept leaves its positive set; `builder.reviews`); validates
+them (every accepted id has its caption, attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; writes each
 config's parquet files named as `push_to_hub` names them (at most `max_shard_mb` each; `builder.schema`), the
 audio streamed from the run's shards one shard at a time with no other copy (disk in use: the finished dataset
 and the run), then `taxonomy.json`, the concept-set summary and `build_summary.json`. The folder is written
@@ -23,6 +24,7 @@ from typing import Sequence
 
 import pyarrow.parquet as pq
 
+from builder.reviews import apply_reviews
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, SplitWriter, render_columns
 from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
@@ -98,7 +100,7 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                 "clap_score": scores[row["id"]], "duration_s": row["duration_s"],
                 "caption_model": captions[row["id"]]["model"], "audio_model": row["model"],
                 "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
-                "seed": row["seed"]})
+                "seed": row["seed"], "audio_sha256": row["audio_sha256"]})
     audio_ids = set(ids)
     not_rendered = read_json(audio_dir / NOT_RENDERED_NAME)  # the symbolic backend's counted skips
     for id_, c in captions.items():
@@ -139,7 +141,7 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
 
 
 def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: Sequence[dict], shard_files: Sequence[str],
-                  max_bytes: float) -> dict:
+                  max_bytes: float, review_rows: Sequence[dict] = ()) -> dict:
     """Write every config's splits as parquet files in one streaming pass: the default and concepts configs from
     memory (text), the audio config from the run's audio shards, one shard at a time, with no other copy."""
     writers = {(name, split): SplitWriter(out / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)
@@ -149,12 +151,15 @@ def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: 
         writers["default", e["split"]].write({k: e[k] for k in BASE_FEATURES})
     for r in concept_rows:
         writers["concepts", r["split"]].write(r)
+    for r in review_rows:
+        writers["reviews", r["split"]].write(r)
     for shard in shard_files:
         present = [c for c in ("id", "audio", "ground_truth", "midi") if c in pq.read_schema(run / shard).names]
         for row in pq.read_table(run / shard, columns=present).to_pylist():
             e = by_id.get(row["id"])
             if e is not None:
                 writers["audio", e["split"]].write({**{k: e[k] for k in BASE_FEATURES}, "audio": row["audio"],
+                                                    "audio_sha256": e["audio_sha256"],
                                                     **render_columns(row.get("ground_truth")), "midi": row.get("midi")})
     for w in writers.values():
         w.close()
@@ -177,14 +182,16 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     for e in examples:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
+    unheard, review_rows, review_summary = apply_reviews(run, examples)
     rows, concept_summary = concept_sets(
-        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families))
+        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families),
+        unheard=unheard)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     check_free_space(tmp, 1.05 * sum((run / f).stat().st_size for f in shard_files))  # the audio, copied once
     try:
-        counts = write_configs(run, tmp, examples, rows, shard_files, args.max_shard_mb * 1e6)
+        counts = write_configs(run, tmp, examples, rows, shard_files, args.max_shard_mb * 1e6, review_rows)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno == errno.ENOSPC:
@@ -204,6 +211,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": concepts_with_sets(concept_summary),
         "sampling": sampling_report(run, examples, taxonomy),
+        "reviews": review_summary,
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path
         "packages": package_versions(),
     }

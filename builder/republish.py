@@ -30,7 +30,7 @@ from builder.splits import ConceptSetArguments, concept_sets, concepts_with_sets
 from core.config import cli, get_logger, parse_args
 from core.constants import SPLITS
 from core.errors import DataError
-from core.io import write_json
+from core.io import sha256_bytes, write_json
 from core.provenance import folder_sha256, package_versions
 
 logger = get_logger(__name__)
@@ -116,7 +116,8 @@ def republish(args: RepublishArguments) -> dict:
                     no_audio += 1
                     reader.seen.pop(example["id"])  # not kept: a later row with this id may still be
                     continue
-                writer.write({**{k: example[k] for k in BASE_FEATURES}, "audio": clip, **dict.fromkeys(RENDER_FEATURES)})
+                writer.write({**{k: example[k] for k in BASE_FEATURES}, "audio": clip,
+                              "audio_sha256": sha256_bytes(clip["bytes"]), **dict.fromkeys(RENDER_FEATURES)})
             examples.append(example)
         if with_audio:
             writer.close()

@@ -2,9 +2,10 @@
 
 Configs:
   default   id, caption, attribute list and one list per category, CLAP score, duration, provenance
-  audio     default's columns plus `audio` (Audio, 32 kHz) and, for rendered audio, the typed ground truth (bpm,
+  audio     default's columns plus `audio` (Audio, 32 kHz), its sha256 and, for rendered audio, the typed ground truth (bpm,
             meter, key, mode, feels, stems with their levels ...) and `midi`
   concepts  concept, category, split, role (positive / negative / random), set_index, id
+  reviews   listeners' verdicts: id, concept, question, answer, reviewer (a pseudonym), time, audio sha256
 
 `SplitWriter` writes one config's split as parquet files of bounded size, named as `push_to_hub` names them
 (`train-00000-of-00003.parquet`), with the features in the schema metadata as `datasets` writes them, so that
@@ -51,6 +52,11 @@ RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for Musi
     "mode": datasets.Value("string"),  # "major" or "minor"
     "feels": datasets.Sequence(datasets.Value("string")),  # rhythmic feels played (straight, swing, shuffle ...)
     "genre_rendered": datasets.Value("string"),  # the genre whose arrangement was played (None: a neutral one)
+    "style": datasets.Value("string"),  # its style (generation/data/render_styles.tsv), None without a genre
+    "form": datasets.Sequence(datasets.Value("string")),  # each bar's section: verse or chorus
+    "room_rt60_s": datasets.Value("float32"),  # the room's reverberation time (0: dry)
+    "room_send": datasets.Value("float32"),  # how much of each stem goes to the room
+    "amp": datasets.Value("string"),  # the electric guitar's amp: clean, crunch, distorted (None: no electric guitar)
     "stems": [STEM_FEATURES],
     "soundfont": datasets.Value("string"),
     "soundfont_sha256": datasets.Value("string"),
@@ -80,23 +86,37 @@ CONCEPT_FEATURES = {
     "set_index": datasets.Value("int32"),
     "id": datasets.Value("string"),
 }
-CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts"}
+REVIEW_FEATURES = {  # listeners' verdicts (builder.reviews), each on the clip and audio it was given on
+    "id": datasets.Value("string"),
+    "concept": datasets.Value("string"),
+    "question": datasets.Value("string"),  # audible: is the concept audible? caption: is the caption right?
+    "answer": datasets.Value("string"),  # yes / no / unsure; right / wrong / unsure
+    "reviewer": datasets.Value("string"),  # a pseudonym: the first 8 hex digits of the name's sha256
+    "time": datasets.Value("float64"),  # seconds since the epoch
+    "audio_sha256": datasets.Value("string"),
+    "dataset_version": datasets.Value("string"),  # the version the verdict was given on
+}
+CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts", "reviews": "reviews"}
 CONFIG_FEATURES = {
     "default": datasets.Features(BASE_FEATURES),
-    "audio": datasets.Features({**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE), **RENDER_FEATURES}),
+    "audio": datasets.Features({**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
+                                "audio_sha256": datasets.Value("string"),  # of the encoded bytes: what a verdict names
+                                **RENDER_FEATURES}),
     "concepts": datasets.Features(CONCEPT_FEATURES),
+    "reviews": datasets.Features(REVIEW_FEATURES),
 }
 
 
 class SplitWriter:
     """One config's split as parquet files of at most about `max_bytes` each.
 
-    Rows are buffered into row groups of `rows_per_group` (or fewer when their binary payload would pass 64 MB);
+    Rows are buffered into row groups of `rows_per_group` (or fewer when their binary payload would pass 16 MB:
+    a reader of one clip, such as the review app, reads one row group's audio);
     a row that would take the file past its bound starts the next file, and
     files are written as `<split>-<k>.parquet.partial`, renamed to their final `-of-` names by `close()`.
     """
 
-    GROUP_BYTES = 64e6
+    GROUP_BYTES = 16e6
 
     def __init__(self, folder: Path, split: str, features: datasets.Features, max_bytes: float, rows_per_group: int = 100):
         self.folder, self.split, self.features, self.max_bytes = Path(folder), split, features, max_bytes

@@ -96,7 +96,7 @@ FAMILY_SUFFIX = " (family)"  # a family's set name: "rock (family)" is rock and 
 
 def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
                        args: ConceptSetArguments, concepts: Sequence[str] | None = None,
-                       relations: Relations | None = None) -> tuple[SetRows, dict]:
+                       relations: Relations | None = None, unheard: dict[str, set[str]] | None = None) -> tuple[SetRows, dict]:
     """Concept membership rows and a summary.
 
     Args:
@@ -118,6 +118,12 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
         for c in CATEGORIES:
             for t in e[c]:
                 x[i, index[t]] = True
+    not_heard = np.zeros_like(x)  # listed concepts a listener did not hear
+    position = {e["id"]: i for i, e in enumerate(examples)}
+    for id_, judged in (unheard or {}).items():
+        for t in judged:
+            if id_ in position and t in index:
+                not_heard[position[id_], index[t]] = True
     named = np.zeros_like(x)
     for i, m in enumerate(mentions):
         for t in m:
@@ -146,7 +152,8 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
         skipped = []
         for name, j, members_, rules, tag in targets:
             holds = x[in_split][:, members_].any(1)
-            pos = in_split[holds]
+            heard = (x[in_split][:, members_] & ~not_heard[in_split][:, members_]).any(1)
+            pos = in_split[heard]
             if len(pos) < args.min_positives:
                 skipped.append(name)
                 continue
@@ -182,6 +189,7 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
                 "positives": int(len(pos)), "negatives": int(len(negatives)), "random_sets": len(randoms),
                 "random_set_size": int(size), "candidate_negatives": int(len(candidates)),
                 "removed_by_relation": removed, "family": bool(tag),
+                **({"removed_by_review": int((holds & ~heard).sum())} if unheard else {}),
                 "jsd_other_categories_before": _js(x[pos][:, other].sum(0), x[candidates][:, other].sum(0)),
                 "jsd_other_categories_after": _js(x[pos][:, other].sum(0), x[negatives][:, other].sum(0)),
             }
@@ -196,14 +204,14 @@ def concepts_with_sets(summary: dict) -> dict[str, int]:
 
 
 def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,
-                 concepts: Sequence[str] | None = None) -> tuple[SetRows, dict]:
+                 concepts: Sequence[str] | None = None, unheard: dict[str, set[str]] | None = None) -> tuple[SetRows, dict]:
     """`build_concept_sets` with each caption's surface forms found by the mention matcher (negated or not): what
     assembly and the published-schema tools both build."""
     from builder.mentions import ConceptMatcher
 
     matcher = ConceptMatcher(taxonomy)
     mentions = [set(matcher.surface_concepts(e["caption"])) for e in examples]
-    return build_concept_sets(examples, taxonomy, mentions, args, concepts)
+    return build_concept_sets(examples, taxonomy, mentions, args, concepts, unheard=unheard)
 
 
 MATCH_BLOCK = 4096  # examples (positives and candidates) per matching block: memory and time per block bounded

@@ -41,9 +41,10 @@ def size_category(n: int) -> str:
 def configs_metadata(config_dirs: dict[str, str], root: Path) -> list[dict]:
     """The card's `configs:`: each config's splits that have files (a split without rows, such as a small
     split's concept sets, has none)."""
-    return [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS
-                                                 if any((root / folder).glob(f"{s}-*.parquet"))],
-             **({"default": True} if name == "default" else {})} for name, folder in config_dirs.items()]
+    configs = [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS
+                                                    if any((root / folder).glob(f"{s}-*.parquet"))],
+                **({"default": True} if name == "default" else {})} for name, folder in config_dirs.items()]
+    return [c for c in configs if c["data_files"]]  # a config with no rows at all (no reviews yet) is not listed
 
 
 def _stats(values: Sequence[float], digits: int = 4) -> dict:
@@ -160,10 +161,33 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
         **audit_fields(audit), **sampling_fields(summary.get("sampling"), taxonomy),
-        removed_by_relation=dict(removed), families=families, judge_tcav=judge_tcav,
+        removed_by_relation=dict(removed), families=families, judge_tcav=judge_tcav, reviews=summary.get("reviews"),
+        **judge_audit_fields(judge_tcav, taxonomy),
     )
     card.save(folder / "README.md")
     return str(card)
+
+
+LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_limits.tsv"
+
+
+def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:
+    """The template's view of bench_judge_tcav's tagger audit: per model its figures, and each mapped genre below
+    0.7 for some model with the reviewed reason it is not reached (render_limits.tsv)."""
+    audits = {name: m["audit"] for name, m in (judge or {}).get("models", {}).items() if m.get("audit")}
+    if not audits:
+        return {"judge_audit": None, "judge_genres_short": []}
+    from core.io import read_tsv
+
+    reasons = {concept: reason for _, (concept, reason) in read_tsv(LIMITS, 2)}
+    short: dict[str, list[str]] = {}
+    for name, a in audits.items():
+        a["at_least"] = sum(r["auc"] >= 0.7 for r in a["concepts"].values())
+        for concept, r in a["concepts"].items():
+            if taxonomy.category_of.get(concept) == "genre" and r["auc"] < 0.7:
+                short.setdefault(concept, []).append(f"{name} {r['auc']:.2f}")
+    return {"judge_audit": audits, "judge_genres_short": [(g, ", ".join(m), reasons.get(g, "no reason recorded"))
+                                                          for g, m in sorted(short.items())]}
 
 
 def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:

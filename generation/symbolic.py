@@ -4,53 +4,47 @@ with the ground truth of every clip (tempo, meter, key, mode, who plays what, ea
 The concept mapping lives in reviewed tables beside this module (`generation/data/render_*.tsv`): every
 instrument concept is a General MIDI program (with the real instrument's range: notes outside it are moved by
 octaves into it), a drum-kit preset or drum-map notes, with a role and a register; every tempo concept a tempo
-range and a feel; every genre a tempo range, a groove, a progression, a mode and comping and bass styles; every
-mood a mode, dynamics, density and register. Only the listed instruments play (a genre or mood changes how they
-play, never who plays), so a clip's instrument labels are exact. A concept the renderer cannot play faithfully is
+range and a feel; every genre a tempo range, a groove, verse and chorus progressions, a mode and a style (drum
+pattern and kit, comping, bass line, chord quality, the lead's scale, humanisation, room, amp; with the instrument
+timbres of that style), played by `generation.arrangement`; every mood a mode, dynamics, density and register.
+Only the listed instruments play (a genre or mood changes how they play, never who plays), so a clip's instrument
+labels are exact. A concept the renderer cannot play faithfully is
 declared unrenderable in its table, with the reason; lists holding one are not rendered (the synthesis stage
 counts them).
 
 Rendering: a fresh synthesizer per clip (a reused one leaks state between clips), the soundfont named explicitly
-(FluidR3_GM, MIT; never libfluidsynth's GPL default), samples loaded on demand, reverb and chorus off, every
-instrument on MIDI channels of its own, each channel written to an output of its own: the stems are exact and
-sum to the mix. Pan is centred and the gain fixed, never normalised. Output is bit-identical across runs and
+(FluidR3_GM, MIT; never libfluidsynth's GPL default), samples loaded on demand, FluidSynth's reverb and chorus off
+(they mix channels), every instrument on MIDI channels of its own, each channel written to an output of its own;
+the style's amp and room are applied to each stem alone: the stems are exact and sum to the mix. Pan is centred
+and the gain fixed, never normalised. Output is bit-identical across runs and
 processes for a given list, seed and soundfont.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from builder.taxonomy import Taxonomy
-from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError
 from core.io import read_tsv, sha256_file
+from generation.arrangement import (BASSES, CHANNELS, CHORDS, COMPS, DENSITY, DRIVES, DRUM_ROLES, DRUM_STYLES, DYNAMICS,
+                                    FEELS, LEAD_SCALES, ROLES, SCALES, Arrangement, arrange)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 TABLES = {c: DATA_DIR / f"render_{name}.tsv" for c, name in
           (("instrument", "instruments"), ("tempo", "tempo"), ("genre", "genres"), ("mood", "moods"))}
+STYLES = DATA_DIR / "render_styles.tsv"
+TIMBRES = DATA_DIR / "render_timbres.tsv"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm: FluidR3_GM, MIT, (c) Frank Wen
 SOUNDFONT_CREDIT = "FluidR3_GM.sf2 by Frank Wen (MIT licence), from Debian's fluid-soundfont-gm"
 GAIN = 0.4
-CHANNELS = 16
-FEELS = {"straight", "swing", "shuffle", "four_on_floor", "syncopated", "backbeat", "half_time", "offbeat", "waltz",
-         "compound", "odd", "breakbeat", "trap", "hiphop", "latin", "march", "gallop", "tribal", "heartbeat",
-         "polyrhythm", "additive", "free", "accelerando", "tempo_changes", "intense", "simple", "driving", "laid_back",
-         "bouncy", "pulsating", "repetitive", "none"}
-ROLES = {"bass", "comp", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
-DRUM_ROLES = {"kit", "kick", "snare", "hat", "cymbal", "perc"}
-DYNAMICS = {"soft": 58, "medium": 80, "loud": 104}
-DENSITY = {"sparse": 0.5, "medium": 1.0, "busy": 2.0}  # lead notes per beat
-REGISTERS = {"low": 36, "mid": 55, "high": 67}  # lowest MIDI note of the role's octave and a half
-METERS = {"waltz": (12, 4), "compound": (12, 6), "odd": (14, 4)}  # feel -> (steps per bar, steps per beat)
-KEY_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
 INAUDIBLE_DB = -15.0
 
 
@@ -70,10 +64,11 @@ class Row:
 class RenderTables:
     """The four reviewed tables, checked against the taxonomy: every concept has exactly one row."""
 
-    def __init__(self, taxonomy: Taxonomy, tables: dict[str, Path] = TABLES):
+    def __init__(self, taxonomy: Taxonomy, tables: dict[str, Path] = TABLES, styles: Path = STYLES,
+                 timbres: Path = TIMBRES):
         columns = {"instrument": ("kind", "value", "role", "register", "range", "note"),
                    "tempo": ("bpm_min", "bpm_max", "feel", "note"),
-                   "genre": ("bpm_min", "bpm_max", "groove", "progression", "mode", "comp", "bass", "sevenths", "note"),
+                   "genre": ("bpm_min", "bpm_max", "groove", "progression", "chorus", "mode", "style", "note"),
                    "mood": ("mode", "dynamics", "density", "register", "note")}
         self.rows: dict[str, Row] = {}
         for category, path in tables.items():
@@ -96,6 +91,22 @@ class RenderTables:
             if missing:
                 raise DataError(path, f"no row for {len(missing)} {category} concept(s): {missing[:5]}")
         self.taxonomy = taxonomy
+        self.styles = _read_styles(styles)
+        for concept, row in self.rows.items():
+            style = row.values.get("style")
+            if row.reason is None and style is not None and style not in self.styles:
+                raise DataError(tables["genre"], f"{concept!r} names the style {style!r}, which {styles.name} lacks",
+                                field="style")
+        self.timbres = {}
+        for number, (concept, style, program, _) in read_tsv(timbres, 4):
+            row = self.rows.get(concept)
+            if row is None or row.values.get("kind") != "program" or "," in row.values["value"]:
+                raise DataError(timbres, f"{concept!r} is not an instrument played by one program", row=number)
+            if style not in self.styles:
+                raise DataError(timbres, f"unknown style {style!r}", row=number, field="style")
+            if not program.isdigit() or int(program) > 127:
+                raise DataError(timbres, f"not a MIDI program: {program!r}", row=number, field="program")
+            self.timbres[concept, style] = int(program)
 
     def unrenderable(self, tags: Sequence[str]) -> list[tuple[str, str]]:
         """(concept, reason) for each listed concept the renderer cannot play."""
@@ -121,260 +132,41 @@ def _check_row(path, number, category, v) -> None:
     elif category == "genre":
         need(v["groove"] in FEELS, "groove", "unknown groove")
         need(v["mode"] in SCALES, "mode", "not major or minor")
-        need(all(x.isdigit() and 1 <= int(x) <= 7 for x in v["progression"].split(",")), "progression", "not degrees 1-7")
+        for column in ("progression", "chorus"):
+            need(all(x.isdigit() and 1 <= int(x) <= 7 for x in v[column].split(",")), column, "not degrees 1-7")
     else:
         need(v["dynamics"] in DYNAMICS, "dynamics", "unknown dynamics")
         need(v["density"] in DENSITY, "density", "unknown density")
 
 
-@dataclass
-class Arrangement:
-    """A clip's score and its ground truth."""
-
-    bpm: float
-    meter: str
-    key: str
-    mode: str
-    feels: list[str]
-    genre: str | None
-    notes: list[tuple[float, float, int, int, int]] = field(default_factory=list)  # start s, end s, channel, pitch, vel
-    programs: dict[int, tuple[int, int]] = field(default_factory=dict)  # channel -> (bank, preset)
-    parts: dict[str, list[int]] = field(default_factory=dict)  # instrument concept -> its channels
+STYLE_COLUMNS = ("drums", "kit", "ekit", "comp", "bass", "chords", "lead", "humanise_ms", "reverb_s", "reverb_wet",
+                 "drive", "note")
 
 
-def _pick(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(low + (high - low) * rng.random())
-
-
-def arrange(tags: Sequence[str], tables: RenderTables, seed: int, duration_s: float) -> Arrangement:
-    """The score of one clip: only the listed instruments play, as their genre, tempo and mood concepts say."""
-    rng = np.random.default_rng(seed)
-    rows = {c: [tables.rows[t] for t in tags if tables.taxonomy.category_of[t] == c] for c in CATEGORIES}
-    genre = rows["genre"][0].values if rows["genre"] else None
-    feels = [r.values["feel"] for r in rows["tempo"]] or ([genre["groove"]] if genre else ["straight"])
-    if genre and genre["groove"] not in feels and not any(f in METERS for f in feels):
-        feels.append(genre["groove"])
-    ranges = [(float(r.values["bpm_min"]), float(r.values["bpm_max"])) for r in rows["tempo"] if r.values["bpm_min"] != "-"]
-    low, high = ranges[0] if ranges else ((float(genre["bpm_min"]), float(genre["bpm_max"])) if genre else (90.0, 120.0))
-    bpm = round(_pick(rng, low, high), 1)
-    mood = {k: next((r.values[k] for r in rows["mood"] if r.values[k] not in ("-", "")), None)
-            for k in ("mode", "dynamics", "density", "register")}
-    mode = mood["mode"] or (genre["mode"] if genre else ("major" if rng.random() < 0.5 else "minor"))
-    root = int(rng.integers(12))
-    steps_per_bar, steps_per_beat = next((METERS[f] for f in feels if f in METERS), (16, 4))
-    meter = {16: "4/4", 12: "3/4" if steps_per_beat == 4 else "6/8", 14: "7/8"}[steps_per_bar]
-    arr = Arrangement(bpm, meter, f"{KEY_NAMES[root]} {mode}", mode, feels, rows["genre"][0].concept if genre else None)
-    grid = _Grid(bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng)
-    progression = [int(d) for d in (genre["progression"] if genre else "1,4,5,1").split(",")]
-    sevenths = bool(genre and genre["sevenths"] == "yes")
-    velocity = DYNAMICS[mood["dynamics"] or "medium"]
-    density = DENSITY[mood["density"] or "medium"]
-    shift = 12 * int(mood["register"] or 0)
-    channel = 0
-    for row in rows["instrument"]:
-        v = row.values
-        values = [int(x) for x in v["value"].split(",")]
-        if v["kind"] == "program":
-            channels = list(range(channel, channel + len(values)))
-            for ch, program in zip(channels, values):
-                arr.programs[ch] = (0, program)
-        else:
-            channels = [channel]
-            arr.programs[channel] = (128, values[0] if v["kind"] == "kit" else 0)
-        channel += len(channels)
-        if channel > CHANNELS:
-            raise ConfigError(f"too many instruments for {CHANNELS} MIDI channels: {tags}")
-        arr.parts[row.concept] = channels
-        for ch in channels:
-            if v["role"] in DRUM_ROLES:
-                notes = _drums(grid, v["role"], values if v["kind"] == "drums" else None, velocity, rng)
-            else:
-                base = REGISTERS[v["register"]] + root + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)
-                notes = _pitched(grid, v["role"], genre, progression, mode, sevenths, base, velocity, density, rng)
-                low, high = row.pitch_range
-                notes = [(s, e, in_range(p, low, high), vel) for s, e, p, vel in notes]
-            arr.notes += [(s, e, ch, p, vel) for s, e, p, vel in notes]
-    arr.notes.sort()
-    return arr
-
-
-def in_range(pitch: int, low: int, high: int) -> int:
-    """The pitch moved by octaves into [low, high] (the instrument's range, an octave or wider)."""
-    while pitch > high:
-        pitch -= 12
-    while pitch < low:
-        pitch += 12
-    return pitch
-
-
-class _Grid:
-    """Steps of the bar -> seconds, through the feel's tempo curve, swing and timing."""
-
-    def __init__(self, bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng):
-        self.bpm, self.steps_per_bar, self.steps_per_beat = bpm, steps_per_bar, steps_per_beat
-        self.feels, self.duration_s, self.rng = set(feels), duration_s, rng
-        self.swing = bool(self.feels & {"swing", "shuffle", "bouncy", "hiphop"})
-        self.bars = int(np.ceil(self.beats_in(duration_s) * steps_per_beat / steps_per_bar)) + 1
-
-    def tempo_at(self, beat: float) -> float:
-        if "accelerando" in self.feels:
-            return self.bpm * (1 + 0.35 * min(beat / max(self.beats_in_plain(), 1), 1))
-        if "tempo_changes" in self.feels and beat >= self.beats_in_plain() / 2:
-            return self.bpm * 1.25
-        return self.bpm
-
-    def beats_in_plain(self) -> float:
-        return self.duration_s * self.bpm / 60
-
-    def beats_in(self, seconds: float) -> float:
-        return seconds * self.bpm * (1.4 if self.feels & {"accelerando", "tempo_changes"} else 1) / 60
-
-    def seconds(self, step: float) -> float:
-        beat = step / self.steps_per_beat
-        if self.swing and self.steps_per_beat == 4 and step % 4 == 2:
-            beat += 1 / 6  # the off-beat eighth at two thirds of the beat
-        if "free" in self.feels:
-            beat += 0.35 * (self.rng.random() - 0.5)
-        whole, frac = int(beat), beat - int(beat)
-        t = sum(60 / self.tempo_at(b) for b in range(whole)) + frac * 60 / self.tempo_at(whole)
-        return max(t, 0.0)
-
-    def steps(self):
-        return range(self.bars * self.steps_per_bar)
-
-
-def _drum_pattern(feels: set[str], steps_per_bar: int, steps_per_beat: int) -> dict[str, list[int]]:
-    """Steps of one bar per drum line (kick, snare, hat, cymbal, perc)."""
-    beats = [b * steps_per_beat for b in range(steps_per_bar // steps_per_beat)]
-    eighths = list(range(0, steps_per_bar, max(steps_per_beat // 2, 1)))
-    if steps_per_bar == 12 and steps_per_beat == 6:  # compound 6/8
-        return {"kick": [0], "snare": [6], "hat": list(range(0, 12, 2)), "cymbal": [0], "perc": [0, 4, 8]}
-    if steps_per_bar == 12:  # waltz
-        return {"kick": [0], "snare": [4, 8], "hat": [0, 4, 8], "cymbal": [0], "perc": [2, 6, 10]}
-    if steps_per_bar == 14:  # 7/8 as 2+2+3
-        return {"kick": [0, 4, 8], "snare": [4, 11], "hat": list(range(0, 14, 2)), "cymbal": [0], "perc": [0, 4, 8, 10, 12]}
-    p = {"kick": [0, 8], "snare": [4, 12], "hat": eighths, "cymbal": [0], "perc": [2, 6, 10, 14]}
-    rules = [
-        ("four_on_floor", {"kick": beats, "hat": [2, 6, 10, 14]}), ("syncopated", {"kick": [0, 3, 6, 10], "perc": [3, 7, 11]}),
-        ("half_time", {"kick": [0, 10], "snare": [8]}), ("trap", {"kick": [0, 11], "snare": [8], "hat": list(range(16))}),
-        ("hiphop", {"kick": [0, 7, 10], "snare": [4, 12]}), ("breakbeat", {"kick": [0, 10], "snare": [4, 7, 12, 14]}),
-        ("offbeat", {"kick": [8], "snare": [8], "hat": [2, 6, 10, 14]}), ("latin", {"kick": [0, 6, 8], "perc": [0, 3, 6, 10, 12]}),
-        ("march", {"kick": [0, 8], "snare": [0, 2, 4, 6, 8, 10, 12, 13, 14, 15]}), ("gallop", {"kick": [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]}),
-        ("tribal", {"kick": [0, 3, 6, 10, 12], "snare": [], "perc": [0, 2, 3, 6, 8, 10, 11, 14]}),
-        ("heartbeat", {"kick": [0, 2, 8, 10], "snare": [], "hat": []}), ("polyrhythm", {"perc": [0, 5, 11]}),  # three against four
-        ("additive", {"kick": [0, 6, 12], "perc": [0, 6, 12]}), ("intense", {"kick": [0, 2, 6, 8, 10, 14], "hat": list(range(16))}),
-        ("simple", {"hat": []}), ("driving", {"kick": [0, 4, 8, 12], "hat": list(range(0, 16, 2))}),
-        ("pulsating", {"hat": list(range(16))}), ("none", {"kick": [0], "snare": [], "hat": [0, 8]}),
-    ]
-    for feel, lines in rules:
-        if feel in feels:
-            p.update(lines)
-    return p
-
-
-DEFAULT_DRUM_NOTES = {"kick": [36], "snare": [38], "hat": [42], "cymbal": [49], "perc": [56]}
-
-
-def _drums(grid: _Grid, role: str, notes: list[int] | None, velocity: int, rng) -> list[tuple[float, float, int, int]]:
-    pattern = _drum_pattern(grid.feels, grid.steps_per_bar, grid.steps_per_beat)
-    lines = ["kick", "snare", "hat"] if role == "kit" else [role]
-    out = []
-    for line in lines:
-        pitches = notes or DEFAULT_DRUM_NOTES[line]
-        steps = set(pattern[line]) if "free" not in grid.feels else {0}
-        for step in grid.steps():
-            k = step % grid.steps_per_bar
-            if k not in steps:
-                continue
-            if line == "cymbal" and len(pitches) > 1 and k != 0:
-                continue  # the crash marks bar starts
-            start = grid.seconds(step) + (0.02 if "laid_back" in grid.feels and line == "snare" else 0.0)
-            accent = 1.15 if (line == "snare" and "backbeat" in grid.feels) or k == 0 else 1.0
-            pitch = pitches[(step // grid.steps_per_bar + k) % len(pitches)]
-            vel = int(np.clip(velocity * accent + rng.integers(-6, 7), 20, 127))
-            out.append((start, start + 0.1, pitch, vel))
-    return out
-
-
-def _chord(degree: int, mode: str, sevenths: bool) -> list[int]:
-    """Semitones above the tonic of the diatonic triad (or seventh chord) on `degree`."""
-    scale = SCALES[mode]
-    idx = [degree - 1, degree + 1, degree + 3] + ([degree + 5] if sevenths else [])
-    return [scale[i % 7] + 12 * (i // 7) for i in idx]
-
-
-def _pitched(grid, role, genre, progression, mode, sevenths, base, velocity, density, rng):
-    """Notes of a pitched part: (start s, end s, pitch, velocity)."""
-    comp = genre["comp"] if genre else "block"
-    bass = genre["bass"] if genre else "root"
-    spb, beat = grid.steps_per_bar, grid.steps_per_beat
-    scale = SCALES[mode]
-    out = []
-
-    def add(step, length_steps, pitch, vel=velocity):
-        start, end = grid.seconds(step), grid.seconds(step + length_steps)
-        out.append((start, max(end - 0.01, start + 0.05), int(pitch), int(np.clip(vel + rng.integers(-5, 6), 20, 127))))
-
-    repetitive = bool(grid.feels & {"repetitive"})
-    melody, degree = None, None
-    for bar in range(grid.bars):
-        chord = _chord(progression[bar % len(progression)], mode, sevenths)
-        first = bar * spb
-        if role == "bass":
-            root = base + chord[0]
-            if bass == "walking":
-                for b in range(spb // beat):
-                    add(first + b * beat, beat, root + [0, chord[1] - chord[0], chord[2] - chord[0], 11][b % 4])
-            elif bass in ("eighths", "octave", "boogie", "alternating"):
-                step_len = beat // 2 if beat >= 2 else 1
-                for i, s in enumerate(range(0, spb, step_len)):
-                    offset = {"octave": 12 * (i % 2), "boogie": [0, 4, 7, 9][i % 4] if mode == "major" else [0, 3, 7, 8][i % 4],
-                              "alternating": 0 if i % 2 == 0 else 7}.get(bass, 0)
-                    add(first + s, step_len, root + offset)
-            elif bass in ("offbeat", "syncopated", "tumbao"):
-                for s in {"offbeat": [2, 6, 10, 14], "syncopated": [0, 3, 6, 10, 12], "tumbao": [3, 8, 11]}[bass]:
-                    if s < spb:
-                        add(first + s, 2, root + (7 if s in (8, 11) and bass == "tumbao" else 0))
-            else:
-                add(first, spb, root)
-        elif role in ("pad",):
-            for p in chord:
-                add(first, spb, base + p, velocity - 12)
-        elif role in ("comp", "stabs"):
-            style = "stabs" if role == "stabs" else comp
-            voicing = [chord[0], chord[0] + 7, chord[0] + 12] if style == "powerchord" else chord
-            hits = {"strum": list(range(0, spb, beat // 2 or 1)), "skank": [s + beat // 2 for s in range(0, spb, beat)],
-                    "stabs": [0, 3, 6, 10] if spb == 16 else [0, beat + 1], "powerchord": list(range(0, spb, beat // 2 or 1)),
-                    "arpeggio": list(range(0, spb, beat // 2 or 1))}.get(style, [0, spb // 2] if density > 0.5 else [0])
-            for i, s in enumerate(hits):
-                length = spb // len(hits) if style == "block" else max(1, beat // 2)
-                if style == "arpeggio":
-                    add(first + s, length, base + voicing[i % len(voicing)])
-                else:
-                    for p in voicing:
-                        add(first + s, length, base + p)
-        elif role == "arpeggio":
-            for i, s in enumerate(range(0, spb, max(1, beat // 2))):
-                add(first + s, max(1, beat // 2), base + (chord + [c + 12 for c in chord])[i % (2 * len(chord))])
-        elif role == "lead":
-            if melody is not None and repetitive:
-                for s, length, pitch in melody:
-                    add(first + s, length, pitch)
-                continue
-            notes_in_bar = max(1, int(round(density * spb / beat)))
-            length = max(1, spb // notes_in_bar)
-            degree = int(rng.integers(7)) if degree is None else degree
-            melody = []
-            for s in range(0, spb, length):
-                if rng.random() < 0.15:
-                    continue  # a rest
-                degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, 13))
-                pitch = base + 12 + scale[degree % 7] + 12 * (degree // 7)
-                if degree % 7 in (0, 2, 4) or rng.random() < 0.5:
-                    pitch = base + 12 + min(chord, key=lambda c: abs((c % 12) - scale[degree % 7])) % 12 + 12 * (degree // 7)
-                melody.append((s, length, pitch))
-                add(first + s, length, pitch)
-    return out
+def _read_styles(path: Path) -> dict[str, dict]:
+    """The styles table, each value checked against what the arranger implements."""
+    known = {"drums": set(DRUM_STYLES) | {"none"}, "comp": COMPS, "bass": BASSES, "chords": CHORDS,
+             "lead": set(LEAD_SCALES) | {"diatonic"}, "drive": set(DRIVES)}
+    styles = {}
+    for number, (name, *fields) in read_tsv(path, len(STYLE_COLUMNS) + 1):
+        v = dict(zip(STYLE_COLUMNS, fields))
+        for column, values in known.items():
+            if v[column] not in values:
+                raise DataError(path, f"unknown {column}: {v[column]!r}", row=number, field=column)
+        for column in ("kit", "ekit"):
+            if not (v[column].isdigit() and int(v[column]) < 128):
+                raise DataError(path, f"not a drum-kit preset: {v[column]!r}", row=number, field=column)
+        for column in ("humanise_ms", "reverb_s", "reverb_wet"):
+            try:
+                ok = float(v[column]) >= 0 and (column != "reverb_wet" or float(v[column]) <= 1)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise DataError(path, f"not a number in range: {v[column]!r}", row=number, field=column)
+        if not v["note"]:
+            raise DataError(path, f"style {name!r} has no musical reason", row=number, field="note")
+        styles[name] = v
+    return styles
 
 
 def midi_bytes(arr: Arrangement) -> bytes:
@@ -443,8 +235,54 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
             synth.noteon(ch, pitch, vel) if on else synth.noteoff(ch, pitch)
     finally:
         synth.delete()
-    stems = (left + right) / 2
+    stems = effects(arr, (left + right) / 2, sampling_rate)
     return stems.sum(0), {ch: float(np.square(stems[ch], dtype=np.float64).sum()) for ch in arr.programs}
+
+
+def effects(arr: Arrangement, stems: np.ndarray, sampling_rate: int) -> np.ndarray:
+    """The style's effects, on each stem alone so that the stems still sum to the mix: an electric guitar goes
+    through an amp (a soft clipper driven by the style's gain, its level matched to the clean signal's as an amp's
+    master volume would) and a speaker cabinet (a band-pass of 80 Hz to 4.5 kHz: a guitar speaker does not
+    reproduce the clipper's fizz); then every stem through the room."""
+    from scipy.signal import butter, sosfilt  # scipy: BSD
+
+    out = stems.astype(np.float64)
+    cabinet = butter(2, [80, 4500], btype="bandpass", fs=sampling_rate, output="sos")
+    for ch, gain in arr.drive.items():
+        dry = out[ch]
+        wet = np.tanh(gain * dry / AMP_HEADROOM) if gain > 1 else dry
+        wet = sosfilt(cabinet, wet)
+        level = np.sqrt(np.mean(np.square(wet)))
+        out[ch] = wet * (np.sqrt(np.mean(np.square(dry))) / level if level > 0 else 0.0)
+    if arr.reverb_wet > 0 and arr.reverb_s > 0:
+        from scipy.signal import oaconvolve
+
+        ir = room_response(arr.reverb_s, sampling_rate)
+        for ch in arr.programs:
+            out[ch] = out[ch] + arr.reverb_wet * oaconvolve(out[ch], ir)[: out.shape[1]]
+    return out.astype(np.float32)
+
+
+AMP_HEADROOM = 0.1  # the stem level at which the amp's clipper bends
+
+
+@functools.lru_cache(maxsize=16)
+def room_response(rt60_s: float, sampling_rate: int) -> np.ndarray:
+    """A room's impulse response: a few early reflections, then noise decaying by 60 dB over `rt60_s`, darker as it
+    decays (high frequencies die first); unit energy; the same for the same arguments on every machine."""
+    rng = np.random.default_rng(int(rt60_s * 1000) + sampling_rate)
+    n = int(rt60_s * sampling_rate)
+    t = np.arange(n) / sampling_rate
+    from scipy.signal import lfilter
+
+    tail = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
+    dark = lfilter([0.25], [1, -0.75], tail) * 2  # a first-order low-pass, mixed in as the tail ages
+    mix = np.clip(2 * t / rt60_s, 0, 1)
+    ir = (1 - mix) * tail + mix * dark
+    ir[: int(0.01 * sampling_rate)] = 0  # the direct sound is the dry signal
+    for delay, gain in ((0.013, 0.6), (0.021, 0.45), (0.034, 0.35)):
+        ir[int(delay * sampling_rate)] += gain * np.sqrt(sampling_rate / 1000)
+    return ir / np.sqrt(np.square(ir).sum())
 
 
 @dataclass
@@ -471,7 +309,7 @@ class SymbolicSynthesizer:
         self.sampling_rate = sampling_rate
         self.soundfont_sha256 = sha256_file(self.soundfont)
         self.name = f"symbolic FluidSynth ({self.soundfont.name} sha256:{self.soundfont_sha256[:16]})"
-        self.revision = "render-2"  # render-2: notes moved into each instrument's range
+        self.revision = "render-3"  # render-2: notes moved into each instrument's range; render-3: genre styles
         self.load_seconds = 0.0
 
     def render_row(self, tags: Sequence[str], seed: int, duration_s: float) -> Clip:
@@ -488,6 +326,8 @@ class SymbolicSynthesizer:
             if db < INAUDIBLE_DB:
                 quiet.append(concept)
         truth = {"bpm": arr.bpm, "meter": arr.meter, "key": arr.key, "mode": arr.mode, "feels": arr.feels,
-                 "genre_rendered": arr.genre, "instruments": instruments, "soundfont": self.soundfont.name,
+                 "genre_rendered": arr.genre, "style": arr.style, "form": arr.sections, "room_rt60_s": arr.reverb_s,
+                 "room_send": arr.reverb_wet, "amp": arr.amp,
+                 "instruments": instruments, "soundfont": self.soundfont.name,
                  "soundfont_sha256": self.soundfont_sha256, "renderer": self.revision}
         return Clip(wave, truth, midi_bytes(arr), tuple(f"inaudible stem: {c}" for c in quiet))

@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Debian packages: ffmpeg (torchcodec, datasets' Audio feature, decodes through it), libfluidsynth3 and
 # fluid-soundfont-gm (the symbolic renderer: FluidSynth, LGPL, and FluidR3_GM.sf2, MIT; the renderer always names
-# that file, never libfluidsynth's default GPL soundfont)
+# that file, never libfluidsynth's default GPL soundfont), chromium (the review app's browser tests drive it with
+# Playwright; no browser is downloaded)
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 ldconfig -p 2>/dev/null | grep -q libfluidsynth.so.3 || missing+=(libfluidsynth3)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -22,7 +24,7 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/pip install -q torch==2.13.0
 .venv/bin/pip install -q -r requirements.txt 2> >(grep -v "^WARNING: Location" >&2)
-.venv/bin/python -c "import torch, transformers, datasets, trl, torchcodec, fluidsynth, mido" # fails loudly if the install did not
+.venv/bin/python -c "import torch, transformers, datasets, trl, torchcodec, fluidsynth, mido, gradio, playwright" # fails loudly if the install did not
 # the pretrained musicnn taggers (PyPI's musicnn 0.1.0 wheel, ISC), converted once to safetensors in the user's cache
 # (~/.cache/conceptcaps/musicnn) for the tagger audit and probing; without PyPI the audit is a counted skip
 if ! ls "${CONCEPTCAPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conceptcaps}"/musicnn/M*_musicnn.safetensors >/dev/null 2>&1; then

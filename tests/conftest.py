@@ -99,3 +99,12 @@ def sft_argv(model_dir, distilled_dir, output_dir, *extra):
             "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--lora_r", "8",
             "--lora_alpha", "16", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
             "--disable_tqdm", "true", *extra]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Marks a test whose body failed (`request.node.failed`): the browser tests then keep a screenshot."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.failed = True

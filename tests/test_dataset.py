@@ -160,7 +160,9 @@ def test_card_reports_sampling_and_lists_drawn_for_balance(tiny_models, taxonomy
         "balance": {"per_split": 1, "target_positives": 35, "lists_added": 12, "unreached": {"groovy": {}}}}))
     judge = {"clips": 3000, "seconds": 10.0, "models": {"MTT_musicnn": {
         "tests": 152, "significant": [["violin", "classical", 1.0]], "expected_significant_up": [["violin", "classical"]],
-        "expected_tested": [["violin", "classical"], ["piano", "classical"]], "random_concepts_significant_share": 0.0}}}
+        "expected_tested": [["violin", "classical"], ["piano", "classical"]], "random_concepts_significant_share": 0.0,
+        "audit": {"median_auc": 0.66, "mapped": 2, "concepts": {"country": {"auc": 0.49, "interval": [0.45, 0.53]},
+                                                                 "piano": {"auc": 0.8, "interval": [0.75, 0.85]}}}}}}
     (tmp_path / "judge.json").write_text(json.dumps(judge))
     summary = assemble_with_card(run, "--judge_tcav", str(tmp_path / "judge.json"))
     positives = summary["sampling"]["positives"]
@@ -171,6 +173,8 @@ def test_card_reports_sampling_and_lists_drawn_for_balance(tiny_models, taxonomy
     card = (run / "dataset" / "README.md").read_text()
     assert "female vocal (no vocals in the renderer)" in card and "12 lists added" in card and "(groovy)" in card
     assert "| MTT_musicnn | 152 | violin → classical 1.00 | 1 of 2 | 0 % |" in card
+    assert "| MTT_musicnn | 0.66 | 1 of 2 | country 0.49 [0.45, 0.53]; piano 0.80 [0.75, 0.85] |" in card
+    assert "**country** (MTT_musicnn 0.49): a singer, twang" in card  # a genre short of 0.7, with its reason
     piano = positives["piano"]
     assert f"| piano | instrument | {piano['train']} | {piano['validation']} | {piano['test']} | {piano['drawn_for_balance']} |" in card
 
@@ -413,3 +417,43 @@ def test_a_clip_whose_clap_score_is_not_finite_is_a_counted_skip(assembled, tiny
     again = assemble_main(assemble_argv(copy))
     assert again["rejected"] == {"score: non-finite CLAP score": shards}  # the first clip of each shard
     assert again["examples"] == summary["examples"] - shards
+
+
+def test_listeners_verdicts_leave_the_positives_and_are_published_with_agreement(assembled, tmp_path):
+    """A clip a reviewer judged "not audible" for a listed concept leaves that concept's positive set, stays in the
+    dataset; the `reviews` config and the card's section report it, with Cohen's kappa between two reviewers."""
+    from builder.reviews import Verdict
+    from conceptcaps import open_dataset as load_dataset
+    from review.store import ReviewStore
+
+    source, folder, _ = assembled
+    run = tmp_path / "run"
+    shutil.copytree(source, run, ignore=shutil.ignore_patterns("dataset"))
+    roles = ["positive", "negative", "random"]
+    rows = pq.read_table(next((folder / "concepts").glob("train-*.parquet"))).to_pylist()
+    positives = sorted(r["id"] for r in rows if r["concept"] == "rock" and roles[r["role"]] == "positive")
+    audio = {r["id"]: r["audio_sha256"] for p in (source / "audio_shards").glob("shard-*.parquet")
+             for r in pq.read_table(p, columns=["id", "audio_sha256"]).to_pylist()}
+    store = ReviewStore(run)
+    for k, id_ in enumerate(positives[:4]):  # Ann hears rock in all but the first; Bo agrees on three of four
+        store.append(Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "no" if k == 0 else "yes", "Ann", 1.0))
+        store.append(Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "yes" if k in (1, 2) else "no", "Bo", 2.0))
+    store.append(Verdict("dataset", "0.1.0", positives[5], "0" * 64, "rock", "audible", "no", "Bo", 3.0))  # stale audio
+    summary = assemble_main(assemble_argv(run))
+    card_main(["--dataset", str(run / "dataset"), "--repo_id", "someone/conceptcaps-test"])
+    after = pq.read_table(next((run / "dataset" / "concepts").glob("train-*.parquet"))).to_pylist()
+    kept = {r["id"] for r in after if r["concept"] == "rock" and roles[r["role"]] == "positive"}
+    assert kept == set(positives) - {positives[0], positives[3]}  # judged not audible by a reviewer: out
+    assert summary["examples"] == 47  # still in the dataset
+    reviews = summary["reviews"]
+    assert reviews["removed_from_positives"] == 2 and reviews["stale_audio_changed"] == 1 and reviews["reviewers"] == 2
+    assert reviews["concepts"]["rock"]["audible_share"] == 0.625 and reviews["concepts"]["rock"]["clips_reviewed"] == 4
+    assert reviews["agreement"] == [{"question": "audible", "reviewers": reviews["agreement"][0]["reviewers"],
+                                     "shared": 4, "kappa": 0.5}]
+    published = load_dataset(str(run / "dataset"), "reviews", split="train")
+    assert len(published) == 8 and len(set(published["reviewer"])) == 2  # the stale verdict is not published
+    assert all(r.startswith("reviewer-") for r in published["reviewer"])  # pseudonyms, never names
+    card = (run / "dataset" / "README.md").read_text()
+    assert "## Listened to" in card and "| rock | 4 | 62 % | 0 | 2 |" in card and "0.50 over 4" in card
+    assert "config_name: reviews" in card
+    assert "config_name: reviews" not in (folder / "README.md").read_text()  # no verdicts: no such config

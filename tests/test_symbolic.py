@@ -10,7 +10,8 @@ import pytest
 
 from core.errors import DataError
 from core.io import sha256_file
-from generation.symbolic import SOUNDFONT, TABLES, RenderTables, SymbolicSynthesizer, arrange
+from generation.arrangement import VERSE_BARS as VERSE
+from generation.symbolic import SOUNDFONT, STYLES, TABLES, RenderTables, SymbolicSynthesizer, arrange
 from generation.synthesize import main as synth_main
 from tests.test_synthesis import write_captions
 
@@ -84,10 +85,13 @@ def test_the_tempo_and_meter_are_the_listed_ones(synth):
     assert 60 <= slow["bpm"] <= 78 and 140 <= fast["bpm"] <= 170
     assert synth.render_row(["classical", "piano", "waltz time"], 1, 2.0).ground_truth["meter"] == "3/4"
     tables = synth.tables
-    notes = arrange(["rock", "kick drum", "four on the floor"], tables, 0, 4.0).notes
-    onsets = sorted({round(n[0], 3) for n in notes})
-    beat = 60 / arrange(["rock", "kick drum", "four on the floor"], tables, 0, 4.0).bpm
-    assert np.allclose(np.diff(onsets)[:4], beat, atol=1e-3)  # a kick on every beat
+    arr = arrange(["rock", "kick drum", "four on the floor"], tables, 0, 4.0)
+    onsets, beat = np.array(sorted(n[0] for n in arr.notes)), 60 / arr.bpm
+    played = 2 * float(tables.styles["rock"]["humanise_ms"]) / 1000  # a drummer's timing, within two deviations
+    assert np.abs(onsets - np.round(onsets / beat) * beat).max() <= played + 1e-6
+    assert set(np.round(onsets / beat).astype(int)) >= set(range(8))  # a kick on every beat
+    machine = arrange(["techno", "kick drum", "four on the floor"], tables, 0, 4.0)  # sequenced: exactly on the beat
+    assert np.allclose(np.diff(sorted(n[0] for n in machine.notes))[:4], 60 / machine.bpm, atol=1e-3)
 
 
 def test_stems_are_exact_and_a_quiet_listed_instrument_is_rejected(synth, taxonomy, tmp_path, monkeypatch):
@@ -163,3 +167,38 @@ def test_ground_truth_is_typed_in_the_audio_config_for_datasets_and_duckdb(synth
              "WHERE s.concept = 'piano' AND s.share_db > -20")
     assert [r[0] for r in duckdb.sql(query).fetchall()] == ["r1"]
     assert render_columns(None)["bpm"] is None and render_columns(None)["stems"] is None
+
+
+def test_each_genre_is_played_in_its_idiom_with_the_same_instruments(synth, taxonomy, tmp_path):
+    """A genre's style changes how the listed instruments play and sound (never who plays), and says so in the
+    ground truth."""
+    tables = synth.tables
+    kit_notes = lambda arr, concept: {n[3] for n in arr.notes if n[2] in arr.parts[concept]}  # noqa: E731
+    jazz = arrange(["jazz", "drum kit", "piano", "upright bass"], tables, 0, 8.0)
+    assert {51, 44} <= kit_notes(jazz, "drum kit") and jazz.programs[jazz.parts["drum kit"][0]] == (128, 32)  # ride, pedal hat, Jazz kit
+    rock = arrange(["rock", "drum kit", "electric guitar"], tables, 0, 8.0)
+    assert {36, 38, 42, 49} <= kit_notes(rock, "drum kit") and rock.programs[rock.parts["electric guitar"][0]] == (0, 29)
+    assert rock.amp == "crunch" and arrange(["metal", "electric guitar"], tables, 0, 4.0).amp == "distorted"
+    assert arrange(["jazz", "electric guitar"], tables, 0, 4.0).programs[0] == (0, 26)  # a jazz guitar is still one
+    blues = arrange(["blues", "strings", "piano"], tables, 0, 4.0)  # the strings' dominant seventh, the piano's boogie
+    pitch_classes = {(n[3] - ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"].index(blues.key.split()[0])) % 12
+                     for n in blues.notes if n[0] < 60 / blues.bpm * 4 - 0.05}
+    assert {0, 4, 7, 9, 10} == pitch_classes, pitch_classes  # I7 (its flat seventh) and the riff's sixth
+    country = arrange(["country", "snare drum"], tables, 0, 8.0)
+    bar = 60 / country.bpm * 4
+    assert sum(n[0] < bar - 0.02 for n in country.notes) == 16  # the train beat: sixteen snare strokes a bar (played, within 16 ms)
+    house = arrange(["house", "kick drum"], tables, 0, 12.0)
+    assert np.allclose(np.diff(sorted(n[0] for n in house.notes))[:3], 60 / house.bpm, atol=1e-6)
+    assert house.sections[:VERSE] == ["verse"] * VERSE and house.sections[VERSE] == "chorus"
+    truth = synth.render_row(["rock", "electric guitar", "drum kit"], 1, 3.0).ground_truth
+    assert truth["style"] == "rock" and truth["amp"] == "crunch" and truth["room_rt60_s"] > 0 and truth["form"][0] == "verse"
+    assert [i["concept"] for i in truth["instruments"]] == ["electric guitar", "drum kit"]  # who plays: the list
+    limits = [line.split("\t")[0] for line in (TABLES["genre"].parent / "render_limits.tsv").read_text().splitlines()
+              if line and not line.startswith("#")]
+    assert all(taxonomy.category_of[g] == "genre" and not tables.rows[g].reason for g in limits)
+    styles = STYLES.read_text().splitlines()
+    broken = tmp_path / "styles.tsv"
+    broken.write_text("\n".join(line.replace("\tpower8\t", "\tpower9\t") for line in styles) + "\n")
+    with pytest.raises(DataError, match=r"styles.tsv, row \d+, field 'comp': unknown comp: 'power9'"):
+        RenderTables(taxonomy, styles=broken)
+

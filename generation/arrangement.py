@@ -1,0 +1,572 @@
+"""The symbolic backend's musician: an attribute list + seed -> the score of one clip, in the idiom of its genre.
+
+Who plays is the list's instruments, nobody else; how they play is the genre's style (`data/render_styles.tsv`:
+drum pattern, kit, comping, bass line, chord quality, the lead's scale, humanisation, reverb, amp), the tempo and
+rhythm concepts (tempo range, feel: meter, swing, patterns laid over the style's), and the mood (mode, dynamics,
+density, register). The form is four bars of verse and four of chorus in turn, each with its own progression; the
+kit marks phrase starts with a crash and phrase ends with a fill. Timing and velocity are humanised from the seed
+(sequenced styles and drum machines are not); every choice goes into the arrangement's ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from core.constants import CATEGORIES
+from core.errors import ConfigError
+
+FEELS = {"straight", "swing", "shuffle", "four_on_floor", "syncopated", "backbeat", "half_time", "offbeat", "waltz",
+         "compound", "odd", "breakbeat", "trap", "hiphop", "latin", "march", "gallop", "tribal", "heartbeat",
+         "polyrhythm", "additive", "free", "accelerando", "tempo_changes", "intense", "simple", "driving", "laid_back",
+         "bouncy", "pulsating", "repetitive", "none"}
+ROLES = {"bass", "comp", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
+DRUM_ROLES = {"kit", "kick", "snare", "hat", "cymbal", "perc"}
+DYNAMICS = {"soft": 58, "medium": 80, "loud": 104}
+DENSITY = {"sparse": 0.5, "medium": 1.0, "busy": 2.0}  # lead notes per beat
+REGISTERS = {"low": 36, "mid": 55, "high": 67}  # a role's lowest note: its part starts on the key's tonic at or above it
+METERS = {"waltz": (12, 4), "compound": (12, 6), "odd": (14, 4)}  # feel -> (steps per bar, steps per beat)
+KEY_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
+LEAD_SCALES = {  # the notes a lead draws from, in semitones above the key's tonic ("diatonic": the mode's scale)
+    "pentatonic": {"major": [0, 3, 5, 7, 10], "minor": [0, 3, 5, 7, 10]},  # rock's minor pentatonic over either mode
+    "major_pentatonic": {"major": [0, 2, 4, 7, 9], "minor": [0, 3, 5, 7, 10]},
+    "minor_pentatonic": {"major": [0, 3, 5, 7, 10], "minor": [0, 3, 5, 7, 10]},
+    "blues": {"major": [0, 3, 5, 6, 7, 10], "minor": [0, 3, 5, 6, 7, 10]},
+    "bebop": {"major": [0, 2, 4, 5, 7, 9, 10, 11], "minor": [0, 2, 3, 5, 7, 8, 10, 11]},
+    "dorian": {"major": [0, 2, 3, 5, 7, 9, 10], "minor": [0, 2, 3, 5, 7, 9, 10]},
+}
+CHORDS = {"triad", "power", "seventh", "ninth", "dominant"}
+COMPS = {"power8", "gallop", "strum", "strum8", "broken", "musicbox", "charleston", "boogie", "boomchick", "roll",
+         "travis", "block4", "funk16", "stabs", "pad", "offstabs", "arp16", "skank", "montuno", "alberti"}
+BASSES = {"root", "eighths", "gallop", "octave", "walking", "boogie", "alternating", "syncopated", "funk", "hiphop",
+          "808", "offbeat", "reggae", "tumbao", "pedal"}
+DRIVES = {"clean": 1.0, "crunch": 3.0, "distorted": 8.0}  # the amp's gain into its soft clipper
+GM_DRUMS = {"kick": 36, "snare": 38, "ghost": 38, "cross": 37, "clap": 39, "hat": 42, "pedal": 44, "open_hat": 46,
+            "ride": 51, "crash": 49, "perc": 56, "tom_high": 50, "tom_mid": 47, "tom_low": 43}
+VERSE_BARS = 4  # bars of a verse, then as many of chorus
+CHANNELS = 16  # MIDI channels: at most this many instrument programs in a clip
+
+
+def _line(steps, accent=0.85):
+    return {s: accent for s in steps}
+
+
+def _accents(pairs):
+    return dict(pairs)
+
+
+EIGHTHS = [0, 2, 4, 6, 8, 10, 12, 14]
+OFFBEATS = [2, 6, 10, 14]
+BEATS = [0, 4, 8, 12]
+GALLOP = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
+# Each style's kit in 16 steps of 4/4: line -> {step: accent}, for the verse and (where it changes) the chorus.
+DRUM_STYLES = {
+    "rock": ({"kick": _accents([(0, 1.0), (8, 0.95), (10, 0.75)]), "snare": _line([4, 12], 1.05),
+              "hat": _accents([(s, 0.9 if s % 4 == 0 else 0.65) for s in EIGHTHS])},
+             {"hat": {}, "ride": _accents([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])}),
+    "hardrock": ({"kick": _accents([(0, 1.0), (6, 0.8), (8, 0.95), (10, 0.85)]), "snare": _line([4, 12], 1.1),
+                  "hat": _accents([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])},
+                 {"hat": {}, "crash": _line(BEATS, 0.8)}),
+    "metal": ({"kick": _line(GALLOP, 0.9), "snare": _line([4, 12], 1.1), "hat": _line(BEATS, 0.8)},
+              {"kick": _line(range(16), 0.85), "hat": {}, "crash": _line(BEATS, 0.85)}),
+    "pop": ({"kick": _accents([(0, 1.0), (6, 0.7), (8, 0.95)]), "snare": _line([4, 12], 1.0),
+             "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
+            {"open_hat": _line([14], 0.8), "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS[:-1]])}),
+    "ballad": ({"kick": _accents([(0, 0.9), (10, 0.6)]), "cross": _line([4, 12], 0.8), "hat": _line(EIGHTHS, 0.5)},
+               {"cross": {}, "snare": _line([4, 12], 0.95)}),
+    "none": ({"kick": _line([0], 0.55), "hat": _line(BEATS, 0.45)}, {}),
+    "jazz": ({"ride": _accents([(0, 0.85), (4, 1.0), (6, 0.6), (8, 0.85), (12, 1.0), (14, 0.6)]),
+              "pedal": _line([4, 12], 0.75), "kick": _line(BEATS, 0.3)}, {"kick": _accents([(0, 0.3), (4, 0.3), (8, 0.3), (12, 0.3), (14, 0.7)])}),
+    "shuffle": ({"kick": _line([0, 8], 0.95), "snare": _line([4, 12], 1.0),
+                 "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
+                {"hat": {}, "ride": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])}),
+    "train": ({"kick": _line([0, 8], 0.9), "snare": _accents([(s, 1.0 if s in (4, 12) else 0.42) for s in range(16)])},
+              {"snare": _line([4, 12], 1.0), "hat": _line(EIGHTHS, 0.6)}),
+    "folk": ({"kick": _accents([(0, 0.8), (8, 0.7)]), "cross": _line([4, 12], 0.75), "hat": _line(BEATS, 0.5)},
+             {"cross": {}, "snare": _line([4, 12], 0.85)}),
+    "soul": ({"kick": _accents([(0, 1.0), (7, 0.7), (10, 0.85)]), "snare": _line([4, 12], 1.0),
+              "ghost": _line([7, 15], 0.4), "hat": _accents([(s, 0.8 if s % 4 == 0 else 0.6) for s in EIGHTHS])}, {}),
+    "funk": ({"kick": _accents([(0, 1.0), (3, 0.7), (6, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
+              "ghost": _line([7, 9, 15], 0.38), "hat": _accents([(s, 0.8 if s % 2 == 0 else 0.45) for s in range(16) if s != 14]),
+              "open_hat": _line([14], 0.75)}, {}),
+    "boombap": ({"kick": _accents([(0, 1.0), (7, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
+                 "hat": _accents([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS] + [(15, 0.35)])}, {}),
+    "trap": ({"kick": _accents([(0, 1.0), (11, 0.85), (14, 0.6)]), "snare": _line([8], 1.05),
+              "hat": _accents([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"open_hat": _line([10], 0.6)}),
+    "house": ({"kick": _line(BEATS, 1.0), "clap": _line([4, 12], 0.9), "open_hat": _line(OFFBEATS, 0.75),
+               "hat": _line([s for s in range(16) if s % 4 in (1, 3)], 0.35)}, {}),
+    "techno": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.7),
+                "hat": _line([s for s in range(16) if s % 2], 0.35), "perc": _line([3, 11], 0.5)},
+               {"clap": _line([4, 12], 0.85)}),
+    "trance": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.75), "hat": _line([s for s in range(16) if s % 2], 0.3)},
+               {"clap": _line([4, 12], 0.85)}),
+    "synthpop": ({"kick": _accents([(0, 1.0), (8, 0.9), (10, 0.7)]), "snare": _line([4, 12], 1.0),
+                  "hat": _accents([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"clap": _line([4, 12], 0.8)}),
+    "dubstep": ({"kick": _accents([(0, 1.0), (3, 0.7), (10, 0.8)]), "snare": _line([8], 1.1), "hat": _line(EIGHTHS, 0.5)}, {}),
+    "reggae": ({"kick": _line([8], 0.95), "cross": _line([8], 0.9), "hat": _accents([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS])},
+               {"open_hat": _line([6, 14], 0.55)}),
+    "latin": ({"cross": _line([0, 3, 6, 10, 12], 0.85), "kick": _line([6, 8, 14], 0.75),  # son clave, 3-2
+               "hat": _line(EIGHTHS, 0.55), "perc": _line([0, 3, 4, 7, 8, 10, 12, 14], 0.6)}, {}),
+}
+FILL_STYLES = {"rock", "hardrock", "metal", "pop", "ballad", "shuffle", "train", "soul", "funk", "folk", "jazz"}
+SEQUENCED_KITS = {24, 25}  # the electronic and TR-808 presets: drum machines do not drift
+KIT_BY_STYLE = {0: "kit", 24: "ekit"}  # a concept's Standard or Electronic kit -> the style's choice of that kind
+
+
+@dataclass
+class Arrangement:
+    """A clip's score and its ground truth."""
+
+    bpm: float
+    meter: str
+    key: str
+    mode: str
+    feels: list[str]
+    genre: str | None
+    style: str | None = None
+    reverb_s: float = 0.0
+    reverb_wet: float = 0.0
+    notes: list[tuple[float, float, int, int, int]] = field(default_factory=list)  # start s, end s, channel, pitch, vel
+    programs: dict[int, tuple[int, int]] = field(default_factory=dict)  # channel -> (bank, preset)
+    parts: dict[str, list[int]] = field(default_factory=dict)  # instrument concept -> its channels
+    drive: dict[int, float] = field(default_factory=dict)  # channel -> amp gain (electric guitar)
+    amp: str | None = None  # the electric guitar's amp (None: no electric guitar listed)
+    sections: list[str] = field(default_factory=list)  # per bar: verse or chorus
+
+
+def _pick(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(low + (high - low) * rng.random())
+
+
+def in_range(pitch: int, low: int, high: int) -> int:
+    """The pitch moved by octaves into [low, high] (the instrument's range, an octave or wider)."""
+    while pitch > high:
+        pitch -= 12
+    while pitch < low:
+        pitch += 12
+    return pitch
+
+
+NEUTRAL_STYLE = {"style": None, "drums": None, "kit": "", "ekit": "", "comp": "block", "bass": "root", "chords": "triad",
+                 "lead": "diatonic", "humanise_ms": "6", "reverb_s": "0", "reverb_wet": "0", "drive": "clean"}
+
+
+def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrangement:
+    """The score of one clip: only the listed instruments play, as their genre, tempo and mood concepts say."""
+    rng = np.random.default_rng(seed)
+    rows = {c: [tables.rows[t] for t in tags if tables.taxonomy.category_of[t] == c] for c in CATEGORIES}
+    genre = rows["genre"][0].values if rows["genre"] else None
+    style = dict(tables.styles[genre["style"]], style=genre["style"]) if genre else NEUTRAL_STYLE
+    listed_feels = [r.values["feel"] for r in rows["tempo"]]
+    feels = listed_feels or ([genre["groove"]] if genre else ["straight"])
+    if genre and genre["groove"] not in feels and not any(f in METERS for f in feels):
+        feels.append(genre["groove"])
+    ranges = [(float(r.values["bpm_min"]), float(r.values["bpm_max"])) for r in rows["tempo"] if r.values["bpm_min"] != "-"]
+    low, high = ranges[0] if ranges else ((float(genre["bpm_min"]), float(genre["bpm_max"])) if genre else (90.0, 120.0))
+    bpm = round(_pick(rng, low, high), 1)
+    mood = {k: next((r.values[k] for r in rows["mood"] if r.values[k] not in ("-", "")), None)
+            for k in ("mode", "dynamics", "density", "register")}
+    mode = mood["mode"] or (genre["mode"] if genre else ("major" if rng.random() < 0.5 else "minor"))
+    root = int(rng.integers(12))
+    steps_per_bar, steps_per_beat = next((METERS[f] for f in feels if f in METERS), (16, 4))
+    meter = {16: "4/4", 12: "3/4" if steps_per_beat == 4 else "6/8", 14: "7/8"}[steps_per_bar]
+    arr = Arrangement(bpm, meter, f"{KEY_NAMES[root]} {mode}", mode, feels, rows["genre"][0].concept if genre else None,
+                      style["style"], float(style["reverb_s"]), float(style["reverb_wet"]))
+    sequenced = "repetitive" in feels or float(style["humanise_ms"]) == 0
+    grid = _Grid(bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng, 0.0 if sequenced else float(style["humanise_ms"]))
+    arr.sections = ["verse" if (bar // VERSE_BARS) % 2 == 0 else "chorus" for bar in range(grid.bars)]
+    progressions = {"verse": [int(d) for d in (genre["progression"] if genre else "1,4,5,1").split(",")]}
+    progressions["chorus"] = [int(d) for d in genre["chorus"].split(",")] if genre else progressions["verse"]
+    chords = [_chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)]
+    velocity = DYNAMICS[mood["dynamics"] or "medium"]
+    density = DENSITY[mood["density"] or "medium"]
+    shift = 12 * int(mood["register"] or 0)
+    own_feels = set(feels) - ({genre["groove"]} if genre and genre["groove"] not in listed_feels else set())
+    channel = 0
+    for row in rows["instrument"]:
+        v = row.values
+        values = [int(x) for x in v["value"].split(",")]
+        if v["kind"] == "program":
+            program = tables.timbres.get((row.concept, style["style"]))
+            values = [program] if program is not None and len(values) == 1 else values
+            channels = list(range(channel, channel + len(values)))
+            for ch, program in zip(channels, values):
+                arr.programs[ch] = (0, program)
+        else:
+            channels = [channel]
+            preset = values[0] if v["kind"] == "kit" else 0
+            if v["kind"] == "kit" and preset in KIT_BY_STYLE and style[KIT_BY_STYLE[preset]]:
+                preset = int(style[KIT_BY_STYLE[preset]])  # the style's acoustic or electronic kit
+            arr.programs[channel] = (128, preset)
+        channel += len(channels)
+        if channel > CHANNELS:
+            raise ConfigError(f"too many instruments for {CHANNELS} MIDI channels: {tags}")
+        arr.parts[row.concept] = channels
+        for ch in channels:
+            if v["role"] in DRUM_ROLES:
+                machine = v["kind"] == "kit" and arr.programs[ch][1] in SEQUENCED_KITS
+                notes = _drums(grid, style, own_feels, arr.sections, v["role"], values if v["kind"] == "drums" else None,
+                               velocity, rng, machine)
+            else:
+                if row.concept == "electric guitar":
+                    arr.amp, arr.drive[ch] = style["drive"], DRIVES[style["drive"]]
+                low = REGISTERS[v["register"]]
+                base = low + (root - low) % 12 + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)  # the tonic
+                notes = _pitched(grid, v["role"], style, chords, mode, root, base, velocity, density, arr.sections, rng)
+                low, high = row.pitch_range
+                notes = [(s, e, in_range(p, low, high), vel) for s, e, p, vel in notes]
+            arr.notes += [(s, e, ch, p, vel) for s, e, p, vel in notes]
+    arr.notes.sort()
+    return arr
+
+
+class _Grid:
+    """Steps of the bar -> seconds, through the feel's tempo curve, swing and the player's timing."""
+
+    def __init__(self, bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng, humanise_ms=0.0):
+        self.bpm, self.steps_per_bar, self.steps_per_beat = bpm, steps_per_bar, steps_per_beat
+        self.feels, self.duration_s, self.rng = set(feels), duration_s, rng
+        self.swing = bool(self.feels & {"swing", "shuffle", "bouncy", "hiphop"})
+        self.humanise = humanise_ms / 1000
+        self.bars = int(np.ceil(self.beats_in(duration_s) * steps_per_beat / steps_per_bar)) + 1
+
+    def tempo_at(self, beat: float) -> float:
+        if "accelerando" in self.feels:
+            return self.bpm * (1 + 0.35 * min(beat / max(self.beats_in_plain(), 1), 1))
+        if "tempo_changes" in self.feels and beat >= self.beats_in_plain() / 2:
+            return self.bpm * 1.25
+        return self.bpm
+
+    def beats_in_plain(self) -> float:
+        return self.duration_s * self.bpm / 60
+
+    def beats_in(self, seconds: float) -> float:
+        return seconds * self.bpm * (1.4 if self.feels & {"accelerando", "tempo_changes"} else 1) / 60
+
+    def seconds(self, step: float, human: bool = False) -> float:
+        beat = step / self.steps_per_beat
+        if self.swing and self.steps_per_beat == 4 and step % 4 == 2:
+            beat += 1 / 6  # the off-beat eighth at two thirds of the beat
+        if "free" in self.feels:
+            beat += 0.35 * (self.rng.random() - 0.5)
+        whole, frac = int(beat), beat - int(beat)
+        t = sum(60 / self.tempo_at(b) for b in range(whole)) + frac * 60 / self.tempo_at(whole)
+        if human and self.humanise:
+            t += float(np.clip(self.rng.normal(0, self.humanise), -2 * self.humanise, 2 * self.humanise))
+        return max(t, 0.0)
+
+    def steps(self):
+        return range(self.bars * self.steps_per_bar)
+
+
+FEEL_RULES = [  # a listed rhythm concept's lines, laid over the style's pattern
+    ("four_on_floor", {"kick": BEATS, "hat": OFFBEATS}), ("syncopated", {"kick": [0, 3, 6, 10], "perc": [3, 7, 11]}),
+    ("half_time", {"kick": [0, 10], "snare": [8]}), ("trap", {"kick": [0, 11], "snare": [8], "hat": list(range(16))}),
+    ("hiphop", {"kick": [0, 7, 10], "snare": [4, 12]}), ("breakbeat", {"kick": [0, 10], "snare": [4, 7, 12, 14]}),
+    ("offbeat", {"kick": [8], "snare": [8], "hat": OFFBEATS}), ("latin", {"kick": [0, 6, 8], "perc": [0, 3, 6, 10, 12]}),
+    ("march", {"kick": [0, 8], "snare": [0, 2, 4, 6, 8, 10, 12, 13, 14, 15]}), ("gallop", {"kick": GALLOP}),
+    ("tribal", {"kick": [0, 3, 6, 10, 12], "snare": [], "perc": [0, 2, 3, 6, 8, 10, 11, 14]}),
+    ("heartbeat", {"kick": [0, 2, 8, 10], "snare": [], "hat": []}), ("polyrhythm", {"perc": [0, 5, 11]}),  # three against four
+    ("additive", {"kick": [0, 6, 12], "perc": [0, 6, 12]}), ("intense", {"kick": [0, 2, 6, 8, 10, 14], "hat": list(range(16))}),
+    ("simple", {"hat": []}), ("driving", {"kick": BEATS, "hat": EIGHTHS}),
+    ("pulsating", {"hat": list(range(16))}), ("none", {"kick": [0], "snare": [], "hat": [0, 8]}),
+]
+FEEL_LINES = {"snare": ("ghost", "cross", "clap"), "hat": ("open_hat", "pedal"), "kick": ()}
+
+
+def _drum_pattern(style: str | None, section: str, feels: set[str], steps_per_bar: int, steps_per_beat: int) -> dict:
+    """Steps of one bar per drum line, {line: {step: accent}}: the style's pattern (for the section), with the
+    listed rhythm concepts' lines laid over it; other meters have patterns of their own."""
+    if steps_per_bar == 12 and steps_per_beat == 6:  # compound 6/8
+        return {"kick": _line([0]), "snare": _line([6]), "hat": _line(range(0, 12, 2)), "perc": _line([0, 4, 8])}
+    if steps_per_bar == 12:  # waltz
+        return {"kick": _line([0], 1.0), "snare": _line([4, 8], 0.75), "hat": _line([0, 4, 8], 0.6), "perc": _line([2, 6, 10])}
+    if steps_per_bar == 14:  # 7/8 as 2+2+3
+        return {"kick": _line([0, 4, 8]), "snare": _line([4, 11]), "hat": _line(range(0, 14, 2)), "perc": _line([0, 4, 8, 10, 12])}
+    verse, chorus = DRUM_STYLES.get(style, ({"kick": _line([0, 8]), "snare": _line([4, 12]), "hat": _line(EIGHTHS)}, {}))
+    p = {**verse, **(chorus if section == "chorus" else {})}
+    for feel, lines in FEEL_RULES:
+        if feel in feels:
+            for line, steps in lines.items():
+                p[line] = _line(steps)
+                for alias in FEEL_LINES.get(line, ()):  # the concept's line replaces the style's variants of it
+                    p.pop(alias, None)
+    return p
+
+
+def _fill(steps_per_bar: int) -> dict:
+    """The kit's fill over the last beat of a phrase: sixteenths down the toms to the snare."""
+    last = steps_per_bar - 4
+    return {"snare": _line([last], 0.95), "tom_high": _line([last + 1], 0.9), "tom_mid": _line([last + 2], 0.9),
+            "tom_low": _line([last + 3], 0.95)}
+
+
+def _drums(grid: _Grid, style: dict, feels: set[str], sections: list[str], role: str, notes: list[int] | None,
+           velocity: int, rng, machine: bool) -> list[tuple[float, float, int, int]]:
+    """A drum part: the kit plays every line of the pattern (with crashes on phrase starts and fills on phrase ends),
+    a single drum concept plays its own line with its own notes."""
+    name = style["drums"]
+    spb = grid.steps_per_bar
+    out = []
+    for bar, section in enumerate(sections):
+        pattern = _drum_pattern(name, section, feels, spb, grid.steps_per_beat) if "free" not in feels else {"kick": {0: 0.8}}
+        phrase_end = bar % VERSE_BARS == VERSE_BARS - 1 and name in FILL_STYLES and spb == 16
+        if role == "kit":
+            lines = {k: v for k, v in pattern.items() if k != "perc"}  # percussion is a concept of its own
+            if phrase_end:
+                lines = {k: {s: a for s, a in v.items() if s < spb - 4} for k, v in lines.items()}
+                for k, v in _fill(spb).items():
+                    lines[k] = {**lines.get(k, {}), **v}
+            if bar % VERSE_BARS == 0 and (name in FILL_STYLES or section == "chorus") and "free" not in feels:
+                lines["crash"] = {**lines.get("crash", {}), 0: 1.0}
+            pitched = [(line, [GM_DRUMS[line]]) for line in lines]
+        else:
+            line = {"kick": "kick", "snare": "snare", "hat": "hat", "cymbal": "ride", "perc": "perc"}[role]
+            steps = dict(pattern.get(line) or {})
+            if role == "snare":  # a snare concept plays the style's backbeat, whatever drum carries it
+                for alias in ("clap", "cross", "ghost"):
+                    steps = {**pattern.get(alias, {}), **steps}
+            if role == "hat":
+                steps = {**pattern.get("open_hat", {}), **pattern.get("pedal", {}), **steps}
+            if role == "cymbal":
+                steps = steps or dict(pattern.get("crash") or {}) or dict(pattern.get("hat") or {})
+                if bar % VERSE_BARS == 0:
+                    steps[0] = 1.0
+            if role == "perc" and not steps:
+                steps = _line(OFFBEATS, 0.7)
+            pitched = [(line, notes or [GM_DRUMS[line]])]
+            lines = {line: steps}
+        for line, pitches in pitched:
+            for k, accent in sorted(lines[line].items()):
+                if k >= spb:
+                    continue
+                step = bar * spb + k
+                start = grid.seconds(step, human=not machine) + (0.02 if "laid_back" in feels and line == "snare" else 0.0)
+                if role == "cymbal" and len(pitches) > 1:
+                    pitch = pitches[0] if k == 0 and bar % VERSE_BARS == 0 else pitches[-1]  # crash, then ride
+                elif role == "hat" and len(pitches) > 1:
+                    pitch = pitches[-1] if k in pattern.get("open_hat", {}) else pitches[0]
+                else:
+                    pitch = pitches[(bar + k) % len(pitches)]
+                boost = 1.06 if section == "chorus" else 1.0
+                vel = int(np.clip(velocity * accent * boost + (0 if machine else rng.integers(-6, 7)), 12, 127))
+                out.append((start, start + 0.1, pitch, vel))
+                if name == "trap" and line == "hat" and k in (6, 14) and role in ("kit", "hat"):  # a hi-hat roll
+                    for j in (1, 2):
+                        t = grid.seconds(step + j / 3)
+                        out.append((t, t + 0.05, pitch, int(vel * 0.8)))
+    return out
+
+
+def _chord(degree: int, mode: str, quality: str) -> list[int]:
+    """Semitones above the tonic of the chord on `degree`: its diatonic triad, seventh or ninth chord, a power chord
+    (root, fifth, octave) or a dominant seventh built on the degree's root (the blues)."""
+    scale = SCALES[mode]
+    root = scale[(degree - 1) % 7]
+    if quality == "power":
+        return [root, root + 7, root + 12]
+    if quality == "dominant":
+        return [root, root + 4, root + 7, root + 10]
+    extra = {"triad": [], "seventh": [degree + 5], "ninth": [degree + 5, degree + 7]}[quality]
+    idx = [degree - 1, degree + 1, degree + 3] + extra
+    return [scale[i % 7] + 12 * (i // 7) for i in idx]
+
+
+def _voicing(chord: list[int], base: int, rootless: bool = False) -> list[int]:
+    """Close position in the octave above `base` (the key's tonic in the part's register): each chord tone (in
+    semitones above the tonic) placed there, so that successive chords move by small steps (voice leading);
+    rootless drops the root (the bass has it)."""
+    tones = chord[1:] if rootless and len(chord) > 3 else chord
+    return sorted({base + p % 12 for p in tones})
+
+
+# comp style -> (step, length in steps, accent, strum direction: 1 down, -1 up, 0 together) in 16 steps of 4/4
+COMP_RHYTHMS = {
+    "power8": [(s, 1, 1.0 if s % 4 == 0 else 0.8, 0) for s in EIGHTHS],
+    "gallop": [(s, 1, 1.0 if s % 4 == 0 else 0.8, 0) for s in GALLOP],
+    "strum": [(0, 4, 1.0, 1), (4, 2, 0.85, 1), (6, 4, 0.7, -1), (10, 2, 0.7, -1), (12, 2, 0.85, 1), (14, 2, 0.7, -1)],
+    "strum8": [(s, 2, 0.95 if s % 4 == 0 else 0.7, 1 if s % 4 == 0 else -1) for s in EIGHTHS],
+    "boomchick": [(4, 2, 0.9, 1), (12, 2, 0.9, 1), (14, 2, 0.6, -1)],
+    "block4": [(s, 3, 1.0 if s in (4, 12) else 0.85, 0) for s in BEATS],
+    "funk16": [(s, 1, 1.0 if s in (0, 3, 6, 10, 12) else 0.35, 1 if s % 2 == 0 else -1) for s in range(16)],
+    "stabs": [(0, 3, 1.0, 0), (3, 3, 0.85, 0), (6, 2, 0.8, 0), (10, 4, 0.9, 0)],
+    "offstabs": [(s, 1, 0.9, 0) for s in OFFBEATS],
+    "skank": [(s, 1, 0.9, -1) for s in OFFBEATS],
+    "pad": [(0, 16, 0.8, 0)],
+    "charleston": [(0, 2, 0.9, 0), (6, 3, 0.85, 0)],
+}
+JAZZ_COMPING = [[(0, 2, 0.9, 0), (6, 3, 0.85, 0)], [(2, 2, 0.85, 0), (8, 4, 0.9, 0)], [(6, 2, 0.8, 0), (14, 2, 0.85, 0)],
+                [(0, 6, 0.85, 0), (10, 2, 0.8, 0)]]  # Charleston, its reverse, anticipations, a held chord
+
+
+def _pitched(grid, role, style, chords, mode, root, base, velocity, density, sections, rng):
+    """Notes of a pitched part: (start s, end s, pitch, velocity)."""
+    spb, beat = grid.steps_per_bar, grid.steps_per_beat
+    four = spb == 16
+    comp = style["comp"] if four else "beats"
+    out = []
+
+    def add(step, length_steps, pitch, vel=velocity, at=None):
+        start = grid.seconds(step, human=True) if at is None else at
+        end = grid.seconds(step + length_steps)
+        out.append((start, max(end - 0.01, start + 0.05), int(pitch), int(np.clip(vel + rng.integers(-5, 6), 20, 127))))
+
+    def chord_at(step, length, voicing, vel, direction):
+        start = grid.seconds(step, human=True)  # the player's timing moves the whole chord
+        order = voicing if direction >= 0 else voicing[::-1]
+        for i, p in enumerate(order):
+            add(step, length, p, vel, start + (0.011 * i if direction else 0.0))  # a strum: strings a few ms apart
+
+    lead_scale = LEAD_SCALES[style["lead"]][mode] if style["lead"] in LEAD_SCALES else SCALES[mode]
+    motif, melody, degree = None, [], None
+    for bar, chord in enumerate(chords):
+        first, section = bar * spb, sections[bar]
+        boost = 6 if section == "chorus" else 0
+        nxt = chords[(bar + 1) % len(chords)]
+        if role == "bass":
+            _bass(add, style["bass"] if four else "root", first, spb, beat, base + chord[0], chord, nxt, mode,
+                  velocity + boost, rng)
+        elif role == "pad":
+            chord_at(first, spb, _voicing(chord, base) + ([base + 12 + chord[0] % 12] if section == "chorus" else []),
+                     velocity - 14 + boost, 0)
+        elif role in ("comp", "stabs"):
+            name = "stabs" if role == "stabs" and comp not in ("offstabs", "skank", "charleston") else comp
+            _comp(add, chord_at, name, first, spb, beat, chord, base, velocity - 6 + boost, density, section, bar, rng)
+        elif role == "arpeggio":
+            tones = _voicing(chord, base)
+            tones += [t + 12 for t in tones]
+            for i, s in enumerate(range(0, spb, max(1, beat // 2))):
+                add(first + s, max(1, beat // 2), tones[i % len(tones)], velocity - 4 + boost)
+        elif role == "lead":
+            if melody and "repetitive" in grid.feels:  # the same bar, unvaried
+                for s, length, pitch in melody:
+                    add(first + s, length, pitch, velocity + 4 + boost)
+                continue
+            if bar % 2 == 0 or motif is None:  # a phrase of two bars on one rhythm
+                motif = _rhythm(spb, beat, density, rng)
+            degree = int(rng.integers(len(lead_scale))) if degree is None else degree
+            melody = []
+            for i, (s, length) in enumerate(motif):
+                degree = int(np.clip(degree + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, 2 * len(lead_scale) - 1))
+                pc = lead_scale[degree % len(lead_scale)]
+                if s % beat == 0 and rng.random() < 0.6:  # strong beats lean on chord tones
+                    pc = min(chord, key=lambda c: abs((c % 12) - pc)) % 12
+                pitch = base + 12 + pc + 12 * (degree // len(lead_scale))
+                if i == len(motif) - 1 and bar % 2 == 1:
+                    length = spb - s  # the phrase ends on a held note
+                legato = 0.3 if rng.random() < 0.8 else 0.0  # wind and bow players join notes
+                melody.append((s, length + legato, pitch))
+                add(first + s, length + legato, pitch, velocity + 4 + boost)
+    return out
+
+
+def _rhythm(spb, beat, density, rng) -> list[tuple[int, int]]:
+    """A bar's rhythm for a lead phrase: onsets and lengths in steps, about `density` notes a beat, some rests."""
+    notes = max(1, int(round(density * spb / beat)))
+    length = max(1, spb // notes)
+    onsets = [s for s in range(0, spb, length) if rng.random() >= 0.18] or [0]
+    return [(s, (onsets[i + 1] if i + 1 < len(onsets) else spb) - s) for i, s in enumerate(onsets)]
+
+
+def _bass(add, style, first, spb, beat, root, chord, nxt, mode, vel, rng):
+    """One bar of the bass line from the chord's root (`root`, a MIDI note) toward the next chord."""
+    third, fifth = chord[1] - chord[0], 7
+    target = root + (nxt[0] - chord[0])
+    approach = target + (1 if rng.random() < 0.5 else -1)
+    if style == "walking":
+        line = [root, root + third, root + fifth, approach]
+        for b in range(spb // beat):
+            add(first + b * beat, beat, line[b % 4], vel)
+    elif style in ("eighths", "octave", "boogie", "gallop"):
+        steps = GALLOP if style == "gallop" else range(0, spb, 2)
+        for i, s in enumerate(steps):
+            offset = {"octave": 12 * (i % 2), "boogie": [0, 4, 7, 9, 10, 9, 7, 4][i % 8] if mode == "major" or third == 4
+                      else [0, 3, 7, 8, 10, 8, 7, 3][i % 8]}.get(style, 0)
+            add(first + s, 1 if style == "gallop" else 2, root + offset, vel)
+    elif style == "alternating":
+        add(first, beat, root, vel)
+        add(first + 2 * beat, beat, root - 5, vel)  # the fifth below
+        if rng.random() < 0.5:  # a walk-up into the next chord
+            add(first + 3 * beat, beat // 2, approach - 2 if approach > target else approach, vel - 8)
+            add(first + 3 * beat + beat // 2, beat // 2, approach, vel - 8)
+    elif style in ("syncopated", "funk", "reggae", "tumbao", "offbeat", "hiphop", "808"):
+        hits = {"syncopated": [(0, 3, 0), (3, 3, 12), (6, 4, 0), (10, 2, 7), (12, 4, 0)],
+                "funk": [(0, 2, 0), (3, 1, 12), (6, 1, 0), (7, 1, 10), (10, 2, 0), (12, 1, 7), (14, 2, 12)],
+                "reggae": [(2, 2, 0), (4, 2, 7), (6, 4, 12), (10, 2, 7), (12, 4, third)],  # rests on the one
+                "tumbao": [(3, 5, 0), (8, 3, 7), (11, 5, 0)],  # the anticipated root
+                "offbeat": [(s, 2, 0) for s in OFFBEATS],
+                "hiphop": [(0, 7, 0), (7, 3, 0), (10, 6, 0)], "808": [(0, 11, 0), (11, 5, 0)]}[style]
+        for s, length, offset in hits:
+            add(first + s, length, root + offset, vel)
+    elif style == "pedal":
+        add(first, spb // 2, root, vel)
+        add(first + spb // 2, spb // 2, root + fifth - 12 * (root + fifth > root + 12), vel - 6)
+    else:
+        add(first, spb, root, vel)
+
+
+def _comp(add, chord_at, name, first, spb, beat, chord, base, vel, density, section, bar, rng):
+    """One bar of a chord instrument, in the style's comping pattern."""
+    if name == "beats":  # other meters: the chord on every beat after the first (oom-pah-pah)
+        for s in range(beat, spb, beat):
+            chord_at(first + s, beat, _voicing(chord, base), vel, 0)
+        return
+    if name == "boogie":  # the shuffle riff: root and fifth, root and sixth, root and flat seventh, in eighths
+        low = base - 12 + chord[0] % 12
+        for i, s in enumerate(range(0, spb, 2)):
+            add(first + s, 2, low, vel * (1.0 if s % 4 == 0 else 0.8))
+            add(first + s, 2, low + [7, 7, 9, 9, 10, 10, 9, 9][i % 8], vel * (1.0 if s % 4 == 0 else 0.8))
+        return
+    if name in ("power8", "gallop"):
+        low = base - 12 + chord[0] % 12
+        voicing = [low, low + 7, low + 12]
+        rhythm = COMP_RHYTHMS[name] if section == "verse" or name == "power8" else [(0, 8, 1.0, 0), (8, 8, 0.95, 0)]
+        for s, length, accent, _ in rhythm:
+            if name == "power8" and section == "chorus":
+                length = 2  # palm-muted in the verse, ringing in the chorus
+            chord_at(first + s, length, voicing, vel * accent, 0)
+        return
+    if name in ("broken", "musicbox", "alberti", "arp16", "travis", "roll", "montuno"):
+        tones = _voicing(chord, base + (12 if name == "musicbox" else 0))
+        low = base - 12 + chord[0] % 12
+        if name == "alberti":  # low, high, middle, high in eighths
+            figure = [low, low + 7, low + (chord[1] - chord[0]) % 12, low + 7]
+            steps = [(s, figure[i % 4]) for i, s in enumerate(range(0, spb, 2))]
+            for s in (0, 8):  # the upper voice on the strong beats
+                add(first + s, 8, tones[-1] + 12, vel - 4)
+        elif name == "travis":  # alternating thumb on the beats, fingers between
+            steps = [(0, low), (2, tones[-1]), (4, low + 7), (6, tones[1 % len(tones)]), (8, low), (10, tones[-1]),
+                     (12, low + 7), (14, tones[0])]
+        elif name == "roll":  # the forward roll: thumb, index, middle
+            seq = [low, tones[1 % len(tones)], tones[-1] + 12 * (tones[-1] < base + 7)]
+            steps = [(s, seq[i % 3]) for i, s in enumerate(range(0, spb, 2))]
+        elif name == "montuno":
+            seq = [tones[0] + 12, tones[-1], tones[1 % len(tones)], tones[0] + 12]
+            steps = [(s, seq[i % 4]) for i, s in enumerate([0, 3, 4, 6, 8, 11, 12, 14])]
+        else:
+            step_len = 1 if name == "arp16" else 2
+            seq = tones + [t + 12 for t in tones]
+            if name != "arp16":
+                seq = seq + seq[-2:0:-1]
+            steps = [(s, seq[i % len(seq)]) for i, s in enumerate(range(0, spb, step_len))]
+        for i, (s, pitch) in enumerate(steps):
+            if density < 1 and s % beat and name not in ("arp16", "alberti"):
+                continue
+            length = 1 if name == "arp16" else 2 * (name != "broken") + 2 * (name in ("broken", "musicbox"))
+            add(first + s, length, pitch, vel * (1.0 if s % beat == 0 else 0.85))
+        return
+    if name == "charleston":
+        rhythm = JAZZ_COMPING[int(rng.integers(len(JAZZ_COMPING)))]
+    else:
+        rhythm = COMP_RHYTHMS.get(name, [(0, spb // 2, 0.9, 0), (spb // 2, spb // 2, 0.85, 0)] if density > 0.5
+                                  else [(0, spb, 0.9, 0)])
+    voicing = _voicing(chord, base, rootless=name == "charleston")
+    if name in ("strum", "strum8", "boomchick", "funk16"):  # a guitar's six strings: the root below, then the chord
+        voicing = [base - 12 + chord[0] % 12, base - 5 + chord[0] % 12] + voicing
+    for s, length, accent, direction in rhythm:
+        if density < 1 and s % beat and name not in ("skank", "offstabs", "charleston", "stabs"):
+            continue
+        chord_at(first + s, length, voicing, vel * accent, direction)

@@ -1,0 +1,4 @@
+from core.config import cli
+from review.app import main
+
+cli(main, lock=False)
