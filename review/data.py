@@ -51,7 +51,7 @@ class ReviewData:
         local = Path(dataset)  # a folder is named by its last two parts (runs/demo/dataset: demo/dataset), never a full path
         self.name = f"{local.resolve().parent.name}/{local.name}" if local.exists() else dataset
         summary = Path(dataset) / "build_summary.json"
-        self.version = json.loads(summary.read_text()).get("version", "unknown") if summary.is_file() else "published"
+        self.version = json.loads(summary.read_text()).get("version", "unknown") if summary.is_file() else _revision(dataset)
         sets_summary = Path(dataset) / "concept_sets_summary.json"
         self._set_summary = json.loads(sets_summary.read_text()) if sets_summary.is_file() else None
         self._splits: dict[str, object] = {}
@@ -190,6 +190,18 @@ class ReviewData:
             return split in SPLITS and id_ in self.split(split).position
         except DataError:  # a split without audio
             return False
+
+
+def _revision(dataset: str) -> str:
+    """A dataset without our build summary: its Hub commit (what a verdict was given on), else "unversioned"."""
+    if Path(dataset).exists():
+        return "unversioned"
+    try:
+        import huggingface_hub
+
+        return "commit " + huggingface_hub.HfApi().dataset_info(dataset).sha[:12]
+    except Exception:  # offline, or no such dataset: the verdicts still name the dataset
+        return "unversioned"
 
 
 def media_type(data: bytes) -> str:

@@ -101,7 +101,8 @@ def test_a_reviewer_listens_records_verdicts_and_finds_them_after_a_reload(serve
     assert mine[0]["dataset_version"] == "0.1.0" and len(mine[0]["audio_sha256"]) == 64
     # the judge line and the spectrogram load; the dataset's text is shown, never run
     page.wait_for_function("!document.querySelector('.cc-judge').textContent.includes('…')")
-    assert page.evaluate("document.querySelector('.cc-clip img').naturalWidth") > 0
+    page.wait_for_function("document.querySelector('.cc-clip img').complete && "
+                           "document.querySelector('.cc-clip img').naturalWidth > 0")
     assert page.evaluate("window.pwned") is None
     assert "<script>" in clips.first.locator(".cc-caption").text_content()
 
@@ -200,15 +201,17 @@ def test_a_killed_server_loses_no_answered_verdict(tmp_path):
     answered, train = 0, [e["id"] for e in write_reviewable(tmp_path / "dataset", rows=30, seconds=1.0)["train"]]
     for round_ in range(2):
         process, url = spawn(tmp_path / "dataset", tmp_path)
-        for k in range(10):
-            body = json.dumps({"split": "train", "id": train[k], "concept": "rock", "question": "audible",
-                               "answer": "yes", "reviewer": f"r{round_}"}).encode()
-            request = urllib.request.Request(url + "/review_api/verdict", data=body,
-                                             headers={"Content-Type": "application/json"})
-            assert urllib.request.urlopen(request, timeout=30).status == 200
-            answered += 1
-        os.kill(process.pid, signal.SIGKILL)  # between verdicts
-        process.wait()
+        try:
+            for k in range(10):
+                body = json.dumps({"split": "train", "id": train[k], "concept": "rock", "question": "audible",
+                                   "answer": "yes", "reviewer": f"r{round_}"}).encode()
+                request = urllib.request.Request(url + "/review_api/verdict", data=body,
+                                                 headers={"Content-Type": "application/json"})
+                assert urllib.request.urlopen(request, timeout=30).status == 200
+                answered += 1
+        finally:
+            os.kill(process.pid, signal.SIGKILL)  # between verdicts (and never left running)
+            process.wait()
     verdicts, skipped = read_verdicts(tmp_path / "reviews.jsonl")
     assert len(verdicts) == answered == 20 and skipped == 0
 
