@@ -198,6 +198,8 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
             return PlainTextResponse("a verdict is JSON with split, id, concept, question, answer, reviewer", 400)
         if not data.has(split, id_):
             raise HTTPException(404, "no such clip in this dataset")
+        if concept not in data.concepts(split):
+            return PlainTextResponse(f"the split has no sets for {concept[:80]!r}", 400)
         sha = data.audio_sha256(split, id_)
         try:
             store.append(Verdict(data.name, data.version, id_, sha, concept, str(body.get("question")),
@@ -214,7 +216,7 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
         except DataError as e:
             return f'<p class="cc-error">{html.escape(str(e))}</p>', gr.update()
         given = {}
-        for v in store.latest(reviewer.strip() or None).values() if reviewer.strip() else []:
+        for v in store.latest(reviewer.strip()) if reviewer.strip() else []:
             if v.concept == concept:
                 given.setdefault(v.id, {})[v.question] = v.answer
         cards = "".join(clip_card(r, split, concept, given.get(r["id"], {})) for r in rows)

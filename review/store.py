@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from builder.reviews import FIELDS, REVIEWS_FILE, Verdict, read_verdicts
+from builder.reviews import FIELDS, REVIEWS_FILE, Verdict, latest_verdicts, read_verdicts
 
 
 class ReviewStore:
@@ -47,13 +47,9 @@ class ReviewStore:
         """Every verdict in the file, in order, and the number of torn or malformed lines skipped."""
         return read_verdicts(self.path)
 
-    def latest(self, reviewer: str | None = None) -> dict[tuple[str, str, str, str], Verdict]:
-        """{(reviewer, id, concept, question): the latest verdict} (of one reviewer, or of all)."""
-        out = {}
-        for v in self.read()[0]:
-            if reviewer is None or v.reviewer == reviewer:
-                out[v.reviewer, v.id, v.concept, v.question] = v
-        return out
+    def latest(self, reviewer: str) -> list[Verdict]:
+        """A reviewer's latest verdict per (clip, concept, question)."""
+        return [v for v in latest_verdicts(self.read()[0]) if v.reviewer == reviewer]
 
 
 def now() -> float:

@@ -171,6 +171,9 @@ def test_the_app_serves_the_datasets_audio_and_nothing_else(server):
     bad = json.dumps({"split": "train", "id": "rv000000", "concept": "rock", "question": "audible", "answer": "maybe",
                       "reviewer": "Ann"}).encode()
     assert status("/review_api/verdict", bad) == 400  # an unknown answer is refused, never written
+    unknown = json.dumps({"split": "train", "id": "rv000000", "concept": "<b>no such concept</b>", "question": "audible",
+                          "answer": "no", "reviewer": "Ann"}).encode()
+    assert status("/review_api/verdict", unknown) == 400
     missing = json.dumps({"split": "train", "id": "../x", "concept": "rock", "question": "audible", "answer": "no",
                           "reviewer": "Ann"}).encode()
     assert status("/review_api/verdict", missing) == 404
