@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -85,7 +86,8 @@ def main() -> None:
     constraints = Constraints.load(run_dir / "vae" / CONSTRAINTS_NAME)
     seen = reference_lists(tagged, taxonomy)
     for backend in args.backends:
-        print(json.dumps(measure(model, taxonomy, constraints, seen, backend, args.num_lists, args.per_split)), flush=True)
+        sys.stdout.write(json.dumps(measure(model, taxonomy, constraints, seen, backend, args.num_lists, args.per_split)) + "\n")
+        sys.stdout.flush()  # one JSON line per backend, as each is measured
 
 
 if __name__ == "__main__":

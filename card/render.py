@@ -174,7 +174,8 @@ LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_l
 def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:
     """The template's view of bench_judge_tcav's tagger audit: per model its figures, and each mapped genre below
     0.7 for some model with the reviewed reason it is not reached (render_limits.tsv)."""
-    audits = {name: m["audit"] for name, m in (judge or {}).get("models", {}).items() if m.get("audit")}
+    audits = {name: {**m["audit"], "at_least": sum(r["auc"] >= 0.7 for r in m["audit"]["concepts"].values())}
+              for name, m in (judge or {}).get("models", {}).items() if m.get("audit")}
     if not audits:
         return {"judge_audit": None, "judge_genres_short": []}
     from core.io import read_tsv
@@ -182,7 +183,6 @@ def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:
     reasons = {concept: reason for _, (concept, reason) in read_tsv(LIMITS, 2)}
     short: dict[str, list[str]] = {}
     for name, a in audits.items():
-        a["at_least"] = sum(r["auc"] >= 0.7 for r in a["concepts"].values())
         for concept, r in a["concepts"].items():
             if taxonomy.category_of.get(concept) == "genre" and r["auc"] < 0.7:
                 short.setdefault(concept, []).append(f"{name} {r['auc']:.2f}")

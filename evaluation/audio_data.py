@@ -178,8 +178,9 @@ class AudioSplit:
         for id_, data in self.encoded(ids):
             yield id_, read_wave(data, seconds, sampling_rate)
 
-    def encoded(self, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        """(id, encoded audio bytes) for every id, in storage order, nothing decoded."""
+    def _row_groups(self, ids: Sequence[str]) -> Iterator[tuple[int, pq.ParquetFile, int, list[tuple[int, str]]]]:
+        """(file index, open file, row group, [(row in the group, id)]) for the row groups holding `ids`, in
+        storage order: each file opened once, each group visited once."""
         missing = [i for i in ids if i not in self.position]
         if missing:
             raise DataError(self.dataset, f"split {self.split_name!r} has no example {missing[0]!r}")
@@ -191,13 +192,27 @@ class AudioSplit:
             with _open(self.files[f]) as handle:
                 parquet = pq.ParquetFile(handle)
                 for g in sorted(g for ff, g in wanted if ff == f):
-                    column = parquet.read_row_group(g, columns=[self.audio_column]).column(0)
-                    for r, id_ in sorted(wanted[f, g]):
-                        clip = column[r].as_py()
-                        if not clip or not clip.get("bytes"):
-                            raise DataError(self.files[f], f"split {self.split_name!r}, id {id_!r}, field "
-                                            f"{self.audio_column!r}: no audio bytes")
-                        yield id_, clip["bytes"]
+                    yield f, parquet, g, sorted(wanted[f, g])
+
+    def encoded(self, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+        """(id, encoded audio bytes) for every id, in storage order, nothing decoded."""
+        for f, parquet, g, rows in self._row_groups(ids):
+            column = parquet.read_row_group(g, columns=[self.audio_column]).column(0)
+            for r, id_ in rows:
+                clip = column[r].as_py()
+                if not clip or not clip.get("bytes"):
+                    raise DataError(self.files[f], f"split {self.split_name!r}, id {id_!r}, field "
+                                    f"{self.audio_column!r}: no audio bytes")
+                yield id_, clip["bytes"]
+
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict]:
+        """{id: its row without the audio and MIDI columns}, reading only those ids' row groups."""
+        out = {}
+        for _, parquet, g, rows in self._row_groups(ids):
+            columns = [c for c in parquet.schema_arrow.names if c not in (self.audio_column, "midi")]
+            table = parquet.read_row_group(g, columns=columns)
+            out.update((id_, table.slice(r, 1).to_pylist()[0]) for r, id_ in rows)
+        return out
 
     def features(self, ids: Sequence[str], preprocess: Callable, samples: int, path: Path, batch_size: int = 64,
                  sampling_rate: int = SAMPLING_RATE) -> tuple[FeatureStore, dict[str, int]]:

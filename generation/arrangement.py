@@ -54,48 +54,44 @@ def _line(steps, accent=0.85):
     return {s: accent for s in steps}
 
 
-def _accents(pairs):
-    return dict(pairs)
-
-
 EIGHTHS = [0, 2, 4, 6, 8, 10, 12, 14]
 OFFBEATS = [2, 6, 10, 14]
 BEATS = [0, 4, 8, 12]
 GALLOP = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
 # Each style's kit in 16 steps of 4/4: line -> {step: accent}, for the verse and (where it changes) the chorus.
 DRUM_STYLES = {
-    "rock": ({"kick": _accents([(0, 1.0), (8, 0.95), (10, 0.75)]), "snare": _line([4, 12], 1.05),
-              "hat": _accents([(s, 0.9 if s % 4 == 0 else 0.65) for s in EIGHTHS])},
-             {"hat": {}, "ride": _accents([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])}),
-    "hardrock": ({"kick": _accents([(0, 1.0), (6, 0.8), (8, 0.95), (10, 0.85)]), "snare": _line([4, 12], 1.1),
-                  "hat": _accents([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])},
+    "rock": ({"kick": dict([(0, 1.0), (8, 0.95), (10, 0.75)]), "snare": _line([4, 12], 1.05),
+              "hat": dict([(s, 0.9 if s % 4 == 0 else 0.65) for s in EIGHTHS])},
+             {"hat": {}, "ride": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])}),
+    "hardrock": ({"kick": dict([(0, 1.0), (6, 0.8), (8, 0.95), (10, 0.85)]), "snare": _line([4, 12], 1.1),
+                  "hat": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])},
                  {"hat": {}, "crash": _line(BEATS, 0.8)}),
     "metal": ({"kick": _line(GALLOP, 0.9), "snare": _line([4, 12], 1.1), "hat": _line(BEATS, 0.8)},
               {"kick": _line(range(16), 0.85), "hat": {}, "crash": _line(BEATS, 0.85)}),
-    "pop": ({"kick": _accents([(0, 1.0), (6, 0.7), (8, 0.95)]), "snare": _line([4, 12], 1.0),
-             "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
-            {"open_hat": _line([14], 0.8), "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS[:-1]])}),
-    "ballad": ({"kick": _accents([(0, 0.9), (10, 0.6)]), "cross": _line([4, 12], 0.8), "hat": _line(EIGHTHS, 0.5)},
+    "pop": ({"kick": dict([(0, 1.0), (6, 0.7), (8, 0.95)]), "snare": _line([4, 12], 1.0),
+             "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
+            {"open_hat": _line([14], 0.8), "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS[:-1]])}),
+    "ballad": ({"kick": dict([(0, 0.9), (10, 0.6)]), "cross": _line([4, 12], 0.8), "hat": _line(EIGHTHS, 0.5)},
                {"cross": {}, "snare": _line([4, 12], 0.95)}),
     "none": ({"kick": _line([0], 0.55), "hat": _line(BEATS, 0.45)}, {}),
-    "jazz": ({"ride": _accents([(0, 0.85), (4, 1.0), (6, 0.6), (8, 0.85), (12, 1.0), (14, 0.6)]),
-              "pedal": _line([4, 12], 0.75), "kick": _line(BEATS, 0.3)}, {"kick": _accents([(0, 0.3), (4, 0.3), (8, 0.3), (12, 0.3), (14, 0.7)])}),
+    "jazz": ({"ride": dict([(0, 0.85), (4, 1.0), (6, 0.6), (8, 0.85), (12, 1.0), (14, 0.6)]),
+              "pedal": _line([4, 12], 0.75), "kick": _line(BEATS, 0.3)}, {"kick": dict([(0, 0.3), (4, 0.3), (8, 0.3), (12, 0.3), (14, 0.7)])}),
     "shuffle": ({"kick": _line([0, 8], 0.95), "snare": _line([4, 12], 1.0),
-                 "hat": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
-                {"hat": {}, "ride": _accents([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])}),
-    "train": ({"kick": _line([0, 8], 0.9), "snare": _accents([(s, 1.0 if s in (4, 12) else 0.42) for s in range(16)])},
+                 "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
+                {"hat": {}, "ride": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])}),
+    "train": ({"kick": _line([0, 8], 0.9), "snare": dict([(s, 1.0 if s in (4, 12) else 0.42) for s in range(16)])},
               {"snare": _line([4, 12], 1.0), "hat": _line(EIGHTHS, 0.6)}),
-    "folk": ({"kick": _accents([(0, 0.8), (8, 0.7)]), "cross": _line([4, 12], 0.75), "hat": _line(BEATS, 0.5)},
+    "folk": ({"kick": dict([(0, 0.8), (8, 0.7)]), "cross": _line([4, 12], 0.75), "hat": _line(BEATS, 0.5)},
              {"cross": {}, "snare": _line([4, 12], 0.85)}),
-    "soul": ({"kick": _accents([(0, 1.0), (7, 0.7), (10, 0.85)]), "snare": _line([4, 12], 1.0),
-              "ghost": _line([7, 15], 0.4), "hat": _accents([(s, 0.8 if s % 4 == 0 else 0.6) for s in EIGHTHS])}, {}),
-    "funk": ({"kick": _accents([(0, 1.0), (3, 0.7), (6, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
-              "ghost": _line([7, 9, 15], 0.38), "hat": _accents([(s, 0.8 if s % 2 == 0 else 0.45) for s in range(16) if s != 14]),
+    "soul": ({"kick": dict([(0, 1.0), (7, 0.7), (10, 0.85)]), "snare": _line([4, 12], 1.0),
+              "ghost": _line([7, 15], 0.4), "hat": dict([(s, 0.8 if s % 4 == 0 else 0.6) for s in EIGHTHS])}, {}),
+    "funk": ({"kick": dict([(0, 1.0), (3, 0.7), (6, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
+              "ghost": _line([7, 9, 15], 0.38), "hat": dict([(s, 0.8 if s % 2 == 0 else 0.45) for s in range(16) if s != 14]),
               "open_hat": _line([14], 0.75)}, {}),
-    "boombap": ({"kick": _accents([(0, 1.0), (7, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
-                 "hat": _accents([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS] + [(15, 0.35)])}, {}),
-    "trap": ({"kick": _accents([(0, 1.0), (11, 0.85), (14, 0.6)]), "snare": _line([8], 1.05),
-              "hat": _accents([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"open_hat": _line([10], 0.6)}),
+    "boombap": ({"kick": dict([(0, 1.0), (7, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
+                 "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS] + [(15, 0.35)])}, {}),
+    "trap": ({"kick": dict([(0, 1.0), (11, 0.85), (14, 0.6)]), "snare": _line([8], 1.05),
+              "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"open_hat": _line([10], 0.6)}),
     "house": ({"kick": _line(BEATS, 1.0), "clap": _line([4, 12], 0.9), "open_hat": _line(OFFBEATS, 0.75),
                "hat": _line([s for s in range(16) if s % 4 in (1, 3)], 0.35)}, {}),
     "techno": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.7),
@@ -103,10 +99,10 @@ DRUM_STYLES = {
                {"clap": _line([4, 12], 0.85)}),
     "trance": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.75), "hat": _line([s for s in range(16) if s % 2], 0.3)},
                {"clap": _line([4, 12], 0.85)}),
-    "synthpop": ({"kick": _accents([(0, 1.0), (8, 0.9), (10, 0.7)]), "snare": _line([4, 12], 1.0),
-                  "hat": _accents([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"clap": _line([4, 12], 0.8)}),
-    "dubstep": ({"kick": _accents([(0, 1.0), (3, 0.7), (10, 0.8)]), "snare": _line([8], 1.1), "hat": _line(EIGHTHS, 0.5)}, {}),
-    "reggae": ({"kick": _line([8], 0.95), "cross": _line([8], 0.9), "hat": _accents([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS])},
+    "synthpop": ({"kick": dict([(0, 1.0), (8, 0.9), (10, 0.7)]), "snare": _line([4, 12], 1.0),
+                  "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"clap": _line([4, 12], 0.8)}),
+    "dubstep": ({"kick": dict([(0, 1.0), (3, 0.7), (10, 0.8)]), "snare": _line([8], 1.1), "hat": _line(EIGHTHS, 0.5)}, {}),
+    "reggae": ({"kick": _line([8], 0.95), "cross": _line([8], 0.9), "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS])},
                {"open_hat": _line([6, 14], 0.55)}),
     "latin": ({"cross": _line([0, 3, 6, 10, 12], 0.85), "kick": _line([6, 8, 14], 0.75),  # son clave, 3-2
                "hat": _line(EIGHTHS, 0.55), "perc": _line([0, 3, 4, 7, 8, 10, 12, 14], 0.6)}, {}),
@@ -555,7 +551,7 @@ def _comp(add, chord_at, name, first, spb, beat, chord, base, vel, density, sect
         for i, (s, pitch) in enumerate(steps):
             if density < 1 and s % beat and name not in ("arp16", "alberti"):
                 continue
-            length = 1 if name == "arp16" else 2 * (name != "broken") + 2 * (name in ("broken", "musicbox"))
+            length = {"arp16": 1, "musicbox": 4}.get(name, 2)
             add(first + s, length, pitch, vel * (1.0 if s % beat == 0 else 0.85))
         return
     if name == "charleston":

@@ -142,22 +142,9 @@ class ReviewData:
 
     def metadata(self, split: str, ids: Sequence[str]) -> list[dict]:
         """Each id's row of the audio config without its audio and MIDI, in the order given."""
-        from evaluation.audio_data import _open
-
         audio = self.split(split)
         self._check(audio, ids)
-        by_group: dict[tuple[int, int], list[tuple[int, str]]] = {}
-        for id_ in ids:
-            f, g, r = audio._where[audio.position[id_]]
-            by_group.setdefault((f, g), []).append((r, id_))
-        rows = {}
-        for (f, g), wanted in sorted(by_group.items()):
-            with _open(audio.files[f]) as handle:
-                parquet = pq.ParquetFile(handle)
-                columns = [c for c in parquet.schema_arrow.names if c not in (audio.audio_column, "midi")]
-                table = parquet.read_row_group(g, columns=columns)
-            for r, id_ in wanted:
-                rows[id_] = table.slice(r, 1).to_pylist()[0]
+        rows = audio.metadata(ids)
         if split not in self._rows:  # the split's attribute lists (mapped onto our concepts for a published one)
             self._rows[split] = {r["id"]: r for r in audio.rows}
         out = []
@@ -216,21 +203,27 @@ def media_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
-def spectrogram_png(data: bytes, seconds: float = 30.0) -> bytes:
-    """A log-mel spectrogram of the clip's first `seconds` as a PNG (96 mel bands at 16 kHz, as musicnn hears it)."""
+def log_mel_db(wave: np.ndarray) -> np.ndarray:
+    """A 16 kHz waveform's log-mel power in dB, (96 bands, frames): musicnn's front end, as the tagger hears it."""
     import torch
+
+    from probing.musicnn import MelFrontEnd
+
+    with torch.no_grad():
+        mel = MelFrontEnd()(torch.from_numpy(np.asarray(wave, dtype=np.float32)[None]))[0].numpy().T
+    return 10 * np.log10(np.maximum(mel, 1e-10))
+
+
+def spectrogram_png(data: bytes, seconds: float = 30.0) -> bytes:
+    """A log-mel spectrogram of the clip's first `seconds` as a PNG, the top 80 dB shown."""
     from matplotlib import colormaps
     from PIL import Image
 
     from evaluation.audio_data import read_wave
-    from probing.musicnn import MelFrontEnd
 
-    wave = read_wave(data, seconds, 16000)
-    with torch.no_grad():
-        mel = MelFrontEnd()(torch.from_numpy(wave[None].astype(np.float32)))[0].numpy()  # (frames, 96)
-    db = 10 * np.log10(np.maximum(mel, 1e-10))
+    db = log_mel_db(read_wave(data, seconds, 16000))
     db = np.clip((db - (db.max() - 80)) / 80, 0, 1)
-    rgb = (colormaps["magma"](db.T[::-1])[..., :3] * 255).astype(np.uint8)
+    rgb = (colormaps["magma"](db[::-1])[..., :3] * 255).astype(np.uint8)
     image = Image.fromarray(rgb).resize((min(600, max(200, rgb.shape[1])), 96))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)

@@ -33,14 +33,12 @@ def main(argv=None) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
     import soundfile as sf
     import soxr
-    import torch
 
     from builder.taxonomy import build_taxonomy
     from generation.symbolic import SymbolicSynthesizer
-    from probing.musicnn import MelFrontEnd
+    from review.data import log_mel_db
 
     synth = SymbolicSynthesizer(build_taxonomy()[0])
     fig, axes = plt.subplots(len(LISTS), 1, figsize=(10, 2.3 * len(LISTS)))
@@ -49,12 +47,9 @@ def main(argv=None) -> Path:
         if args.wav_dir:
             Path(args.wav_dir).mkdir(parents=True, exist_ok=True)
             sf.write(Path(args.wav_dir) / f"{genre}.wav", clip.wave, synth.sampling_rate)
-        wave = soxr.resample(clip.wave, synth.sampling_rate, 16000).astype(np.float32)
-        with torch.no_grad():
-            mel = MelFrontEnd()(torch.from_numpy(wave[None]))[0].numpy().T
-        db = 10 * np.log10(np.maximum(mel, 1e-10))
+        db = log_mel_db(soxr.resample(clip.wave, synth.sampling_rate, 16000))
         ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
-                  extent=[0, args.seconds, 0, mel.shape[0]])
+                  extent=[0, args.seconds, 0, db.shape[0]])
         t = clip.ground_truth
         ax.set_title(f"{genre}: {', '.join(tags[1:])} — style {t['style']}, {t['bpm']:.0f} bpm {t['meter']}, {t['key']}"
                      f"{', amp ' + t['amp'] if t['amp'] else ''}", fontsize=9)
@@ -69,4 +64,6 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    print(main())
+    from core.config import get_logger
+
+    get_logger(__name__).info("wrote %s", main())
