@@ -8,52 +8,22 @@
     piano = concept_examples("<repo or folder>", "piano", split="train")   # {"positive", "negative", "random"}
     piano = concept_examples("bsienkiewicz/ConceptCaps", "piano", split="train")   # the paper's published dataset
 
-The configs and features are in `builder.schema`; `builder.assemble` writes them. A dataset in the paper's
-published schema (no `concepts` config, raw tags) is recognised from its features: its tags are mapped onto our
-concepts and its sets are built on the fly by the code assembly uses (`builder.published`).
+The configs and features are in `builder.schema`; `builder.assemble` writes them; `builder.reader` reads them. A
+dataset in the paper's published schema (no `concepts` config, raw tags) is recognised from its features: its tags
+are mapped onto our concepts and its sets are built on the fly by the code assembly uses (`builder.published`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import datasets
-
+from builder.reader import group_members, is_published_dataset, open_dataset, published_reader, read_concept_sets
 from builder.schema import BASE_FEATURES, CONCEPT_FEATURES, CONFIG_DIRS, RENDER_FEATURES  # noqa: F401 (re-exported)
-from core.constants import SPLITS
+
+__all__ = ["concept_examples", "is_published_dataset", "open_dataset", "published_reader"]
 
 
-def open_dataset(path: str, config: str = "default", split: str | None = None, **kwargs):
-    """`load_dataset` for a Hub id or a local folder. For a local folder, the cache lives inside it: datasets keys
-    a local folder's cache by the folder's name, so two folders named alike would otherwise share (and mix up)
-    one cache."""
-    if Path(path).is_dir():
-        kwargs.setdefault("cache_dir", str(Path(path) / ".cache"))
-    return datasets.load_dataset(str(path), config, split=split, **kwargs)
-
-
-def published_reader(path: str, split: str, **kwargs):
-    """A `PublishedReader` that has read the ids of the splits before `split` (from the text config), so that an
-    id already kept there is dropped from this one."""
-    from builder.published import TEXT_FIELDS, PublishedReader
-
-    reader = PublishedReader()
-    for earlier in SPLITS[: SPLITS.index(split)]:
-        for _ in reader.convert(open_dataset(path, "default", split=earlier, **kwargs).select_columns(list(TEXT_FIELDS)),
-                                earlier):
-            pass
-    return reader
-
-
-def is_published_dataset(path: str, split: str = "train", **kwargs) -> bool:
-    """Whether a dataset is in the paper's published schema, from its default config's features."""
-    from builder.published import is_published
-
-    return is_published(open_dataset(path, "default", split=split, **kwargs).features)
-
-
-def concept_examples(path: str, concept: str, split: str = "train", config: str = "default", family: bool = False,
-                     **kwargs) -> dict:
+def concept_examples(
+    path: str, concept: str, split: str = "train", config: str = "default", family: bool = False, **kwargs
+) -> dict:
     """A concept's positive and negative examples and its random sets, as datasets, in one call.
 
     Args:
@@ -74,25 +44,24 @@ def concept_examples(path: str, concept: str, split: str = "train", config: str 
     if is_published_dataset(path, split, **kwargs):
         return _published_concept_examples(path, concept, split, config, family, **kwargs)
     name = concept + FAMILY_SUFFIX if family else concept
-    sets = open_dataset(path, "concepts", split=split, **kwargs).filter(lambda r: r["concept"] == name)
-    if len(sets) == 0:
-        raise ValueError(f"no concept set for {name!r} in split {split!r} (too few positives, not a concept, or "
-                         f"{'no concept narrower than it' if family else 'a typo'})")
+    sets = read_concept_sets(str(path), split, [name]).get(name)
+    if sets is None:
+        raise ValueError(
+            f"no concept set for {name!r} in split {split!r} (too few positives, not a concept, or "
+            f"{'no concept narrower than it' if family else 'a typo'})"
+        )
     examples = open_dataset(path, config, split=split, **kwargs)
-    position = {id_: i for i, id_ in enumerate(examples["id"])}
-    roles = sets.features["role"].names
-    members = {}
-    for r in sets:
-        members.setdefault((roles[r["role"]], r["set_index"]), []).append(position[r["id"]])
-    return _select(examples, members)
+    return _select(examples, sets, {id_: i for i, id_ in enumerate(examples["id"])})
 
 
-def _select(examples, members: dict) -> dict:
-    """{"positive", "negative", "random": [...]} from row positions keyed by (role, set index)."""
-    n_random = len([key for key in members if key[0] == "random"])
-    return {"positive": examples.select(members.get(("positive", 0), [])),
-            "negative": examples.select(members.get(("negative", 0), [])),
-            "random": [examples.select(members[("random", i)]) for i in range(n_random)]}
+def _select(examples, sets: dict, position: dict[str, int]) -> dict:
+    """{"positive", "negative", "random": [...]} as datasets, from a concept's sets of ids (`group_members`) and
+    each id's row in `examples`."""
+    rows = {role: [position[i] for i in sets[role]] for role in ("positive", "negative")}
+    return {
+        **{role: examples.select(r) for role, r in rows.items()},
+        "random": [examples.select([position[i] for i in sets["random"][k]]) for k in sorted(sets["random"])],
+    }
 
 
 def _published_concept_examples(path: str, concept: str, split: str, config: str, family: bool, **kwargs) -> dict:
@@ -109,12 +78,13 @@ def _published_concept_examples(path: str, concept: str, split: str, config: str
     set_rows, summary = concept_sets(rows, reader.taxonomy, ConceptSetArguments(families=family), [base])
     set_rows = set_rows.only(name)
     if not set_rows:
-        raise ValueError(f"no concept set for {name!r} in split {split!r} of {path}: "
-                         f"{sum(base in r['tags'] for r in rows)} positives of {base!r}, fewer than "
-                         f"{ConceptSetArguments.min_positives}{', or nothing narrower than it' if family else ''}")
+        raise ValueError(
+            f"no concept set for {name!r} in split {split!r} of {path}: "
+            f"{sum(base in r['tags'] for r in rows)} positives of {base!r}, fewer than "
+            f"{ConceptSetArguments.min_positives}{', or nothing narrower than it' if family else ''}"
+        )
     index = {r["id"]: r["index"] for r in rows}
-    members = {}
-    for r in set_rows:
-        members.setdefault((r["role"], r["set_index"]), []).append(index[r["id"]])
-    return {**_select(source, members),
-            "summary": {"concept": name, **summary["concepts"][f"{split}/{name}"], **reader.report()}}
+    return {
+        **_select(source, group_members(set_rows)[name], index),
+        "summary": {"concept": name, **summary["concepts"][f"{split}/{name}"], **reader.report()},
+    }

@@ -12,7 +12,8 @@ one whose files no longer match their record (deleted, truncated, changed) runs 
 one that did not finish (a crash, a kill) runs again and resumes inside itself where it writes shards; one whose
 inputs or arguments changed (or that is forced) has its outputs removed first. Fingerprints hold preset values
 as written (`${run_dir}` unexpanded) and inputs by content, so a run directory copied or moved elsewhere
-resumes with every finished stage skipped. One pipeline (or stage) at a time holds a run directory's lock. With `--launch`, the stages
+resumes with every finished stage skipped. One pipeline (or stage) at a time holds a run directory's lock. With
+`--launch`, the stages
 that can use several processes (VAE, captioner, captioning, synthesis, scoring) run under that launcher;
 the others run in this process. Every stage can still be run on its own (`python -m <module> --help`).
 """
@@ -33,20 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from core.config import (
-    REPO_ROOT,
-    RUN_DIR_ENV,
-    cli,
-    field_names,
-    get_logger,
-    load_preset,
-    read_preset,
-    run_dir,
-    unknown_key_error,
-)
+from core.cli import cli
+from core.config import REPO_ROOT, RUN_DIR_ENV, field_names, load_preset, read_preset, run_dir, unknown_key_error
 from core.errors import ConceptCapsError, ConfigError
 from core.io import file_record, read_json, record_mismatch, write_json
 from core.lock import run_lock
+from core.log import get_logger
 
 logger = get_logger("pipeline")
 
@@ -92,68 +85,217 @@ def _r_assemble(d):
 AUDIT_MODELS = ("MTT_musicnn", "MSD_musicnn")  # the audit's default taggers, whose converted weights it depends on
 
 STAGES = [
-    Stage("taxonomy", "builder.taxonomy", ("repo:builder/data/concepts.tsv", "repo:builder/data/spelling.tsv"),
-          ("taxonomy.json",), lambda d: ["--output", str(d / "taxonomy.json")],
-          report=lambda d: ("", len(read_json(d / "taxonomy.json").get("concepts", [])), {})),
-    Stage("distill", "builder.distill", ("taxonomy.json",), ("distilled.parquet", "musiccaps_tagged.parquet", "distill_summary.json"),
-          lambda d: ["--taxonomy", str(d / "taxonomy.json"), "--output_dir", str(d)], report=_r_distill),
-    Stage("vae", "training.train_vae", ("musiccaps_tagged.parquet", "taxonomy.json"), ("vae",),
-          lambda d: ["--tagged", str(d / "musiccaps_tagged.parquet"), "--output_dir", str(d / "vae")],
-          clean=("vae",), distributed=True,
-          report=lambda d: ("", f"best epoch {read_json(d / 'vae' / 'config.json').get('best_epoch', '?')}", {})),
-    Stage("sample", "generation.sample_tags", ("vae/model.safetensors", "musiccaps_tagged.parquet"), ("tags.parquet", "tags_summary.json"),
-          lambda d: ["--vae", str(d / "vae"), "--reference", str(d / "musiccaps_tagged.parquet"),
-                     "--output", str(d / "tags.parquet")], report=_r_sample),
-    Stage("vae_report", "evaluation.vae_report", ("vae/model.safetensors", "tags.parquet"), ("vae_report.json",),
-          lambda d: ["--vae", str(d / "vae"), "--tagged", str(d / "musiccaps_tagged.parquet"),
-                     "--tags", str(d / "tags.parquet"), "--output", str(d / "vae_report.json")]),
-    Stage("tiny_models", "fixtures.tiny_models", (), ("models",),
-          lambda d: ["--output_dir", str(d / "models")], clean=("models",), optional=True),
-    Stage("captioner", "training.train_captioner", ("distilled.parquet",), ("captioner",),
-          lambda d: ["--distilled", str(d / "distilled.parquet"), "--output_dir", str(d / "captioner")],
-          clean=("captioner",), distributed=True,
-          report=lambda d: ("", "val loss {eval_loss_before:.3f}->{eval_loss_after:.3f}".format(
-              **read_json(d / "captioner" / "captioner.json")) if (d / "captioner" / "captioner.json").is_file() else "", {})),
-    Stage("caption", "generation.caption", ("tags.parquet", "captioner/captioner.json"),
-          ("captions.parquet", "captions_summary.json", "captions_shards"),
-          lambda d: ["--tags", str(d / "tags.parquet"), "--taxonomy", str(d / "taxonomy.json"),
-                     "--captioner", str(d / "captioner"), "--output", str(d / "captions.parquet")],
-          clean=("captions_shards", "captions.parquet"), distributed=True, report=_r_caption),
-    Stage("caption_metrics", "evaluation.caption_metrics", ("distilled.parquet", "captioner/captioner.json"),
-          ("caption_metrics.json",),
-          lambda d: ["--distilled", str(d / "distilled.parquet"), "--captioner", str(d / "captioner"),
-                     "--report", str(d / "caption_metrics.json")]),
-    Stage("synthesize", "generation.synthesize", ("captions.parquet",), ("audio_shards",),
-          lambda d: ["--captions", str(d / "captions.parquet"), "--output_dir", str(d / "audio_shards")],
-          clean=("audio_shards",), distributed=True, report=_r_synth),
-    Stage("score", "evaluation.score", ("audio_shards/_manifest.json", "audio_shards/_summary.json"),
-          ("clap_scores",),
-          lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")],
-          clean=("clap_scores",), distributed=True,
-          report=lambda d: ("", read_json(d / "clap_scores" / "_summary.json").get("clips", ""), {})),
-    Stage("assemble", "builder.assemble", ("clap_scores/_summary.json", "captions.parquet", "taxonomy.json",
-                                           "reviews.jsonl"),  # listeners' verdicts (python -m review): new ones reassemble
-          ("dataset",), lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
-          report=_r_assemble),
-    Stage("fad", "evaluation.fad", ("dataset/build_summary.json",), ("fad_report.json",),
-          lambda d: ["--dataset", str(d / "dataset"), "--clap_dir", str(d / "clap_scores"),
-                     "--output", str(d / "fad_report.json")], optional=True),
-    Stage("audit", "probing.audit", ("dataset/build_summary.json", *(f"cache:musicnn/{m}.json" for m in AUDIT_MODELS)),
-          ("tagger_audit.json", "tagger_audit.png"),
-          lambda d: ["--dataset", str(d / "dataset"), "--output", str(d / "tagger_audit.json")],
-          report=lambda d: ("", len(read_json(d / "tagger_audit.json").get("models", {})),
-                            {f"skipped: {m}": "not converted" for m in read_json(d / "tagger_audit.json").get("skipped_models", {})})),
-    Stage("card", "card.render", ("dataset/build_summary.json", "fad_report.json", "tagger_audit.json"),
-          ("dataset/README.md", "dataset/images", "dataset/checksums.json"),
-          lambda d: ["--dataset", str(d / "dataset"),
-                     *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else []),
-                     *(["--tagger_audit", str(d / "tagger_audit.json")] if (d / "tagger_audit.json").is_file() else [])]),
-    Stage("genre_classifier", "evaluation.genre_classifier", ("dataset/build_summary.json",), ("genre_cnn",),
-          lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")]),
-    Stage("tcav", "probing.tcav", ("dataset/build_summary.json", "genre_cnn/model.safetensors"), ("tcav_report.json", "tcav_report.png"),
-          lambda d: ["--dataset", str(d / "dataset"), "--model", str(d / "genre_cnn"),
-                     "--output", str(d / "tcav_report.json")],
-          report=lambda d: ("", len(read_json(d / "tcav_report.json").get("results", [])), {})),
+    Stage(
+        "taxonomy",
+        "builder.taxonomy",
+        ("repo:builder/data/concepts.tsv", "repo:builder/data/spelling.tsv"),
+        ("taxonomy.json",),
+        lambda d: ["--output", str(d / "taxonomy.json")],
+        report=lambda d: ("", len(read_json(d / "taxonomy.json").get("concepts", [])), {}),
+    ),
+    Stage(
+        "distill",
+        "builder.distill",
+        ("taxonomy.json",),
+        ("distilled.parquet", "musiccaps_tagged.parquet", "distill_summary.json"),
+        lambda d: ["--taxonomy", str(d / "taxonomy.json"), "--output_dir", str(d)],
+        report=_r_distill,
+    ),
+    Stage(
+        "vae",
+        "training.train_vae",
+        ("musiccaps_tagged.parquet", "taxonomy.json"),
+        ("vae",),
+        lambda d: ["--tagged", str(d / "musiccaps_tagged.parquet"), "--output_dir", str(d / "vae")],
+        clean=("vae",),
+        distributed=True,
+        report=lambda d: ("", f"best epoch {read_json(d / 'vae' / 'config.json').get('best_epoch', '?')}", {}),
+    ),
+    Stage(
+        "sample",
+        "generation.sample_tags",
+        ("vae/model.safetensors", "musiccaps_tagged.parquet"),
+        ("tags.parquet", "tags_summary.json"),
+        lambda d: [
+            "--vae",
+            str(d / "vae"),
+            "--reference",
+            str(d / "musiccaps_tagged.parquet"),
+            "--output",
+            str(d / "tags.parquet"),
+        ],
+        report=_r_sample,
+    ),
+    Stage(
+        "vae_report",
+        "evaluation.vae_report",
+        ("vae/model.safetensors", "tags.parquet"),
+        ("vae_report.json",),
+        lambda d: [
+            "--vae",
+            str(d / "vae"),
+            "--tagged",
+            str(d / "musiccaps_tagged.parquet"),
+            "--tags",
+            str(d / "tags.parquet"),
+            "--output",
+            str(d / "vae_report.json"),
+        ],
+    ),
+    Stage(
+        "tiny_models",
+        "fixtures.tiny_models",
+        (),
+        ("models",),
+        lambda d: ["--output_dir", str(d / "models")],
+        clean=("models",),
+        optional=True,
+    ),
+    Stage(
+        "captioner",
+        "training.train_captioner",
+        ("distilled.parquet",),
+        ("captioner",),
+        lambda d: ["--distilled", str(d / "distilled.parquet"), "--output_dir", str(d / "captioner")],
+        clean=("captioner",),
+        distributed=True,
+        report=lambda d: (
+            "",
+            "val loss {eval_loss_before:.3f}->{eval_loss_after:.3f}".format(
+                **read_json(d / "captioner" / "captioner.json")
+            )
+            if (d / "captioner" / "captioner.json").is_file()
+            else "",
+            {},
+        ),
+    ),
+    Stage(
+        "caption",
+        "generation.caption",
+        ("tags.parquet", "captioner/captioner.json"),
+        ("captions.parquet", "captions_summary.json", "captions_shards"),
+        lambda d: [
+            "--tags",
+            str(d / "tags.parquet"),
+            "--taxonomy",
+            str(d / "taxonomy.json"),
+            "--captioner",
+            str(d / "captioner"),
+            "--output",
+            str(d / "captions.parquet"),
+        ],
+        clean=("captions_shards", "captions.parquet"),
+        distributed=True,
+        report=_r_caption,
+    ),
+    Stage(
+        "caption_metrics",
+        "evaluation.caption_metrics",
+        ("distilled.parquet", "captioner/captioner.json"),
+        ("caption_metrics.json",),
+        lambda d: [
+            "--distilled",
+            str(d / "distilled.parquet"),
+            "--captioner",
+            str(d / "captioner"),
+            "--report",
+            str(d / "caption_metrics.json"),
+        ],
+    ),
+    Stage(
+        "synthesize",
+        "generation.synthesize",
+        ("captions.parquet",),
+        ("audio_shards",),
+        lambda d: ["--captions", str(d / "captions.parquet"), "--output_dir", str(d / "audio_shards")],
+        clean=("audio_shards",),
+        distributed=True,
+        report=_r_synth,
+    ),
+    Stage(
+        "score",
+        "evaluation.score",
+        ("audio_shards/_manifest.json", "audio_shards/_summary.json"),
+        ("clap_scores",),
+        lambda d: ["--audio_dir", str(d / "audio_shards"), "--output_dir", str(d / "clap_scores")],
+        clean=("clap_scores",),
+        distributed=True,
+        report=lambda d: ("", read_json(d / "clap_scores" / "_summary.json").get("clips", ""), {}),
+    ),
+    Stage(
+        "assemble",
+        "builder.assemble",
+        (
+            "clap_scores/_summary.json",
+            "captions.parquet",
+            "taxonomy.json",
+            "reviews.jsonl",
+        ),  # listeners' verdicts (python -m review): new ones reassemble
+        ("dataset",),
+        lambda d: ["--run_dir", str(d), "--output_dir", str(d / "dataset")],
+        report=_r_assemble,
+    ),
+    Stage(
+        "fad",
+        "evaluation.fad",
+        ("dataset/build_summary.json",),
+        ("fad_report.json",),
+        lambda d: [
+            "--dataset",
+            str(d / "dataset"),
+            "--clap_dir",
+            str(d / "clap_scores"),
+            "--output",
+            str(d / "fad_report.json"),
+        ],
+        optional=True,
+    ),
+    Stage(
+        "audit",
+        "probing.audit",
+        ("dataset/build_summary.json", *(f"cache:musicnn/{m}.json" for m in AUDIT_MODELS)),
+        ("tagger_audit.json", "tagger_audit.png"),
+        lambda d: ["--dataset", str(d / "dataset"), "--output", str(d / "tagger_audit.json")],
+        report=lambda d: (
+            "",
+            len(read_json(d / "tagger_audit.json").get("models", {})),
+            {f"skipped: {m}": "not converted" for m in read_json(d / "tagger_audit.json").get("skipped_models", {})},
+        ),
+    ),
+    Stage(
+        "card",
+        "card.render",
+        ("dataset/build_summary.json", "fad_report.json", "tagger_audit.json"),
+        ("dataset/README.md", "dataset/images", "dataset/checksums.json"),
+        lambda d: [
+            "--dataset",
+            str(d / "dataset"),
+            *(["--fad_report", str(d / "fad_report.json")] if (d / "fad_report.json").is_file() else []),
+            *(["--tagger_audit", str(d / "tagger_audit.json")] if (d / "tagger_audit.json").is_file() else []),
+        ],
+    ),
+    Stage(
+        "genre_classifier",
+        "probing.genre_classifier",
+        ("dataset/build_summary.json",),
+        ("genre_cnn",),
+        lambda d: ["--dataset", str(d / "dataset"), "--output_dir", str(d / "genre_cnn")],
+    ),
+    Stage(
+        "tcav",
+        "probing.tcav",
+        ("dataset/build_summary.json", "genre_cnn/model.safetensors"),
+        ("tcav_report.json", "tcav_report.png"),
+        lambda d: [
+            "--dataset",
+            str(d / "dataset"),
+            "--model",
+            str(d / "genre_cnn"),
+            "--output",
+            str(d / "tcav_report.json"),
+        ],
+        report=lambda d: ("", len(read_json(d / "tcav_report.json").get("results", [])), {}),
+    ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -165,9 +307,9 @@ def _fingerprint(stage: Stage, preset: Path, out: Path) -> str:
         if name.startswith("cache:"):  # a file of the user's cache (converted weights): its record, not its bytes
             from probing.musicnn import cache_dir
 
-            path = cache_dir() / name[len("cache:"):]
+            path = cache_dir() / name[len("cache:") :]
         else:
-            path = REPO_ROOT / name[len("repo:"):] if name.startswith("repo:") else out / name
+            path = REPO_ROOT / name[len("repo:") :] if name.startswith("repo:") else out / name
         h.update(name.encode())
         h.update(path.read_bytes() if path.is_file() else b"<missing>")
     return h.hexdigest()
@@ -202,7 +344,9 @@ def _run_stage(stage: Stage, argv: list[str], launch: str | None) -> None:
         cmd = [*shlex.split(launch), "-m", stage.module, *argv]
         logger.info("stage %s: %s", stage.name, " ".join(cmd))
         if subprocess.run(cmd).returncode != 0:
-            raise ConceptCapsError(f"stage {stage.name} failed under the launcher (its error is above); rerun to resume")
+            raise ConceptCapsError(
+                f"stage {stage.name} failed under the launcher (its error is above); rerun to resume"
+            )
     else:
         try:
             importlib.import_module(stage.module).main(argv)
@@ -227,8 +371,9 @@ def _remove(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only: Sequence[str] = (),
-                 launch: str | None = None) -> dict:
+def run_pipeline(
+    preset: str | Path, out: Path, force: Sequence[str] = (), only: Sequence[str] = (), launch: str | None = None
+) -> dict:
     """Run (or skip) each stage in order; returns {stage: {status, seconds, in, out, rejects}}."""
     preset = Path(preset)
     unknown = [n for n in (*force, *only) if n not in STAGE_NAMES]
@@ -253,18 +398,32 @@ def run_pipeline(preset: str | Path, out: Path, force: Sequence[str] = (), only:
                 for name in stage.clean:
                     _remove(out / name)
             elif damaged:
-                logger.warning("stage %s: its outputs no longer match its record (%s); running it again", stage.name, damaged)
+                logger.warning(
+                    "stage %s: its outputs no longer match its record (%s); running it again", stage.name, damaged
+                )
             state_path.unlink(missing_ok=True)
             logger.info("stage %s: running", stage.name)
             start = time.perf_counter()
             _run_stage(stage, ["--config", str(preset), *stage.args(out)], launch)
             seconds = round(time.perf_counter() - start, 2)
-            write_json(state_path, {"fingerprint": fingerprint, "seconds": seconds,
-                                    "outputs": file_record(out, stage.outputs, HASH_LIMIT)})
+            write_json(
+                state_path,
+                {
+                    "fingerprint": fingerprint,
+                    "seconds": seconds,
+                    "outputs": file_record(out, stage.outputs, HASH_LIMIT),
+                },
+            )
             status = "ran" if not damaged else "repaired"
             invalidated = invalidated or changed
         items_in, items_out, rejects = stage.report(out)
-        summary[stage.name] = {"status": status, "seconds": seconds, "in": items_in, "out": items_out, "rejects": rejects}
+        summary[stage.name] = {
+            "status": status,
+            "seconds": seconds,
+            "in": items_in,
+            "out": items_out,
+            "rejects": rejects,
+        }
     return summary
 
 
@@ -273,7 +432,9 @@ def format_summary(summary: dict) -> str:
     for name, row in summary.items():
         rejects = ", ".join(f"{k}: {v}" for k, v in row["rejects"].items()) or "-"
         out = row["out"] if not isinstance(row["out"], dict) else "/".join(str(v) for v in row["out"].values())
-        lines.append(f"{name:<17} {row['status']:<8} {row['seconds']:>8.1f} {str(row['in']):>8} {str(out):>24}  {rejects}")
+        lines.append(
+            f"{name:<17} {row['status']:<8} {row['seconds']:>8.1f} {str(row['in']):>8} {str(out):>24}  {rejects}"
+        )
     total = sum(r["seconds"] for r in summary.values())
     lines.append(f"{'total':<17} {'':<8} {total:>8.1f}")
     return "\n".join(lines)
@@ -294,11 +455,13 @@ def show_dataset(folder: Path) -> None:
         concept = sets[0]["concept"]
         chosen = sets.filter(lambda r: r["concept"] == concept)
         counts = {role: sum(roles[r] == role for r in chosen["role"]) for role in ("positive", "negative")}
-        lines.append(f"concept {concept!r} (train): {counts['positive']} positives, {counts['negative']} negatives, "
-                     f"{len(set(chosen['set_index']))} random sets")
+        lines.append(
+            f"concept {concept!r} (train): {counts['positive']} positives, {counts['negative']} negatives, "
+            f"{len(set(chosen['set_index']))} random sets"
+        )
     report = folder.parent / "tcav_report.json"
     if report.is_file():
-        from evaluation.tcav import format_table
+        from probing.tcav import format_table
 
         lines.append("TCAV (a small CNN trained briefly on a tiny dataset: this checks the machinery):")
         lines.append(format_table(json.loads(report.read_text())))
@@ -311,7 +474,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--run_dir", default=None, help="run directory (default: $CONCEPTCAPS_RUN_DIR or runs/demo)")
     parser.add_argument("--force", nargs="*", default=[], help="stages to redo (and every stage after them)")
     parser.add_argument("--only", nargs="*", default=[], help="run only these stages")
-    parser.add_argument("--launch", default=None, help="launcher for multi-process stages, e.g. 'accelerate launch ...'")
+    parser.add_argument(
+        "--launch", default=None, help="launcher for multi-process stages, e.g. 'accelerate launch ...'"
+    )
     parser.add_argument("--no_show", action="store_true", help="do not open the dataset at the end")
     args = parser.parse_args(argv)
     if args.run_dir:

@@ -47,23 +47,46 @@ def measure(model, taxonomy, constraints, seen, backend: str, num_lists: int, pe
     out = {"backend": backend, "lists": num_lists, "per_split": per_split, "carried": len(carried)}
     for label, k in (("before", 0), ("after", per_split)):
         start = time.perf_counter()
-        table, summary = sample_tag_lists(model, taxonomy, constraints, SamplingArguments(
-            num_lists=num_lists, synthesis_backend=backend, min_positives_per_concept=k), seen)
+        table, summary = sample_tag_lists(
+            model,
+            taxonomy,
+            constraints,
+            SamplingArguments(num_lists=num_lists, synthesis_backend=backend, min_positives_per_concept=k),
+            seen,
+        )
         seconds = time.perf_counter() - start
         counts = split_positives(table.to_pylist(), taxonomy.names)
         short = sorted(n for n in carried if min(counts[n].values()) < per_split)
-        out[label] = {"lists": table.num_rows, "seconds": round(seconds, 2), "concepts_at_target": len(carried) - len(short),
-                      "short": short, "min_in_a_split": int(min(min(counts[n].values()) for n in carried))}
+        out[label] = {
+            "lists": table.num_rows,
+            "seconds": round(seconds, 2),
+            "concepts_at_target": len(carried) - len(short),
+            "short": short,
+            "min_in_a_split": int(min(min(counts[n].values()) for n in carried)),
+        }
         if k:
             b = summary["balance"]
-            out[label].update({k2: b[k2] for k2 in ("target_positives", "lists_added", "draws", "unreached",
-                                                    "concepts_below_target", "marginal_jsd_before_after")})
+            out[label].update(
+                {
+                    k2: b[k2]
+                    for k2 in (
+                        "target_positives",
+                        "lists_added",
+                        "draws",
+                        "unreached",
+                        "concepts_below_target",
+                        "marginal_jsd_before_after",
+                    )
+                }
+            )
             out[label]["balance_raw"] = b["raw"]  # the balancing draws' contradiction, uniqueness, validity rates
             out["time_ratio_to_sampling"] = round(b["time_ratio_to_sampling"], 3)
             out["time_ratio_to_2x"] = round(b["time_ratio_to_sampling"] / 2, 3)
         else:
             out[label]["raw"] = {k2: summary["raw"][k2] for k2 in ("contradiction_rate", "unique_rate", "valid_rate")}
-    out["share_at_target_before_after"] = [round(out[x]["concepts_at_target"] / len(carried), 3) for x in ("before", "after")]
+    out["share_at_target_before_after"] = [
+        round(out[x]["concepts_at_target"] / len(carried), 3) for x in ("before", "after")
+    ]
     return out
 
 
@@ -86,7 +109,9 @@ def main() -> None:
     constraints = Constraints.load(run_dir / "vae" / CONSTRAINTS_NAME)
     seen = reference_lists(tagged, taxonomy)
     for backend in args.backends:
-        sys.stdout.write(json.dumps(measure(model, taxonomy, constraints, seen, backend, args.num_lists, args.per_split)) + "\n")
+        sys.stdout.write(
+            json.dumps(measure(model, taxonomy, constraints, seen, backend, args.num_lists, args.per_split)) + "\n"
+        )
         sys.stdout.flush()  # one JSON line per backend, as each is measured
 
 

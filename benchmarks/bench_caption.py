@@ -34,12 +34,44 @@ def run(run_dir: Path, n: int = 64, batch_size: int = 16) -> dict:
     model_dir = build_tiny_llama(run_dir / "tiny-llama", musiccaps_texts())
     # SFT: the tiny preset's settings
     start = time.perf_counter()
-    sft = sft_main(["--model_name_or_path", str(model_dir), "--distilled", str(run_dir / "distilled.parquet"),
-                    "--output_dir", str(run_dir / "captioner"), "--load_in_4bit", "false", "--dtype", "float32",
-                    "--bf16", "false", "--use_cpu", "true", "--max_train_rows", "512", "--max_eval_rows", "64",
-                    "--num_train_epochs", "1", "--learning_rate", "2e-3", "--per_device_train_batch_size", "16",
-                    "--gradient_accumulation_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
-                    "--disable_tqdm", "true", "--report_to", "none"])
+    sft = sft_main(
+        [
+            "--model_name_or_path",
+            str(model_dir),
+            "--distilled",
+            str(run_dir / "distilled.parquet"),
+            "--output_dir",
+            str(run_dir / "captioner"),
+            "--load_in_4bit",
+            "false",
+            "--dtype",
+            "float32",
+            "--bf16",
+            "false",
+            "--use_cpu",
+            "true",
+            "--max_train_rows",
+            "512",
+            "--max_eval_rows",
+            "64",
+            "--num_train_epochs",
+            "1",
+            "--learning_rate",
+            "2e-3",
+            "--per_device_train_batch_size",
+            "16",
+            "--gradient_accumulation_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--disable_tqdm",
+            "true",
+            "--report_to",
+            "none",
+        ]
+    )
     sft_s = time.perf_counter() - start
     # generation: the same model, greedy, one at a time vs batches of 16
     folder = Path(tempfile.mkdtemp())
@@ -54,15 +86,20 @@ def run(run_dir: Path, n: int = 64, batch_size: int = 16) -> dict:
     single = [captioner.generate([a], args, 0)[0] for a in attrs]
     single_s = time.perf_counter() - start
     start = time.perf_counter()
-    batched = [c for i in range(0, n, batch_size) for c in captioner.generate(attrs[i:i + batch_size], args, 0)]
+    batched = [c for i in range(0, n, batch_size) for c in captioner.generate(attrs[i : i + batch_size], args, 0)]
     batched_s = time.perf_counter() - start
     return {
-        "captions": n, "batch_size": batch_size,
-        "one_at_a_time_captions_per_s": round(n / single_s, 2), "batched_captions_per_s": round(n / batched_s, 2),
-        "batched_speedup": round(single_s / batched_s, 2), "speedup_ratio_to_4x": round(single_s / batched_s / 4, 3),
+        "captions": n,
+        "batch_size": batch_size,
+        "one_at_a_time_captions_per_s": round(n / single_s, 2),
+        "batched_captions_per_s": round(n / batched_s, 2),
+        "batched_speedup": round(single_s / batched_s, 2),
+        "speedup_ratio_to_4x": round(single_s / batched_s / 4, 3),
         "greedy_identical": batched == single,
-        "sft_seconds": round(sft_s, 1), "sft_ratio_to_120s": round(sft_s / 120, 3),
-        "sft_eval_loss_before": round(sft["eval_loss_before"], 4), "sft_eval_loss_after": round(sft["eval_loss_after"], 4),
+        "sft_seconds": round(sft_s, 1),
+        "sft_ratio_to_120s": round(sft_s / 120, 3),
+        "sft_eval_loss_before": round(sft["eval_loss_before"], 4),
+        "sft_eval_loss_after": round(sft["eval_loss_after"], 4),
     }
 
 

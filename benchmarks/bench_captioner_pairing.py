@@ -29,8 +29,8 @@ from builder.distill import distill_musiccaps
 from builder.musiccaps import read_musiccaps
 from builder.taxonomy import build_taxonomy
 from core.config import DEFAULT_MUSICCAPS
+from core.divergence import squared_jsd
 from core.io import write_parquet
-from evaluation.vae_report import js_divergence
 from fixtures.tiny_models import build_tiny_llama, musiccaps_texts
 from generation.caption import CaptionArguments, LLMCaptioner, caption_rows
 from generation.sample_tags import SamplingArguments, sample_tag_lists
@@ -43,11 +43,13 @@ from training.vae import load_checkpoint, multi_hot
 
 def rates(records: list[dict]) -> dict:
     n = max(len(records), 1)
-    return {"acceptance": sum(r["status"] == "ok" for r in records) / n,
-            "coverage": sum(not r["missing"] for r in records) / n,
-            "hallucination": sum(bool(r["hallucinated"]) for r in records) / n,
-            "truncated": sum("truncated" in r["reasons"] for r in records) / n,
-            "mean_words": float(np.mean([len(r["caption"].split()) for r in records]))}
+    return {
+        "acceptance": sum(r["status"] == "ok" for r in records) / n,
+        "coverage": sum(not r["missing"] for r in records) / n,
+        "hallucination": sum(bool(r["hallucinated"]) for r in records) / n,
+        "truncated": sum("truncated" in r["reasons"] for r in records) / n,
+        "mean_words": float(np.mean([len(r["caption"].split()) for r in records])),
+    }
 
 
 def ratio(x: float, y: float) -> float | None:
@@ -68,16 +70,33 @@ def run(run_dir: Path, steps: int, lists: int, hidden: int, layers: int) -> dict
 
     # held-out attribute lists, as the pipeline makes them: a β-VAE's samples
     matrices = load_split_matrices(run_dir / "musiccaps_tagged.parquet", taxonomy)
-    train_vae(VAETrainingArguments(hidden_dim=256, latent_dim=32, max_epochs=40, patience=5, batch_size=64,
-                                   learning_rate=1e-3), taxonomy, matrices, run_dir / "vae")
+    train_vae(
+        VAETrainingArguments(
+            hidden_dim=256, latent_dim=32, max_epochs=40, patience=5, batch_size=64, learning_rate=1e-3
+        ),
+        taxonomy,
+        matrices,
+        run_dir / "vae",
+    )
     vae, _, _ = load_checkpoint(run_dir / "vae")
-    table, _ = sample_tag_lists(vae, taxonomy, Constraints.load(run_dir / "vae" / CONSTRAINTS_NAME),
-                                SamplingArguments(num_lists=lists, seed=7))
+    table, _ = sample_tag_lists(
+        vae, taxonomy, Constraints.load(run_dir / "vae" / CONSTRAINTS_NAME), SamplingArguments(num_lists=lists, seed=7)
+    )
     held_out = table.to_pylist()
     vae_marginals = multi_hot(held_out, taxonomy).sum(0)
-    marginals = {p: multi_hot([{c: [t for t in pr["tags"] if taxonomy.category_of[t] == c] for c in
-                                ("genre", "mood", "instrument", "tempo")} for pr in pairs], taxonomy).sum(0)
-                 for p, (pairs, _) in pairings.items()}
+    marginals = {
+        p: multi_hot(
+            [
+                {
+                    c: [t for t in pr["tags"] if taxonomy.category_of[t] == c]
+                    for c in ("genre", "mood", "instrument", "tempo")
+                }
+                for pr in pairs
+            ],
+            taxonomy,
+        ).sum(0)
+        for p, (pairs, _) in pairings.items()
+    }
 
     model_dir = build_tiny_llama(run_dir / "init", musiccaps_texts(), hidden_size=hidden, layers=layers, seed=0)
     checker = CaptionChecker(taxonomy)
@@ -85,36 +104,82 @@ def run(run_dir: Path, steps: int, lists: int, hidden: int, layers: int) -> dict
     for pairing in ("aspects", "caption"):
         t0 = time.perf_counter()
         folder = run_dir / f"captioner-{pairing}"
-        sft = sft_main(["--model_name_or_path", str(model_dir), "--distilled", str(run_dir / "distilled.parquet"),
-                        "--output_dir", str(folder), "--pairing", pairing, "--use_peft", "false",
-                        "--load_in_4bit", "false", "--dtype", "float32", "--bf16", "false", "--use_cpu", "true",
-                        "--max_steps", str(steps), "--learning_rate", "1e-3", "--lr_scheduler_type", "cosine",
-                        "--warmup_steps", str(steps // 20), "--per_device_train_batch_size", "16",
-                        "--gradient_accumulation_steps", "1", "--max_eval_rows", "32", "--eval_strategy", "no",
-                        "--save_strategy", "no", "--logging_steps", "50", "--disable_tqdm", "true",
-                        "--report_to", "none", "--seed", "0"])
+        sft = sft_main(
+            [
+                "--model_name_or_path",
+                str(model_dir),
+                "--distilled",
+                str(run_dir / "distilled.parquet"),
+                "--output_dir",
+                str(folder),
+                "--pairing",
+                pairing,
+                "--use_peft",
+                "false",
+                "--load_in_4bit",
+                "false",
+                "--dtype",
+                "float32",
+                "--bf16",
+                "false",
+                "--use_cpu",
+                "true",
+                "--max_steps",
+                str(steps),
+                "--learning_rate",
+                "1e-3",
+                "--lr_scheduler_type",
+                "cosine",
+                "--warmup_steps",
+                str(steps // 20),
+                "--per_device_train_batch_size",
+                "16",
+                "--gradient_accumulation_steps",
+                "1",
+                "--max_eval_rows",
+                "32",
+                "--eval_strategy",
+                "no",
+                "--save_strategy",
+                "no",
+                "--logging_steps",
+                "50",
+                "--disable_tqdm",
+                "true",
+                "--report_to",
+                "none",
+                "--seed",
+                "0",
+            ]
+        )
         train_s = time.perf_counter() - t0
         captioner = LLMCaptioner(folder, dtype="float32")
-        for guard in ((False, True) if pairing == "caption" else (False,)):
+        for guard in (False, True) if pairing == "caption" else (False,):
             args = CaptionArguments(backend="llm", max_attempts=1, batch_size=16, guard=guard, seed=0)
             t0 = time.perf_counter()
             records = caption_rows(held_out, args, checker, captioner, shard=0)
             key = f"{'b' if pairing == 'caption' else 'a'}_{pairing}" + ("_guard" if guard else "")
-            out[key] = {**rates(records), "train_seconds": round(train_s, 1),
-                        "caption_seconds": round(time.perf_counter() - t0, 1),
-                        "eval_loss": [round(sft["eval_loss_before"], 3), round(sft["eval_loss_after"], 3)],
-                        "example": records[0]["caption"]}
+            out[key] = {
+                **rates(records),
+                "train_seconds": round(train_s, 1),
+                "caption_seconds": round(time.perf_counter() - t0, 1),
+                "eval_loss": [round(sft["eval_loss_before"], 3), round(sft["eval_loss_after"], 3)],
+                "example": records[0]["caption"],
+            }
     a, b, g = out["a_aspects"], out["b_caption"], out["b_caption_guard"]
     out.update(
         consistency_aspects=round(pairings["aspects"][1]["training_pair_consistency"], 4),
         consistency_caption=round(pairings["caption"][1]["training_pair_consistency"], 4),
-        caption_pairs=pairings["caption"][1]["pairs"], caption_pairs_dropped=pairings["caption"][1]["dropped"],
+        caption_pairs=pairings["caption"][1]["pairs"],
+        caption_pairs_dropped=pairings["caption"][1]["dropped"],
         mean_jaccard_caption_vs_aspects=round(pairings["caption"][1]["mean_jaccard_caption_vs_aspects"], 4),
-        jsd_vae_vs_aspect_lists=round(js_divergence(vae_marginals, marginals["aspects"]), 4),
-        jsd_vae_vs_caption_lists=round(js_divergence(vae_marginals, marginals["caption"]), 4),
+        jsd_vae_vs_aspect_lists=round(squared_jsd(vae_marginals, marginals["aspects"]), 4),
+        jsd_vae_vs_caption_lists=round(squared_jsd(vae_marginals, marginals["caption"]), 4),
         acceptance_ratio_b_to_a=ratio(b["acceptance"], a["acceptance"]),
         hallucination_ratio_b_to_a=ratio(b["hallucination"], a["hallucination"]),
-        guard_hallucination=g["hallucination"], seconds=round(time.perf_counter() - start, 1))
+        guard_hallucination=g["hallucination"],
+        seconds=round(time.perf_counter() - start, 1),
+    )
     return out
 
 

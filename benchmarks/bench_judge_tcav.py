@@ -9,9 +9,10 @@ Clips are rendered by the symbolic backend from attribute lists that draw a genr
 a tempo, a mood and each instrument of a pool independently (rate 0.3), so that a concept's sensitivity is the
 classifier's, not a correlation planted in the data. musicnn reads each clip's first 3 s patch (TCAV counts one
 directional derivative per clip). For every genre class paired with a musicnn output (`builder/data/tagger_tags.tsv`)
-and every concept: three disjoint positive sets, ten random sets of clips free of the concept, the structured null
-and Welch's test of `evaluation.tcav`, Bonferroni over every (concept, class) test of a model, at
-`net.penultimate`. Five "concepts" made of random clips check the test itself: they should be significant for at
+and every concept: `probing.tcav_engine.run_experiment` with K disjoint positive sets, R random sets of clips free
+of the concept, the structured null and Welch's test, Bonferroni and Benjamini-Hochberg over every (concept, class)
+test of a model, at `net.penultimate`. Five "concepts" made of random clips check the test itself: they should be
+significant for at
 most 5 % of classes. Prints one JSON line: per model the significant (concept, class) pairs with their TCAV scores
 (above 0.5: the concept pushes the class up), which of the expected pairs came out, and the random concepts' rate.
 The tagger audit of the same clips comes first (`audit`: per concept paired with a tag, the ROC-AUC of the tag on
@@ -31,20 +32,55 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.config import get_logger
+from core.log import get_logger
+from probing.musicnn import DEFAULT_TAGGERS, MODELS
 
 logger = get_logger(__name__)
 
-GENRES = ["rock", "classical", "electronic", "country", "metal", "jazz", "pop", "techno", "blues", "hip hop", "folk",
-          "ambient"]
-INSTRUMENTS = ["piano", "electric guitar", "acoustic guitar", "bass guitar", "strings", "violin", "synthesizer",
-               "drum kit", "flute", "saxophone", "organ", "trumpet"]
+GENRES = [
+    "rock",
+    "classical",
+    "electronic",
+    "country",
+    "metal",
+    "jazz",
+    "pop",
+    "techno",
+    "blues",
+    "hip hop",
+    "folk",
+    "ambient",
+]
+INSTRUMENTS = [
+    "piano",
+    "electric guitar",
+    "acoustic guitar",
+    "bass guitar",
+    "strings",
+    "violin",
+    "synthesizer",
+    "drum kit",
+    "flute",
+    "saxophone",
+    "organ",
+    "trumpet",
+]
 TEMPI = ["slow tempo", "medium tempo", "fast tempo"]
 MOODS = ["energetic", "calming", "happy", "sad", "aggressive"]
-EXPECTED = {("electric guitar", "rock"), ("electric guitar", "metal"), ("violin", "classical"), ("piano", "classical"),
-            ("strings", "classical"), ("synthesizer", "electronic"), ("synthesizer", "techno"),
-            ("acoustic guitar", "folk"), ("acoustic guitar", "country"), ("saxophone", "jazz"), ("fast tempo", "metal"),
-            ("slow tempo", "ambient")}
+EXPECTED = {
+    ("electric guitar", "rock"),
+    ("electric guitar", "metal"),
+    ("violin", "classical"),
+    ("piano", "classical"),
+    ("strings", "classical"),
+    ("synthesizer", "electronic"),
+    ("synthesizer", "techno"),
+    ("acoustic guitar", "folk"),
+    ("acoustic guitar", "country"),
+    ("saxophone", "jazz"),
+    ("fast tempo", "metal"),
+    ("slow tempo", "ambient"),
+}
 
 
 def draw_lists(n: int, rng: np.random.Generator, rate: float) -> list[list[str]]:
@@ -87,70 +123,81 @@ def render(lists, seconds: float, workers: int) -> list:
 
 
 def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict:
-    from evaluation.tcav import ConceptSets, tcav_scores
     from probing.models import musicnn_model
     from probing.tagger_tags import concept_tags
+    from probing.tcav_engine import ExperimentDesign, run_experiment
 
     model = musicnn_model(model_name)
     paired = concept_tags(model.vocabulary, model.output_names)
     classes = {model.output_names.index(paired[g]): g for g in GENRES if g in paired}
     n = len(lists)
-    order = rng.permutation(n)
-    class_part, pool = order[: n // 3], order[n // 3:]
+    order = [int(i) for i in rng.permutation(n)]
+    class_part, pool = order[: n // 3], order[n // 3 :]
     class_ids = {k: [i for i in class_part if g in lists[i]][: args.class_size] for k, g in classes.items()}
     classes = {k: g for k, g in classes.items() if len(class_ids[k]) >= 5}
-    class_inputs = {k: patches[class_ids[k]] for k in classes}
-    concepts = args.concepts
-    concept_inputs, too_few = {}, []
     half = len(pool) // 2
     positives_pool, random_pool = pool[:half], pool[half:]
-    for c in concepts:
-        ids = [i for i in positives_pool if c in lists[i]]
-        m = min(3, len(ids) // args.set_size)
-        if m < 2:
-            logger.info("%s: %d clips, too few for two sets of %d; left out", c, len(ids), args.set_size)
-            too_few.append(c)
-            continue
-        concept_inputs[c] = ConceptSets(patches[ids[k * args.set_size:(k + 1) * args.set_size]] for k in range(m))
-    shuffled = rng.permutation(positives_pool)
-    fit = min(args.random_concepts, len(shuffled) // (3 * args.set_size))
-    for r in range(fit):  # "concepts" of random clips (three full sets each): the test's own false-positive rate
-        part = shuffled[r * 3 * args.set_size:(r + 1) * 3 * args.set_size]
-        concept_inputs[f"random clips {r}"] = ConceptSets(patches[part[k * args.set_size:(k + 1) * args.set_size]] for k in range(3))
-    results, left_out, random_sets = [], [], {}
-    for c, sets in concept_inputs.items():  # each concept against random sets free of its positives
-        free = [i for i in rng.permutation(random_pool) if c not in lists[i]]
-        fit = min(args.random_sets, len(free) // args.set_size)  # a common concept leaves fewer clips free of it
-        if fit < 2:
-            logger.info("%s: %d clips free of it, too few for two random sets of %d; left out", c, len(free), args.set_size)
-            left_out.append(c)
-            continue
-        randoms = [patches[free[r * args.set_size:(r + 1) * args.set_size]] for r in range(fit)]
-        random_sets[c] = fit
-        start = time.perf_counter()
-        out = tcav_scores(model.module, args.layer, {c: sets}, randoms, class_inputs, seed=args.seed)["results"]
-        results += out
-        logger.info("%s %s: %.1f s, %s", model_name, c, time.perf_counter() - start,
-                    ", ".join(f"{classes[r['class']]} {r['score_mean']:.2f} (p {r['p_value']:.2g})" for r in out))
-    tests = len(results)
+    concepts = {c: [i for i in positives_pool if c in lists[i]] for c in args.concepts}
+    pools = {c: [i for i in random_pool if c not in lists[i]] for c in args.concepts}
+    shuffled = [int(i) for i in rng.permutation(positives_pool)]
+    chunk = args.concept_sets * args.set_size
+    for r in range(min(args.random_concepts, len(shuffled) // chunk)):  # the test's own false-positive rate
+        concepts[f"random clips {r}"], pools[f"random clips {r}"] = shuffled[r * chunk : (r + 1) * chunk], random_pool
+    design = ExperimentDesign(
+        concept_sets=args.concept_sets,
+        random_sets=args.random_sets,
+        set_size=args.set_size,
+        min_sets=2,
+        cav=args.cav,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    report = run_experiment(
+        model.module, args.layer, lambda ids: patches[ids], concepts, pools, {k: class_ids[k] for k in classes}, design
+    )
+    logger.info(
+        "%s: %d tests in %.1f s; left out %s",
+        model_name,
+        report["tests"],
+        time.perf_counter() - start,
+        report["left_out"],
+    )
+    results = report["results"]
     for r in results:
-        r["p_corrected"] = min(1.0, r["p_value"] * tests)
-        r["significant"] = bool(r["p_corrected"] < 0.05)
         r["genre"] = classes[r["class"]]
     real = [r for r in results if not r["concept"].startswith("random clips")]
     chance = [r for r in results if r["concept"].startswith("random clips")]
-    significant = sorted(((r["concept"], r["genre"], round(r["score_mean"], 3)) for r in real if r["significant"]),
-                         key=lambda t: (t[1], t[0]))
+
+    def pairs(key: str) -> list:
+        return sorted(
+            ((r["concept"], r["genre"], round(r["score_mean"], 3)) for r in real if r[key]), key=lambda t: (t[1], t[0])
+        )
+
+    significant = pairs("significant")
     expected_tested = sorted((c, g) for c, g in EXPECTED if any(r["concept"] == c and r["genre"] == g for r in real))
-    up = {(c, g) for c, g, s in significant if s > 0.5}
-    return {"model": model.name, "layer": args.layer, "classes": sorted(classes.values()), "tests": tests,
-            "left_out": {"too_few_positives": too_few, "too_few_random_clips": left_out}, "random_sets": random_sets,
-            "significant": significant, "significant_count": len(significant),
-            "expected_tested": expected_tested, "expected_significant_up": sorted(set(expected_tested) & up),
-            "random_concepts_significant_share": sum(r["significant"] for r in chance) / max(len(chance), 1),
-            "cav_accuracy": {c: round(float(np.mean([r["cav_accuracy"] for r in real if r["concept"] == c])), 3)
-                             for c in dict.fromkeys(r["concept"] for r in real)},
-            "scores": {f"{r['concept']} -> {r['genre']}": round(r["score_mean"], 3) for r in real}}
+    return {
+        "model": model.name,
+        "layer": args.layer,
+        "classes": sorted(classes.values()),
+        "tests": report["tests"],
+        "design": report["design"],
+        "left_out": report["left_out"],
+        "random_sets": report["random_sets"],
+        "significant": significant,
+        "significant_count": len(significant),
+        "significant_fdr": pairs("significant_fdr"),
+        "expected_tested": expected_tested,
+        "expected_significant_up": sorted(set(expected_tested) & {(c, g) for c, g, s in significant if s > 0.5}),
+        "random_concepts_significant_share": sum(r["significant"] for r in chance) / max(len(chance), 1),
+        "random_concepts_significant_fdr_share": sum(r["significant_fdr"] for r in chance) / max(len(chance), 1),
+        "cav_accuracy": {
+            c: round(float(np.mean([r["cav_accuracy"] for r in real if r["concept"] == c])), 3)
+            for c in dict.fromkeys(r["concept"] for r in real)
+        },
+        "scores": {f"{r['concept']} -> {r['genre']}": round(r["score_mean"], 3) for r in real},
+        "p_corrected": {f"{r['concept']} -> {r['genre']}": float(f"{r['p_corrected']:.3g}") for r in real},
+        "q_value": {f"{r['concept']} -> {r['genre']}": float(f"{r['q_value']:.3g}") for r in real},
+    }
 
 
 def audit_rendered(model_name: str, lists, patches: torch.Tensor, rng) -> dict:
@@ -163,43 +210,60 @@ def audit_rendered(model_name: str, lists, patches: torch.Tensor, rng) -> dict:
 
     tagger = load_musicnn(model_name)
     with torch.no_grad():
-        probs = torch.cat([torch.sigmoid(tagger.net(patches[b:b + 64].flatten(0, 1))) for b in range(0, len(patches), 64)]).numpy()
+        probs = torch.cat(
+            [torch.sigmoid(tagger.net(patches[b : b + 64].flatten(0, 1))) for b in range(0, len(patches), 64)]
+        ).numpy()
     rows = {}
     drawn = set(GENRES + INSTRUMENTS + TEMPI + MOODS)
-    for concept, tag in sorted(concept_tags(model_name.split("_")[0], tagger.labels).items()):
+    for concept, tag in sorted(concept_tags(MODELS[model_name].vocabulary, tagger.labels).items()):
         if concept not in drawn:
             continue
         has = np.array([concept in t for t in lists])
         k = tagger.labels.index(tag)
         auc, interval = auc_with_interval(probs[has, k], probs[~has, k], 200, rng)
-        rows[concept] = {"tag": tag, "auc": round(auc, 3), "interval": [round(v, 3) for v in interval],
-                         "positives": int(has.sum())}
+        rows[concept] = {
+            "tag": tag,
+            "auc": round(auc, 3),
+            "interval": [round(v, 3) for v in interval],
+            "positives": int(has.sum()),
+        }
     aucs = [r["auc"] for r in rows.values()]
-    return {"concepts": rows, "mapped": len(rows), "median_auc": float(np.median(aucs)),
-            "share_at_least_0.7": sum(a >= 0.7 for a in aucs) / len(aucs),
-            "below_0.6": sorted(c for c, r in rows.items() if r["auc"] < 0.6),
-            "interval_below_0.5": sorted(c for c, r in rows.items() if r["interval"][1] < 0.5)}
+    return {
+        "concepts": rows,
+        "mapped": len(rows),
+        "median_auc": float(np.median(aucs)),
+        "share_at_least_0.7": sum(a >= 0.7 for a in aucs) / len(aucs),
+        "below_0.6": sorted(c for c, r in rows.items() if r["auc"] < 0.6),
+        "interval_below_0.5": sorted(c for c, r in rows.items() if r["interval"][1] < 0.5),
+    }
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=3000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--models", nargs="+", default=["MTT_musicnn", "MSD_musicnn"])
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_TAGGERS))
     parser.add_argument("--layer", default="net.penultimate")
     parser.add_argument("--set_size", type=int, default=50)
     parser.add_argument("--random_sets", type=int, default=10)
+    parser.add_argument("--concept_sets", type=int, default=3)
+    parser.add_argument("--cav", default="logistic", help="CAV estimator: logistic or mean_difference")
     parser.add_argument("--random_concepts", type=int, default=5)
     parser.add_argument("--class_size", type=int, default=100)
     parser.add_argument("--instrument_rate", type=float, default=0.3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--concepts", nargs="+", default=INSTRUMENTS + ["slow tempo", "fast tempo"],
-                        help="concepts tested against every genre class (moods and medium tempo are drawn but not tested)")
+    parser.add_argument(
+        "--concepts",
+        nargs="+",
+        default=INSTRUMENTS + ["slow tempo", "fast tempo"],
+        help="concepts tested against every genre class (moods and medium tempo are drawn but not tested)",
+    )
     parser.add_argument("--cache", default=None, help="an .npz of the rendered patches: written once, read after")
     parser.add_argument("--audit_only", action="store_true", help="only the tagger audit of the rendered clips")
     args = parser.parse_args(argv)
-    from probing.musicnn import MelFrontEnd, log_compress, patches as to_patches, seconds_for
+    from probing.musicnn import MelFrontEnd, log_compress, seconds_for
+    from probing.musicnn import patches as to_patches
 
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -215,15 +279,35 @@ def main(argv=None) -> dict:
         lists = [t for t, _ in kept]
         mel, first = MelFrontEnd(), int(seconds_for(1) * 16000)
         with torch.no_grad():  # each clip's first 3 s patch: (clips, 1, 187, 96)
-            patches = torch.cat([to_patches(log_compress(mel(torch.from_numpy(np.stack([w[:first] for _, w in kept[b:b + 64]])))))
-                                 for b in range(0, len(kept), 64)])
+            patches = torch.cat(
+                [
+                    to_patches(log_compress(mel(torch.from_numpy(np.stack([w[:first] for _, w in kept[b : b + 64]])))))
+                    for b in range(0, len(kept), 64)
+                ]
+            )
         if args.cache:
-            np.savez(args.cache, lists=np.array([json.dumps(t) for t in lists]), patches=patches.numpy(),
-                     render_seconds=render_s, left_out=left_out)
-    logger.info("%d clips of %.0f s, rendered in %.0f s (%d left out: an inaudible instrument)", len(lists), args.seconds,
-                render_s, left_out)
-    result = {"clips": len(lists), "seconds": args.seconds, "render_seconds": round(render_s, 1), "left_out": left_out,
-              "arguments": vars(args), "models": {}}
+            np.savez(
+                args.cache,
+                lists=np.array([json.dumps(t) for t in lists]),
+                patches=patches.numpy(),
+                render_seconds=render_s,
+                left_out=left_out,
+            )
+    logger.info(
+        "%d clips of %.0f s, rendered in %.0f s (%d left out: an inaudible instrument)",
+        len(lists),
+        args.seconds,
+        render_s,
+        left_out,
+    )
+    result = {
+        "clips": len(lists),
+        "seconds": args.seconds,
+        "render_seconds": round(render_s, 1),
+        "left_out": left_out,
+        "arguments": vars(args),
+        "models": {},
+    }
     for name in args.models:
         t0 = time.perf_counter()
         result["models"][name] = {"audit": audit_rendered(name, lists, patches, np.random.default_rng(args.seed))}

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.config import get_logger
+from core.log import get_logger
 from probing.musicnn import SAMPLING_RATE, load_musicnn
 
 logger = get_logger(__name__)
@@ -42,12 +42,17 @@ def synthetic_clips(seconds: float = SECONDS) -> list[np.ndarray]:
     pink = np.cumsum(rng.standard_normal(len(t)))
     pink -= np.convolve(pink, np.ones(200) / 200, mode="same")
     signals = [np.sin(2 * np.pi * f * t) for f in (110, 440, 1760)]
-    signals += [sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)),
-                np.sin(2 * np.pi * (100 + 900 * t / seconds) * t), rng.standard_normal(len(t)), pink,
-                (np.arange(len(t)) % 8000 < 80) * rng.standard_normal(len(t)),
-                np.sign(np.sin(2 * np.pi * 220 * t)), np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 4 * t)),
-                np.sin(2 * np.pi * 55 * t) + 0.3 * rng.standard_normal(len(t)),
-                np.sin(2 * np.pi * 880 * t) * np.exp(-(t % 0.5) * 8)]
+    signals += [
+        sum(np.sin(2 * np.pi * f * t) for f in (261.6, 329.6, 392.0)),
+        np.sin(2 * np.pi * (100 + 900 * t / seconds) * t),
+        rng.standard_normal(len(t)),
+        pink,
+        (np.arange(len(t)) % 8000 < 80) * rng.standard_normal(len(t)),
+        np.sign(np.sin(2 * np.pi * 220 * t)),
+        np.sin(2 * np.pi * 330 * t) * (1 + np.sin(2 * np.pi * 4 * t)),
+        np.sin(2 * np.pi * 55 * t) + 0.3 * rng.standard_normal(len(t)),
+        np.sin(2 * np.pi * 880 * t) * np.exp(-(t % 0.5) * 8),
+    ]
     peaks = np.linspace(0.05, 0.5, len(signals))
     return [(p * s / np.abs(s).max()).astype(np.float32) for p, s in zip(peaks, signals)]
 
@@ -55,7 +60,7 @@ def synthetic_clips(seconds: float = SECONDS) -> list[np.ndarray]:
 def dataset_clips(dataset: Path, n: int, seconds: float = SECONDS) -> list[np.ndarray]:
     import pyarrow.parquet as pq
 
-    from evaluation.audio_data import read_wave
+    from builder.reader import read_wave
 
     clips = []
     for path in sorted((dataset / "audio").glob("*.parquet")):
@@ -85,7 +90,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--dataset", default="runs/demo/dataset", help="an assembled dataset whose clips to use")
     parser.add_argument("--dataset_clips", type=int, default=16)
     args = parser.parse_args(argv)
-    waves = synthetic_clips() + (dataset_clips(Path(args.dataset), args.dataset_clips) if Path(args.dataset).is_dir() else [])
+    waves = synthetic_clips() + (
+        dataset_clips(Path(args.dataset), args.dataset_clips) if Path(args.dataset).is_dir() else []
+    )
     ports = {name: load_musicnn(name) for name in MODELS}
     front = ports[MODELS[0]]
     with torch.no_grad():
@@ -97,25 +104,46 @@ def main(argv=None) -> dict:
 
         wheel = Path(args.wheel) if args.wheel else download_wheel(Path(tmp))
         np.savez(Path(tmp) / "in.npz", waves=np.stack(waves), patches=patches.numpy())
-        subprocess.run([args.tf_python, str(Path(__file__).with_name("musicnn_tf_reference.py")), "--wheel", str(wheel),
-                        "--inputs", str(Path(tmp) / "in.npz"), "--output", str(Path(tmp) / "out.npz"),
-                        "--models", *MODELS], check=True)
+        subprocess.run(
+            [
+                args.tf_python,
+                str(Path(__file__).with_name("musicnn_tf_reference.py")),
+                "--wheel",
+                str(wheel),
+                "--inputs",
+                str(Path(tmp) / "in.npz"),
+                "--output",
+                str(Path(tmp) / "out.npz"),
+                "--models",
+                *MODELS,
+            ],
+            check=True,
+        )
         ref = dict(np.load(Path(tmp) / "out.npz"))
-    result = {"clips": len(waves), "patches": len(patches), "network_max_abs": {}, "clip_max_abs": {},
-              "logmel_max_abs": float(np.abs(np.log10(10000 * mel.numpy() + 1) - np.log10(10000 * ref["mel"] + 1)).max()),
-              "float16_overflow_bins": int(ref["float16_overflow_bins"].sum()),
-              "port_overflow_bins": int(front.overflow_bins(batch).sum())}
+    result = {
+        "clips": len(waves),
+        "patches": len(patches),
+        "network_max_abs": {},
+        "clip_max_abs": {},
+        "logmel_max_abs": float(np.abs(np.log10(10000 * mel.numpy() + 1) - np.log10(10000 * ref["mel"] + 1)).max()),
+        "float16_overflow_bins": int(ref["float16_overflow_bins"].sum()),
+        "port_overflow_bins": int(front.overflow_bins(batch).sum()),
+    }
     with torch.no_grad():
         for name, model in ports.items():
-            result["network_max_abs"][name] = float(np.abs(torch.sigmoid(model.net(patches)).numpy() - ref[f"{name}_patch_probs"]).max())
+            result["network_max_abs"][name] = float(
+                np.abs(torch.sigmoid(model.net(patches)).numpy() - ref[f"{name}_patch_probs"]).max()
+            )
             result["clip_max_abs"][name] = float(np.abs(model(batch).numpy() - ref[f"{name}_clip_probs"]).max())
     threads = torch.get_num_threads()  # a process's default: one per core
     result["realtime_per_process"] = {name: round(speed(model, threads), 1) for name, model in ports.items()}
     result["realtime_per_thread"] = {name: round(speed(model, 1), 1) for name, model in ports.items()}
     result["threads_per_process"] = threads
-    result["targets"] = {"network_max_abs <= 1e-3": all(v <= 1e-3 for v in result["network_max_abs"].values()),
-                         "clip_max_abs <= 1e-3": all(v <= 1e-3 for v in result["clip_max_abs"].values()),
-                         "realtime >= 50x": all(v >= 50 for v in result["realtime_per_process"].values())}
+    result["targets"] = {
+        "network_max_abs <= 1e-3": all(v <= 1e-3 for v in result["network_max_abs"].values()),
+        "clip_max_abs <= 1e-3": all(v <= 1e-3 for v in result["clip_max_abs"].values()),
+        "realtime >= 50x": all(v >= 50 for v in result["realtime_per_process"].values()),
+    }
     sys.stdout.write(json.dumps(result) + "\n")
     return result
 

@@ -47,15 +47,24 @@ def measure(examples: list[dict], taxonomy) -> dict:
     table = load_relations()
     out = {}
     for name, relations in (("with_relations", table), ("without_relations", Relations({}, {}, frozenset()))):
-        rows, summary = build_concept_sets(examples, taxonomy, mentions, ConceptSetArguments(min_positives=5), None, relations)
-        jsd = [v["jsd_other_categories_after"] for v in summary["concepts"].values()
-               if v["negatives"] and v["jsd_other_categories_after"] == v["jsd_other_categories_after"]]
+        rows, summary = build_concept_sets(
+            examples, taxonomy, mentions, ConceptSetArguments(min_positives=5, families=False), None, relations
+        )
+        jsd = [
+            v["jsd_other_categories_after"]
+            for v in summary["concepts"].values()
+            if v["negatives"] and v["jsd_other_categories_after"] == v["jsd_other_categories_after"]
+        ]
         removed = {}
         for v in summary["concepts"].values():
             for rule, n in v.get("removed_by_relation", {}).items():
                 removed[rule] = removed.get(rule, 0) + n
-        out[name] = {**violations(list(rows), by_id, mention_of, table), "concept_sets": len(summary["concepts"]),
-                     "mean_jsd_after_matching": float(np.mean(jsd)) if jsd else None, "removed_by_relation": removed}
+        out[name] = {
+            **violations(list(rows), by_id, mention_of, table),
+            "concept_sets": len(summary["concepts"]),
+            "mean_jsd_after_matching": float(np.mean(jsd)) if jsd else None,
+            "removed_by_relation": removed,
+        }
     return out
 
 
@@ -85,8 +94,9 @@ def main(argv=None) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             write_published(Path(tmp), n=args.published)
             reader = PublishedReader()
-            examples = [{**r, "split": s} for s in SPLITS
-                        for r in reader.convert(open_dataset(tmp, "default", split=s), s)]
+            examples = [
+                {**r, "split": s} for s in SPLITS for r in reader.convert(open_dataset(tmp, "default", split=s), s)
+            ]
             result["published_fixture"] = {"examples": len(examples), **measure(examples, reader.taxonomy)}
     sys.stdout.write(json.dumps(result) + "\n")
     return result

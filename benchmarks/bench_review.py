@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.config import get_logger
+from core.log import get_logger
 
 logger = get_logger(__name__)
 
@@ -59,15 +59,22 @@ def measure(dataset: Path, run: Path, pages: int) -> dict:
                 page.locator("#cc-pageno input").first.fill(str(k))
                 start = time.perf_counter()
                 page.click("#cc-show")
-                page.wait_for_function(f"() => document.querySelector('#cc-gallery').textContent.includes('page {k} of')")
+                page.wait_for_function(
+                    f"() => document.querySelector('#cc-gallery').textContent.includes('page {k} of')"
+                )
                 page.wait_for_function(READY, timeout=30000)
                 times.append(time.perf_counter() - start)
                 shown.append(page.locator(".cc-clip").count())
                 text = page.locator("#cc-gallery p").first.text_content()
                 available = int(text.split(" of ")[1].split()[0])
             browser.close()
-        return {"page_seconds_median": round(statistics.median(times), 3), "page_seconds_max": round(max(times), 3),
-                "pages": len(times), "clips_per_page": shown, "server_rss_mb": round(rss_mb(process.pid), 1)}
+        return {
+            "page_seconds_median": round(statistics.median(times), 3),
+            "page_seconds_max": round(max(times), 3),
+            "pages": len(times),
+            "clips_per_page": shown,
+            "server_rss_mb": round(rss_mb(process.pid), 1),
+        }
     finally:
         process.kill()
         process.wait()

@@ -17,7 +17,8 @@ run directory is removed before the next one unless `--keep`.
 
 Then the researcher's tools on the same dataset: `probe` (layer-wise probes of 8 concepts on a tiny AST built from
 its config) and `audit` (the musicnn tagger audit, MTT_musicnn on each clip's first 10 s; only where its weights
-are converted). `--stages` measures some of the stages after score, assemble and card (whose `configs:` every reader needs).
+are converted). `--stages` measures some of the stages after score, assemble and card (whose `configs:` every reader
+needs).
 
 Targets (issue 15): every stage's peak RSS <= 4 GB at full size and within 1.2x of its 2k figure; assembly's disk
 peak <= 1.2x the finished dataset; time linear in N. Issues 27 and 32: the same for probe and audit.
@@ -38,15 +39,27 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import get_logger
+from core.log import get_logger
 
 REPO = Path(__file__).resolve().parents[1]
 logger = get_logger(__name__)
 CATEGORIES = ("genre", "mood", "instrument", "tempo")
 GENRES = ["rock", "jazz", "pop", "classical", "reggae", "funk"]
 MOODS = ["energetic", "mellow", "happy", "calming", "sad"]
-INSTRUMENTS = ["piano", "electric guitar", "acoustic guitar", "bass guitar", "drum kit", "strings", "synthesizer",
-               "organ", "flute", "violin", "saxophone", "trumpet"]
+INSTRUMENTS = [
+    "piano",
+    "electric guitar",
+    "acoustic guitar",
+    "bass guitar",
+    "drum kit",
+    "strings",
+    "synthesizer",
+    "organ",
+    "flute",
+    "violin",
+    "saxophone",
+    "trumpet",
+]
 TEMPI = ["slow tempo", "medium tempo", "fast tempo"]
 
 
@@ -83,7 +96,9 @@ class DerivedClips:
             base = self.base[i % len(self.base)]
             shift = (i // len(self.base)) * 7919 % self.expected_samples
             gain = 0.75 + 0.25 * ((i * 2654435761) % 1000) / 1000
-            out.append(Clip((np.roll(base.wave, shift) * gain).astype(np.float32), base.ground_truth, base.midi, base.reasons))
+            out.append(
+                Clip((np.roll(base.wave, shift) * gain).astype(np.float32), base.ground_truth, base.midi, base.reasons)
+            )
         return out
 
 
@@ -92,8 +107,12 @@ def draw_lists(taxonomy, m: int, seed: int = 0) -> list[list[str]]:
 
     tables, rng, lists = RenderTables(taxonomy), np.random.default_rng(seed), []
     while len(lists) < m:
-        tags = [rng.choice(GENRES), rng.choice(MOODS), *rng.choice(INSTRUMENTS, size=int(rng.integers(2, 4)), replace=False),
-                rng.choice(TEMPI)]
+        tags = [
+            rng.choice(GENRES),
+            rng.choice(MOODS),
+            *rng.choice(INSTRUMENTS, size=int(rng.integers(2, 4)), replace=False),
+            rng.choice(TEMPI),
+        ]
         tags = [str(t) for t in tags]
         if not tables.unrenderable(tags):
             lists.append(tags)
@@ -125,27 +144,57 @@ def build_source(run: Path, n: int, seconds: float, base_clips: int, shard_size:
     for i in range(n):
         tags = lists[i % len(lists)]
         attrs = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
-        rows.append({"id": f"s-{i:06d}", "tags": tags, **attrs, "caption": template_caption(attrs, str(i)), "status": "ok",
-                     "reasons": [], "missing": [], "hallucinated": [], "attempts": 1, "seed": 0, "backend": "template",
-                     "model": "template", "prompt_version": "1"})
+        rows.append(
+            {
+                "id": f"s-{i:06d}",
+                "tags": tags,
+                **attrs,
+                "caption": template_caption(attrs, str(i)),
+                "status": "ok",
+                "reasons": [],
+                "missing": [],
+                "hallucinated": [],
+                "attempts": 1,
+                "seed": 0,
+                "backend": "template",
+                "model": "template",
+                "prompt_version": "1",
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), run / "captions.parquet")
-    args = SynthesisArguments(backend="symbolic", duration_s=seconds, shard_size=shard_size, batch_size=shard_size,
-                              max_attempts=1)
+    args = SynthesisArguments(
+        backend="symbolic", duration_s=seconds, shard_size=shard_size, batch_size=shard_size, max_attempts=1
+    )
     check, by_id = AudioCheck(), {r["id"]: r for r in rows}
     ids = list(by_id)
-    run_sharded(ids, shard_size, run / "audio_shards",
-                lambda k, shard: synthesize_rows([by_id[i] for i in shard], args, synth, k, check),
-                manifest={"model": synth.name, "backend": "derived", **generation_params(args)}, desc="source clips")
+    run_sharded(
+        ids,
+        shard_size,
+        run / "audio_shards",
+        lambda k, shard: synthesize_rows([by_id[i] for i in shard], args, synth, k, check),
+        manifest={"model": synth.name, "backend": "derived", **generation_params(args)},
+        desc="source clips",
+    )
     total = combine_summaries(run / "audio_shards", ids, shard_size, {}, 1)
-    return {"seconds": round(time.perf_counter() - start, 1), "clips_ok": total["ok"], "clips_rejected": total["rejected"],
-            "base_clips": base_clips, "base_clips_with_an_inaudible_stem": quiet,
-            "audio_shards_mb": round(folder_bytes(run / "audio_shards") / 2**20, 1)}
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "clips_ok": total["ok"],
+        "clips_rejected": total["rejected"],
+        "base_clips": base_clips,
+        "base_clips_with_an_inaudible_stem": quiet,
+        "audio_shards_mb": round(folder_bytes(run / "audio_shards") / 2**20, 1),
+    }
 
 
 def measure(run: Path, name: str, module: str, argv: list[str]) -> dict:
     """Run one stage in a child process; sample the run directory's size while it runs."""
-    env = {**os.environ, "CONCEPTCAPS_RUN_DIR": str(run), "HF_DATASETS_CACHE": str(run / "hf_cache"),
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "CONCEPTCAPS_RUN_DIR": str(run),
+        "HF_DATASETS_CACHE": str(run / "hf_cache"),
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     before = folder_bytes(run)
     peak = [before]
     done = threading.Event()
@@ -158,8 +207,14 @@ def measure(run: Path, name: str, module: str, argv: list[str]) -> dict:
     sampler.start()
     start = time.perf_counter()
     with open(run / f"{name}.log", "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_scale", "--child", module, *argv], cwd=REPO,
-                              env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_scale", "--child", module, *argv],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
@@ -167,7 +222,11 @@ def measure(run: Path, name: str, module: str, argv: list[str]) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"stage {name} failed; see {run / (name + '.log')}")
     rss = json.loads(proc.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(rss, 1), "peak_disk_mb": round((peak[0] - before) / 2**20, 1)}
+    return {
+        "seconds": round(seconds, 1),
+        "peak_rss_mb": round(rss, 1),
+        "peak_disk_mb": round((peak[0] - before) / 2**20, 1),
+    }
 
 
 def child(module: str, argv: list[str]) -> None:
@@ -180,7 +239,9 @@ def child(module: str, argv: list[str]) -> None:
 PROBED = ["piano", "electric guitar", "strings", "rock", "jazz", "fast tempo", "slow tempo", "energetic"]
 
 
-def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int, only: list[str] | None = None) -> dict:
+def rehearse(
+    n: int, seconds: float, run: Path, base_clips: int, shard_size: int, only: list[str] | None = None
+) -> dict:
     from fixtures.tiny_models import build_tiny_ast
     from probing.musicnn import weights_path
 
@@ -189,19 +250,65 @@ def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int
     build_tiny_ast(run / "models" / "tiny-ast")
     dataset = run / "dataset"
     stages = {
-        "score": ("evaluation.score", ["--audio_dir", str(run / "audio_shards"), "--output_dir", str(run / "clap_scores"),
-                                       "--model", str(run / "models" / "tiny-clap")]),
+        "score": (
+            "evaluation.score",
+            [
+                "--audio_dir",
+                str(run / "audio_shards"),
+                "--output_dir",
+                str(run / "clap_scores"),
+                "--model",
+                str(run / "models" / "tiny-clap"),
+            ],
+        ),
         "assemble": ("builder.assemble", ["--run_dir", str(run), "--output_dir", str(dataset)]),
         "card": ("card.render", ["--dataset", str(dataset)]),
-        "genre_classifier": ("evaluation.genre_classifier", ["--dataset", str(dataset), "--output_dir", str(run / "genre_cnn"),
-                                                             "--epochs", "3"]),
-        "tcav": ("probing.tcav", ["--dataset", str(dataset), "--model", str(run / "genre_cnn"),
-                                  "--max_concepts", "2", "--output", str(run / "tcav_report.json")]),
-        "probe": ("probing.probe", ["--dataset", str(dataset), "--model", str(run / "models" / "tiny-ast"),
-                                    "--concepts", *PROBED, "--bootstrap", "200", "--output", str(run / "probe_report.json")]),
+        "genre_classifier": (
+            "probing.genre_classifier",
+            ["--dataset", str(dataset), "--output_dir", str(run / "genre_cnn"), "--epochs", "3"],
+        ),
+        "tcav": (
+            "probing.tcav",
+            [
+                "--dataset",
+                str(dataset),
+                "--model",
+                str(run / "genre_cnn"),
+                "--max_concepts",
+                "2",
+                "--output",
+                str(run / "tcav_report.json"),
+            ],
+        ),
+        "probe": (
+            "probing.probe",
+            [
+                "--dataset",
+                str(dataset),
+                "--model",
+                str(run / "models" / "tiny-ast"),
+                "--concepts",
+                *PROBED,
+                "--bootstrap",
+                "200",
+                "--output",
+                str(run / "probe_report.json"),
+            ],
+        ),
         # MTT_musicnn on the first 10 s of every clip of a concept set with a counterpart (when converted here)
-        "audit": ("probing.audit", ["--dataset", str(dataset), "--models", "MTT_musicnn", "--seconds", "10",
-                                    "--output", str(run / "tagger_audit.json")]),
+        "audit": (
+            "probing.audit",
+            [
+                "--dataset",
+                str(dataset),
+                "--models",
+                "MTT_musicnn",
+                "--seconds",
+                "10",
+                "--output",
+                str(run / "tagger_audit.json"),
+            ],
+        ),
     }
     if not weights_path("MTT_musicnn").is_file():
         del stages["audit"]
@@ -209,10 +316,16 @@ def rehearse(n: int, seconds: float, run: Path, base_clips: int, shard_size: int
     results = {name: measure(run, name, module, argv) for name, (module, argv) in stages.items()}
     dataset_mb = folder_bytes(dataset) / 2**20
     summary = json.loads((dataset / "build_summary.json").read_text())
-    return {"clips": n, "seconds_per_clip": seconds, "source": source, "examples": summary["examples"],
-            "dataset_mb": round(dataset_mb, 1), "stages": results,
-            "assemble_disk_over_dataset": round(results["assemble"]["peak_disk_mb"] / dataset_mb, 3),
-            "max_peak_rss_mb": max(r["peak_rss_mb"] for r in results.values())}
+    return {
+        "clips": n,
+        "seconds_per_clip": seconds,
+        "source": source,
+        "examples": summary["examples"],
+        "dataset_mb": round(dataset_mb, 1),
+        "stages": results,
+        "assemble_disk_over_dataset": round(results["assemble"]["peak_disk_mb"] / dataset_mb, 3),
+        "max_peak_rss_mb": max(r["peak_rss_mb"] for r in results.values()),
+    }
 
 
 def main() -> None:
@@ -223,8 +336,12 @@ def main() -> None:
     parser.add_argument("--shard_size", type=int, default=64)
     parser.add_argument("--run_dir", default=str(REPO / "runs" / "bench_scale"))
     parser.add_argument("--keep", action="store_true", help="keep each size's run directory")
-    parser.add_argument("--stages", nargs="*", default=None,
-                        help="stages to measure after score, assemble and card (default: all: genre_classifier tcav probe audit)")
+    parser.add_argument(
+        "--stages",
+        nargs="*",
+        default=None,
+        help="stages to measure after score, assemble and card (default: all: genre_classifier tcav probe audit)",
+    )
     parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -239,11 +356,15 @@ def main() -> None:
     out = {"sizes": runs}
     if len(runs) > 1:
         first, last = runs[0], runs[-1]
-        out["rss_ratio_last_to_first"] = {s: round(last["stages"][s]["peak_rss_mb"] / first["stages"][s]["peak_rss_mb"], 3)
-                                          for s in first["stages"]}
+        out["rss_ratio_last_to_first"] = {
+            s: round(last["stages"][s]["peak_rss_mb"] / first["stages"][s]["peak_rss_mb"], 3) for s in first["stages"]
+        }
         out["time_per_clip_ratio_last_to_first"] = {
-            s: round((last["stages"][s]["seconds"] / last["clips"]) / (first["stages"][s]["seconds"] / first["clips"]), 3)
-            for s in first["stages"]}
+            s: round(
+                (last["stages"][s]["seconds"] / last["clips"]) / (first["stages"][s]["seconds"] / first["clips"]), 3
+            )
+            for s in first["stages"]
+        }
         out["max_rss_ratio_last_to_first"] = max(out["rss_ratio_last_to_first"].values())
     out["max_peak_rss_mb"] = max(r["max_peak_rss_mb"] for r in runs)
     out["max_assemble_disk_over_dataset"] = max(r["assemble_disk_over_dataset"] for r in runs)

@@ -1,4 +1,4 @@
-"""TCAV validated against ground truth on rendered audio (evaluation/tcav_validation.py): a classifier learns
+"""TCAV validated against ground truth on rendered audio (probing/tcav_validation.py): a classifier learns
 which instruments a clip holds, one of them planted in half the clips and every other concept drawn
 independently; TCAV must call the planted concept significant after correction, far from 0.5, and at most 5 % of
 the independent concepts significant; CAV accuracy per concept is reported (target >= 0.9 for instrument concepts).
@@ -25,10 +25,10 @@ import pyarrow.parquet as pq
 
 from builder.taxonomy import build_taxonomy
 from core.config import DEFAULT_MUSICCAPS
-from evaluation.tcav_validation import ValidationArguments, run_validation
 from generation.caption import CAPTION_SCHEMA
 from generation.symbolic import SymbolicSynthesizer
 from generation.template_captioner import template_caption
+from probing.tcav_validation import ValidationArguments, run_validation
 
 REPO = Path(__file__).resolve().parents[1]
 CATEGORIES = ("genre", "mood", "instrument", "tempo")
@@ -36,9 +36,12 @@ CATEGORIES = ("genre", "mood", "instrument", "tempo")
 
 def speed(taxonomy, clips: int = 12) -> dict:
     synth = SymbolicSynthesizer(taxonomy)
-    lists = [["rock", "energetic", "electric guitar", "drum kit", "bass guitar", "fast tempo"],
-             ["jazz", "mellow", "piano", "upright bass", "swing feel"], ["classical", "calming", "strings", "harp"],
-             ["techno", "synthesizer", "drum machine", "synth bass", "four on the floor"]]
+    lists = [
+        ["rock", "energetic", "electric guitar", "drum kit", "bass guitar", "fast tempo"],
+        ["jazz", "mellow", "piano", "upright bass", "swing feel"],
+        ["classical", "calming", "strings", "harp"],
+        ["techno", "synthesizer", "drum machine", "synth bass", "four on the floor"],
+    ]
     synth.render_row(lists[0], 0, 1.0)  # warm-up: imports
     start = time.process_time()
     for i in range(clips):
@@ -53,24 +56,61 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 192, seconds: float = 30.0) -> 
     that not to be the run."""
     run_dir.mkdir(parents=True, exist_ok=True)
     taxonomy.save(run_dir / "taxonomy.json")
-    pool = [["rock", "electric guitar", "drum kit"], ["jazz", "piano", "upright bass"], ["pop", "synthesizer", "bass guitar"],
-            ["folk", "acoustic guitar", "violin"], ["reggae", "organ", "bass guitar", "drum kit"], ["classical", "strings", "flute"]]
+    pool = [
+        ["rock", "electric guitar", "drum kit"],
+        ["jazz", "piano", "upright bass"],
+        ["pop", "synthesizer", "bass guitar"],
+        ["folk", "acoustic guitar", "violin"],
+        ["reggae", "organ", "bass guitar", "drum kit"],
+        ["classical", "strings", "flute"],
+    ]
     rows = []
     for i in range(n):
         tags = pool[i % len(pool)] + [["slow tempo", "medium tempo", "fast tempo"][i % 3]]
         attrs = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
-        rows.append({"id": f"r-{i:04d}", "tags": tags, **attrs, "caption": template_caption(attrs, str(i)), "status": "ok",
-                     "reasons": [], "missing": [], "hallucinated": [], "attempts": 1, "seed": 0, "backend": "template",
-                     "model": "template", "prompt_version": "1"})
+        rows.append(
+            {
+                "id": f"r-{i:04d}",
+                "tags": tags,
+                **attrs,
+                "caption": template_caption(attrs, str(i)),
+                "status": "ok",
+                "reasons": [],
+                "missing": [],
+                "hallucinated": [],
+                "attempts": 1,
+                "seed": 0,
+                "backend": "template",
+                "model": "template",
+                "prompt_version": "1",
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), run_dir / "captions.parquet")
     env = dict(os.environ, OMP_NUM_THREADS="1", CONCEPTCAPS_RUN_DIR=str(run_dir))
 
     def once(name: str, processes: int) -> float:
         out = run_dir / name
-        cmd = ["-m", "generation.synthesize", "--captions", str(run_dir / "captions.parquet"), "--output_dir", str(out),
-               "--backend", "symbolic", "--duration_s", str(seconds), "--shard_size", "8", "--batch_size", "8"]
-        launch = [sys.executable, *cmd] if processes == 1 else [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", *cmd]
+        cmd = [
+            "-m",
+            "generation.synthesize",
+            "--captions",
+            str(run_dir / "captions.parquet"),
+            "--output_dir",
+            str(out),
+            "--backend",
+            "symbolic",
+            "--duration_s",
+            str(seconds),
+            "--shard_size",
+            "8",
+            "--batch_size",
+            "8",
+        ]
+        launch = (
+            [sys.executable, *cmd]
+            if processes == 1
+            else [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", *cmd]
+        )
         start = time.perf_counter()
         with open(run_dir / f"{name}.log", "w") as log:
             subprocess.run(launch, cwd=REPO, env={**env, "ACCELERATE_USE_CPU": "1"}, check=True, stdout=log, stderr=log)
@@ -83,10 +123,13 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 192, seconds: float = 30.0) -> 
     first = shard_bytes("one")
     (run_dir / "one" / "shard-00003.parquet").unlink()
     once("one", 1)  # resumes: redoes the deleted shard
-    return {"one_process_seconds": round(one, 1), "two_process_seconds": round(two, 1),
-            "two_process_speedup": round(one / two, 2),
-            "shards_identical_one_vs_two_processes": first == shard_bytes("two"),
-            "shards_identical_after_rerun": shard_bytes("one") == first}
+    return {
+        "one_process_seconds": round(one, 1),
+        "two_process_seconds": round(two, 1),
+        "two_process_speedup": round(one / two, 2),
+        "shards_identical_one_vs_two_processes": first == shard_bytes("two"),
+        "shards_identical_after_rerun": shard_bytes("one") == first,
+    }
 
 
 def main() -> None:
@@ -102,9 +145,16 @@ def main() -> None:
     only.add_argument("--validation_only", action="store_true", help="the validation alone")
     args = parser.parse_args()
     taxonomy, _ = build_taxonomy(DEFAULT_MUSICCAPS)
-    renderer = {} if args.validation_only else {
-        **speed(taxonomy), **stage_runs(Path(args.run_dir), taxonomy, args.stage_clips, args.stage_seconds),
-        "stage_clips": args.stage_clips, "stage_seconds": args.stage_seconds}
+    renderer = (
+        {}
+        if args.validation_only
+        else {
+            **speed(taxonomy),
+            **stage_runs(Path(args.run_dir), taxonomy, args.stage_clips, args.stage_seconds),
+            "stage_clips": args.stage_clips,
+            "stage_seconds": args.stage_seconds,
+        }
+    )
     if args.renderer_only:
         print(json.dumps(renderer))
         return

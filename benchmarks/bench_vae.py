@@ -50,15 +50,23 @@ def run(run_dir: Path, num_lists: int = 20000) -> dict:
     metrics = sample_metrics(multi_hot(table.to_pylist(), taxonomy), reference, taxonomy)
     raw = summary["raw"]
     return {
-        "train_seconds": round(train_s, 1), "train_epochs": trained["stopped_epoch"] + 1,
+        "train_seconds": round(train_s, 1),
+        "train_epochs": trained["stopped_epoch"] + 1,
         "train_ratio_to_120s": round(train_s / 120, 3),
-        "sample_seconds": round(sample_s, 2), "sample_ratio_to_30s": round(sample_s / 30, 3),
-        "lists": metrics["n"], "draws": raw["draws"], "rejected": summary["rejected"],
-        "raw_contradiction_rate": round(raw["contradiction_rate"], 4), "raw_unique_rate": round(raw["unique_rate"], 4),
-        "raw_valid_rate": round(raw["valid_rate"], 4), "raw_novel_rate": round(raw["novel_rate"], 4),
+        "sample_seconds": round(sample_s, 2),
+        "sample_ratio_to_30s": round(sample_s / 30, 3),
+        "lists": metrics["n"],
+        "draws": raw["draws"],
+        "rejected": summary["rejected"],
+        "raw_contradiction_rate": round(raw["contradiction_rate"], 4),
+        "raw_unique_rate": round(raw["unique_rate"], 4),
+        "raw_valid_rate": round(raw["valid_rate"], 4),
+        "raw_novel_rate": round(raw["novel_rate"], 4),
         "raw_concepts_used": raw["concepts_used"],
-        "jsd_marginals_bits": round(metrics["jsd_marginals_bits"], 4), "jsd_pairs_bits": round(metrics["jsd_pairs_bits"], 4),
-        "tag_entropy_bits": round(metrics["tag_entropy_bits"], 3), "concepts_used": metrics["concepts_used"],
+        "jsd_marginals_bits": round(metrics["jsd_marginals_bits"], 4),
+        "jsd_pairs_bits": round(metrics["jsd_pairs_bits"], 4),
+        "tag_entropy_bits": round(metrics["tag_entropy_bits"], 3),
+        "concepts_used": metrics["concepts_used"],
     }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.config import get_logger
+from core.log import get_logger
 
 logger = get_logger(__name__)
 PAPER = {"lists": 24_000, "clips": 21_433, "sft_pairs": 1_985, "sft_epochs": 5, "effective_batch": 16}
@@ -38,14 +38,32 @@ def llama_8b_config(tokenizer, smoke: bool):
     from transformers import LlamaConfig
 
     if smoke:
-        return LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                           bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                           pad_token_id=tokenizer.pad_token_id)
-    return LlamaConfig(vocab_size=128_256, hidden_size=4096, intermediate_size=14_336, num_hidden_layers=32,
-                       num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131_072, rope_theta=500_000.0,
-                       rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                       pad_token_id=tokenizer.pad_token_id)
+        return LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return LlamaConfig(
+        vocab_size=128_256,
+        hidden_size=4096,
+        intermediate_size=14_336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        max_position_embeddings=131_072,
+        rope_theta=500_000.0,
+        rms_norm_eps=1e-5,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 def timed(fn, sync) -> float:
@@ -62,8 +80,13 @@ def synthesis(root: Path, device: str, smoke: bool, batch_sizes, sync) -> list[d
 
     build_tiny_musicgen(root / "musicgen", musiccaps_texts()[:2000], size="large", tiny=smoke, device=device)
     seconds = 0.5 if smoke else 30.0
-    args = SynthesisArguments(model=str(root / "musicgen"), duration_s=seconds, guidance_scale=3.3, top_k=250,
-                              dtype="float32" if smoke else "bfloat16")
+    args = SynthesisArguments(
+        model=str(root / "musicgen"),
+        duration_s=seconds,
+        guidance_scale=3.3,
+        top_k=250,
+        dtype="float32" if smoke else "bfloat16",
+    )
     synth = MusicGenSynthesizer(args, device=device)
     synth.generate(["warm-up"], args, seed=0)
     out = []
@@ -95,13 +118,20 @@ def llm(root: Path, device: str, smoke: bool, batch_sizes, sync) -> tuple[list[d
     base.save_pretrained(root / "llama")
     tokenizer.save_pretrained(root / "llama")
     del base
-    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=torch.bfloat16)
-    model = AutoModelForCausalLM.from_pretrained(root / "llama", quantization_config=quant, dtype=torch.bfloat16,
-                                                 device_map={"": device})
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    model = AutoModelForCausalLM.from_pretrained(
+        root / "llama", quantization_config=quant, dtype=torch.bfloat16, device_map={"": device}
+    )
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    model = get_peft_model(model, LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=LLAMA_PROJECTIONS,
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model,
+        LoraConfig(r=32, lora_alpha=64, lora_dropout=0.05, target_modules=LLAMA_PROJECTIONS, task_type="CAUSAL_LM"),
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=6e-5)
     length, per_device, accumulation = (32, 2, 2) if smoke else (256, 8, 2)
     ids = torch.randint(0, len(tokenizer), (per_device, length), device=device)
@@ -117,8 +147,9 @@ def llm(root: Path, device: str, smoke: bool, batch_sizes, sync) -> tuple[list[d
     sft = [{"batch_size": per_device * accumulation, "seconds": round(timed(step, sync), 3)}]
     model.save_pretrained(root / "captioner")  # the adapter, as the SFT stage leaves it
     tokenizer.save_pretrained(root / "captioner")
-    (root / "captioner" / "captioner.json").write_text(json.dumps(
-        {"prompt_version": PROMPT_VERSION, "base_model": str(root / "llama"), "load_in_4bit": True}))
+    (root / "captioner" / "captioner.json").write_text(
+        json.dumps({"prompt_version": PROMPT_VERSION, "base_model": str(root / "llama"), "load_in_4bit": True})
+    )
     model = optimizer = None  # free the training copy before loading the captioner
     captioner = LLMCaptioner(root / "captioner", device=device)  # the default: 4-bit base + adapter
     new_tokens = 8 if smoke else 192
@@ -128,9 +159,16 @@ def llm(root: Path, device: str, smoke: bool, batch_sizes, sync) -> tuple[list[d
 
         def generate():
             with torch.inference_mode():
-                captioner.model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
-                                         top_k=50, min_new_tokens=new_tokens, max_new_tokens=new_tokens,
-                                         pad_token_id=tokenizer.pad_token_id)
+                captioner.model.generate(
+                    input_ids=prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    do_sample=True,
+                    top_k=50,
+                    min_new_tokens=new_tokens,
+                    max_new_tokens=new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+
         try:
             s = timed(generate, sync)
         except RuntimeError as e:
@@ -153,13 +191,17 @@ def scoring(root: Path, device: str, smoke: bool, batch_sizes, sync) -> list[dic
 
         torch.manual_seed(0)
         ClapModel(ClapConfig()).save_pretrained(root / "clap")  # clap-htsat-unfused's architecture (the defaults)
-        ClapProcessor(ClapFeatureExtractor(), train_tokenizer(musiccaps_texts()[:2000], 2048)).save_pretrained(root / "clap")
+        ClapProcessor(ClapFeatureExtractor(), train_tokenizer(musiccaps_texts()[:2000], 2048)).save_pretrained(
+            root / "clap"
+        )
     scorer = ClapScorer(str(root / "clap"), device=device)
     seconds = 12.0 if smoke else 30.0
     scorer.audio_embeddings([np.zeros(32000, np.float32)], [32000])  # warm-up
     rows = []
     for b in batch_sizes:
-        waves = [np.random.default_rng(i).standard_normal(int(seconds * 32000)).astype(np.float32) * 0.1 for i in range(b)]
+        waves = [
+            np.random.default_rng(i).standard_normal(int(seconds * 32000)).astype(np.float32) * 0.1 for i in range(b)
+        ]
         s = timed(lambda: scorer.audio_embeddings(waves, [32000] * b, batch_size=3 * b), sync)
         rows.append({"batch_size": b, "seconds": round(s, 3), "items_per_hour": round(3600 * b / s, 1)})
     return rows
@@ -167,15 +209,22 @@ def scoring(root: Path, device: str, smoke: bool, batch_sizes, sync) -> list[dic
 
 def budget(results: dict, attempts: float) -> dict:
     """GPU-hours at paper scale from the best measured throughput of each stage."""
+
     def best(rows):
         ok = [r for r in rows if "items_per_hour" in r]
         return max(ok, key=lambda r: r["items_per_hour"]) if ok else None
 
     out = {}
-    for stage, items in (("synthesis", PAPER["lists"] * attempts), ("captioning", PAPER["lists"] * attempts),
-                         ("scoring", PAPER["clips"])):
+    for stage, items in (
+        ("synthesis", PAPER["lists"] * attempts),
+        ("captioning", PAPER["lists"] * attempts),
+        ("scoring", PAPER["clips"]),
+    ):
         b = best(results[stage])
-        out[stage] = {"best_batch_size": b and b["batch_size"], "gpu_hours": b and round(items / b["items_per_hour"], 2)}
+        out[stage] = {
+            "best_batch_size": b and b["batch_size"],
+            "gpu_hours": b and round(items / b["items_per_hour"], 2),
+        }
     steps = math.ceil(PAPER["sft_pairs"] / PAPER["effective_batch"]) * PAPER["sft_epochs"]
     out["sft"] = {"steps": steps, "gpu_hours": round(steps * results["sft"][0]["seconds"] / 3600, 2)}
     out["total_gpu_hours"] = round(sum(v["gpu_hours"] or 0 for v in out.values() if isinstance(v, dict)), 2)
@@ -205,8 +254,12 @@ def main(argv=None) -> dict:
             results["captioning"], results["sft"] = llm(root, device, args.smoke, sizes, sync)
         if "scoring" in args.stages:
             results["scoring"] = scoring(root, device, args.smoke, sizes, sync)
-    out = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke: toy sizes, not a budget)",
-           "measured": results, "paper_scale": budget(results, args.attempts), "assumptions": {**PAPER, "attempts": args.attempts}}
+    out = {
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu (smoke: toy sizes, not a budget)",
+        "measured": results,
+        "paper_scale": budget(results, args.attempts),
+        "assumptions": {**PAPER, "attempts": args.attempts},
+    }
     for stage, rows in results.items():
         for r in rows:
             logger.info("%-11s %s", stage, "  ".join(f"{k} {v}" for k, v in r.items()))

@@ -40,9 +40,14 @@ def main():
     tf.compat.v1.disable_eager_execution()
     data = np.load(args.inputs)
     waves, patches = data["waves"], data["patches"].astype(np.float32)
-    mels = [librosa.feature.melspectrogram(y=w, sr=16000, hop_length=256, n_fft=512, n_mels=96, pad_mode="reflect").T
-            for w in waves]
-    out = {"mel": np.stack(mels).astype(np.float32), "float16_overflow_bins": np.array([(m[: len(m) // 187 * 187] > 65504 / 10000).sum() for m in mels])}
+    mels = [
+        librosa.feature.melspectrogram(y=w, sr=16000, hop_length=256, n_fft=512, n_mels=96, pad_mode="reflect").T
+        for w in waves
+    ]
+    out = {
+        "mel": np.stack(mels).astype(np.float32),
+        "float16_overflow_bins": np.array([(m[: len(m) // 187 * 187] > 65504 / 10000).sum() for m in mels]),
+    }
     for name in args.models:
         tf.compat.v1.reset_default_graph()
         x = tf.compat.v1.placeholder(tf.float32, [None, 187, 96])

@@ -5,7 +5,8 @@
 
 Reads the audio shards, CLAP scores, captions, taxonomy and listeners' verdicts (`reviews.jsonl`, written by the
 review app: a clip judged "not audible" for a concept leaves its positive set; `builder.reviews`); validates
-them (every accepted id has its caption, attributes, audio and score; no duplicates; counts add up); assigns splits; builds the concept sets; writes each
+them (every accepted id has its caption, attributes, audio and score; no duplicates; counts add up); assigns splits;
+builds the concept sets; writes each
 config's parquet files named as `push_to_hub` names them (at most `max_shard_mb` each; `builder.schema`), the
 audio streamed from the run's shards one shard at a time with no other copy (disk in use: the finished dataset
 and the run), then `taxonomy.json`, the concept-set summary and `build_summary.json`. The folder is written
@@ -28,10 +29,12 @@ from builder.reviews import apply_reviews
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, SplitWriter, render_columns
 from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
 from core.io import read_json, sha256_bytes, write_json
+from core.log import get_logger
 from core.provenance import package_versions
 from core.shards import NOT_RENDERED_NAME, merge_shards, shard_folder_ids, verified_shards
 
@@ -41,18 +44,13 @@ DATASET_VERSION = "1.0.0"
 
 
 @dataclass
-class AssembleArguments:
+class AssembleArguments(ConceptSetArguments):
     """Assemble dataset/ (parquet per config and split, card, taxonomy) from a run directory."""
 
     run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $CONCEPTCAPS_RUN_DIR)"})
     output_dir: str | None = field(default=None, metadata={"help": "dataset folder (default: run dir/dataset)"})
     version: str = field(default=DATASET_VERSION, metadata={"help": "dataset version (the Hub tag)"})
     split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split"})
-    min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
-    num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
-    concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
-    families: bool = field(default=True, metadata={
-        "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
 
 
@@ -83,8 +81,11 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
             if not clip or not clip["bytes"]:
                 raise DataError(path, f"{where} is marked ok but has no audio")
             if sha256_bytes(clip["bytes"]) != row["audio_sha256"]:
-                raise DataError(path, f"{where}: its audio does not match the checksum it was written with (a corrupt "
-                                "clip); it is not copied into the dataset: delete this shard and rerun synthesis")
+                raise DataError(
+                    path,
+                    f"{where}: its audio does not match the checksum it was written with (a corrupt "
+                    "clip); it is not copied into the dataset: delete this shard and rerun synthesis",
+                )
             if row["id"] not in captions:
                 raise DataError(captions_path, f"{where} has audio ({path.name}) but no caption")
             if captions[row["id"]]["caption"] != row["caption"]:
@@ -95,12 +96,22 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
             if scores.get(row["id"]) is None:
                 raise DataError(score_dir, f"{where} has audio but no CLAP score; rerun the score stage")
             taxonomy.validate(row["tags"], where=f"{path.name} {where}")
-            examples.append({
-                "id": row["id"], "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
-                "clap_score": scores[row["id"]], "duration_s": row["duration_s"],
-                "caption_model": captions[row["id"]]["model"], "audio_model": row["model"],
-                "audio_model_revision": row["model_revision"], "generation_params": row["generation_params"],
-                "seed": row["seed"], "audio_sha256": row["audio_sha256"]})
+            examples.append(
+                {
+                    "id": row["id"],
+                    "caption": row["caption"],
+                    "tags": row["tags"],
+                    **{c: row[c] for c in CATEGORIES},
+                    "clap_score": scores[row["id"]],
+                    "duration_s": row["duration_s"],
+                    "caption_model": captions[row["id"]]["model"],
+                    "audio_model": row["model"],
+                    "audio_model_revision": row["model_revision"],
+                    "generation_params": row["generation_params"],
+                    "seed": row["seed"],
+                    "audio_sha256": row["audio_sha256"],
+                }
+            )
     audio_ids = set(ids)
     not_rendered = read_json(audio_dir / NOT_RENDERED_NAME)  # the symbolic backend's counted skips
     for id_, c in captions.items():
@@ -123,8 +134,11 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
     tags_path = run / "tags.parquet"
     balanced = {}
     if tags_path.is_file() and "balanced_for" in pq.read_schema(tags_path).names:
-        balanced = {r["id"]: r["balanced_for"] for r in pq.read_table(tags_path, columns=["id", "balanced_for"]).to_pylist()
-                    if r["balanced_for"]}
+        balanced = {
+            r["id"]: r["balanced_for"]
+            for r in pq.read_table(tags_path, columns=["id", "balanced_for"]).to_pylist()
+            if r["balanced_for"]
+        }
     positives = {n: {**{s: 0 for s in SPLITS}, "drawn_for_balance": 0} for n in taxonomy.names}
     for e in examples:
         for t in e["tags"]:
@@ -132,20 +146,43 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
         if e["id"] in balanced:
             positives[balanced[e["id"]]]["drawn_for_balance"] += 1
     backend, balance = sampled.get("backend", {}), sampled.get("balance")
-    keep = ("per_split", "target_positives", "lists_added", "draws", "unreached", "concepts_below_target",
-            "marginal_jsd_before_after", "raw", "time_ratio_to_sampling")
-    return {"backend": backend.get("name", "any"), "excluded": backend.get("excluded", {}),
-            "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),
-            "lists": sampled.get("lists"), "balance": {k: balance[k] for k in keep if k in balance} if balance else None,
-            "positives": positives}
+    keep = (
+        "per_split",
+        "target_positives",
+        "lists_added",
+        "draws",
+        "unreached",
+        "concepts_below_target",
+        "marginal_jsd_before_after",
+        "raw",
+        "time_ratio_to_sampling",
+    )
+    return {
+        "backend": backend.get("name", "any"),
+        "excluded": backend.get("excluded", {}),
+        "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),
+        "lists": sampled.get("lists"),
+        "balance": {k: balance[k] for k in keep if k in balance} if balance else None,
+        "positives": positives,
+    }
 
 
-def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: Sequence[dict], shard_files: Sequence[str],
-                  max_bytes: float, review_rows: Sequence[dict] = ()) -> dict:
+def write_configs(
+    run: Path,
+    out: Path,
+    examples: Sequence[dict],
+    concept_rows: Sequence[dict],
+    shard_files: Sequence[str],
+    max_bytes: float,
+    review_rows: Sequence[dict] = (),
+) -> dict:
     """Write every config's splits as parquet files in one streaming pass: the default and concepts configs from
     memory (text), the audio config from the run's audio shards, one shard at a time, with no other copy."""
-    writers = {(name, split): SplitWriter(out / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)
-               for name in CONFIG_DIRS for split in SPLITS}
+    writers = {
+        (name, split): SplitWriter(out / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)
+        for name in CONFIG_DIRS
+        for split in SPLITS
+    }
     by_id = {e["id"]: e for e in examples}
     for e in examples:
         writers["default", e["split"]].write({k: e[k] for k in BASE_FEATURES})
@@ -158,9 +195,15 @@ def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: 
         for row in pq.read_table(run / shard, columns=present).to_pylist():
             e = by_id.get(row["id"])
             if e is not None:
-                writers["audio", e["split"]].write({**{k: e[k] for k in BASE_FEATURES}, "audio": row["audio"],
-                                                    "audio_sha256": e["audio_sha256"],
-                                                    **render_columns(row.get("ground_truth")), "midi": row.get("midi")})
+                writers["audio", e["split"]].write(
+                    {
+                        **{k: e[k] for k in BASE_FEATURES},
+                        "audio": row["audio"],
+                        "audio_sha256": e["audio_sha256"],
+                        **render_columns(row.get("ground_truth")),
+                        "midi": row.get("midi"),
+                    }
+                )
     for w in writers.values():
         w.close()
     return {name: {s: writers[name, s].rows for s in SPLITS} for name in CONFIG_DIRS}
@@ -169,8 +212,11 @@ def write_configs(run: Path, out: Path, examples: Sequence[dict], concept_rows: 
 def check_free_space(folder: Path, needed: int) -> None:
     free = shutil.disk_usage(folder).free
     if free < needed:
-        raise DataError(folder, f"stage assemble needs about {needed / 1e9:.2f} GB free here, {free / 1e9:.2f} GB is: "
-                        "free space (or assemble to another --output_dir) and rerun")
+        raise DataError(
+            folder,
+            f"stage assemble needs about {needed / 1e9:.2f} GB free here, {free / 1e9:.2f} GB is: "
+            "free space (or assemble to another --output_dir) and rerun",
+        )
 
 
 def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
@@ -183,9 +229,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         e["split"] = splits[e["id"]]
     examples.sort(key=lambda e: e["id"])
     unheard, review_rows, review_summary = apply_reviews(run, examples)
-    rows, concept_summary = concept_sets(
-        examples, taxonomy, ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families),
-        unheard=unheard)
+    rows, concept_summary = concept_sets(examples, taxonomy, args, unheard=unheard)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -195,8 +239,11 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if e.errno == errno.ENOSPC:
-            raise DataError(tmp, "stage assemble: no space left on the device while writing the dataset; the partial "
-                            "folder was removed: free space and rerun") from None
+            raise DataError(
+                tmp,
+                "stage assemble: no space left on the device while writing the dataset; the partial "
+                "folder was removed: free space and rerun",
+            ) from None
         raise
     per_split = {s: sum(e["split"] == s for e in examples) for s in SPLITS}
     if counts["default"] != per_split or counts["audio"] != per_split:  # every accepted clip found its audio
@@ -204,10 +251,16 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     taxonomy.save(tmp / "taxonomy.json")
     write_json(tmp / "concept_sets_summary.json", concept_summary)
     summary = {
-        "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": dict(rejected),
-        "configs": CONFIG_DIRS, "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
+        "version": args.version,
+        "examples": len(examples),
+        "per_split": per_split,
+        "rejected": dict(rejected),
+        "configs": CONFIG_DIRS,
+        "clap_model": read_json(run / "clap_scores" / "_summary.json").get("model", "CLAP"),
         "caption_acceptance_by_concept": read_json(run / "captions_summary.json").get("acceptance_by_concept", {}),
-        "audio_acceptance_by_concept": read_json(run / "audio_shards" / "_summary.json").get("acceptance_by_concept", {}),
+        "audio_acceptance_by_concept": read_json(run / "audio_shards" / "_summary.json").get(
+            "acceptance_by_concept", {}
+        ),
         "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": concepts_with_sets(concept_summary),
         "sampling": sampling_report(run, examples, taxonomy),
@@ -219,8 +272,14 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    logger.info("assembled %s: %d examples %s, concept-set rows %d; rejected %s", out, len(examples), per_split,
-                summary["concept_set_rows"], dict(rejected))
+    logger.info(
+        "assembled %s: %d examples %s, concept-set rows %d; rejected %s",
+        out,
+        len(examples),
+        per_split,
+        summary["concept_set_rows"],
+        dict(rejected),
+    )
     return summary
 
 

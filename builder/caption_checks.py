@@ -1,5 +1,6 @@
 """Checks on every caption: coverage (each listed concept is named, or a concept narrower than it:
-`builder.relations`), hallucination (an unlisted concept of a checked category is named, a narrower one too), no listed concept negated ("no percussion"), length bounds, no prompt echo.
+`builder.relations`), hallucination (an unlisted concept of a checked category is named, a narrower one too), no
+listed concept negated ("no percussion"), length bounds, no prompt echo.
 Concepts are found by `builder.mentions`, negation-aware: a negated mention names nothing."""
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class CaptionChecker:
     def __post_init__(self):
         self.matcher = ConceptMatcher(self.taxonomy, Path(self.paraphrase_table))
         self.relations = load_relations()
-        self._echo = [SYSTEM_PROMPT.lower()[:40], INSTRUCTION.lower()[:40]] + [f"{v.lower()}:" for v in CATEGORY_LABELS.values()]
+        self._echo = [SYSTEM_PROMPT.lower()[:40], INSTRUCTION.lower()[:40]] + [
+            f"{v.lower()}:" for v in CATEGORY_LABELS.values()
+        ]
 
     def named_concepts(self, caption: str) -> list[str]:
         """Concepts a caption names, in order of first mention."""
@@ -62,8 +65,9 @@ class CaptionChecker:
         covered = self.relations.with_broader(named)  # "hard rock" names rock too (but rock does not name hard rock)
         missing = tuple(t for t in tags if t not in covered)
         negated = tuple(t for t in self.matcher.negated_concepts(caption) if t in tags)
-        hallucinated = tuple(n for n in named if n not in tags
-                             and self.taxonomy.category_of[n] in self.hallucination_categories)
+        hallucinated = tuple(
+            n for n in named if n not in tags and self.taxonomy.category_of[n] in self.hallucination_categories
+        )
         if missing:
             reasons.append("missing attribute")
         if negated:

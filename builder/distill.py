@@ -21,9 +21,11 @@ import pyarrow as pa
 from builder.musiccaps import MUSICCAPS_HELP, MusicCapsRow, read_musiccaps
 from builder.splits import seeded_split
 from builder.taxonomy import Taxonomy
-from core.config import DEFAULT_MUSICCAPS, cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import DEFAULT_MUSICCAPS, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.io import write_json, write_parquet
+from core.log import get_logger
 
 SPLIT_SEED = 20260120
 VALIDATION_FRACTION = 0.05
@@ -36,8 +38,10 @@ _LOW_QUALITY = r"low[- ]quality"
 # "The low quality recording features ..." -> "The recording features ...": the phrase used as an adjective,
 # after a determiner or a comma and before a noun. Other uses drop their whole sentence.
 _ATTRIBUTIVE = re.compile(
-    rf"(?:\b(?P<det>the|a|an|this|that|its)\s+|(?P<comma>,\s*)|(?P<start>^|(?<=[.!?] )))(?:very\s+)?{_LOW_QUALITY}\s+(?=(?!of\b|and\b)(?P<next>[a-z]))",
-    re.IGNORECASE)
+    rf"(?:\b(?P<det>the|a|an|this|that|its)\s+|(?P<comma>,\s*)|(?P<start>^|(?<=[.!?] )))"
+    rf"(?:very\s+)?{_LOW_QUALITY}\s+(?=(?!of\b|and\b)(?P<next>[a-z]))",
+    re.IGNORECASE,
+)
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
 
 
@@ -75,8 +79,9 @@ def clean_caption(caption: str) -> tuple[str, int]:
     return text, dropped
 
 
-def assign_video_splits(ytids: Sequence[str], seed: int = SPLIT_SEED, validation: float = VALIDATION_FRACTION,
-                        test: float = TEST_FRACTION) -> dict[str, str]:
+def assign_video_splits(
+    ytids: Sequence[str], seed: int = SPLIT_SEED, validation: float = VALIDATION_FRACTION, test: float = TEST_FRACTION
+) -> dict[str, str]:
     """Split by YouTube video, so that no video (and so no id) is in two splits: test, validation, then train."""
     return seeded_split(ytids, {"test": test, "validation": validation, "train": 1 - test - validation}, seed)
 
@@ -104,8 +109,13 @@ class DistillResult:
     summary: dict
 
 
-def distill_musiccaps(rows: Sequence[MusicCapsRow], taxonomy: Taxonomy, min_categories: int = MIN_CATEGORIES,
-                      seed: int = SPLIT_SEED, source: str = "musiccaps") -> DistillResult:
+def distill_musiccaps(
+    rows: Sequence[MusicCapsRow],
+    taxonomy: Taxonomy,
+    min_categories: int = MIN_CATEGORIES,
+    seed: int = SPLIT_SEED,
+    source: str = "musiccaps",
+) -> DistillResult:
     """Match every row's aspects to concepts, clean captions, assign splits, keep rows by category count.
 
     Returns:
@@ -128,11 +138,20 @@ def distill_musiccaps(rows: Sequence[MusicCapsRow], taxonomy: Taxonomy, min_cate
             logger.warning("%s row %d: caption is empty after cleaning; row skipped", source, row.line)
             continue
         sentences_dropped += dropped
-        records.append({
-            "id": row.id, "ytid": row.ytid, "start_s": row.start_s, "end_s": row.end_s,
-            "caption": caption, "caption_original": row.caption, "aspect_list": list(row.aspect_list),
-            **matched, "n_categories": n_categories, "split": splits[row.ytid],
-        })
+        records.append(
+            {
+                "id": row.id,
+                "ytid": row.ytid,
+                "start_s": row.start_s,
+                "end_s": row.end_s,
+                "caption": caption,
+                "caption_original": row.caption,
+                "aspect_list": list(row.aspect_list),
+                **matched,
+                "n_categories": n_categories,
+                "split": splits[row.ytid],
+            }
+        )
     tagged = pa.Table.from_pylist(records, schema=ROW_SCHEMA)
     keep = [r for r in records if r["n_categories"] >= min_categories]
     skipped[f"fewer than {min_categories} categories"] = len(records) - len(keep)
@@ -172,14 +191,25 @@ def main(argv: Sequence[str] | None = None) -> DistillResult:
     args = parse_args(ARGUMENTS, "distill", argv)
     out = Path(args.output_dir) if args.output_dir else run_dir()
     taxonomy = Taxonomy.load(args.taxonomy or out / "taxonomy.json")
-    result = distill_musiccaps(read_musiccaps(args.musiccaps_csv), taxonomy, args.min_categories, args.split_seed,
-                               source=str(args.musiccaps_csv))
+    result = distill_musiccaps(
+        read_musiccaps(args.musiccaps_csv),
+        taxonomy,
+        args.min_categories,
+        args.split_seed,
+        source=str(args.musiccaps_csv),
+    )
     write_parquet(out / "musiccaps_tagged.parquet", result.tagged)
     write_parquet(out / "distilled.parquet", result.distilled)
     write_json(out / "distill_summary.json", result.summary)
     s = result.summary
-    logger.info("distilled %d of %d rows; per split %s; rows per category %s; skipped %s",
-                s["distilled_rows"], s["musiccaps_rows"], s["per_split"], s["rows_per_category"], s["skipped"])
+    logger.info(
+        "distilled %d of %d rows; per split %s; rows per category %s; skipped %s",
+        s["distilled_rows"],
+        s["musiccaps_rows"],
+        s["per_split"],
+        s["rows_per_category"],
+        s["skipped"],
+    )
     return result
 
 

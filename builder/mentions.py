@@ -26,15 +26,73 @@ from core.io import read_tsv
 PARAPHRASE_TABLE = Path(__file__).resolve().parent / "data" / "paraphrases.tsv"
 IDIOM_TABLE = Path(__file__).resolve().parent / "data" / "compound_idioms.tsv"
 _COMPOUND_HYPHEN = re.compile(r"(?<=[\w&'])-(?=[\w&'])")
-NEGATION_CUES = frozenset({"no", "not", "without", "lacks", "lacking", "lack", "absence", "absent", "devoid", "never",
-                           "nor", "neither", "none"})
+NEGATION_CUES = frozenset(
+    {
+        "no",
+        "not",
+        "without",
+        "lacks",
+        "lacking",
+        "lack",
+        "absence",
+        "absent",
+        "devoid",
+        "never",
+        "nor",
+        "neither",
+        "none",
+    }
+)
 # words that end a negation's scope when met looking back from a mention: a new clause, an affirmative verb, a
 # preposition or a definite determiner ("no percussion at a slow tempo" negates the percussion, not the tempo)
-SCOPE_BREAKERS = frozenset({"and", "but", "with", "while", "whereas", "plus", "also", "then", "which", "who", "that",
-                            "is", "are", "was", "were", "plays", "played", "playing", "sings", "sung", "singing",
-                            "features", "featuring", "feature", "accompanied", "backed", "by", "over", "alongside",
-                            "at", "in", "on", "for", "to", "into", "during", "throughout", "from", "the", "this", "its",
-                            "their", "his", "her"})
+SCOPE_BREAKERS = frozenset(
+    {
+        "and",
+        "but",
+        "with",
+        "while",
+        "whereas",
+        "plus",
+        "also",
+        "then",
+        "which",
+        "who",
+        "that",
+        "is",
+        "are",
+        "was",
+        "were",
+        "plays",
+        "played",
+        "playing",
+        "sings",
+        "sung",
+        "singing",
+        "features",
+        "featuring",
+        "feature",
+        "accompanied",
+        "backed",
+        "by",
+        "over",
+        "alongside",
+        "at",
+        "in",
+        "on",
+        "for",
+        "to",
+        "into",
+        "during",
+        "throughout",
+        "from",
+        "the",
+        "this",
+        "its",
+        "their",
+        "his",
+        "her",
+    }
+)
 NEGATION_WINDOW = 5  # words looked back from a mention
 _CLAUSES = re.compile(r"[.;:!?,()\[\]]+")
 
@@ -61,7 +119,9 @@ class ConceptMatcher:
         self.taxonomy = taxonomy
         self.forms = forms
         idioms = [taxonomy.normalise(compound) for _, (compound, _) in read_tsv(IDIOM_TABLE, 2)]
-        self._idioms = re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(i) for i in idioms) + r")(?![\w&'-])") if idioms else None
+        self._idioms = (
+            re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(i) for i in idioms) + r")(?![\w&'-])") if idioms else None
+        )
         ordered = sorted(forms, key=lambda f: (-len(f.split()), -len(f), f))
         self._pattern = re.compile(r"(?<![\w&'-])(" + "|".join(re.escape(f) for f in ordered) + r")(?![\w&'-])")
 
@@ -73,7 +133,7 @@ class ConceptMatcher:
             words = normalised.split()
             for m in self._pattern.finditer(normalised):
                 start = normalised.count(" ", 0, m.start())  # the mention's first word
-                out.append(Mention(self.forms[m.group(1)], _negated(words[max(0, start - NEGATION_WINDOW):start])))
+                out.append(Mention(self.forms[m.group(1)], _negated(words[max(0, start - NEGATION_WINDOW) : start])))
         return out
 
     def _compounds_split(self, normalised: str) -> str:

@@ -37,8 +37,10 @@ class MusicCapsRow:
 # the content of google/MusicCaps' musiccaps-public.csv that every figure of this project was measured on: a
 # download is checked against it (the Hub's copy changing under a pinned sha256 is an error, not a new taxonomy)
 MUSICCAPS_SHA256 = "bce5500709e6b129e070cbffc28caefe6b3d6977b2073493ee9b48806096c034"
-MUSICCAPS_HELP = (f"MusicCaps CSV: a local path, or {DEFAULT_MUSICCAPS} (downloaded, sha256-checked); ${MUSICCAPS_ENV} "
-                  f"replaces the default with a local copy")
+MUSICCAPS_HELP = (
+    f"MusicCaps CSV: a local path, or {DEFAULT_MUSICCAPS} (downloaded, sha256-checked); ${MUSICCAPS_ENV} "
+    f"replaces the default with a local copy"
+)
 
 
 def download_musiccaps(cache_dir: str | None = None) -> Path:
@@ -48,11 +50,16 @@ def download_musiccaps(cache_dir: str | None = None) -> Path:
     try:
         path = Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
     except Exception as e:  # offline, no Hub access, a proxy: whatever the client raises, the remedy is the same
-        raise ConfigError(f"cannot download {MUSICCAPS_FILE} from {MUSICCAPS_REPO} ({type(e).__name__}); without Hub "
-                          f"access set {MUSICCAPS_ENV}=/path/to/{MUSICCAPS_FILE} (or pass --musiccaps_csv)") from None
+        raise ConfigError(
+            f"cannot download {MUSICCAPS_FILE} from {MUSICCAPS_REPO} ({type(e).__name__}); without Hub "
+            f"access set {MUSICCAPS_ENV}=/path/to/{MUSICCAPS_FILE} (or pass --musiccaps_csv)"
+        ) from None
     if sha256_file(path) != MUSICCAPS_SHA256:
-        raise DataError(path, f"sha256 {sha256_file(path)[:16]}... is not the pinned {MUSICCAPS_SHA256[:16]}... of "
-                              f"{MUSICCAPS_REPO}'s {MUSICCAPS_FILE}")
+        raise DataError(
+            path,
+            f"sha256 {sha256_file(path)[:16]}... is not the pinned {MUSICCAPS_SHA256[:16]}... of "
+            f"{MUSICCAPS_REPO}'s {MUSICCAPS_FILE}",
+        )
     return path
 
 
@@ -65,7 +72,9 @@ def resolve_musiccaps(path: str | os.PathLike | None = None) -> Path:
     if path.startswith("hf://"):
         return download_musiccaps()
     if not Path(path).is_file():
-        raise DataError(path, f"file not found (a MusicCaps CSV: set {MUSICCAPS_ENV} or --musiccaps_csv to a local copy)")
+        raise DataError(
+            path, f"file not found (a MusicCaps CSV: set {MUSICCAPS_ENV} or --musiccaps_csv to a local copy)"
+        )
     return Path(path)
 
 
@@ -127,8 +136,11 @@ def _read_rows(reader: csv.DictReader, path: Path) -> list[MusicCapsRow]:
         except StopIteration:
             break
         except csv.Error as e:  # a field over the limit, an unterminated quote...
-            raise DataError(path, f"unreadable CSV row ({e}; a MusicCaps caption is at most a few thousand characters)",
-                            row=reader.line_num + 1) from None  # line_num counts the lines read before this one
+            raise DataError(
+                path,
+                f"unreadable CSV row ({e}; a MusicCaps caption is at most a few thousand characters)",
+                row=reader.line_num + 1,
+            ) from None  # line_num counts the lines read before this one
         line = reader.line_num
         if None in record or any(record[c] is None for c in REQUIRED_COLUMNS):
             raise DataError(path, f"expected {len(reader.fieldnames)} fields", row=line)

@@ -9,8 +9,10 @@ from core.constants import CATEGORIES
 
 PROMPT_VERSION = "1"
 SYSTEM_PROMPT = "You are an expert in music who writes short, professional descriptions of music recordings."
-INSTRUCTION = ("Write one short, professional description (one to three sentences) of a music recording that has "
-               "exactly these attributes. Mention every attribute and no other genre or instrument.")
+INSTRUCTION = (
+    "Write one short, professional description (one to three sentences) of a music recording that has "
+    "exactly these attributes. Mention every attribute and no other genre or instrument."
+)
 CATEGORY_LABELS = {"genre": "Genre", "mood": "Mood", "instrument": "Instruments", "tempo": "Tempo and rhythm"}
 
 

@@ -20,8 +20,8 @@ from collections import Counter
 from typing import Iterable
 
 from builder.taxonomy import Taxonomy
-from core.config import get_logger
 from core.constants import CATEGORIES
+from core.log import get_logger
 
 logger = get_logger(__name__)
 
@@ -57,7 +57,9 @@ def resolve_concept(name: str, taxonomy: Taxonomy) -> str:
     """Our concept for a name of either taxonomy (our concept, an alias of it, or one of the paper's tags)."""
     concept = taxonomy.concept_for(name)
     if concept is None:
-        raise ValueError(f"{name!r} is neither a concept nor a tag that maps to one (aliases: builder/data/concepts.tsv)")
+        raise ValueError(
+            f"{name!r} is neither a concept nor a tag that maps to one (aliases: builder/data/concepts.tsv)"
+        )
     return concept
 
 
@@ -100,21 +102,37 @@ class PublishedReader:
             else:
                 concepts.add(concept)
         ordered = sorted(concepts, key=self.taxonomy.index.__getitem__)
-        return {"id": id_, "caption": row["caption"] or "", "tags": ordered, "split": split, "index": index,
-                **{c: [t for t in ordered if self.taxonomy.category_of[t] == c] for c in CATEGORIES}}
+        return {
+            "id": id_,
+            "caption": row["caption"] or "",
+            "tags": ordered,
+            "split": split,
+            "index": index,
+            **{c: [t for t in ordered if self.taxonomy.category_of[t] == c] for c in CATEGORIES},
+        }
 
     def report(self) -> dict:
         """What was dropped and what could not be mapped, with counts."""
-        return {"dropped": dict(self.skipped), "malformed_aspect_list": self.malformed,
-                "unmapped_tags": dict(self.unmapped.most_common()), "unmapped_tag_occurrences": sum(self.unmapped.values())}
+        return {
+            "dropped": dict(self.skipped),
+            "malformed_aspect_list": self.malformed,
+            "unmapped_tags": dict(self.unmapped.most_common()),
+            "unmapped_tag_occurrences": sum(self.unmapped.values()),
+        }
 
     def warn(self, source: str) -> None:
         if self.skipped:
             logger.warning("%s: %s", source, ", ".join(f"{n} rows dropped: {k}" for k, n in self.skipped.items()))
         if self.malformed:
-            logger.warning("%s: %d rows have a malformed aspect_list; their category lists are used alone", source,
-                           self.malformed)
+            logger.warning(
+                "%s: %d rows have a malformed aspect_list; their category lists are used alone", source, self.malformed
+            )
         if self.unmapped:
             top = ", ".join(f"{t!r} ({n})" for t, n in self.unmapped.most_common(8))
-            logger.warning("%s: %d tags in %d occurrences map to no concept, most often %s", source, len(self.unmapped),
-                           sum(self.unmapped.values()), top)
+            logger.warning(
+                "%s: %d tags in %d occurrences map to no concept, most often %s",
+                source,
+                len(self.unmapped),
+                sum(self.unmapped.values()),
+                top,
+            )

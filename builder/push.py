@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.errors import DataError, PublishError
 from core.io import file_record, folder_mismatch
+from core.log import get_logger
 
 logger = get_logger(__name__)
 
@@ -42,15 +44,23 @@ def push_plan(folder: Path, repo_id: str, version: str) -> dict:
     """What would be uploaded, once the folder is checked against its own record (`checksums.json`, written last
     by the card stage): nothing is uploaded from a folder with a file missing, changed or unrecorded."""
     if not (folder / "README.md").is_file() or not (folder / "build_summary.json").is_file():
-        raise DataError(folder, "not an assembled dataset (no README.md or build_summary.json); run builder.assemble "
-                        "and card.render")
+        raise DataError(
+            folder,
+            "not an assembled dataset (no README.md or build_summary.json); run builder.assemble and card.render",
+        )
     if why := folder_mismatch(folder):
-        raise DataError(folder, f"does not match its record: {why}; rerun the pipeline (it redoes what changed) "
-                        "before pushing")
+        raise DataError(
+            folder, f"does not match its record: {why}; rerun the pipeline (it redoes what changed) before pushing"
+        )
     files = sorted(file_record(folder, hash_limit=0).items())
-    return {"repo_id": repo_id, "repo_type": "dataset", "version": version,
-            "files": [{"path": path, "bytes": size} for path, (size, _) in files],
-            "total_bytes": sum(size for _, (size, _) in files), "order": ["data files", "README.md", f"tag {version}"]}
+    return {
+        "repo_id": repo_id,
+        "repo_type": "dataset",
+        "version": version,
+        "files": [{"path": path, "bytes": size} for path, (size, _) in files],
+        "total_bytes": sum(size for _, (size, _) in files),
+        "order": ["data files", "README.md", f"tag {version}"],
+    }
 
 
 def transport_errors() -> tuple[type[Exception], ...]:
@@ -70,13 +80,22 @@ def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
     from huggingface_hub import HfApi, get_token
     from huggingface_hub.errors import HfHubHTTPError
 
-    version = args.version or json.loads((folder / "build_summary.json").read_text())["version"] \
-        if (folder / "build_summary.json").is_file() else args.version
+    version = (
+        args.version or json.loads((folder / "build_summary.json").read_text())["version"]
+        if (folder / "build_summary.json").is_file()
+        else args.version
+    )
     plan = push_plan(folder, args.repo_id, version)
     if args.dry_run:
         lines = [f"  {f['path']}  ({f['bytes']:,} bytes)" for f in plan["files"]]
-        logger.info("dry run: would upload %d files (%s bytes) to dataset %s, then tag %s:\n%s", len(lines),
-                    f"{plan['total_bytes']:,}", args.repo_id, version, "\n".join(lines))
+        logger.info(
+            "dry run: would upload %d files (%s bytes) to dataset %s, then tag %s:\n%s",
+            len(lines),
+            f"{plan['total_bytes']:,}",
+            args.repo_id,
+            version,
+            "\n".join(lines),
+        )
         return plan
     token = get_token()
     if not token:
@@ -84,18 +103,30 @@ def push_dataset(args: PushArguments, folder: Path, api=None) -> dict:
     api = api or HfApi(token=token)
     try:
         api.create_repo(args.repo_id, repo_type="dataset", private=args.private, exist_ok=True)
-        api.upload_large_folder(repo_id=args.repo_id, folder_path=str(folder), repo_type="dataset",
-                                ignore_patterns=["README.md", ".cache/**"], num_workers=args.num_workers)
-        api.upload_file(path_or_fileobj=str(folder / "README.md"), path_in_repo="README.md", repo_id=args.repo_id,
-                        repo_type="dataset", commit_message=f"ConceptCaps {version}: dataset card")
+        api.upload_large_folder(
+            repo_id=args.repo_id,
+            folder_path=str(folder),
+            repo_type="dataset",
+            ignore_patterns=["README.md", ".cache/**"],
+            num_workers=args.num_workers,
+        )
+        api.upload_file(
+            path_or_fileobj=str(folder / "README.md"),
+            path_in_repo="README.md",
+            repo_id=args.repo_id,
+            repo_type="dataset",
+            commit_message=f"ConceptCaps {version}: dataset card",
+        )
         api.create_tag(args.repo_id, tag=version, repo_type="dataset", tag_message=f"ConceptCaps {version}")
     except HfHubHTTPError as e:
         status = getattr(e.response, "status_code", None)
         hint = " (the token cannot write to this repo)" if status in (401, 403) else ""
         raise PublishError(f"push to dataset {args.repo_id} failed{hint}: HTTP {status}; nothing was tagged") from None
     except (*transport_errors(), OSError) as e:  # no network, DNS, a refused connection, offline mode
-        raise PublishError(f"push to dataset {args.repo_id} failed: cannot reach the Hub at {api.endpoint} "
-                           f"({e.__class__.__name__}); nothing was tagged; rerun to resume the upload") from None
+        raise PublishError(
+            f"push to dataset {args.repo_id} failed: cannot reach the Hub at {api.endpoint} "
+            f"({e.__class__.__name__}); nothing was tagged; rerun to resume the upload"
+        ) from None
     logger.info("pushed %d files to dataset %s and tagged %s", len(plan["files"]), args.repo_id, version)
     return {**plan, "pushed": True}
 

@@ -26,7 +26,7 @@ def _words(name: str) -> list[str]:
 def contains(a: str, b: str) -> bool:
     """Whether `b`'s words appear, in order and together, in `a`'s name."""
     wa, wb = _words(a), _words(b)
-    return a != b and any(wa[i:i + len(wb)] == wb for i in range(len(wa) - len(wb) + 1))
+    return a != b and any(wa[i : i + len(wb)] == wb for i in range(len(wa) - len(wb) + 1))
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,11 @@ def load_relations(path: Path = RELATIONS_TABLE, concepts: Path = CONCEPT_TABLE)
         elif kind == "overlaps":
             overlaps.setdefault(a, set()).add(b)
             overlaps.setdefault(b, set()).add(a)
-    relations = Relations({k: frozenset(v) for k, v in narrower.items()}, {k: frozenset(v) for k, v in overlaps.items()},
-                          frozenset(decided))
+    relations = Relations(
+        {k: frozenset(v) for k, v in narrower.items()},
+        {k: frozenset(v) for k, v in overlaps.items()},
+        frozenset(decided),
+    )
     for c in narrower:
         if c in relations.broader(c):
             raise DataError(path, f"{c!r} is narrower than itself through a cycle of narrower relations")

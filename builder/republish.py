@@ -7,7 +7,8 @@
 Writes the `default`, `audio` and `concepts` configs (`builder.schema`), `taxonomy.json` (every concept of our
 reviewed table), the concept-set summary, `build_summary.json` (the source dataset, its revision resolved to a
 commit or, for a local folder, a content hash; the rows dropped and the tags left unmapped, with counts) and the
-card (the `card.render` stage, run as its own command). The tags are mapped onto our concepts and duplicate ids dropped as `builder.published`
+card (the `card.render` stage, run as its own command). The tags are mapped onto our concepts and duplicate ids
+dropped as `builder.published`
 says; the splits are the source's. The audio is carried over byte for byte, never regenerated, and streamed:
 one row group per split is in memory at a time, so the published 178 hours never pass through memory, and
 nothing is cached beside the output (the source is read with `streaming=True`).
@@ -27,29 +28,28 @@ from typing import Sequence
 from builder.published import AUDIO_FIELD, TEXT_FIELDS, PublishedReader, is_published
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
 from builder.splits import ConceptSetArguments, concept_sets, concepts_with_sets
-from core.config import cli, get_logger, parse_args
+from core.cli import cli
+from core.config import parse_args
 from core.constants import SPLITS
 from core.errors import DataError
 from core.io import sha256_bytes, write_json
+from core.log import get_logger
 from core.provenance import folder_sha256, package_versions
 
 logger = get_logger(__name__)
 
 
 @dataclass
-class RepublishArguments:
+class RepublishArguments(ConceptSetArguments):
     """Re-publish a dataset in the paper's schema in this project's layout (configs, concept sets, card)."""
 
     source: str = field(default="bsienkiewicz/ConceptCaps", metadata={"help": "Hub dataset id or local folder"})
-    revision: str | None = field(default=None, metadata={"help": "Hub revision of the source (default: main, resolved to its commit)"})
+    revision: str | None = field(
+        default=None, metadata={"help": "Hub revision of the source (default: main, resolved to its commit)"}
+    )
     output_dir: str = field(default="republished", metadata={"help": "folder to write (replaced when done)"})
     version: str = field(default="1.0.0", metadata={"help": "version of the re-published dataset"})
     no_audio: bool = field(default=False, metadata={"help": "text configs only (the source's `default` config)"})
-    min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
-    num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
-    concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
-    families: bool = field(default=True, metadata={
-        "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"})
     max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
     repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
 
@@ -91,17 +91,24 @@ def republish(args: RepublishArguments) -> dict:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     max_bytes = args.max_shard_mb * 1e6
-    provenance = {"caption_model": f"as published in {args.source}", "audio_model": f"as published in {args.source}",
-                  "audio_model_revision": revision_name,
-                  "generation_params": json.dumps({"source": args.source, "revision": revision_name}), "seed": None,
-                  "clap_score": None}
+    provenance = {
+        "caption_model": f"as published in {args.source}",
+        "audio_model": f"as published in {args.source}",
+        "audio_model_revision": revision_name,
+        "generation_params": json.dumps({"source": args.source, "revision": revision_name}),
+        "seed": None,
+        "clap_score": None,
+    }
     reader = PublishedReader()
     examples, no_audio = [], 0
     for split in SPLITS:
-        stream = datasets.load_dataset(args.source, "audio" if with_audio else "default", split=split, streaming=True,
-                                       **kwargs)
+        stream = datasets.load_dataset(
+            args.source, "audio" if with_audio else "default", split=split, streaming=True, **kwargs
+        )
         if not is_published(stream.features or {}):
-            raise DataError(args.source, f"split {split!r} is not in the published schema: it lacks some of {TEXT_FIELDS}")
+            raise DataError(
+                args.source, f"split {split!r} is not in the published schema: it lacks some of {TEXT_FIELDS}"
+            )
         if with_audio:
             stream = stream.cast_column(AUDIO_FIELD, datasets.Audio(decode=False))
             writer = SplitWriter(tmp / CONFIG_DIRS["audio"], split, CONFIG_FEATURES["audio"], max_bytes)
@@ -116,8 +123,14 @@ def republish(args: RepublishArguments) -> dict:
                     no_audio += 1
                     reader.seen.pop(example["id"])  # not kept: a later row with this id may still be
                     continue
-                writer.write({**{k: example[k] for k in BASE_FEATURES}, "audio": clip,
-                              "audio_sha256": sha256_bytes(clip["bytes"]), **dict.fromkeys(RENDER_FEATURES)})
+                writer.write(
+                    {
+                        **{k: example[k] for k in BASE_FEATURES},
+                        "audio": clip,
+                        "audio_sha256": sha256_bytes(clip["bytes"]),
+                        **dict.fromkeys(RENDER_FEATURES),
+                    }
+                )
             examples.append(example)
         if with_audio:
             writer.close()
@@ -125,8 +138,7 @@ def republish(args: RepublishArguments) -> dict:
     if not examples:
         raise DataError(args.source, "no row to re-publish")
     taxonomy = reader.taxonomy
-    set_args = ConceptSetArguments(args.min_positives, args.num_random_sets, args.concept_seed, args.families)
-    rows, concept_summary = concept_sets(examples, taxonomy, set_args)
+    rows, concept_summary = concept_sets(examples, taxonomy, args)
     for name, items in (("default", examples), ("concepts", rows)):
         for split in SPLITS:
             writer = SplitWriter(tmp / CONFIG_DIRS[name], split, CONFIG_FEATURES[name], max_bytes)
@@ -140,10 +152,18 @@ def republish(args: RepublishArguments) -> dict:
     if no_audio:
         rejected["source: no audio bytes"] = no_audio
     summary = {
-        "version": args.version, "examples": len(examples), "per_split": per_split, "rejected": rejected,
-        "configs": {k: v for k, v in CONFIG_DIRS.items() if with_audio or k != "audio"}, "clap_model": None,
-        "source": {"dataset": args.source if not Path(args.source).is_dir() else "a local copy", "revision": revision_name,
-                   "schema": "published (bsienkiewicz/ConceptCaps)", **report},
+        "version": args.version,
+        "examples": len(examples),
+        "per_split": per_split,
+        "rejected": rejected,
+        "configs": {k: v for k, v in CONFIG_DIRS.items() if with_audio or k != "audio"},
+        "clap_model": None,
+        "source": {
+            "dataset": args.source if not Path(args.source).is_dir() else "a local copy",
+            "revision": revision_name,
+            "schema": "published (bsienkiewicz/ConceptCaps)",
+            **report,
+        },
         "concept_set_rows": len(rows),
         "concepts_with_sets": concepts_with_sets(concept_summary),
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("source", "output_dir")},
@@ -157,9 +177,17 @@ def republish(args: RepublishArguments) -> dict:
     cmd = [sys.executable, "-m", "card.render", "--dataset", str(out), "--repo_id", args.repo_id]
     if subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1]).returncode != 0:
         raise DataError(out, "the card stage failed (its error is above); rerun: " + " ".join(cmd[1:]))
-    logger.info("re-published %s (%s) into %s: %d examples %s, %d concept-set rows; dropped %s; %d unmapped tags",
-                args.source, revision_name, out, len(examples), per_split, len(rows), report["dropped"],
-                len(report["unmapped_tags"]))
+    logger.info(
+        "re-published %s (%s) into %s: %d examples %s, %d concept-set rows; dropped %s; %d unmapped tags",
+        args.source,
+        revision_name,
+        out,
+        len(examples),
+        per_split,
+        len(rows),
+        report["dropped"],
+        len(report["unmapped_tags"]),
+    )
     return summary
 
 

@@ -113,18 +113,38 @@ def apply_reviews(run: Path, examples: Sequence[dict]) -> tuple[dict[str, set[st
         if v.answer == "no" and listed:
             unheard.setdefault(v.id, set()).add(v.concept)
             entry["removed"].add(v.id)
-    rows = [{"id": v.id, "split": by_id[v.id]["split"], "concept": v.concept, "question": v.question,
-             "answer": v.answer, "reviewer": pseudonym(v.reviewer), "time": float(v.time),
-             "audio_sha256": v.audio_sha256, "dataset_version": v.dataset_version} for v in current]
+    rows = [
+        {
+            "id": v.id,
+            "split": by_id[v.id]["split"],
+            "concept": v.concept,
+            "question": v.question,
+            "answer": v.answer,
+            "reviewer": pseudonym(v.reviewer),
+            "time": float(v.time),
+            "audio_sha256": v.audio_sha256,
+            "dataset_version": v.dataset_version,
+        }
+        for v in current
+    ]
     summary = {
-        "verdicts": len(current), "lines_skipped_torn_or_malformed": torn, "stale_audio_changed": stale,
-        "unknown_clip": unknown, "reviewers": len({v.reviewer for v in current}),
+        "verdicts": len(current),
+        "lines_skipped_torn_or_malformed": torn,
+        "stale_audio_changed": stale,
+        "unknown_clip": unknown,
+        "reviewers": len({v.reviewer for v in current}),
         "clips_reviewed": len({v.id for v in current}),
         "removed_from_positives": sum(len(c) for c in unheard.values()),
-        "concepts": {c: {"clips_reviewed": len(e["clips"]), "judged": e["yes"] + e["no"] + e["unsure"],
-                         "audible_share": round(e["yes"] / max(e["yes"] + e["no"], 1), 4) if e["yes"] + e["no"] else None,
-                         "unsure": e["unsure"], "removed_from_positives": len(e["removed"])}
-                     for c, e in sorted(per_concept.items())},
+        "concepts": {
+            c: {
+                "clips_reviewed": len(e["clips"]),
+                "judged": e["yes"] + e["no"] + e["unsure"],
+                "audible_share": round(e["yes"] / max(e["yes"] + e["no"], 1), 4) if e["yes"] + e["no"] else None,
+                "unsure": e["unsure"],
+                "removed_from_positives": len(e["removed"]),
+            }
+            for c, e in sorted(per_concept.items())
+        },
         "agreement": agreement(current),
     }
     return unheard, rows, summary
@@ -143,6 +163,7 @@ def agreement(verdicts: Sequence[Verdict]) -> list[dict]:
             if len(shared) < 2:
                 continue
             kappa = cohen_kappa([answers[a, question][k] for k in shared], [answers[b, question][k] for k in shared])
-            out.append({"question": question, "reviewers": [pseudonym(a), pseudonym(b)], "shared": len(shared),
-                        "kappa": kappa})
+            out.append(
+                {"question": question, "reviewers": [pseudonym(a), pseudonym(b)], "shared": len(shared), "kappa": kappa}
+            )
     return out

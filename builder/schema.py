@@ -2,7 +2,8 @@
 
 Configs:
   default   id, caption, attribute list and one list per category, CLAP score, duration, provenance
-  audio     default's columns plus `audio` (Audio, 32 kHz), its sha256 and, for rendered audio, the typed ground truth (bpm,
+  audio     default's columns plus `audio` (Audio, 32 kHz), its sha256 and, for rendered audio, the typed ground truth
+            (bpm,
             meter, key, mode, feels, stems with their levels ...) and `midi`
   concepts  concept, category, split, role (positive / negative / random), set_index, id
   reviews   listeners' verdicts: id, concept, question, answer, reviewer (a pseudonym), time, audio sha256
@@ -63,6 +64,8 @@ RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for Musi
     "renderer": datasets.Value("string"),  # the renderer's revision
     "midi": datasets.Value("binary"),  # the rendered score as a standard MIDI file
 }
+
+
 def render_columns(ground_truth: str | dict | None) -> dict:
     """The typed ground-truth columns of a rendered clip from the synthesis stage's JSON (all None without it)."""
     import json
@@ -72,9 +75,11 @@ def render_columns(ground_truth: str | dict | None) -> dict:
     if not truth:
         return columns
     columns.update({k: truth.get(k) for k in columns if k != "stems"})
-    columns["stems"] = [{"concept": i["concept"], "bank": int(bank), "program": int(program),
-                         "share_db": float(i["stem_share_db"])}
-                        for i in truth.get("instruments", []) for bank, program in i["programs"]]
+    columns["stems"] = [
+        {"concept": i["concept"], "bank": int(bank), "program": int(program), "share_db": float(i["stem_share_db"])}
+        for i in truth.get("instruments", [])
+        for bank, program in i["programs"]
+    ]
     return columns
 
 
@@ -99,9 +104,14 @@ REVIEW_FEATURES = {  # listeners' verdicts (builder.reviews), each on the clip a
 CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts", "reviews": "reviews"}
 CONFIG_FEATURES = {
     "default": datasets.Features(BASE_FEATURES),
-    "audio": datasets.Features({**BASE_FEATURES, "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
-                                "audio_sha256": datasets.Value("string"),  # of the encoded bytes: what a verdict names
-                                **RENDER_FEATURES}),
+    "audio": datasets.Features(
+        {
+            **BASE_FEATURES,
+            "audio": datasets.Audio(sampling_rate=SAMPLING_RATE),
+            "audio_sha256": datasets.Value("string"),  # of the encoded bytes: what a verdict names
+            **RENDER_FEATURES,
+        }
+    ),
     "concepts": datasets.Features(CONCEPT_FEATURES),
     "reviews": datasets.Features(REVIEW_FEATURES),
 }
@@ -118,7 +128,9 @@ class SplitWriter:
 
     GROUP_BYTES = 16e6
 
-    def __init__(self, folder: Path, split: str, features: datasets.Features, max_bytes: float, rows_per_group: int = 100):
+    def __init__(
+        self, folder: Path, split: str, features: datasets.Features, max_bytes: float, rows_per_group: int = 100
+    ):
         self.folder, self.split, self.features, self.max_bytes = Path(folder), split, features, max_bytes
         self.rows_per_group = rows_per_group
         meta = {"huggingface": json.dumps({"info": {"features": features.to_dict()}})}
@@ -134,8 +146,8 @@ class SplitWriter:
     def write(self, row: dict) -> None:
         size = _payload(row)
         if self._file_bytes + self._buffer_bytes + size > self.max_bytes:  # the row starts the next file
-            self._flush()                                                  # (a file passes its bound only when
-            self._close_file()                                             # one row alone is larger)
+            self._flush()  # (a file passes its bound only when
+            self._close_file()  # one row alone is larger)
         elif self._buffer_bytes + size > self.GROUP_BYTES:
             self._flush()
         self._buffer.append(row)

@@ -18,7 +18,7 @@ and after matching) and the candidates each relation rule removed are recorded p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -26,6 +26,7 @@ import numpy as np
 from builder.relations import Relations, load_relations
 from builder.taxonomy import Taxonomy
 from core.constants import CATEGORIES, SPLITS
+from core.divergence import squared_jsd
 
 EXAMPLE_FRACTIONS = {"train": 0.70, "validation": 0.15, "test": 0.15}  # the paper's 15,003 / 3,215 / 3,215
 
@@ -40,7 +41,9 @@ def seeded_split(keys: Sequence[str], fractions: dict[str, float], seed: int) ->
     return {ordered[i]: names[int(np.searchsorted(bounds, rank, side="right"))] for rank, i in enumerate(order)}
 
 
-def assign_example_splits(ids: Sequence[str], seed: int = 0, fractions: dict[str, float] = EXAMPLE_FRACTIONS) -> dict[str, str]:
+def assign_example_splits(
+    ids: Sequence[str], seed: int = 0, fractions: dict[str, float] = EXAMPLE_FRACTIONS
+) -> dict[str, str]:
     """The dataset's split, by example id (ids are unique by construction; a duplicate is an error)."""
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate ids")
@@ -49,18 +52,18 @@ def assign_example_splits(ids: Sequence[str], seed: int = 0, fractions: dict[str
 
 @dataclass
 class ConceptSetArguments:
-    min_positives: int = 10
-    num_random_sets: int = 5
-    seed: int = 0
-    families: bool = False  # also "<concept> (family)" sets: the concept and every narrower one (builder.relations)
+    """How a split's concept sets are built: declared once, taken by every stage that builds them (assembly,
+    republish) and by the readers that build a published dataset's sets on the fly."""
 
-
-def _js(p: np.ndarray, q: np.ndarray) -> float:
-    from scipy.spatial.distance import jensenshannon
-
-    if p.sum() == 0 or q.sum() == 0:
-        return float("nan")
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2)
+    min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
+    num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
+    concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
+    families: bool = field(
+        default=True,
+        metadata={
+            "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"
+        },
+    )
 
 
 class SetRows:
@@ -86,17 +89,29 @@ class SetRows:
     def __iter__(self) -> Iterator[dict]:
         for concept, category, split, role, set_index, members in self.groups:
             for i in members:
-                yield {"concept": concept, "category": category, "split": split, "role": role, "set_index": set_index,
-                       "id": self.ids[i]}
+                yield {
+                    "concept": concept,
+                    "category": category,
+                    "split": split,
+                    "role": role,
+                    "set_index": set_index,
+                    "id": self.ids[i],
+                }
 
 
 RULE_NAMES = {"narrower": "lists a narrower concept", "overlaps": "lists an overlapping concept"}
 FAMILY_SUFFIX = " (family)"  # a family's set name: "rock (family)" is rock and every concept narrower than rock
 
 
-def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: Sequence[set[str]],
-                       args: ConceptSetArguments, concepts: Sequence[str] | None = None,
-                       relations: Relations | None = None, unheard: dict[str, set[str]] | None = None) -> tuple[SetRows, dict]:
+def build_concept_sets(
+    examples: Sequence[dict],
+    taxonomy: Taxonomy,
+    mentions: Sequence[set[str]],
+    args: ConceptSetArguments,
+    concepts: Sequence[str] | None = None,
+    relations: Relations | None = None,
+    unheard: dict[str, set[str]] | None = None,
+) -> tuple[SetRows, dict]:
     """Concept membership rows and a summary.
 
     Args:
@@ -145,8 +160,11 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
         family = columns(relations.family(name))
         if args.families and len(family) > 1:
             overlapping = set().union(*(relations.overlaps.get(names[k], set()) for k in family))
-            targets.append((name + FAMILY_SUFFIX, j, family, {"overlaps": columns(overlapping - relations.family(name))}, 1))
-    rows, summary = SetRows(ids), {"arguments": vars(args), "concepts": {}, "skipped_too_few_positives": {}}
+            targets.append(
+                (name + FAMILY_SUFFIX, j, family, {"overlaps": columns(overlapping - relations.family(name))}, 1)
+            )
+    arguments = {f.name: getattr(args, f.name) for f in fields(ConceptSetArguments)}  # not a stage's other fields
+    rows, summary = SetRows(ids), {"arguments": arguments, "concepts": {}, "skipped_too_few_positives": {}}
     for split in SPLITS:
         in_split = np.nonzero(split_of == split)[0]
         skipped = []
@@ -157,7 +175,7 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
             if len(pos) < args.min_positives:
                 skipped.append(name)
                 continue
-            rng = np.random.default_rng([args.seed, j, SPLITS.index(split)] + ([tag] if tag else []))
+            rng = np.random.default_rng([args.concept_seed, j, SPLITS.index(split)] + ([tag] if tag else []))
             other = category_ids != category_ids[j]  # the other categories' concepts
             keep = ~holds & ~named[in_split][:, members_].any(1)
             removed = {}
@@ -181,17 +199,24 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
             pool = in_split[free]
             size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
             shuffled = rng.permutation(pool)
-            randoms = [shuffled[r * size:(r + 1) * size] for r in range(args.num_random_sets)] if size > 0 else []
-            for role, r, members in [("positive", 0, pos), ("negative", 0, negatives),
-                                     *[("random", r, members) for r, members in enumerate(randoms)]]:
+            randoms = [shuffled[r * size : (r + 1) * size] for r in range(args.num_random_sets)] if size > 0 else []
+            for role, r, members in [
+                ("positive", 0, pos),
+                ("negative", 0, negatives),
+                *[("random", r, members) for r, members in enumerate(randoms)],
+            ]:
                 rows.add(name, taxonomy.category_of[names[j]], split, role, r, members)
             summary["concepts"][f"{split}/{name}"] = {
-                "positives": int(len(pos)), "negatives": int(len(negatives)), "random_sets": len(randoms),
-                "random_set_size": int(size), "candidate_negatives": int(len(candidates)),
-                "removed_by_relation": removed, "family": bool(tag),
+                "positives": int(len(pos)),
+                "negatives": int(len(negatives)),
+                "random_sets": len(randoms),
+                "random_set_size": int(size),
+                "candidate_negatives": int(len(candidates)),
+                "removed_by_relation": removed,
+                "family": bool(tag),
                 **({"removed_by_review": int((holds & ~heard).sum())} if unheard else {}),
-                "jsd_other_categories_before": _js(x[pos][:, other].sum(0), x[candidates][:, other].sum(0)),
-                "jsd_other_categories_after": _js(x[pos][:, other].sum(0), x[negatives][:, other].sum(0)),
+                "jsd_other_categories_before": squared_jsd(x[pos][:, other].sum(0), x[candidates][:, other].sum(0)),
+                "jsd_other_categories_after": squared_jsd(x[pos][:, other].sum(0), x[negatives][:, other].sum(0)),
             }
         summary["skipped_too_few_positives"][split] = skipped
     return rows, summary
@@ -199,12 +224,19 @@ def build_concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, mentions: S
 
 def concepts_with_sets(summary: dict) -> dict[str, int]:
     """Per split, how many concepts (families not counted) got sets."""
-    return {split: sum(1 for key, v in summary["concepts"].items() if key.startswith(split + "/") and not v.get("family"))
-            for split in SPLITS}
+    return {
+        split: sum(1 for key, v in summary["concepts"].items() if key.startswith(split + "/") and not v.get("family"))
+        for split in SPLITS
+    }
 
 
-def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetArguments,
-                 concepts: Sequence[str] | None = None, unheard: dict[str, set[str]] | None = None) -> tuple[SetRows, dict]:
+def concept_sets(
+    examples: Sequence[dict],
+    taxonomy: Taxonomy,
+    args: ConceptSetArguments,
+    concepts: Sequence[str] | None = None,
+    unheard: dict[str, set[str]] | None = None,
+) -> tuple[SetRows, dict]:
     """`build_concept_sets` with each caption's surface forms found by the mention matcher (negated or not): what
     assembly and the published-schema tools both build."""
     from builder.mentions import ConceptMatcher
@@ -217,8 +249,9 @@ def concept_sets(examples: Sequence[dict], taxonomy: Taxonomy, args: ConceptSetA
 MATCH_BLOCK = 4096  # examples (positives and candidates) per matching block: memory and time per block bounded
 
 
-def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator,
-           block: int = MATCH_BLOCK) -> np.ndarray:
+def _match(
+    pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator, block: int = MATCH_BLOCK
+) -> np.ndarray:
     """One-to-one matching of positives to candidates on Jaccard distance, in seeded blocks.
 
     Positives and candidates are shuffled (seeded) and dealt into blocks of at most `block` examples in
@@ -238,7 +271,7 @@ def _match(pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.rand
             break
         chosen += used_now
         taken = np.concatenate(used_now)
-        matched_pos = np.concatenate([p[:len(u)] for p, u in zip(pos_blocks, used_now)])
+        matched_pos = np.concatenate([p[: len(u)] for p, u in zip(pos_blocks, used_now)])
         left_pos = np.setdiff1d(left_pos, matched_pos, assume_unique=True)
         left_cand = np.setdiff1d(left_cand, taken, assume_unique=True)
     picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=int)

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from builder.musiccaps import MUSICCAPS_HELP, read_musiccaps, resolve_musiccaps
-from core.config import DEFAULT_MUSICCAPS, cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import DEFAULT_MUSICCAPS, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import read_tsv, sha256_file, write_json
+from core.log import get_logger
 from core.provenance import hub_file_commit
 
 TAXONOMY_VERSION = "1.0.0"
@@ -82,15 +84,21 @@ def load_concept_table(path: Path = CONCEPT_TABLE, spelling: Mapping[str, str] |
     alias_owner: dict[str, tuple[int, str]] = {}
     for number, (category, name, aliases) in read_tsv(path, 3):
         if category not in CATEGORIES:
-            raise DataError(path, f"unknown category {category!r}; expected one of {CATEGORIES}", row=number, field="category")
+            raise DataError(
+                path, f"unknown category {category!r}; expected one of {CATEGORIES}", row=number, field="category"
+            )
         name = normalise_aspect(name, spelling)
         if not name:
             raise DataError(path, "empty concept name", row=number, field="concept")
         if name in concept_line:
             first, first_category = concept_line[name]
             raise DataError(
-                path, f"concept {name!r} is already listed at row {first} ({first_category}); "
-                "a concept belongs to exactly one category", row=number, field="concept")
+                path,
+                f"concept {name!r} is already listed at row {first} ({first_category}); "
+                "a concept belongs to exactly one category",
+                row=number,
+                field="concept",
+            )
         concept_line[name] = (number, category)
         names = [name] + [normalise_aspect(a, spelling) for a in aliases.split(ALIAS_SEPARATOR) if a.strip()]
         unique = list(dict.fromkeys(names))
@@ -98,8 +106,11 @@ def load_concept_table(path: Path = CONCEPT_TABLE, spelling: Mapping[str, str] |
             if alias in alias_owner and alias_owner[alias][1] != name:
                 first, owner = alias_owner[alias]
                 raise DataError(
-                    path, f"alias {alias!r} points to {name!r} here and to {owner!r} at row {first}",
-                    row=number, field="aliases")
+                    path,
+                    f"alias {alias!r} points to {name!r} here and to {owner!r} at row {first}",
+                    row=number,
+                    field="aliases",
+                )
             alias_owner[alias] = (number, name)
         entries.append(ConceptEntry(name, category, tuple(unique[1:])))
     return entries
@@ -177,7 +188,9 @@ class Taxonomy:
     def from_json(cls, obj: dict, path=None) -> "Taxonomy":
         try:
             concepts = [Concept(c["name"], c["category"], tuple(c["aliases"]), int(c["rows"])) for c in obj["concepts"]]
-            spelling = obj["spelling"] if "spelling" in obj else dict(load_spelling())  # files written before it was kept
+            spelling = (
+                obj["spelling"] if "spelling" in obj else dict(load_spelling())
+            )  # files written before it was kept
             return cls(concepts=concepts, version=obj["version"], source=obj.get("source", {}), spelling=dict(spelling))
         except (KeyError, TypeError, ValueError) as e:
             raise DataError(path, f"not a taxonomy file ({e!r})") from None
@@ -197,13 +210,18 @@ class Taxonomy:
         write_json(path, self.to_json())
 
     @classmethod
-    def from_concept_table(cls, concept_table: Path = CONCEPT_TABLE, spelling_table: Path = SPELLING_TABLE) -> "Taxonomy":
+    def from_concept_table(
+        cls, concept_table: Path = CONCEPT_TABLE, spelling_table: Path = SPELLING_TABLE
+    ) -> "Taxonomy":
         """Every concept of the reviewed table, without MusicCaps counts: the vocabulary that a dataset built
         elsewhere (the paper's published one) is mapped onto."""
         spelling = load_spelling(Path(spelling_table))
         entries = load_concept_table(Path(concept_table), spelling)
         concepts = [Concept(e.name, e.category, e.aliases, 0) for c in CATEGORIES for e in entries if e.category == c]
-        source = {"concept_table_sha256": sha256_file(concept_table), "spelling_table_sha256": sha256_file(spelling_table)}
+        source = {
+            "concept_table_sha256": sha256_file(concept_table),
+            "spelling_table_sha256": sha256_file(spelling_table),
+        }
         return cls(concepts=concepts, source=source, spelling=dict(spelling))
 
 
@@ -239,8 +257,11 @@ def build_taxonomy(
         )
         if len(ranked) < per_category:
             raise DataError(
-                concept_table, f"category {category!r} has only {len(ranked)} concepts that occur in MusicCaps; "
-                f"{per_category} are needed", field="category")
+                concept_table,
+                f"category {category!r} has only {len(ranked)} concepts that occur in MusicCaps; "
+                f"{per_category} are needed",
+                field="category",
+            )
         concepts += [Concept(e.name, category, e.aliases, counts[e.name]) for e in ranked[:per_category]]
         summary["per_category"][category] = len(ranked[:per_category])
         summary["dropped_for_rank"][category] = [e.name for e in ranked[per_category:]]
@@ -308,8 +329,12 @@ class TaxonomyArguments:
     concept_table: str = field(default=str(CONCEPT_TABLE), metadata={"help": "reviewed concept/category/alias table"})
     spelling_table: str = field(default=str(SPELLING_TABLE), metadata={"help": "reviewed misspelling table"})
     per_category: int = field(default=CONCEPTS_PER_CATEGORY, metadata={"help": "concepts kept per category"})
-    paper_taxonomy: str | None = field(default=str(PAPER_TAXONOMY), metadata={
-        "help": "the paper's tag table to compare with (writes taxonomy_vs_paper.json); empty: no comparison"})
+    paper_taxonomy: str | None = field(
+        default=str(PAPER_TAXONOMY),
+        metadata={
+            "help": "the paper's tag table to compare with (writes taxonomy_vs_paper.json); empty: no comparison"
+        },
+    )
 
 
 ARGUMENTS = TaxonomyArguments  # what this stage's preset section may hold
@@ -317,16 +342,25 @@ ARGUMENTS = TaxonomyArguments  # what this stage's preset section may hold
 
 def main(argv: Sequence[str] | None = None) -> Taxonomy:
     args = parse_args(ARGUMENTS, "taxonomy", argv)
-    taxonomy, summary = build_taxonomy(args.musiccaps_csv, Path(args.concept_table), Path(args.spelling_table), args.per_category)
+    taxonomy, summary = build_taxonomy(
+        args.musiccaps_csv, Path(args.concept_table), Path(args.spelling_table), args.per_category
+    )
     output = Path(args.output) if args.output else run_dir() / "taxonomy.json"
     taxonomy.save(output)
-    logger.info("wrote %s: %s concepts from %d MusicCaps rows", output, summary["per_category"], summary["musiccaps_rows"])
+    logger.info(
+        "wrote %s: %s concepts from %d MusicCaps rows", output, summary["per_category"], summary["musiccaps_rows"]
+    )
     if args.paper_taxonomy:
         report = compare_with_paper(taxonomy, args.paper_taxonomy)
         logger.info(
-            "paper taxonomy: %d of %d tags map to our concepts (%d in the same category); our concepts it covers: %d of %d",
-            report["mapped"], report["paper_tags"], report["same_category"], report["our_concepts_covered_by_paper"],
-            len(taxonomy.concepts))
+            "paper taxonomy: %d of %d tags map to our concepts (%d in the same category); "
+            "our concepts it covers: %d of %d",
+            report["mapped"],
+            report["paper_tags"],
+            report["same_category"],
+            report["our_concepts_covered_by_paper"],
+            len(taxonomy.concepts),
+        )
         write_json(output.with_name("taxonomy_vs_paper.json"), report)
     return taxonomy
 

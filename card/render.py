@@ -21,10 +21,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
 from core.errors import ConfigError, DataError
 from core.io import read_json, write_folder_record
+from core.log import get_logger
 from core.retry import least_accepted, most_rejected
 
 TEMPLATE = Path(__file__).resolve().parent / "template.md"
@@ -41,16 +43,28 @@ def size_category(n: int) -> str:
 def configs_metadata(config_dirs: dict[str, str], root: Path) -> list[dict]:
     """The card's `configs:`: each config's splits that have files (a split without rows, such as a small
     split's concept sets, has none)."""
-    configs = [{"config_name": name, "data_files": [{"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS
-                                                    if any((root / folder).glob(f"{s}-*.parquet"))],
-                **({"default": True} if name == "default" else {})} for name, folder in config_dirs.items()]
+    configs = [
+        {
+            "config_name": name,
+            "data_files": [
+                {"split": s, "path": f"{folder}/{s}-*"} for s in SPLITS if any((root / folder).glob(f"{s}-*.parquet"))
+            ],
+            **({"default": True} if name == "default" else {}),
+        }
+        for name, folder in config_dirs.items()
+    ]
     return [c for c in configs if c["data_files"]]  # a config with no rows at all (no reviews yet) is not listed
 
 
 def _stats(values: Sequence[float], digits: int = 4) -> dict:
     v = np.asarray(values, dtype=float)
-    return {"mean": round(float(v.mean()), digits), "std": round(float(v.std()), digits), "min": round(float(v.min()), digits),
-            "median": round(float(np.median(v)), digits), "max": round(float(v.max()), digits)}
+    return {
+        "mean": round(float(v.mean()), digits),
+        "std": round(float(v.std()), digits),
+        "min": round(float(v.min()), digits),
+        "median": round(float(np.median(v)), digits),
+        "max": round(float(v.max()), digits),
+    }
 
 
 def plot_all(examples: Sequence[dict], taxonomy: Taxonomy, images: Path) -> None:
@@ -102,15 +116,24 @@ def plot_all(examples: Sequence[dict], taxonomy: Taxonomy, images: Path) -> None
 
 LICENSES = {
     "cc-by-sa-4.0": "CC BY-SA 4.0. The captions and attribute lists derive from MusicCaps' captions and aspect lists "
-                    "(CC BY-SA 4.0, Google LLC), whose ShareAlike term requires adaptations to carry the same licence.",
+    "(CC BY-SA 4.0, Google LLC), whose ShareAlike term requires adaptations to carry the same licence.",
     "cc-by-4.0": "CC BY 4.0, as the paper publishes ConceptCaps. Note that the captions and attribute lists derive "
-                 "from MusicCaps (CC BY-SA 4.0, Google LLC), whose ShareAlike term applies to adaptations.",
+    "from MusicCaps (CC BY-SA 4.0, Google LLC), whose ShareAlike term applies to adaptations.",
 }
 
 
-def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, concept_summary: dict, summary: dict,
-                repo_id: str, license: str = DATA_LICENSE, fad: dict | None = None, audit: dict | None = None,
-                judge_tcav: dict | None = None) -> str:
+def render_card(
+    folder: Path,
+    examples: Sequence[dict],
+    taxonomy: Taxonomy,
+    concept_summary: dict,
+    summary: dict,
+    repo_id: str,
+    license: str = DATA_LICENSE,
+    fad: dict | None = None,
+    audit: dict | None = None,
+    judge_tcav: dict | None = None,
+) -> str:
     """Write README.md and images/ into `folder`; returns the card's text.
 
     Args:
@@ -128,7 +151,9 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
     counts = Counter(t for e in examples for t in e["tags"])
     scores = [e["clap_score"] for e in examples if e["clap_score"] is not None]
     card_data = DatasetCardData(
-        license=license, language=["en"], pretty_name="ConceptCaps",
+        license=license,
+        language=["en"],
+        pretty_name="ConceptCaps",
         task_categories=["text-to-audio", "audio-classification"],
         tags=["music", "interpretability", "tcav", "concepts", "synthetic", "musiccaps"],
         size_categories=[size_category(len(examples))],
@@ -142,26 +167,46 @@ def render_card(folder: Path, examples: Sequence[dict], taxonomy: Taxonomy, conc
         removed.update(v.get("removed_by_relation", {}))
     first = examples[0]
     card = DatasetCard.from_template(
-        card_data, template_path=str(TEMPLATE), repo_id=repo_id, version=summary["version"],
-        n_concepts=len(taxonomy.concepts), taxonomy_version=taxonomy.version, per_split=summary["per_split"],
-        total=len(examples), caption_words=_stats([len(e["caption"].split()) for e in examples], 1),
-        clap=_stats(scores) if scores else None, clap_model=summary["clap_model"], fad=fad, source=summary.get("source"),
-        taxonomy_table={c: ", ".join(f"{x.name} ({counts[x.name]})" for x in taxonomy.by_category(c)) for c in CATEGORIES},
-        min_positives=summary["arguments"]["min_positives"], num_random_sets=summary["arguments"]["num_random_sets"],
+        card_data,
+        template_path=str(TEMPLATE),
+        repo_id=repo_id,
+        version=summary["version"],
+        n_concepts=len(taxonomy.concepts),
+        taxonomy_version=taxonomy.version,
+        per_split=summary["per_split"],
+        total=len(examples),
+        caption_words=_stats([len(e["caption"].split()) for e in examples], 1),
+        clap=_stats(scores) if scores else None,
+        clap_model=summary["clap_model"],
+        fad=fad,
+        source=summary.get("source"),
+        taxonomy_table={
+            c: ", ".join(f"{x.name} ({counts[x.name]})" for x in taxonomy.by_category(c)) for c in CATEGORIES
+        },
+        min_positives=summary["arguments"]["min_positives"],
+        num_random_sets=summary["arguments"]["num_random_sets"],
         concepts_with_sets=summary["concepts_with_sets"],
         jsd_before=_mean([s["jsd_other_categories_before"] for s in sets]),
         jsd_after=_mean([s["jsd_other_categories_after"] for s in sets]),
-        audio_model=first["audio_model"], audio_revision=first["audio_model_revision"], caption_model=first["caption_model"],
-        generation_params=first["generation_params"], rejected=summary["rejected"] or "none",
-        packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()), citation=CITATION,
+        audio_model=first["audio_model"],
+        audio_revision=first["audio_model_revision"],
+        caption_model=first["caption_model"],
+        generation_params=first["generation_params"],
+        rejected=summary["rejected"] or "none",
+        packages=", ".join(f"{k} {v}" for k, v in summary["packages"].items()),
+        citation=CITATION,
         license_text=LICENSES[license],
         least_captioned=least_accepted(summary.get("caption_acceptance_by_concept", {})),
         musiccaps=taxonomy.source,
         most_rejected_audio=most_rejected(summary.get("audio_acceptance_by_concept", {})),
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
-        **audit_fields(audit), **sampling_fields(summary.get("sampling"), taxonomy),
-        removed_by_relation=dict(removed), families=families, judge_tcav=judge_tcav, reviews=summary.get("reviews"),
+        **audit_fields(audit),
+        **sampling_fields(summary.get("sampling"), taxonomy),
+        removed_by_relation=dict(removed),
+        families=families,
+        judge_tcav=judge_tcav,
+        reviews=summary.get("reviews"),
         **judge_audit_fields(judge_tcav, taxonomy),
     )
     card.save(folder / "README.md")
@@ -174,8 +219,11 @@ LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_l
 def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:
     """The template's view of bench_judge_tcav's tagger audit: per model its figures, and each mapped genre below
     0.7 for some model with the reviewed reason it is not reached (render_limits.tsv)."""
-    audits = {name: {**m["audit"], "at_least": sum(r["auc"] >= 0.7 for r in m["audit"]["concepts"].values())}
-              for name, m in (judge or {}).get("models", {}).items() if m.get("audit")}
+    audits = {
+        name: {**m["audit"], "at_least": sum(r["auc"] >= 0.7 for r in m["audit"]["concepts"].values())}
+        for name, m in (judge or {}).get("models", {}).items()
+        if m.get("audit")
+    }
     if not audits:
         return {"judge_audit": None, "judge_genres_short": []}
     from core.io import read_tsv
@@ -186,8 +234,12 @@ def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:
         for concept, r in a["concepts"].items():
             if taxonomy.category_of.get(concept) == "genre" and r["auc"] < 0.7:
                 short.setdefault(concept, []).append(f"{name} {r['auc']:.2f}")
-    return {"judge_audit": audits, "judge_genres_short": [(g, ", ".join(m), reasons.get(g, "no reason recorded"))
-                                                          for g, m in sorted(short.items())]}
+    return {
+        "judge_audit": audits,
+        "judge_genres_short": [
+            (g, ", ".join(m), reasons.get(g, "no reason recorded")) for g, m in sorted(short.items())
+        ],
+    }
 
 
 def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:
@@ -206,10 +258,15 @@ def audit_fields(audit: dict | None) -> dict:
         return {"audit": None, "audit_skipped": None, "audit_models": []}
     rows = audit.get("summary", [])
     splits = [s for s in ("train", "validation", "test") if any(s in r["splits"] for r in rows)]
-    return {"audit": rows, "audit_splits": splits, "audit_confirmed": sum(r["verdict"] == "confirmed" for r in rows),
-            "audit_no_counterpart": {name: e["no_counterpart"] for name, e in audit["models"].items()},
-            "audit_skipped": "; ".join(audit.get("skipped_models", {}).values()) or None,
-            "audit_too_short": sum(audit.get("clips_too_short", {}).values()), "audit_models": list(audit["models"])}
+    return {
+        "audit": rows,
+        "audit_splits": splits,
+        "audit_confirmed": sum(r["verdict"] == "confirmed" for r in rows),
+        "audit_no_counterpart": {name: e["no_counterpart"] for name, e in audit["models"].items()},
+        "audit_skipped": "; ".join(audit.get("skipped_models", {}).values()) or None,
+        "audit_too_short": sum(audit.get("clips_too_short", {}).values()),
+        "audit_models": list(audit["models"]),
+    }
 
 
 def _mean(values) -> str:
@@ -234,8 +291,10 @@ class CardArguments:
     license: str = field(default=DATA_LICENSE, metadata={"help": f"data licence: {' or '.join(LICENSES)}"})
     fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
     tagger_audit: str | None = field(default=None, metadata={"help": "the tagger audit (probing.audit) to show"})
-    judge_tcav: str | None = field(default=None, metadata={
-        "help": "the JSON of benchmarks.bench_judge_tcav (TCAV on musicnn's genre outputs) to show"})
+    judge_tcav: str | None = field(
+        default=None,
+        metadata={"help": "the JSON of benchmarks.bench_judge_tcav (TCAV on musicnn's genre outputs) to show"},
+    )
 
 
 ARGUMENTS = CardArguments  # what this stage's preset section may hold
@@ -266,9 +325,18 @@ def main(argv: Sequence[str] | None = None) -> str:
         judge_tcav = read_json(args.judge_tcav)
         if not judge_tcav.get("models"):
             raise DataError(args.judge_tcav, "no TCAV results (make them with `python -m benchmarks.bench_judge_tcav`)")
-    text = render_card(folder, read_examples(folder, summary["configs"]["default"]), Taxonomy.load(folder / "taxonomy.json"),
-                       read_json(folder / "concept_sets_summary.json"), summary, args.repo_id, args.license, fad, audit,
-                       judge_tcav)
+    text = render_card(
+        folder,
+        read_examples(folder, summary["configs"]["default"]),
+        Taxonomy.load(folder / "taxonomy.json"),
+        read_json(folder / "concept_sets_summary.json"),
+        summary,
+        args.repo_id,
+        args.license,
+        fad,
+        audit,
+        judge_tcav,
+    )
     write_folder_record(folder)  # last: the record of the finished folder, which the push verifies
     logger.info("wrote the card of %s (%d characters)", folder, len(text))
     return text

@@ -1,19 +1,18 @@
-"""The run directory, strict presets and argument parsing, logging, processes, and the CLI wrapper every stage uses."""
+"""The run directory, strict presets and argument parsing every stage uses (logging: `core.log`; the command wrapper:
+`core.cli`)."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import logging
 import os
 import sys
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import yaml
 
-from core.errors import ConceptCapsError, ConfigError, DataError
+from core.errors import ConfigError, DataError
 
 RUN_DIR_ENV = "CONCEPTCAPS_RUN_DIR"
 DEFAULT_RUN_DIR = "runs/demo"
@@ -22,39 +21,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MUSICCAPS_ENV = "CONCEPTCAPS_MUSICCAPS_CSV"
 DEFAULT_MUSICCAPS = "hf://google/MusicCaps"
 RUN_DIR_VARIABLE = "${run_dir}"
-
-
-def distributed_state():
-    """accelerate's PartialState; on a machine without CUDA it must be asked for CPU explicitly, else processes
-    started by `accelerate launch --multi_gpu` each think they are alone."""
-    import torch
-    from accelerate import PartialState
-
-    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
-    return PartialState(cpu=cpu)
-
-
-@lru_cache(maxsize=None)
-def _adapter_class():
-    from accelerate.logging import MultiProcessAdapter
-
-    class Adapter(MultiProcessAdapter):
-        def log(self, level, msg, *args, **kwargs):
-            distributed_state()
-            super().log(level, msg, *args, **kwargs)
-
-        def process(self, msg, kwargs):  # the rank prefix only where there are several ranks
-            return super().process(msg, kwargs) if distributed_state().num_processes > 1 else (msg, kwargs)
-
-    return Adapter
-
-
-def get_logger(name: str):
-    """accelerate's logger (a message is logged by the main process only, unless `main_process_only=False`), with
-    the process state created the way every stage creates it, so that library code may log before a stage has."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return _adapter_class()(logging.getLogger(name), {})
 
 
 def run_dir(path: str | os.PathLike | None = None) -> Path:
@@ -116,8 +82,9 @@ def unknown_key_error(preset, section: str | None, key: str, known: set[str]) ->
     return ConfigError(f"{preset}: unknown key {key!r} in {where}{hint}")
 
 
-def parse_args(dataclass_types, section: str, argv: Sequence[str] | None = None, defaults: dict | None = None,
-               parser_class=None):
+def parse_args(
+    dataclass_types, section: str, argv: Sequence[str] | None = None, defaults: dict | None = None, parser_class=None
+):
     """Parse argument dataclass(es) from the command line; `--config preset.yaml` sets defaults first.
 
     A preset holds shared top-level keys and one mapping per stage (`section`). Every key of the stage's own
@@ -149,27 +116,3 @@ def parse_args(dataclass_types, section: str, argv: Sequence[str] | None = None,
     except ValueError as e:  # a dataclass's __post_init__ check
         raise ConfigError(f"{section}: {e}") from None
     return tuple(parsed) if isinstance(dataclass_types, tuple) else parsed[0]
-
-
-def cli(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, lock: bool = True) -> None:
-    """Run a stage's `main(argv)` as a command: an error the user can act on is printed as one line and the process
-    exits with status 2; `--debug` shows the traceback instead. With `lock`, the stage holds the run directory's
-    lock (`core.lock`; only the main process of a multi-process launch takes it)."""
-    from contextlib import nullcontext
-
-    from core.lock import run_lock
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    main_process = os.environ.get("RANK", "0") == "0"
-    try:
-        spec = getattr(sys.modules["__main__"], "__spec__", None)
-        what = spec.name if spec else main.__module__
-        with run_lock(run_dir(), what) if lock and main_process else nullcontext():
-            main(argv)
-    except ConceptCapsError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)

@@ -47,7 +47,7 @@ def _holder(path: Path) -> dict:
 @contextmanager
 def run_lock(run: Path, what: str = "pipeline") -> Iterator[None]:
     """Hold the run directory's lock for the block (re-entrant for the stages of the run that holds it)."""
-    from core.config import get_logger
+    from core.log import get_logger
 
     path = Path(run) / LOCK_NAME
     token = os.environ.get(TOKEN_ENV)
@@ -56,8 +56,13 @@ def run_lock(run: Path, what: str = "pipeline") -> Iterator[None]:
         return
     Path(run).mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "what": what, "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-          "token": token}
+    me = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "what": what,
+        "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "token": token,
+    }
     while True:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -65,17 +70,25 @@ def run_lock(run: Path, what: str = "pipeline") -> Iterator[None]:
         except FileExistsError:
             holder = _holder(path)
             if holder.get("host") == me["host"] and isinstance(holder.get("pid"), int) and not _alive(holder["pid"]):
-                get_logger(__name__).warning("%s: taking over the lock of %s (pid %s, since %s), which is no longer "
-                                             "running", path, holder.get("what"), holder["pid"], holder.get("since"))
+                get_logger(__name__).warning(
+                    "%s: taking over the lock of %s (pid %s, since %s), which is no longer running",
+                    path,
+                    holder.get("what"),
+                    holder["pid"],
+                    holder.get("since"),
+                )
                 path.unlink(missing_ok=True)
                 continue
             if not holder:  # being written this instant, or unreadable
-                raise RunLockedError(f"{path}: the run directory is locked (unreadable lock file); if no run is using "
-                                     "it, delete the file") from None
+                raise RunLockedError(
+                    f"{path}: the run directory is locked (unreadable lock file); if no run is using "
+                    "it, delete the file"
+                ) from None
             raise RunLockedError(
                 f"{run}: in use by {holder.get('what')} (pid {holder.get('pid')} on {holder.get('host')}, since "
-                f"{holder.get('since')}); wait for it to finish, or use another run directory" +
-                ("" if holder.get("host") == me["host"] else f" (if that run is gone, delete {path})")) from None
+                f"{holder.get('since')}); wait for it to finish, or use another run directory"
+                + ("" if holder.get("host") == me["host"] else f" (if that run is gone, delete {path})")
+            ) from None
     with os.fdopen(fd, "w") as f:
         json.dump(me, f)
     previous = os.environ.get(TOKEN_ENV)

@@ -11,7 +11,15 @@ from typing import Sequence
 from core.io import sha256_file
 
 PROVENANCE_PACKAGES = (
-    "torch", "transformers", "datasets", "trl", "peft", "accelerate", "numpy", "pyarrow", "huggingface_hub",
+    "torch",
+    "transformers",
+    "datasets",
+    "trl",
+    "peft",
+    "accelerate",
+    "numpy",
+    "pyarrow",
+    "huggingface_hub",
 )
 
 

@@ -32,9 +32,15 @@ class Attempt:
     rejections: tuple[str, ...] = ()  # the reasons of every failed attempt, the last one included if it failed
 
 
-def generate_with_retries(items: Sequence, generate: Callable[[list, int], Sequence], check: Callable[[Any, Any], Verdict],
-                          seed_of: Callable[[int, int], int], batch_size: int, max_attempts: int,
-                          deterministic: bool = False) -> list[Attempt]:
+def generate_with_retries(
+    items: Sequence,
+    generate: Callable[[list, int], Sequence],
+    check: Callable[[Any, Any], Verdict],
+    seed_of: Callable[[int, int], int],
+    batch_size: int,
+    max_attempts: int,
+    deterministic: bool = False,
+) -> list[Attempt]:
     """Each item's last attempt, in input order.
 
     Args:
@@ -48,7 +54,7 @@ def generate_with_retries(items: Sequence, generate: Callable[[list, int], Seque
     for attempt in range(max_attempts):
         failed = []
         for b in range(0, len(pending), batch_size):
-            batch = pending[b:b + batch_size]
+            batch = pending[b : b + batch_size]
             seed = seed_of(attempt, b)
             for i, output in zip(batch, generate([items[i] for i in batch], seed), strict=True):
                 verdict = check(items[i], output)
@@ -72,8 +78,13 @@ def tally(rows: Iterable[dict]) -> dict:
             attempts[row.get("attempts", 1)] += 1
         else:
             reasons.update(row["reasons"])
-    return {"total": sum(status.values()), "ok": status["ok"], "rejected": status["rejected"],
-            "rejected_by_reason": dict(sorted(reasons.items())), "accepted_at_attempt": dict(sorted(attempts.items()))}
+    return {
+        "total": sum(status.values()),
+        "ok": status["ok"],
+        "rejected": status["rejected"],
+        "rejected_by_reason": dict(sorted(reasons.items())),
+        "accepted_at_attempt": dict(sorted(attempts.items())),
+    }
 
 
 def acceptance_by_concept(rows: Iterable[dict], max_attempts: int) -> dict[str, dict]:
@@ -99,8 +110,11 @@ def acceptance_by_concept(rows: Iterable[dict], max_attempts: int) -> dict[str, 
 def most_rejected(acceptance: dict[str, dict], n: int = 10) -> list[tuple[str, int, int, dict]]:
     """The `n` concepts whose lists' attempts failed a check most often per list: (concept, failed attempts,
     lists, reasons with counts); concepts with none are left out."""
-    rows = [(c, sum(e.get("rejections_by_reason", {}).values()), e["lists"], e.get("rejections_by_reason", {}))
-            for c, e in acceptance.items() if e["lists"]]
+    rows = [
+        (c, sum(e.get("rejections_by_reason", {}).values()), e["lists"], e.get("rejections_by_reason", {}))
+        for c, e in acceptance.items()
+        if e["lists"]
+    ]
     return sorted((r for r in rows if r[1]), key=lambda r: (-r[1] / r[2], -r[2], r[0]))[:n]
 
 

@@ -10,7 +10,8 @@ Each shard is written atomically (temporary name, then rename), then its checksu
 bytes match their checksum and whose file holds exactly the ids it should, and redoes a missing, partial or
 corrupt one (a flipped byte included); merging checks the same, so a corrupt shard never reaches the dataset. A process
 that runs out of shards writes its done file and returns; the main process waits for every done file (not at a
-collective barrier, which would time out while the slowest process finishes a long shard), then merges. Across machines the folder must be on a
+collective barrier, which would time out while the slowest process finishes a long shard), then merges. Across
+machines the folder must be on a
 shared filesystem (it must be anyway, for the merge); one launch at a time writes a folder.
 """
 
@@ -26,9 +27,9 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.config import get_logger
 from core.errors import DataError
 from core.io import remove_temporaries, sha256_file, write_json, write_parquet, write_text
+from core.log import get_logger
 
 logger = get_logger(__name__)
 
@@ -37,7 +38,7 @@ def make_shards(ids: Sequence[str], shard_size: int) -> list[list[str]]:
     ordered = sorted(ids)
     if len(set(ordered)) != len(ordered):
         raise DataError(None, "duplicate ids in the input")
-    return [ordered[i:i + shard_size] for i in range(0, len(ordered), shard_size)]
+    return [ordered[i : i + shard_size] for i in range(0, len(ordered), shard_size)]
 
 
 def shard_path(directory: Path, index: int) -> Path:
@@ -115,8 +116,11 @@ def check_manifest(directory: Path, manifest: dict, is_main_process: bool = True
         previous = json.loads(path.read_text())
         if previous != manifest:
             changed = sorted(k for k in set(previous) | set(manifest) if previous.get(k) != manifest.get(k))
-            raise DataError(path, f"these shards were made with other arguments ({changed}); delete {directory} "
-                            "to start over, or write to another output")
+            raise DataError(
+                path,
+                f"these shards were made with other arguments ({changed}); delete {directory} "
+                "to start over, or write to another output",
+            )
     elif is_main_process:
         write_json(path, manifest)
 
@@ -139,8 +143,15 @@ def _claim(claims: Path, k: int) -> bool:
         return False
 
 
-def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Callable[[int, list[str]], pa.Table],
-                state=None, manifest: dict | None = None, desc: str = "shards") -> dict:
+def run_sharded(
+    ids: Sequence[str],
+    shard_size: int,
+    directory: Path,
+    work: Callable[[int, list[str]], pa.Table],
+    state=None,
+    manifest: dict | None = None,
+    desc: str = "shards",
+) -> dict:
     """Run `work(shard_index, ids)` for every unfinished shard this process claims, writing each result atomically.
 
     Args:
@@ -185,8 +196,11 @@ def run_sharded(ids: Sequence[str], shard_size: int, directory: Path, work: Call
                     try:
                         write_shard(path, table)
                     except OSError as e:  # a full disk, say: the finished shards stay, a rerun resumes from them
-                        raise OSError(e.errno, f"{path}: could not write this shard ({e.strerror or e}); the finished "
-                                      "shards are kept: fix the cause and rerun to resume") from e
+                        raise OSError(
+                            e.errno,
+                            f"{path}: could not write this shard ({e.strerror or e}); the finished "
+                            "shards are kept: fix the cause and rerun to resume",
+                        ) from e
                     done += 1
                 bar.n = sum(shard_path(directory, j).is_file() for j in range(len(shards)))
                 bar.refresh()
@@ -230,8 +244,11 @@ def verified_shards(ids: Sequence[str], shard_size: int, directory: Path) -> lis
     for k, shard_ids in enumerate(make_shards(ids, shard_size)):
         path = shard_path(directory, k)
         if not shard_is_complete(path, shard_ids):
-            raise DataError(path, "missing, incomplete or corrupt shard (removed if it was there); rerun the stage "
-                            "that writes it to redo it")
+            raise DataError(
+                path,
+                "missing, incomplete or corrupt shard (removed if it was there); rerun the stage "
+                "that writes it to redo it",
+            )
         paths.append(path)
     return paths
 

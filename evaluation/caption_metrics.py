@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 
 from builder.caption_checks import CaptionChecker
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import write_json
+from core.log import get_logger
 from generation.caption import CaptionArguments, LLMCaptioner, caption_rows
 
 logger = get_logger(__name__)
@@ -43,31 +45,54 @@ def rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return float(np.mean([scorer.score(r, h)["rougeL"].fmeasure for h, r in zip(hypotheses, references)]))
 
 
-def bertscore_f1(hypotheses: Sequence[str], references: Sequence[str], model: str = "roberta-large",
-                 num_layers: int | None = None, batch_size: int = 32) -> float:
+def bertscore_f1(
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    model: str = "roberta-large",
+    num_layers: int | None = None,
+    batch_size: int = 32,
+) -> float:
     from bert_score import score
 
-    _, _, f1 = score(list(hypotheses), list(references), model_type=model, num_layers=num_layers, batch_size=batch_size,
-                     lang="en" if num_layers is None else None, verbose=False)
+    _, _, f1 = score(
+        list(hypotheses),
+        list(references),
+        model_type=model,
+        num_layers=num_layers,
+        batch_size=batch_size,
+        lang="en" if num_layers is None else None,
+        verbose=False,
+    )
     return float(f1.mean())
 
 
-def mauve_score(hypotheses: Sequence[str], references: Sequence[str], model: str = "gpt2-large", seed: int = 25,
-                device_id: int = -1) -> float:
+def mauve_score(
+    hypotheses: Sequence[str], references: Sequence[str], model: str = "gpt2-large", seed: int = 25, device_id: int = -1
+) -> float:
     """MAUVE with mauve's own featurisation (the last token's final hidden state of `model`, which must be a GPT-2
     or BERT family model: mauve loads no other)."""
     import mauve
 
-    return float(mauve.compute_mauve(p_text=list(references), q_text=list(hypotheses), featurize_model_name=model,
-                                     device_id=device_id, seed=seed, verbose=False).mauve)
+    return float(
+        mauve.compute_mauve(
+            p_text=list(references),
+            q_text=list(hypotheses),
+            featurize_model_name=model,
+            device_id=device_id,
+            seed=seed,
+            verbose=False,
+        ).mauve
+    )
 
 
 def check_rates(checker: CaptionChecker, captions: Sequence[str], tag_lists: Sequence[Sequence[str]]) -> dict:
     results = [checker.check(c, t) for c, t in zip(captions, tag_lists)]
-    return {"coverage_rate": float(np.mean([not r.missing for r in results])),
-            "hallucination_rate": float(np.mean([bool(r.hallucinated) for r in results])),
-            "pass_rate": float(np.mean([r.ok for r in results])),
-            "mean_words": float(np.mean([len(c.split()) for c in captions]))}
+    return {
+        "coverage_rate": float(np.mean([not r.missing for r in results])),
+        "hallucination_rate": float(np.mean([bool(r.hallucinated) for r in results])),
+        "pass_rate": float(np.mean([r.ok for r in results])),
+        "mean_words": float(np.mean([len(c.split()) for c in captions])),
+    }
 
 
 @dataclass
@@ -92,18 +117,25 @@ def evaluate_captions(args: CaptionMetricsArguments, distilled: Path, taxonomy: 
     for r in rows:
         r["tags"] = [t for c in CATEGORIES for t in r[c]]
     checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)
-    llm = LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.merged, args.dtype) \
-        if args.backend == "llm" else None
+    llm = (
+        LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.merged, args.dtype)
+        if args.backend == "llm"
+        else None
+    )
     generated = caption_rows(rows, args, checker, llm, shard=0)
     hyps = [g["caption"] for g in generated]
     refs = [r["caption"] for r in rows]
     tags = [r["tags"] for r in rows]
     report = {
-        "backend": args.backend, "split": args.split, "rows": len(rows),
-        "bleu": bleu(hyps, refs), "rouge_l": rouge_l(hyps, refs),
+        "backend": args.backend,
+        "split": args.split,
+        "rows": len(rows),
+        "bleu": bleu(hyps, refs),
+        "rouge_l": rouge_l(hyps, refs),
         "bertscore_f1": bertscore_f1(hyps, refs, args.bertscore_model, args.bertscore_num_layers),
         "mauve": mauve_score(hyps, refs, args.mauve_model),
-        "generated": check_rates(checker, hyps, tags), "human_reference": check_rates(checker, refs, tags),
+        "generated": check_rates(checker, hyps, tags),
+        "human_reference": check_rates(checker, refs, tags),
         "models": {"bertscore": args.bertscore_model, "mauve": args.mauve_model, "captioner": generated[0]["model"]},
         "paper": {"bertscore_f1": 0.8988, "bleu": 0.2119, "rouge_l": 0.3906, "mauve": 0.9503},
     }
@@ -120,11 +152,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     taxonomy = Taxonomy.load(args.taxonomy or distilled.parent / "taxonomy.json")
     report = evaluate_captions(args, distilled, taxonomy)
     write_json(Path(args.report or out / "caption_metrics.json"), report)
-    logger.info("caption metrics (%s, %d %s rows): BLEU %.4f, ROUGE-L %.4f, BERTScore F1 %.4f, MAUVE %.4f; "
-                "coverage %.3f, hallucination %.3f (human captions: %.3f, %.3f)", args.backend, report["rows"], args.split,
-                report["bleu"], report["rouge_l"], report["bertscore_f1"], report["mauve"],
-                report["generated"]["coverage_rate"], report["generated"]["hallucination_rate"],
-                report["human_reference"]["coverage_rate"], report["human_reference"]["hallucination_rate"])
+    logger.info(
+        "caption metrics (%s, %d %s rows): BLEU %.4f, ROUGE-L %.4f, BERTScore F1 %.4f, MAUVE %.4f; "
+        "coverage %.3f, hallucination %.3f (human captions: %.3f, %.3f)",
+        args.backend,
+        report["rows"],
+        args.split,
+        report["bleu"],
+        report["rouge_l"],
+        report["bertscore_f1"],
+        report["mauve"],
+        report["generated"]["coverage_rate"],
+        report["generated"]["hallucination_rate"],
+        report["human_reference"]["coverage_rate"],
+        report["human_reference"]["hallucination_rate"],
+    )
     return report
 
 

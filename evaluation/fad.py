@@ -15,10 +15,12 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import DataError
 from core.io import sha256_file, write_json
+from core.log import get_logger
 from core.shards import merge_shards, shard_folder_ids
 
 logger = get_logger(__name__)
@@ -44,7 +46,9 @@ def frechet_audio_distance(a: np.ndarray, b: np.ndarray) -> float:
 class FADArguments:
     """FAD per split of an assembled dataset against reference CLAP embeddings."""
 
-    reference: str = field(default="", metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad_reference)"})
+    reference: str = field(
+        default="", metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad_reference)"}
+    )
     dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder (default: run dir/dataset)"})
     clap_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
     output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/fad_report.json)"})
@@ -52,19 +56,26 @@ class FADArguments:
 
 def fad_per_split(dataset: Path, clap_dir: Path, reference_path: Path) -> dict[str, float]:
     if not reference_path.is_file():
-        raise DataError(reference_path, "FAD reference embeddings not found (make them with `python -m evaluation.fad_reference`)")
+        raise DataError(
+            reference_path, "FAD reference embeddings not found (make them with `python -m evaluation.fad_reference`)"
+        )
     reference = np.load(reference_path).astype(np.float64)
     ids, shard_size = shard_folder_ids(clap_dir)
-    embeddings = {r["id"]: r["clap_embedding"] for r in
-                  merge_shards(ids, shard_size, clap_dir).select(["id", "clap_embedding"]).to_pylist()}
+    embeddings = {
+        r["id"]: r["clap_embedding"]
+        for r in merge_shards(ids, shard_size, clap_dir).select(["id", "clap_embedding"]).to_pylist()
+    }
     out = {}
     for split in SPLITS:
         files = sorted((dataset / "data").glob(f"{split}-*.parquet"))
         split_ids = [i for f in files for i in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
         mine = np.array([embeddings[i] for i in split_ids], dtype=np.float64)
         if len(mine) < 2 or mine.shape[1] != reference.shape[1]:
-            raise DataError(reference_path, f"cannot compare split {split!r}: {mine.shape} generated vs {reference.shape} "
-                            "reference embeddings (the same CLAP model must make both)")
+            raise DataError(
+                reference_path,
+                f"cannot compare split {split!r}: {mine.shape} generated vs {reference.shape} "
+                "reference embeddings (the same CLAP model must make both)",
+            )
         out[split] = frechet_audio_distance(mine, reference)
     return out
 
@@ -75,8 +86,12 @@ ARGUMENTS = FADArguments  # what this stage's preset section may hold
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(ARGUMENTS, "fad", argv)
     out = run_dir()
-    report = {"fad_per_split": fad_per_split(Path(args.dataset or out / "dataset"), Path(args.clap_dir or out / "clap_scores"),
-                                             Path(args.reference)), "reference_sha256": sha256_file(args.reference)}
+    report = {
+        "fad_per_split": fad_per_split(
+            Path(args.dataset or out / "dataset"), Path(args.clap_dir or out / "clap_scores"), Path(args.reference)
+        ),
+        "reference_sha256": sha256_file(args.reference),
+    }
     write_json(Path(args.output or out / "fad_report.json"), report)
     logger.info("FAD per split against %s: %s", Path(args.reference).name, report["fad_per_split"])
     return report

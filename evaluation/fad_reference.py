@@ -16,8 +16,10 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from core.config import cli, get_logger, parse_args
+from core.cli import cli
+from core.config import parse_args
 from core.errors import DataError
+from core.log import get_logger
 from evaluation.score import ClapScorer
 
 logger = get_logger(__name__)

@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import soxr
 
-from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.errors import DataError, ModelLoadError
 from core.io import write_json
+from core.log import distributed_state, get_logger
 from core.provenance import loaded_commit, model_identity
 from core.retry import Verdict, generate_with_retries
 from core.shards import Lazy, merge_shards, run_sharded, shard_folder_ids, shard_is_complete, shard_path
@@ -34,9 +36,16 @@ logger = get_logger(__name__)
 
 CLAP_RATE = 48000
 WINDOW_S = 10.0
-SCORE_SCHEMA = pa.schema([("id", pa.string()), ("clap_score", pa.float32()), ("clap_windows", pa.int32()),
-                          ("clap_embedding", pa.list_(pa.float32())), ("clap_model", pa.string()),
-                          ("reasons", pa.list_(pa.string()))])
+SCORE_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("clap_score", pa.float32()),
+        ("clap_windows", pa.int32()),
+        ("clap_embedding", pa.list_(pa.float32())),
+        ("clap_model", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+    ]
+)
 
 
 def fixed_windows(wave: np.ndarray, sampling_rate: int, window_s: float = WINDOW_S) -> list[np.ndarray]:
@@ -44,7 +53,7 @@ def fixed_windows(wave: np.ndarray, sampling_rate: int, window_s: float = WINDOW
     least half a window (or is the whole clip)."""
     wave = soxr.resample(wave.astype(np.float32), sampling_rate, CLAP_RATE) if sampling_rate != CLAP_RATE else wave
     size = int(window_s * CLAP_RATE)
-    windows = [wave[i:i + size] for i in range(0, len(wave), size)]
+    windows = [wave[i : i + size] for i in range(0, len(wave), size)]
     if len(windows) > 1 and len(windows[-1]) < size // 2:
         windows = windows[:-1]
     return windows
@@ -83,8 +92,9 @@ class ClapScorer:
         embeds = []
         with torch.inference_mode():
             for b in range(0, len(windows), batch_size):
-                inputs = self.processor(audio=windows[b:b + batch_size], sampling_rate=CLAP_RATE, return_tensors="pt",
-                                        padding="repeatpad").to(self.device)
+                inputs = self.processor(
+                    audio=windows[b : b + batch_size], sampling_rate=CLAP_RATE, return_tensors="pt", padding="repeatpad"
+                ).to(self.device)
                 embeds.append(self._tensor(self.model.get_audio_features(**inputs)).float().cpu().numpy())
         embeds = _unit(np.concatenate(embeds)) if embeds else np.zeros((0, 1), np.float32)
         owner = np.array(owner)
@@ -97,8 +107,9 @@ class ClapScorer:
         out = []
         with torch.inference_mode():
             for b in range(0, len(texts), batch_size):
-                inputs = self.processor(text=list(texts[b:b + batch_size]), return_tensors="pt", padding=True,
-                                        truncation=True).to(self.device)
+                inputs = self.processor(
+                    text=list(texts[b : b + batch_size]), return_tensors="pt", padding=True, truncation=True
+                ).to(self.device)
                 out.append(self._tensor(self.model.get_text_features(**inputs)).float().cpu().numpy())
         return _unit(np.concatenate(out)).astype(np.float32)
 
@@ -109,7 +120,10 @@ class ClapArguments:
 
     audio_dir: str | None = field(default=None, metadata={"help": "audio shard folder (default: run dir/audio_shards)"})
     output_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
-    model: str = field(default="laion/clap-htsat-unfused", metadata={"help": "CLAP id or path (the paper's; or laion/larger_clap_music)"})
+    model: str = field(
+        default="laion/clap-htsat-unfused",
+        metadata={"help": "CLAP id or path (the paper's; or laion/larger_clap_music)"},
+    )
     revision: str | None = field(default=None, metadata={"help": "model revision to pin"})
     batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
 
@@ -123,7 +137,9 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
     def work(k: int, shard_ids: list[str]) -> pa.Table:
         s = scorer()
         if not shard_is_complete(shard_path(audio_dir, k), shard_ids):
-            raise DataError(shard_path(audio_dir, k), "missing or corrupt audio shard (removed); rerun synthesis to redo it")
+            raise DataError(
+                shard_path(audio_dir, k), "missing or corrupt audio shard (removed); rerun synthesis to redo it"
+            )
         rows = pq.read_table(shard_path(audio_dir, k)).to_pylist()
         good = [r for r in rows if r["status"] == "ok"]
 
@@ -136,25 +152,52 @@ def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:
         def check(row: dict, out: tuple) -> Verdict:
             return Verdict(() if np.isfinite(out[0]) and np.isfinite(out[2]).all() else ("non-finite CLAP score",))
 
-        attempts = generate_with_retries(good, embed, check, seed_of=lambda attempt, offset: 0,
-                                         batch_size=max(len(good), 1), max_attempts=1, deterministic=True)
+        attempts = generate_with_retries(
+            good,
+            embed,
+            check,
+            seed_of=lambda attempt, offset: 0,
+            batch_size=max(len(good), 1),
+            max_attempts=1,
+            deterministic=True,
+        )
         by_id = {r["id"]: a for r, a in zip(good, attempts)}
-        return pa.Table.from_pylist([{
-            "id": i, "clap_score": by_id[i].output[0] if i in by_id and by_id[i].verdict.ok else None,
-            "clap_windows": by_id[i].output[1] if i in by_id else 0,
-            "clap_embedding": by_id[i].output[2].tolist() if i in by_id and by_id[i].verdict.ok else None,
-            "clap_model": s.name, "reasons": list(by_id[i].verdict.reasons) if i in by_id else []} for i in shard_ids],
-            schema=SCORE_SCHEMA)
+        return pa.Table.from_pylist(
+            [
+                {
+                    "id": i,
+                    "clap_score": by_id[i].output[0] if i in by_id and by_id[i].verdict.ok else None,
+                    "clap_windows": by_id[i].output[1] if i in by_id else 0,
+                    "clap_embedding": by_id[i].output[2].tolist() if i in by_id and by_id[i].verdict.ok else None,
+                    "clap_model": s.name,
+                    "reasons": list(by_id[i].verdict.reasons) if i in by_id else [],
+                }
+                for i in shard_ids
+            ],
+            schema=SCORE_SCHEMA,
+        )
 
-    counts = run_sharded(ids, shard_size, out_dir, work, state,
-                         manifest={"model": model_identity(args.model, args.revision), "window_s": WINDOW_S}, desc="CLAP")
+    counts = run_sharded(
+        ids,
+        shard_size,
+        out_dir,
+        work,
+        state,
+        manifest={"model": model_identity(args.model, args.revision), "window_s": WINDOW_S},
+        desc="CLAP",
+    )
     summary = {"shards": counts, "seconds": round(time.perf_counter() - start, 2)}
     if state.is_main_process:
         merged = merge_shards(ids, shard_size, out_dir)
         scores = [s for s in merged.column("clap_score").to_pylist() if s is not None]
-        pinned = sorted(set(merged.column("clap_model").to_pylist()) - {None})  # the commit each shard's model came from
-        summary.update(clips=len(scores), mean_clap=float(np.mean(scores)) if scores else None,
-                       model=", ".join(pinned) or model_identity(args.model, args.revision))
+        pinned = sorted(
+            set(merged.column("clap_model").to_pylist()) - {None}
+        )  # the commit each shard's model came from
+        summary.update(
+            clips=len(scores),
+            mean_clap=float(np.mean(scores)) if scores else None,
+            model=", ".join(pinned) or model_identity(args.model, args.revision),
+        )
         write_json(out_dir / "_summary.json", summary)
         logger.info("CLAP (%s): mean %.4f over %d clips", args.model, summary["mean_clap"] or float("nan"), len(scores))
     return summary

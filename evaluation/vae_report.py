@@ -20,12 +20,14 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from scipy.spatial.distance import jensenshannon
 
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
+from core.divergence import squared_jsd
 from core.errors import DataError
 from core.io import read_json, write_json
+from core.log import get_logger
 from training.train_vae import load_split_matrices
 from training.vae import BetaVAE, kl_per_dimension, load_checkpoint, multi_hot
 
@@ -33,7 +35,9 @@ logger = get_logger(__name__)
 ACTIVE_UNIT_VARIANCE = 0.01
 
 
-def reconstruction_metrics(model: BetaVAE, x: np.ndarray, threshold: float = 0.5, samples: int = 8, seed: int = 0) -> dict:
+def reconstruction_metrics(
+    model: BetaVAE, x: np.ndarray, threshold: float = 0.5, samples: int = 8, seed: int = 0
+) -> dict:
     """Micro precision, recall and F1 of reconstructing held-out multi-hot rows: concept probabilities averaged
     over `samples` seeded draws from q(z|x), then thresholded."""
     model.eval()
@@ -50,19 +54,21 @@ def reconstruction_metrics(model: BetaVAE, x: np.ndarray, threshold: float = 0.5
     precision = tp / max(pred.sum(), 1)
     recall = tp / max(truth.sum(), 1)
     f1 = 2 * precision * recall / max(precision + recall, 1e-12)
-    return {"rows": len(x), "precision": precision, "recall": recall, "f1": f1,
-            "kl_per_dimension": [float(v) for v in kl], "kl_total": float(kl.sum()),
-            "active_units": int((activity > ACTIVE_UNIT_VARIANCE).sum()), "latent_dim": int(mu.shape[1])}
+    return {
+        "rows": len(x),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "kl_per_dimension": [float(v) for v in kl],
+        "kl_total": float(kl.sum()),
+        "active_units": int((activity > ACTIVE_UNIT_VARIANCE).sum()),
+        "latent_dim": int(mu.shape[1]),
+    }
 
 
 def _distribution(counts: np.ndarray) -> np.ndarray:
     total = counts.sum()
     return counts / total if total > 0 else np.full_like(counts, 1.0 / counts.size, dtype=float)
-
-
-def js_divergence(p_counts: np.ndarray, q_counts: np.ndarray) -> float:
-    """Jensen-Shannon divergence in bits between two count vectors (normalised here)."""
-    return float(jensenshannon(_distribution(p_counts.astype(float)), _distribution(q_counts.astype(float)), base=2) ** 2)
 
 
 def pair_counts(x: np.ndarray) -> np.ndarray:
@@ -88,25 +94,32 @@ def sample_metrics(sample: np.ndarray, reference: np.ndarray, taxonomy: Taxonomy
         "concepts_used": int((marginal > 0).sum()),
         "mean_tags_per_list": float(sample.sum(1).mean()),
         "reference_mean_tags_per_list": float(reference.sum(1).mean()),
-        "jsd_marginals_bits": js_divergence(marginal, reference.sum(0)),
-        "jsd_pairs_bits": js_divergence(pair_counts(sample), pair_counts(reference)),
+        "jsd_marginals_bits": squared_jsd(marginal, reference.sum(0)),
+        "jsd_pairs_bits": squared_jsd(pair_counts(sample), pair_counts(reference)),
     }
 
 
 def collapse_warning(report: dict, min_active_units: int) -> str | None:
     active = report["active_units"]
     if active < min_active_units:
-        return (f"POSTERIOR COLLAPSE: only {active} of {report['latent_dim']} latent units are active "
-                f"(Var E[z|x] > {ACTIVE_UNIT_VARIANCE}); total KL {report['kl_total']:.3f} nats. The decoder ignores "
-                "the latent: lower beta, train longer, or shrink the latent.")
+        return (
+            f"POSTERIOR COLLAPSE: only {active} of {report['latent_dim']} latent units are active "
+            f"(Var E[z|x] > {ACTIVE_UNIT_VARIANCE}); total KL {report['kl_total']:.3f} nats. The decoder ignores "
+            "the latent: lower beta, train longer, or shrink the latent."
+        )
     return None
 
 
 def format_table(report: dict) -> str:
     m, s = report["model"], report.get("sample", {})
-    rows = [("held-out rows", m["rows"]), ("reconstruction precision", m["precision"]),
-            ("reconstruction recall", m["recall"]), ("reconstruction F1", m["f1"]),
-            ("active units", f"{m['active_units']} / {m['latent_dim']}"), ("KL total (nats)", m["kl_total"])]
+    rows = [
+        ("held-out rows", m["rows"]),
+        ("reconstruction precision", m["precision"]),
+        ("reconstruction recall", m["recall"]),
+        ("reconstruction F1", m["f1"]),
+        ("active units", f"{m['active_units']} / {m['latent_dim']}"),
+        ("KL total (nats)", m["kl_total"]),
+    ]
     rows += [(k.replace("_", " "), v) for k, v in s.items()]
     sampler = report.get("sampler", {})
     rows += [(f"raw {k.replace('_', ' ')}", v) for k, v in sampler.get("raw", {}).items()]
@@ -142,8 +155,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         reference = np.concatenate([matrices[s] for s in ("train", "validation", "test")])
         report["sample"] = sample_metrics(sample, reference, taxonomy)
         sampled = read_json(tags_path.with_name("tags_summary.json"))
-        report["sampler"] = {"raw": sampled.get("raw", {}), "rejected": sampled.get("rejected", {}),
-                             "lists": sampled.get("lists"), "draws": sampled.get("draws")}
+        report["sampler"] = {
+            "raw": sampled.get("raw", {}),
+            "rejected": sampled.get("rejected", {}),
+            "lists": sampled.get("lists"),
+            "draws": sampled.get("draws"),
+        }
     elif args.tags:
         raise DataError(tags_path, "not found")
     warning = collapse_warning(report["model"], args.min_active_units)

@@ -6,27 +6,66 @@ rhythm concepts (tempo range, feel: meter, swing, patterns laid over the style's
 density, register). The form is four bars of verse and four of chorus in turn, each with its own progression; the
 kit marks phrase starts with a crash and phrase ends with a fill. Timing and velocity are humanised from the seed
 (sequenced styles and drum machines are not); every choice goes into the arrangement's ground truth.
+
+The idioms are data and small registered players: drum patterns (`DRUM_STYLES`), comp rhythms and figures
+(`COMP_RHYTHMS`, `FIGURES`), bass hits (`BASS_HITS`), chord qualities (`CHORDS`) and lead scales (`LEAD_SCALES`);
+each name the styles table may use is a key of `COMPS`, `BASSES`, `CHORDS`, `LEAD_SCALES`, `DRUM_STYLES` or
+`DRIVES`, so a name without a player is refused when the table is loaded, with its row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from core.constants import CATEGORIES
 from core.errors import ConfigError
 
-FEELS = {"straight", "swing", "shuffle", "four_on_floor", "syncopated", "backbeat", "half_time", "offbeat", "waltz",
-         "compound", "odd", "breakbeat", "trap", "hiphop", "latin", "march", "gallop", "tribal", "heartbeat",
-         "polyrhythm", "additive", "free", "accelerando", "tempo_changes", "intense", "simple", "driving", "laid_back",
-         "bouncy", "pulsating", "repetitive", "none"}
+FEELS = {
+    "straight",
+    "swing",
+    "shuffle",
+    "four_on_floor",
+    "syncopated",
+    "backbeat",
+    "half_time",
+    "offbeat",
+    "waltz",
+    "compound",
+    "odd",
+    "breakbeat",
+    "trap",
+    "hiphop",
+    "latin",
+    "march",
+    "gallop",
+    "tribal",
+    "heartbeat",
+    "polyrhythm",
+    "additive",
+    "free",
+    "accelerando",
+    "tempo_changes",
+    "intense",
+    "simple",
+    "driving",
+    "laid_back",
+    "bouncy",
+    "pulsating",
+    "repetitive",
+    "none",
+}
 ROLES = {"bass", "comp", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
 DRUM_ROLES = {"kit", "kick", "snare", "hat", "cymbal", "perc"}
 DYNAMICS = {"soft": 58, "medium": 80, "loud": 104}
 DENSITY = {"sparse": 0.5, "medium": 1.0, "busy": 2.0}  # lead notes per beat
-REGISTERS = {"low": 36, "mid": 55, "high": 67}  # a role's lowest note: its part starts on the key's tonic at or above it
+REGISTERS = {
+    "low": 36,
+    "mid": 55,
+    "high": 67,
+}  # a role's lowest note: its part starts on the key's tonic at or above it
 METERS = {"waltz": (12, 4), "compound": (12, 6), "odd": (14, 4)}  # feel -> (steps per bar, steps per beat)
 KEY_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 SCALES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
@@ -37,15 +76,25 @@ LEAD_SCALES = {  # the notes a lead draws from, in semitones above the key's ton
     "blues": {"major": [0, 3, 5, 6, 7, 10], "minor": [0, 3, 5, 6, 7, 10]},
     "bebop": {"major": [0, 2, 4, 5, 7, 9, 10, 11], "minor": [0, 2, 3, 5, 7, 8, 10, 11]},
     "dorian": {"major": [0, 2, 3, 5, 7, 9, 10], "minor": [0, 2, 3, 5, 7, 9, 10]},
+    "diatonic": SCALES,  # the mode's own scale
 }
-CHORDS = {"triad", "power", "seventh", "ninth", "dominant"}
-COMPS = {"power8", "gallop", "strum", "strum8", "broken", "musicbox", "charleston", "boogie", "boomchick", "roll",
-         "travis", "block4", "funk16", "stabs", "pad", "offstabs", "arp16", "skank", "montuno", "alberti"}
-BASSES = {"root", "eighths", "gallop", "octave", "walking", "boogie", "alternating", "syncopated", "funk", "hiphop",
-          "808", "offbeat", "reggae", "tumbao", "pedal"}
 DRIVES = {"clean": 1.0, "crunch": 3.0, "distorted": 8.0}  # the amp's gain into its soft clipper
-GM_DRUMS = {"kick": 36, "snare": 38, "ghost": 38, "cross": 37, "clap": 39, "hat": 42, "pedal": 44, "open_hat": 46,
-            "ride": 51, "crash": 49, "perc": 56, "tom_high": 50, "tom_mid": 47, "tom_low": 43}
+GM_DRUMS = {
+    "kick": 36,
+    "snare": 38,
+    "ghost": 38,
+    "cross": 37,
+    "clap": 39,
+    "hat": 42,
+    "pedal": 44,
+    "open_hat": 46,
+    "ride": 51,
+    "crash": 49,
+    "perc": 56,
+    "tom_high": 50,
+    "tom_mid": 47,
+    "tom_low": 43,
+}
 VERSE_BARS = 4  # bars of a verse, then as many of chorus
 CHANNELS = 16  # MIDI channels: at most this many instrument programs in a clip
 
@@ -60,52 +109,153 @@ BEATS = [0, 4, 8, 12]
 GALLOP = [0, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
 # Each style's kit in 16 steps of 4/4: line -> {step: accent}, for the verse and (where it changes) the chorus.
 DRUM_STYLES = {
-    "rock": ({"kick": dict([(0, 1.0), (8, 0.95), (10, 0.75)]), "snare": _line([4, 12], 1.05),
-              "hat": dict([(s, 0.9 if s % 4 == 0 else 0.65) for s in EIGHTHS])},
-             {"hat": {}, "ride": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])}),
-    "hardrock": ({"kick": dict([(0, 1.0), (6, 0.8), (8, 0.95), (10, 0.85)]), "snare": _line([4, 12], 1.1),
-                  "hat": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])},
-                 {"hat": {}, "crash": _line(BEATS, 0.8)}),
-    "metal": ({"kick": _line(GALLOP, 0.9), "snare": _line([4, 12], 1.1), "hat": _line(BEATS, 0.8)},
-              {"kick": _line(range(16), 0.85), "hat": {}, "crash": _line(BEATS, 0.85)}),
-    "pop": ({"kick": dict([(0, 1.0), (6, 0.7), (8, 0.95)]), "snare": _line([4, 12], 1.0),
-             "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
-            {"open_hat": _line([14], 0.8), "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS[:-1]])}),
-    "ballad": ({"kick": dict([(0, 0.9), (10, 0.6)]), "cross": _line([4, 12], 0.8), "hat": _line(EIGHTHS, 0.5)},
-               {"cross": {}, "snare": _line([4, 12], 0.95)}),
+    "rock": (
+        {
+            "kick": dict([(0, 1.0), (8, 0.95), (10, 0.75)]),
+            "snare": _line([4, 12], 1.05),
+            "hat": dict([(s, 0.9 if s % 4 == 0 else 0.65) for s in EIGHTHS]),
+        },
+        {"hat": {}, "ride": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS])},
+    ),
+    "hardrock": (
+        {
+            "kick": dict([(0, 1.0), (6, 0.8), (8, 0.95), (10, 0.85)]),
+            "snare": _line([4, 12], 1.1),
+            "hat": dict([(s, 0.9 if s % 4 == 0 else 0.7) for s in EIGHTHS]),
+        },
+        {"hat": {}, "crash": _line(BEATS, 0.8)},
+    ),
+    "metal": (
+        {"kick": _line(GALLOP, 0.9), "snare": _line([4, 12], 1.1), "hat": _line(BEATS, 0.8)},
+        {"kick": _line(range(16), 0.85), "hat": {}, "crash": _line(BEATS, 0.85)},
+    ),
+    "pop": (
+        {
+            "kick": dict([(0, 1.0), (6, 0.7), (8, 0.95)]),
+            "snare": _line([4, 12], 1.0),
+            "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS]),
+        },
+        {"open_hat": _line([14], 0.8), "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS[:-1]])},
+    ),
+    "ballad": (
+        {"kick": dict([(0, 0.9), (10, 0.6)]), "cross": _line([4, 12], 0.8), "hat": _line(EIGHTHS, 0.5)},
+        {"cross": {}, "snare": _line([4, 12], 0.95)},
+    ),
     "none": ({"kick": _line([0], 0.55), "hat": _line(BEATS, 0.45)}, {}),
-    "jazz": ({"ride": dict([(0, 0.85), (4, 1.0), (6, 0.6), (8, 0.85), (12, 1.0), (14, 0.6)]),
-              "pedal": _line([4, 12], 0.75), "kick": _line(BEATS, 0.3)}, {"kick": dict([(0, 0.3), (4, 0.3), (8, 0.3), (12, 0.3), (14, 0.7)])}),
-    "shuffle": ({"kick": _line([0, 8], 0.95), "snare": _line([4, 12], 1.0),
-                 "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
-                {"hat": {}, "ride": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])}),
-    "train": ({"kick": _line([0, 8], 0.9), "snare": dict([(s, 1.0 if s in (4, 12) else 0.42) for s in range(16)])},
-              {"snare": _line([4, 12], 1.0), "hat": _line(EIGHTHS, 0.6)}),
-    "folk": ({"kick": dict([(0, 0.8), (8, 0.7)]), "cross": _line([4, 12], 0.75), "hat": _line(BEATS, 0.5)},
-             {"cross": {}, "snare": _line([4, 12], 0.85)}),
-    "soul": ({"kick": dict([(0, 1.0), (7, 0.7), (10, 0.85)]), "snare": _line([4, 12], 1.0),
-              "ghost": _line([7, 15], 0.4), "hat": dict([(s, 0.8 if s % 4 == 0 else 0.6) for s in EIGHTHS])}, {}),
-    "funk": ({"kick": dict([(0, 1.0), (3, 0.7), (6, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
-              "ghost": _line([7, 9, 15], 0.38), "hat": dict([(s, 0.8 if s % 2 == 0 else 0.45) for s in range(16) if s != 14]),
-              "open_hat": _line([14], 0.75)}, {}),
-    "boombap": ({"kick": dict([(0, 1.0), (7, 0.8), (10, 0.9)]), "snare": _line([4, 12], 1.05),
-                 "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS] + [(15, 0.35)])}, {}),
-    "trap": ({"kick": dict([(0, 1.0), (11, 0.85), (14, 0.6)]), "snare": _line([8], 1.05),
-              "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"open_hat": _line([10], 0.6)}),
-    "house": ({"kick": _line(BEATS, 1.0), "clap": _line([4, 12], 0.9), "open_hat": _line(OFFBEATS, 0.75),
-               "hat": _line([s for s in range(16) if s % 4 in (1, 3)], 0.35)}, {}),
-    "techno": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.7),
-                "hat": _line([s for s in range(16) if s % 2], 0.35), "perc": _line([3, 11], 0.5)},
-               {"clap": _line([4, 12], 0.85)}),
-    "trance": ({"kick": _line(BEATS, 1.0), "open_hat": _line(OFFBEATS, 0.75), "hat": _line([s for s in range(16) if s % 2], 0.3)},
-               {"clap": _line([4, 12], 0.85)}),
-    "synthpop": ({"kick": dict([(0, 1.0), (8, 0.9), (10, 0.7)]), "snare": _line([4, 12], 1.0),
-                  "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)])}, {"clap": _line([4, 12], 0.8)}),
-    "dubstep": ({"kick": dict([(0, 1.0), (3, 0.7), (10, 0.8)]), "snare": _line([8], 1.1), "hat": _line(EIGHTHS, 0.5)}, {}),
-    "reggae": ({"kick": _line([8], 0.95), "cross": _line([8], 0.9), "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS])},
-               {"open_hat": _line([6, 14], 0.55)}),
-    "latin": ({"cross": _line([0, 3, 6, 10, 12], 0.85), "kick": _line([6, 8, 14], 0.75),  # son clave, 3-2
-               "hat": _line(EIGHTHS, 0.55), "perc": _line([0, 3, 4, 7, 8, 10, 12, 14], 0.6)}, {}),
+    "jazz": (
+        {
+            "ride": dict([(0, 0.85), (4, 1.0), (6, 0.6), (8, 0.85), (12, 1.0), (14, 0.6)]),
+            "pedal": _line([4, 12], 0.75),
+            "kick": _line(BEATS, 0.3),
+        },
+        {"kick": dict([(0, 0.3), (4, 0.3), (8, 0.3), (12, 0.3), (14, 0.7)])},
+    ),
+    "shuffle": (
+        {
+            "kick": _line([0, 8], 0.95),
+            "snare": _line([4, 12], 1.0),
+            "hat": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS]),
+        },
+        {"hat": {}, "ride": dict([(s, 0.85 if s % 4 == 0 else 0.6) for s in EIGHTHS])},
+    ),
+    "train": (
+        {"kick": _line([0, 8], 0.9), "snare": dict([(s, 1.0 if s in (4, 12) else 0.42) for s in range(16)])},
+        {"snare": _line([4, 12], 1.0), "hat": _line(EIGHTHS, 0.6)},
+    ),
+    "folk": (
+        {"kick": dict([(0, 0.8), (8, 0.7)]), "cross": _line([4, 12], 0.75), "hat": _line(BEATS, 0.5)},
+        {"cross": {}, "snare": _line([4, 12], 0.85)},
+    ),
+    "soul": (
+        {
+            "kick": dict([(0, 1.0), (7, 0.7), (10, 0.85)]),
+            "snare": _line([4, 12], 1.0),
+            "ghost": _line([7, 15], 0.4),
+            "hat": dict([(s, 0.8 if s % 4 == 0 else 0.6) for s in EIGHTHS]),
+        },
+        {},
+    ),
+    "funk": (
+        {
+            "kick": dict([(0, 1.0), (3, 0.7), (6, 0.8), (10, 0.9)]),
+            "snare": _line([4, 12], 1.05),
+            "ghost": _line([7, 9, 15], 0.38),
+            "hat": dict([(s, 0.8 if s % 2 == 0 else 0.45) for s in range(16) if s != 14]),
+            "open_hat": _line([14], 0.75),
+        },
+        {},
+    ),
+    "boombap": (
+        {
+            "kick": dict([(0, 1.0), (7, 0.8), (10, 0.9)]),
+            "snare": _line([4, 12], 1.05),
+            "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS] + [(15, 0.35)]),
+        },
+        {},
+    ),
+    "trap": (
+        {
+            "kick": dict([(0, 1.0), (11, 0.85), (14, 0.6)]),
+            "snare": _line([8], 1.05),
+            "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)]),
+        },
+        {"open_hat": _line([10], 0.6)},
+    ),
+    "house": (
+        {
+            "kick": _line(BEATS, 1.0),
+            "clap": _line([4, 12], 0.9),
+            "open_hat": _line(OFFBEATS, 0.75),
+            "hat": _line([s for s in range(16) if s % 4 in (1, 3)], 0.35),
+        },
+        {},
+    ),
+    "techno": (
+        {
+            "kick": _line(BEATS, 1.0),
+            "open_hat": _line(OFFBEATS, 0.7),
+            "hat": _line([s for s in range(16) if s % 2], 0.35),
+            "perc": _line([3, 11], 0.5),
+        },
+        {"clap": _line([4, 12], 0.85)},
+    ),
+    "trance": (
+        {
+            "kick": _line(BEATS, 1.0),
+            "open_hat": _line(OFFBEATS, 0.75),
+            "hat": _line([s for s in range(16) if s % 2], 0.3),
+        },
+        {"clap": _line([4, 12], 0.85)},
+    ),
+    "synthpop": (
+        {
+            "kick": dict([(0, 1.0), (8, 0.9), (10, 0.7)]),
+            "snare": _line([4, 12], 1.0),
+            "hat": dict([(s, 0.7 if s % 2 == 0 else 0.45) for s in range(16)]),
+        },
+        {"clap": _line([4, 12], 0.8)},
+    ),
+    "dubstep": (
+        {"kick": dict([(0, 1.0), (3, 0.7), (10, 0.8)]), "snare": _line([8], 1.1), "hat": _line(EIGHTHS, 0.5)},
+        {},
+    ),
+    "reggae": (
+        {
+            "kick": _line([8], 0.95),
+            "cross": _line([8], 0.9),
+            "hat": dict([(s, 0.7 if s % 4 == 0 else 0.5) for s in EIGHTHS]),
+        },
+        {"open_hat": _line([6, 14], 0.55)},
+    ),
+    "latin": (
+        {
+            "cross": _line([0, 3, 6, 10, 12], 0.85),
+            "kick": _line([6, 8, 14], 0.75),  # son clave, 3-2
+            "hat": _line(EIGHTHS, 0.55),
+            "perc": _line([0, 3, 4, 7, 8, 10, 12, 14], 0.6),
+        },
+        {},
+    ),
 }
 FILL_STYLES = {"rock", "hardrock", "metal", "pop", "ballad", "shuffle", "train", "soul", "funk", "folk", "jazz"}
 SEQUENCED_KITS = {24, 25}  # the electronic and TR-808 presets: drum machines do not drift
@@ -146,8 +296,20 @@ def in_range(pitch: int, low: int, high: int) -> int:
     return pitch
 
 
-NEUTRAL_STYLE = {"style": None, "drums": None, "kit": "", "ekit": "", "comp": "block", "bass": "root", "chords": "triad",
-                 "lead": "diatonic", "humanise_ms": "6", "reverb_s": "0", "reverb_wet": "0", "drive": "clean"}
+NEUTRAL_STYLE = {
+    "style": None,
+    "drums": None,
+    "kit": "",
+    "ekit": "",
+    "comp": "block",
+    "bass": "root",
+    "chords": "triad",
+    "lead": "diatonic",
+    "humanise_ms": "6",
+    "reverb_s": "0",
+    "reverb_wet": "0",
+    "drive": "clean",
+}
 
 
 def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrangement:
@@ -157,26 +319,45 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrang
     genre = rows["genre"][0].values if rows["genre"] else None
     style = dict(tables.styles[genre["style"]], style=genre["style"]) if genre else NEUTRAL_STYLE
     listed_feels = [r.values["feel"] for r in rows["tempo"]]
-    feels = listed_feels or ([genre["groove"]] if genre else ["straight"])
+    feels = list(listed_feels) or ([genre["groove"]] if genre else ["straight"])  # a copy: the groove joins below
     if genre and genre["groove"] not in feels and not any(f in METERS for f in feels):
         feels.append(genre["groove"])
-    ranges = [(float(r.values["bpm_min"]), float(r.values["bpm_max"])) for r in rows["tempo"] if r.values["bpm_min"] != "-"]
-    low, high = ranges[0] if ranges else ((float(genre["bpm_min"]), float(genre["bpm_max"])) if genre else (90.0, 120.0))
+    ranges = [
+        (float(r.values["bpm_min"]), float(r.values["bpm_max"])) for r in rows["tempo"] if r.values["bpm_min"] != "-"
+    ]
+    low, high = (
+        ranges[0] if ranges else ((float(genre["bpm_min"]), float(genre["bpm_max"])) if genre else (90.0, 120.0))
+    )
     bpm = round(_pick(rng, low, high), 1)
-    mood = {k: next((r.values[k] for r in rows["mood"] if r.values[k] not in ("-", "")), None)
-            for k in ("mode", "dynamics", "density", "register")}
+    mood = {
+        k: next((r.values[k] for r in rows["mood"] if r.values[k] not in ("-", "")), None)
+        for k in ("mode", "dynamics", "density", "register")
+    }
     mode = mood["mode"] or (genre["mode"] if genre else ("major" if rng.random() < 0.5 else "minor"))
     root = int(rng.integers(12))
     steps_per_bar, steps_per_beat = next((METERS[f] for f in feels if f in METERS), (16, 4))
     meter = {16: "4/4", 12: "3/4" if steps_per_beat == 4 else "6/8", 14: "7/8"}[steps_per_bar]
-    arr = Arrangement(bpm, meter, f"{KEY_NAMES[root]} {mode}", mode, feels, rows["genre"][0].concept if genre else None,
-                      style["style"], float(style["reverb_s"]), float(style["reverb_wet"]))
+    arr = Arrangement(
+        bpm,
+        meter,
+        f"{KEY_NAMES[root]} {mode}",
+        mode,
+        feels,
+        rows["genre"][0].concept if genre else None,
+        style["style"],
+        float(style["reverb_s"]),
+        float(style["reverb_wet"]),
+    )
     sequenced = "repetitive" in feels or float(style["humanise_ms"]) == 0
-    grid = _Grid(bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng, 0.0 if sequenced else float(style["humanise_ms"]))
+    grid = _Grid(
+        bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng, 0.0 if sequenced else float(style["humanise_ms"])
+    )
     arr.sections = ["verse" if (bar // VERSE_BARS) % 2 == 0 else "chorus" for bar in range(grid.bars)]
     progressions = {"verse": [int(d) for d in (genre["progression"] if genre else "1,4,5,1").split(",")]}
     progressions["chorus"] = [int(d) for d in genre["chorus"].split(",")] if genre else progressions["verse"]
-    chords = [_chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)]
+    chords = [
+        _chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)
+    ]
     velocity = DYNAMICS[mood["dynamics"] or "medium"]
     density = DENSITY[mood["density"] or "medium"]
     shift = 12 * int(mood["register"] or 0)
@@ -204,13 +385,24 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrang
         for ch in channels:
             if v["role"] in DRUM_ROLES:
                 machine = v["kind"] == "kit" and arr.programs[ch][1] in SEQUENCED_KITS
-                notes = _drums(grid, style, own_feels, arr.sections, v["role"], values if v["kind"] == "drums" else None,
-                               velocity, rng, machine)
+                notes = _drums(
+                    grid,
+                    style,
+                    own_feels,
+                    arr.sections,
+                    v["role"],
+                    values if v["kind"] == "drums" else None,
+                    velocity,
+                    rng,
+                    machine,
+                )
             else:
                 if row.concept == "electric guitar":
                     arr.amp, arr.drive[ch] = style["drive"], DRIVES[style["drive"]]
                 low = REGISTERS[v["register"]]
-                base = low + (root - low) % 12 + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)  # the tonic
+                base = (
+                    low + (root - low) % 12 + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)
+                )  # the tonic
                 notes = _pitched(grid, v["role"], style, chords, mode, root, base, velocity, density, arr.sections, rng)
                 low, high = row.pitch_range
                 notes = [(s, e, in_range(p, low, high), vel) for s, e, p, vel in notes]
@@ -259,16 +451,25 @@ class _Grid:
 
 
 FEEL_RULES = [  # a listed rhythm concept's lines, laid over the style's pattern
-    ("four_on_floor", {"kick": BEATS, "hat": OFFBEATS}), ("syncopated", {"kick": [0, 3, 6, 10], "perc": [3, 7, 11]}),
-    ("half_time", {"kick": [0, 10], "snare": [8]}), ("trap", {"kick": [0, 11], "snare": [8], "hat": list(range(16))}),
-    ("hiphop", {"kick": [0, 7, 10], "snare": [4, 12]}), ("breakbeat", {"kick": [0, 10], "snare": [4, 7, 12, 14]}),
-    ("offbeat", {"kick": [8], "snare": [8], "hat": OFFBEATS}), ("latin", {"kick": [0, 6, 8], "perc": [0, 3, 6, 10, 12]}),
-    ("march", {"kick": [0, 8], "snare": [0, 2, 4, 6, 8, 10, 12, 13, 14, 15]}), ("gallop", {"kick": GALLOP}),
+    ("four_on_floor", {"kick": BEATS, "hat": OFFBEATS}),
+    ("syncopated", {"kick": [0, 3, 6, 10], "perc": [3, 7, 11]}),
+    ("half_time", {"kick": [0, 10], "snare": [8]}),
+    ("trap", {"kick": [0, 11], "snare": [8], "hat": list(range(16))}),
+    ("hiphop", {"kick": [0, 7, 10], "snare": [4, 12]}),
+    ("breakbeat", {"kick": [0, 10], "snare": [4, 7, 12, 14]}),
+    ("offbeat", {"kick": [8], "snare": [8], "hat": OFFBEATS}),
+    ("latin", {"kick": [0, 6, 8], "perc": [0, 3, 6, 10, 12]}),
+    ("march", {"kick": [0, 8], "snare": [0, 2, 4, 6, 8, 10, 12, 13, 14, 15]}),
+    ("gallop", {"kick": GALLOP}),
     ("tribal", {"kick": [0, 3, 6, 10, 12], "snare": [], "perc": [0, 2, 3, 6, 8, 10, 11, 14]}),
-    ("heartbeat", {"kick": [0, 2, 8, 10], "snare": [], "hat": []}), ("polyrhythm", {"perc": [0, 5, 11]}),  # three against four
-    ("additive", {"kick": [0, 6, 12], "perc": [0, 6, 12]}), ("intense", {"kick": [0, 2, 6, 8, 10, 14], "hat": list(range(16))}),
-    ("simple", {"hat": []}), ("driving", {"kick": BEATS, "hat": EIGHTHS}),
-    ("pulsating", {"hat": list(range(16))}), ("none", {"kick": [0], "snare": [], "hat": [0, 8]}),
+    ("heartbeat", {"kick": [0, 2, 8, 10], "snare": [], "hat": []}),
+    ("polyrhythm", {"perc": [0, 5, 11]}),  # three against four
+    ("additive", {"kick": [0, 6, 12], "perc": [0, 6, 12]}),
+    ("intense", {"kick": [0, 2, 6, 8, 10, 14], "hat": list(range(16))}),
+    ("simple", {"hat": []}),
+    ("driving", {"kick": BEATS, "hat": EIGHTHS}),
+    ("pulsating", {"hat": list(range(16))}),
+    ("none", {"kick": [0], "snare": [], "hat": [0, 8]}),
 ]
 FEEL_LINES = {"snare": ("ghost", "cross", "clap"), "hat": ("open_hat", "pedal"), "kick": ()}
 
@@ -279,10 +480,22 @@ def _drum_pattern(style: str | None, section: str, feels: set[str], steps_per_ba
     if steps_per_bar == 12 and steps_per_beat == 6:  # compound 6/8
         return {"kick": _line([0]), "snare": _line([6]), "hat": _line(range(0, 12, 2)), "perc": _line([0, 4, 8])}
     if steps_per_bar == 12:  # waltz
-        return {"kick": _line([0], 1.0), "snare": _line([4, 8], 0.75), "hat": _line([0, 4, 8], 0.6), "perc": _line([2, 6, 10])}
+        return {
+            "kick": _line([0], 1.0),
+            "snare": _line([4, 8], 0.75),
+            "hat": _line([0, 4, 8], 0.6),
+            "perc": _line([2, 6, 10]),
+        }
     if steps_per_bar == 14:  # 7/8 as 2+2+3
-        return {"kick": _line([0, 4, 8]), "snare": _line([4, 11]), "hat": _line(range(0, 14, 2)), "perc": _line([0, 4, 8, 10, 12])}
-    verse, chorus = DRUM_STYLES.get(style, ({"kick": _line([0, 8]), "snare": _line([4, 12]), "hat": _line(EIGHTHS)}, {}))
+        return {
+            "kick": _line([0, 4, 8]),
+            "snare": _line([4, 11]),
+            "hat": _line(range(0, 14, 2)),
+            "perc": _line([0, 4, 8, 10, 12]),
+        }
+    verse, chorus = DRUM_STYLES.get(
+        style, ({"kick": _line([0, 8]), "snare": _line([4, 12]), "hat": _line(EIGHTHS)}, {})
+    )
     p = {**verse, **(chorus if section == "chorus" else {})}
     for feel, lines in FEEL_RULES:
         if feel in feels:
@@ -296,19 +509,34 @@ def _drum_pattern(style: str | None, section: str, feels: set[str], steps_per_ba
 def _fill(steps_per_bar: int) -> dict:
     """The kit's fill over the last beat of a phrase: sixteenths down the toms to the snare."""
     last = steps_per_bar - 4
-    return {"snare": _line([last], 0.95), "tom_high": _line([last + 1], 0.9), "tom_mid": _line([last + 2], 0.9),
-            "tom_low": _line([last + 3], 0.95)}
+    return {
+        "snare": _line([last], 0.95),
+        "tom_high": _line([last + 1], 0.9),
+        "tom_mid": _line([last + 2], 0.9),
+        "tom_low": _line([last + 3], 0.95),
+    }
 
 
-def _drums(grid: _Grid, style: dict, feels: set[str], sections: list[str], role: str, notes: list[int] | None,
-           velocity: int, rng, machine: bool) -> list[tuple[float, float, int, int]]:
+def _drums(
+    grid: _Grid,
+    style: dict,
+    feels: set[str],
+    sections: list[str],
+    role: str,
+    notes: list[int] | None,
+    velocity: int,
+    rng,
+    machine: bool,
+) -> list[tuple[float, float, int, int]]:
     """A drum part: the kit plays every line of the pattern (with crashes on phrase starts and fills on phrase ends),
     a single drum concept plays its own line with its own notes."""
     name = style["drums"]
     spb = grid.steps_per_bar
     out = []
     for bar, section in enumerate(sections):
-        pattern = _drum_pattern(name, section, feels, spb, grid.steps_per_beat) if "free" not in feels else {"kick": {0: 0.8}}
+        pattern = (
+            _drum_pattern(name, section, feels, spb, grid.steps_per_beat) if "free" not in feels else {"kick": {0: 0.8}}
+        )
         phrase_end = bar % VERSE_BARS == VERSE_BARS - 1 and name in FILL_STYLES and spb == 16
         if role == "kit":
             lines = {k: v for k, v in pattern.items() if k != "perc"}  # percussion is a concept of its own
@@ -340,7 +568,9 @@ def _drums(grid: _Grid, style: dict, feels: set[str], sections: list[str], role:
                 if k >= spb:
                     continue
                 step = bar * spb + k
-                start = grid.seconds(step, human=not machine) + (0.02 if "laid_back" in feels and line == "snare" else 0.0)
+                start = grid.seconds(step, human=not machine) + (
+                    0.02 if "laid_back" in feels and line == "snare" else 0.0
+                )
                 if role == "cymbal" and len(pitches) > 1:
                     pitch = pitches[0] if k == 0 and bar % VERSE_BARS == 0 else pitches[-1]  # crash, then ride
                 elif role == "hat" and len(pitches) > 1:
@@ -357,18 +587,24 @@ def _drums(grid: _Grid, style: dict, feels: set[str], sections: list[str], role:
     return out
 
 
+def _stacked(scale: list[int], degree: int, extra: list[int]) -> list[int]:
+    """The diatonic chord on `degree`: thirds stacked from it (a triad, plus `extra` scale steps above the root)."""
+    return [scale[i % 7] + 12 * (i // 7) for i in [degree - 1, degree + 1, degree + 3] + extra]
+
+
+# chord quality -> (the mode's scale, degree 1-7) -> semitones above the tonic of the chord on that degree
+CHORDS: dict[str, Callable[[list[int], int], list[int]]] = {
+    "triad": lambda scale, d: _stacked(scale, d, []),
+    "seventh": lambda scale, d: _stacked(scale, d, [d + 5]),
+    "ninth": lambda scale, d: _stacked(scale, d, [d + 5, d + 7]),
+    "power": lambda scale, d: [scale[(d - 1) % 7] + x for x in (0, 7, 12)],  # root, fifth, octave
+    "dominant": lambda scale, d: [scale[(d - 1) % 7] + x for x in (0, 4, 7, 10)],  # the blues' I7, IV7, V7
+}
+
+
 def _chord(degree: int, mode: str, quality: str) -> list[int]:
-    """Semitones above the tonic of the chord on `degree`: its diatonic triad, seventh or ninth chord, a power chord
-    (root, fifth, octave) or a dominant seventh built on the degree's root (the blues)."""
-    scale = SCALES[mode]
-    root = scale[(degree - 1) % 7]
-    if quality == "power":
-        return [root, root + 7, root + 12]
-    if quality == "dominant":
-        return [root, root + 4, root + 7, root + 10]
-    extra = {"triad": [], "seventh": [degree + 5], "ninth": [degree + 5, degree + 7]}[quality]
-    idx = [degree - 1, degree + 1, degree + 3] + extra
-    return [scale[i % 7] + 12 * (i // 7) for i in idx]
+    """Semitones above the tonic of the chord of `quality` on `degree` of the mode."""
+    return CHORDS[quality](SCALES[mode], degree)
 
 
 def _voicing(chord: list[int], base: int, rootless: bool = False) -> list[int]:
@@ -392,10 +628,13 @@ COMP_RHYTHMS = {
     "offstabs": [(s, 1, 0.9, 0) for s in OFFBEATS],
     "skank": [(s, 1, 0.9, -1) for s in OFFBEATS],
     "pad": [(0, 16, 0.8, 0)],
-    "charleston": [(0, 2, 0.9, 0), (6, 3, 0.85, 0)],
 }
-JAZZ_COMPING = [[(0, 2, 0.9, 0), (6, 3, 0.85, 0)], [(2, 2, 0.85, 0), (8, 4, 0.9, 0)], [(6, 2, 0.8, 0), (14, 2, 0.85, 0)],
-                [(0, 6, 0.85, 0), (10, 2, 0.8, 0)]]  # Charleston, its reverse, anticipations, a held chord
+JAZZ_COMPING = [
+    [(0, 2, 0.9, 0), (6, 3, 0.85, 0)],
+    [(2, 2, 0.85, 0), (8, 4, 0.9, 0)],
+    [(6, 2, 0.8, 0), (14, 2, 0.85, 0)],
+    [(0, 6, 0.85, 0), (10, 2, 0.8, 0)],
+]  # Charleston, its reverse, anticipations, a held chord
 
 
 def _pitched(grid, role, style, chords, mode, root, base, velocity, density, sections, rng):
@@ -416,21 +655,41 @@ def _pitched(grid, role, style, chords, mode, root, base, velocity, density, sec
         for i, p in enumerate(order):
             add(step, length, p, vel, start + (0.011 * i if direction else 0.0))  # a strum: strings a few ms apart
 
-    lead_scale = LEAD_SCALES[style["lead"]][mode] if style["lead"] in LEAD_SCALES else SCALES[mode]
+    lead_scale = LEAD_SCALES[style["lead"]][mode]
     motif, melody, degree = None, [], None
     for bar, chord in enumerate(chords):
         first, section = bar * spb, sections[bar]
         boost = 6 if section == "chorus" else 0
         nxt = chords[(bar + 1) % len(chords)]
         if role == "bass":
-            _bass(add, style["bass"] if four else "root", first, spb, beat, base + chord[0], chord, nxt, mode,
-                  velocity + boost, rng)
+            _bass(
+                add,
+                style["bass"] if four else "root",
+                first,
+                spb,
+                beat,
+                base + chord[0],
+                chord,
+                nxt,
+                mode,
+                velocity + boost,
+                rng,
+            )
         elif role == "pad":
-            chord_at(first, spb, _voicing(chord, base) + ([base + 12 + chord[0] % 12] if section == "chorus" else []),
-                     velocity - 14 + boost, 0)
+            chord_at(
+                first,
+                spb,
+                _voicing(chord, base) + ([base + 12 + chord[0] % 12] if section == "chorus" else []),
+                velocity - 14 + boost,
+                0,
+            )
         elif role in ("comp", "stabs"):
             name = "stabs" if role == "stabs" and comp not in ("offstabs", "skank", "charleston") else comp
-            _comp(add, chord_at, name, first, spb, beat, chord, base, velocity - 6 + boost, density, section, bar, rng)
+            context = _Bar(add, chord_at, first, spb, beat, chord, base, velocity - 6 + boost, density, section, rng)
+            if name == "beats":
+                _other_meters(context)
+            else:
+                COMPS[name](context, name)
         elif role == "arpeggio":
             tones = _voicing(chord, base)
             tones += [t + 12 for t in tones]
@@ -467,102 +726,233 @@ def _rhythm(spb, beat, density, rng) -> list[tuple[int, int]]:
     return [(s, (onsets[i + 1] if i + 1 < len(onsets) else spb) - s) for i, s in enumerate(onsets)]
 
 
+@dataclass
+class _BassBar:
+    """What one bar of a bass line is played from: `root` (a MIDI note) of the bar's chord, toward the next one."""
+
+    add: Callable
+    first: int
+    spb: int
+    beat: int
+    root: int
+    third: int
+    target: int
+    approach: int
+    mode: str
+    vel: int
+    rng: np.random.Generator
+
+
+BASSES: dict[str, Callable[[_BassBar, str], None]] = {}  # the styles table's bass names -> who plays them
+
+
+def _registered(table: dict, *names: str):
+    """Registers a player under the styles table's names for it; a name registered twice is an error."""
+
+    def register(player):
+        taken = [n for n in names if n in table]
+        if taken:
+            raise ValueError(f"{taken} already played by {table[taken[0]].__name__}")
+        table.update(dict.fromkeys(names, player))
+        return player
+
+    return register
+
+
 def _bass(add, style, first, spb, beat, root, chord, nxt, mode, vel, rng):
-    """One bar of the bass line from the chord's root (`root`, a MIDI note) toward the next chord."""
-    third, fifth = chord[1] - chord[0], 7
+    """One bar of the bass line in `style` from the chord's root toward the next chord."""
     target = root + (nxt[0] - chord[0])
-    approach = target + (1 if rng.random() < 0.5 else -1)
-    if style == "walking":
-        line = [root, root + third, root + fifth, approach]
-        for b in range(spb // beat):
-            add(first + b * beat, beat, line[b % 4], vel)
-    elif style in ("eighths", "octave", "boogie", "gallop"):
-        steps = GALLOP if style == "gallop" else range(0, spb, 2)
-        for i, s in enumerate(steps):
-            offset = {"octave": 12 * (i % 2), "boogie": [0, 4, 7, 9, 10, 9, 7, 4][i % 8] if mode == "major" or third == 4
-                      else [0, 3, 7, 8, 10, 8, 7, 3][i % 8]}.get(style, 0)
-            add(first + s, 1 if style == "gallop" else 2, root + offset, vel)
-    elif style == "alternating":
-        add(first, beat, root, vel)
-        add(first + 2 * beat, beat, root - 5, vel)  # the fifth below
-        if rng.random() < 0.5:  # a walk-up into the next chord
-            add(first + 3 * beat, beat // 2, approach - 2 if approach > target else approach, vel - 8)
-            add(first + 3 * beat + beat // 2, beat // 2, approach, vel - 8)
-    elif style in ("syncopated", "funk", "reggae", "tumbao", "offbeat", "hiphop", "808"):
-        hits = {"syncopated": [(0, 3, 0), (3, 3, 12), (6, 4, 0), (10, 2, 7), (12, 4, 0)],
-                "funk": [(0, 2, 0), (3, 1, 12), (6, 1, 0), (7, 1, 10), (10, 2, 0), (12, 1, 7), (14, 2, 12)],
-                "reggae": [(2, 2, 0), (4, 2, 7), (6, 4, 12), (10, 2, 7), (12, 4, third)],  # rests on the one
-                "tumbao": [(3, 5, 0), (8, 3, 7), (11, 5, 0)],  # the anticipated root
-                "offbeat": [(s, 2, 0) for s in OFFBEATS],
-                "hiphop": [(0, 7, 0), (7, 3, 0), (10, 6, 0)], "808": [(0, 11, 0), (11, 5, 0)]}[style]
-        for s, length, offset in hits:
-            add(first + s, length, root + offset, vel)
-    elif style == "pedal":
-        add(first, spb // 2, root, vel)
-        add(first + spb // 2, spb // 2, root + fifth - 12 * (root + fifth > root + 12), vel - 6)
-    else:
-        add(first, spb, root, vel)
+    approach = target + (1 if rng.random() < 0.5 else -1)  # a chromatic step into the next chord's root
+    BASSES[style](_BassBar(add, first, spb, beat, root, chord[1] - chord[0], target, approach, mode, vel, rng), style)
 
 
-def _comp(add, chord_at, name, first, spb, beat, chord, base, vel, density, section, bar, rng):
-    """One bar of a chord instrument, in the style's comping pattern."""
-    if name == "beats":  # other meters: the chord on every beat after the first (oom-pah-pah)
-        for s in range(beat, spb, beat):
-            chord_at(first + s, beat, _voicing(chord, base), vel, 0)
-        return
-    if name == "boogie":  # the shuffle riff: root and fifth, root and sixth, root and flat seventh, in eighths
-        low = base - 12 + chord[0] % 12
-        for i, s in enumerate(range(0, spb, 2)):
-            add(first + s, 2, low, vel * (1.0 if s % 4 == 0 else 0.8))
-            add(first + s, 2, low + [7, 7, 9, 9, 10, 10, 9, 9][i % 8], vel * (1.0 if s % 4 == 0 else 0.8))
-        return
-    if name in ("power8", "gallop"):
-        low = base - 12 + chord[0] % 12
-        voicing = [low, low + 7, low + 12]
-        rhythm = COMP_RHYTHMS[name] if section == "verse" or name == "power8" else [(0, 8, 1.0, 0), (8, 8, 0.95, 0)]
-        for s, length, accent, _ in rhythm:
-            if name == "power8" and section == "chorus":
-                length = 2  # palm-muted in the verse, ringing in the chorus
-            chord_at(first + s, length, voicing, vel * accent, 0)
-        return
-    if name in ("broken", "musicbox", "alberti", "arp16", "travis", "roll", "montuno"):
-        tones = _voicing(chord, base + (12 if name == "musicbox" else 0))
-        low = base - 12 + chord[0] % 12
-        if name == "alberti":  # low, high, middle, high in eighths
-            figure = [low, low + 7, low + (chord[1] - chord[0]) % 12, low + 7]
-            steps = [(s, figure[i % 4]) for i, s in enumerate(range(0, spb, 2))]
-            for s in (0, 8):  # the upper voice on the strong beats
-                add(first + s, 8, tones[-1] + 12, vel - 4)
-        elif name == "travis":  # alternating thumb on the beats, fingers between
-            steps = [(0, low), (2, tones[-1]), (4, low + 7), (6, tones[1 % len(tones)]), (8, low), (10, tones[-1]),
-                     (12, low + 7), (14, tones[0])]
-        elif name == "roll":  # the forward roll: thumb, index, middle
-            seq = [low, tones[1 % len(tones)], tones[-1] + 12 * (tones[-1] < base + 7)]
-            steps = [(s, seq[i % 3]) for i, s in enumerate(range(0, spb, 2))]
-        elif name == "montuno":
-            seq = [tones[0] + 12, tones[-1], tones[1 % len(tones)], tones[0] + 12]
-            steps = [(s, seq[i % 4]) for i, s in enumerate([0, 3, 4, 6, 8, 11, 12, 14])]
-        else:
-            step_len = 1 if name == "arp16" else 2
-            seq = tones + [t + 12 for t in tones]
-            if name != "arp16":
-                seq = seq + seq[-2:0:-1]
-            steps = [(s, seq[i % len(seq)]) for i, s in enumerate(range(0, spb, step_len))]
-        for i, (s, pitch) in enumerate(steps):
-            if density < 1 and s % beat and name not in ("arp16", "alberti"):
-                continue
-            length = {"arp16": 1, "musicbox": 4}.get(name, 2)
-            add(first + s, length, pitch, vel * (1.0 if s % beat == 0 else 0.85))
-        return
-    if name == "charleston":
-        rhythm = JAZZ_COMPING[int(rng.integers(len(JAZZ_COMPING)))]
-    else:
-        rhythm = COMP_RHYTHMS.get(name, [(0, spb // 2, 0.9, 0), (spb // 2, spb // 2, 0.85, 0)] if density > 0.5
-                                  else [(0, spb, 0.9, 0)])
-    voicing = _voicing(chord, base, rootless=name == "charleston")
-    if name in ("strum", "strum8", "boomchick", "funk16"):  # a guitar's six strings: the root below, then the chord
-        voicing = [base - 12 + chord[0] % 12, base - 5 + chord[0] % 12] + voicing
-    for s, length, accent, direction in rhythm:
-        if density < 1 and s % beat and name not in ("skank", "offstabs", "charleston", "stabs"):
+@_registered(BASSES, "root")
+def _held_root(b: _BassBar, style: str) -> None:
+    b.add(b.first, b.spb, b.root, b.vel)
+
+
+@_registered(BASSES, "walking")
+def _walking(b: _BassBar, style: str) -> None:
+    line = [b.root, b.root + b.third, b.root + 7, b.approach]
+    for beat in range(b.spb // b.beat):
+        b.add(b.first + beat * b.beat, b.beat, line[beat % 4], b.vel)
+
+
+@_registered(BASSES, "eighths", "octave", "boogie", "gallop")
+def _driven(b: _BassBar, style: str) -> None:
+    """Eighths (or the gallop) on the root; the octave jumping; the boogie climbing root, third, fifth, sixth."""
+    major = b.mode == "major" or b.third == 4
+    for i, s in enumerate(GALLOP if style == "gallop" else range(0, b.spb, 2)):
+        offset = {
+            "octave": 12 * (i % 2),
+            "boogie": ([0, 4, 7, 9, 10, 9, 7, 4] if major else [0, 3, 7, 8, 10, 8, 7, 3])[i % 8],
+        }.get(style, 0)
+        b.add(b.first + s, 1 if style == "gallop" else 2, b.root + offset, b.vel)
+
+
+@_registered(BASSES, "alternating")
+def _alternating(b: _BassBar, style: str) -> None:
+    """Root and the fifth below (country's boom-chick bass), with a walk-up into the next chord half the time."""
+    b.add(b.first, b.beat, b.root, b.vel)
+    b.add(b.first + 2 * b.beat, b.beat, b.root - 5, b.vel)
+    if b.rng.random() < 0.5:
+        b.add(b.first + 3 * b.beat, b.beat // 2, b.approach - 2 if b.approach > b.target else b.approach, b.vel - 8)
+        b.add(b.first + 3 * b.beat + b.beat // 2, b.beat // 2, b.approach, b.vel - 8)
+
+
+BASS_HITS = {  # bass style -> (step, length in steps, semitones above the root) in 16 steps of 4/4
+    "syncopated": [(0, 3, 0), (3, 3, 12), (6, 4, 0), (10, 2, 7), (12, 4, 0)],
+    "funk": [(0, 2, 0), (3, 1, 12), (6, 1, 0), (7, 1, 10), (10, 2, 0), (12, 1, 7), (14, 2, 12)],
+    "reggae": [(2, 2, 0), (4, 2, 7), (6, 4, 12), (10, 2, 7), (12, 4, None)],  # rests on the one; None: the third
+    "tumbao": [(3, 5, 0), (8, 3, 7), (11, 5, 0)],  # the anticipated root
+    "offbeat": [(s, 2, 0) for s in OFFBEATS],
+    "hiphop": [(0, 7, 0), (7, 3, 0), (10, 6, 0)],
+    "808": [(0, 11, 0), (11, 5, 0)],
+}
+
+
+@_registered(BASSES, *BASS_HITS)
+def _hits(b: _BassBar, style: str) -> None:
+    for s, length, offset in BASS_HITS[style]:
+        b.add(b.first + s, length, b.root + (b.third if offset is None else offset), b.vel)
+
+
+@_registered(BASSES, "pedal")
+def _pedal(b: _BassBar, style: str) -> None:
+    """Root, then the fifth (below the octave), each held half a bar."""
+    b.add(b.first, b.spb // 2, b.root, b.vel)
+    b.add(b.first + b.spb // 2, b.spb // 2, b.root + 7 - 12 * (b.root + 7 > b.root + 12), b.vel - 6)
+
+
+@dataclass
+class _Bar:
+    """What one bar of a chord instrument is played from."""
+
+    add: Callable
+    chord_at: Callable
+    first: int
+    spb: int
+    beat: int
+    chord: list[int]
+    base: int
+    vel: float
+    density: float
+    section: str
+    rng: np.random.Generator
+
+    def low(self) -> int:
+        """The chord's root an octave below the part's tonic."""
+        return self.base - 12 + self.chord[0] % 12
+
+
+COMPS: dict[str, Callable[[_Bar, str], None]] = {}  # the styles table's comp names -> who plays them
+
+
+def _other_meters(b: _Bar) -> None:
+    """Meters other than 4/4, whatever the style: the chord on every beat after the first (oom-pah-pah)."""
+    for s in range(b.beat, b.spb, b.beat):
+        b.chord_at(b.first + s, b.beat, _voicing(b.chord, b.base), b.vel, 0)
+
+
+@_registered(COMPS, "boogie")
+def _boogie_riff(b: _Bar, name: str) -> None:
+    """The shuffle riff: root and fifth, root and sixth, root and flat seventh, in eighths."""
+    low = b.low()
+    for i, s in enumerate(range(0, b.spb, 2)):
+        b.add(b.first + s, 2, low, b.vel * (1.0 if s % 4 == 0 else 0.8))
+        b.add(b.first + s, 2, low + [7, 7, 9, 9, 10, 10, 9, 9][i % 8], b.vel * (1.0 if s % 4 == 0 else 0.8))
+
+
+@_registered(COMPS, "power8", "gallop")
+def _power_chords(b: _Bar, name: str) -> None:
+    """Power chords in eighths (palm-muted in the verse, ringing in the chorus) or the gallop."""
+    low = b.low()
+    voicing = [low, low + 7, low + 12]
+    rhythm = COMP_RHYTHMS[name] if b.section == "verse" or name == "power8" else [(0, 8, 1.0, 0), (8, 8, 0.95, 0)]
+    for s, length, accent, _ in rhythm:
+        if name == "power8" and b.section == "chorus":
+            length = 2
+        b.chord_at(b.first + s, length, voicing, b.vel * accent, 0)
+
+
+FIGURES: dict[str, Callable[[_Bar, list[int], int], list[tuple[int, int]]]] = {  # name -> (step, pitch) of a bar
+    # low, high, middle, high in eighths
+    "alberti": lambda b, tones, low: [
+        (s, [low, low + 7, low + (b.chord[1] - b.chord[0]) % 12, low + 7][i % 4])
+        for i, s in enumerate(range(0, b.spb, 2))
+    ],
+    # alternating thumb on the beats, fingers between
+    "travis": lambda b, tones, low: [
+        (0, low),
+        (2, tones[-1]),
+        (4, low + 7),
+        (6, tones[1 % len(tones)]),
+        (8, low),
+        (10, tones[-1]),
+        (12, low + 7),
+        (14, tones[0]),
+    ],
+    # the forward roll: thumb, index, middle
+    "roll": lambda b, tones, low: [
+        (s, [low, tones[1 % len(tones)], tones[-1] + 12 * (tones[-1] < b.base + 7)][i % 3])
+        for i, s in enumerate(range(0, b.spb, 2))
+    ],
+    "montuno": lambda b, tones, low: [
+        (s, [tones[0] + 12, tones[-1], tones[1 % len(tones)], tones[0] + 12][i % 4])
+        for i, s in enumerate([0, 3, 4, 6, 8, 11, 12, 14])
+    ],
+    # up the chord over two octaves in sixteenths
+    "arp16": lambda b, tones, low: _arpeggio(b, tones + [t + 12 for t in tones], 1),
+    # up and back down in eighths
+    "broken": lambda b, tones, low: _arpeggio(b, _up_and_down(tones), 2),
+    "musicbox": lambda b, tones, low: _arpeggio(b, _up_and_down(tones), 2),
+}
+
+
+def _up_and_down(tones: list[int]) -> list[int]:
+    seq = tones + [t + 12 for t in tones]
+    return seq + seq[-2:0:-1]
+
+
+def _arpeggio(b: _Bar, seq: list[int], step_len: int) -> list[tuple[int, int]]:
+    return [(s, seq[i % len(seq)]) for i, s in enumerate(range(0, b.spb, step_len))]
+
+
+@_registered(COMPS, *FIGURES)
+def _figure(b: _Bar, name: str) -> None:
+    """A picked or broken figure over the chord (a music box an octave up); thinned to the beats when sparse."""
+    tones = _voicing(b.chord, b.base + (12 if name == "musicbox" else 0))
+    if name == "alberti":
+        for s in (0, 8):  # the upper voice on the strong beats
+            b.add(b.first + s, 8, tones[-1] + 12, b.vel - 4)
+    for s, pitch in FIGURES[name](b, tones, b.low()):
+        if b.density < 1 and s % b.beat and name not in ("arp16", "alberti"):
             continue
-        chord_at(first + s, length, voicing, vel * accent, direction)
+        b.add(b.first + s, {"arp16": 1, "musicbox": 4}.get(name, 2), pitch, b.vel * (1.0 if s % b.beat == 0 else 0.85))
+
+
+STRUMMED = ("strum", "strum8", "boomchick", "funk16")  # a guitar's six strings: the root below, then the chord
+OFFBEAT_COMPS = ("skank", "offstabs", "charleston", "stabs")  # kept off the beat even when the mood is sparse
+
+
+@_registered(COMPS, "charleston")
+def _jazz_comping(b: _Bar, name: str) -> None:
+    """Rootless chords on one of the jazz comping rhythms, drawn per bar."""
+    _rhythm_comp(b, name, JAZZ_COMPING[int(b.rng.integers(len(JAZZ_COMPING)))])
+
+
+@_registered(COMPS, "strum", "strum8", "boomchick", "block4", "funk16", "stabs", "offstabs", "skank", "pad", "block")
+def _rhythm_comp(b: _Bar, name: str, rhythm: list | None = None) -> None:
+    """Chords on the comp's rhythm ("block": two half-bar chords, one whole-bar chord when sparse)."""
+    if rhythm is None:
+        rhythm = COMP_RHYTHMS.get(
+            name,
+            [(0, b.spb // 2, 0.9, 0), (b.spb // 2, b.spb // 2, 0.85, 0)] if b.density > 0.5 else [(0, b.spb, 0.9, 0)],
+        )
+    voicing = _voicing(b.chord, b.base, rootless=name == "charleston")
+    if name in STRUMMED:
+        voicing = [b.base - 12 + b.chord[0] % 12, b.base - 5 + b.chord[0] % 12] + voicing
+    for s, length, accent, direction in rhythm:
+        if b.density < 1 and s % b.beat and name not in OFFBEAT_COMPS:
+            continue
+        b.chord_at(b.first + s, length, voicing, b.vel * accent, direction)

@@ -24,10 +24,12 @@ import pyarrow.parquet as pq
 from builder.caption_checks import HALLUCINATION_CATEGORIES, CaptionChecker
 from builder.prompting import PROMPT_VERSION, build_messages
 from builder.taxonomy import Taxonomy
-from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_file, write_json, write_parquet
+from core.log import distributed_state, get_logger
 from core.provenance import loaded_commit, model_identity
 from core.retry import acceptance_by_concept, generate_with_retries, tally
 from core.shards import Lazy, derive_seed, merge_shards, run_sharded
@@ -36,12 +38,23 @@ from generation.template_captioner import template_caption
 
 logger = get_logger(__name__)
 
-CAPTION_SCHEMA = pa.schema([
-    ("id", pa.string()), ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
-    ("caption", pa.string()), ("status", pa.string()), ("reasons", pa.list_(pa.string())),
-    ("missing", pa.list_(pa.string())), ("hallucinated", pa.list_(pa.string())), ("attempts", pa.int32()),
-    ("seed", pa.int64()), ("backend", pa.string()), ("model", pa.string()), ("prompt_version", pa.string()),
-])
+CAPTION_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        *[(c, pa.list_(pa.string())) for c in CATEGORIES],
+        ("caption", pa.string()),
+        ("status", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+        ("missing", pa.list_(pa.string())),
+        ("hallucinated", pa.list_(pa.string())),
+        ("attempts", pa.int32()),
+        ("seed", pa.int64()),
+        ("backend", pa.string()),
+        ("model", pa.string()),
+        ("prompt_version", pa.string()),
+    ]
+)
 
 
 @dataclass
@@ -52,19 +65,35 @@ class CaptionArguments:
     taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
     output: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
     backend: str = field(default="template", metadata={"help": "'template' or 'llm'"})
-    captioner: str | None = field(default=None, metadata={"help": "fine-tuned captioner folder (default: run dir/captioner)"})
-    base_model: str | None = field(default=None, metadata={"help": "override the base model recorded in captioner.json"})
-    merged: bool = field(default=False, metadata={
-        "help": "merge the LoRA adapter into the base model in `dtype` (faster per token; 16 GB per process for an 8B "
-                "model) instead of the default: the 4-bit base (as trained, about 5.5 GB) with the adapter beside it"})
+    captioner: str | None = field(
+        default=None, metadata={"help": "fine-tuned captioner folder (default: run dir/captioner)"}
+    )
+    base_model: str | None = field(
+        default=None, metadata={"help": "override the base model recorded in captioner.json"}
+    )
+    merged: bool = field(
+        default=False,
+        metadata={
+            "help": "merge the LoRA adapter into the base model in `dtype` (faster per token; 16 GB per process for "
+            "an 8B model) instead of the default: the 4-bit base (as trained, about 5.5 GB) with the adapter beside it"
+        },
+    )
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float32"})
     batch_size: int = field(default=16, metadata={"help": "captions generated at once"})
     shard_size: int = field(default=64, metadata={"help": "ids per shard (unit of resume and of work split)"})
-    max_new_tokens: int = field(default=192, metadata={
-        "help": "generation length bound (a 90-word caption is about 130 Llama-3 tokens); a caption cut at it is "
-                "rejected as truncated"})
-    guard: bool = field(default=True, metadata={
-        "help": "keep the LLM from writing genres and instruments its list does not hold (generation/decoding.py)"})
+    max_new_tokens: int = field(
+        default=192,
+        metadata={
+            "help": "generation length bound (a 90-word caption is about 130 Llama-3 tokens); a caption cut at it is "
+            "rejected as truncated"
+        },
+    )
+    guard: bool = field(
+        default=True,
+        metadata={
+            "help": "keep the LLM from writing genres and instruments its list does not hold (generation/decoding.py)"
+        },
+    )
     do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy (False)"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
     top_k: int = field(default=50, metadata={"help": "top-k sampling"})
@@ -113,10 +142,14 @@ class LLMCaptioner:
         path = Path(path)
         meta_path = path / "captioner.json"
         if not meta_path.is_file():
-            raise DataError(meta_path, "missing: not a captioner folder (train one with `python -m training.train_captioner`)")
+            raise DataError(
+                meta_path, "missing: not a captioner folder (train one with `python -m training.train_captioner`)"
+            )
         self.meta = json.loads(meta_path.read_text())
         if str(self.meta.get("prompt_version")) != PROMPT_VERSION:
-            raise DataError(meta_path, f"prompt version {self.meta.get('prompt_version')} != this code's {PROMPT_VERSION}")
+            raise DataError(
+                meta_path, f"prompt version {self.meta.get('prompt_version')} != this code's {PROMPT_VERSION}"
+            )
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         except (OSError, ValueError) as e:
@@ -130,11 +163,17 @@ class LLMCaptioner:
         # straight onto this process's device: no full copy in host memory per process
         kwargs = {"dtype": getattr(torch, dtype) if dtype != "auto" else "auto", "device_map": {"": self.device}}
         if quantized:
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=torch.bfloat16,
+            )
         name = (base_model or self.meta["base_model"]) if is_adapter else str(path)
         try:
-            model = AutoModelForCausalLM.from_pretrained(name, revision=self.meta.get("base_model_revision") if is_adapter else None, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(
+                name, revision=self.meta.get("base_model_revision") if is_adapter else None, **kwargs
+            )
         except OSError as e:
             raise ModelLoadError(name, "the model", e) from None
         base_commit = loaded_commit(model)
@@ -149,7 +188,10 @@ class LLMCaptioner:
         base = model_identity(name, self.meta.get("base_model_revision") if is_adapter else None, commit=base_commit)
         self.name = f"{base} + LoRA {model_identity(str(path))}" if is_adapter else base
         eos = self.model.generation_config.eos_token_id
-        self.eos_ids = [*(eos if isinstance(eos, list) else [eos] if eos is not None else []), self.tokenizer.eos_token_id]
+        self.eos_ids = [
+            *(eos if isinstance(eos, list) else [eos] if eos is not None else []),
+            self.tokenizer.eos_token_id,
+        ]
         self._form_tokens = None
 
     def guard(self, tag_lists: Sequence[Sequence[str]], matcher) -> ForbiddenForms:
@@ -159,37 +201,58 @@ class LLMCaptioner:
             self._form_tokens = FormTokens(self.tokenizer, matcher, HALLUCINATION_CATEGORIES)
             self._word_ends = WordEnds.of(self.tokenizer, matcher.taxonomy.normalise, self.eos_ids)
         forms = self._form_tokens
-        return ForbiddenForms([forms.banned_for(tags) for tags in tag_lists], 0,  # its prompt length is set by generate
-                              [forms.allowed_for(tags) for tags in tag_lists], self._word_ends,
-                              [forms.banned_forms(tags) for tags in tag_lists],
-                              [forms.allowed_forms(tags) for tags in tag_lists])
+        return ForbiddenForms(
+            [forms.banned_for(tags) for tags in tag_lists],
+            0,  # its prompt length is set by generate
+            [forms.allowed_for(tags) for tags in tag_lists],
+            self._word_ends,
+            [forms.banned_forms(tags) for tags in tag_lists],
+            [forms.allowed_forms(tags) for tags in tag_lists],
+        )
 
-    def generate(self, attributes: Sequence[dict], args: CaptionArguments, seed: int,
-                 guard: ForbiddenForms | None = None) -> list[Caption]:
+    def generate(
+        self, attributes: Sequence[dict], args: CaptionArguments, seed: int, guard: ForbiddenForms | None = None
+    ) -> list[Caption]:
         """One caption per attribute list; `guard`: what the rows may not write (`LLMCaptioner.guard`)."""
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template(build_messages(a), add_generation_prompt=True, tokenize=False)
-                   for a in attributes]
+        prompts = [
+            self.tokenizer.apply_chat_template(build_messages(a), add_generation_prompt=True, tokenize=False)
+            for a in attributes
+        ]
         # the chat template already starts with the BOS token
         inputs = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         prompt_length = inputs["input_ids"].shape[1]  # left padding: every row's prompt ends here
-        processors = [generated_repetition_penalty(args.repetition_penalty, prompt_length)] \
-            if args.repetition_penalty != 1.0 else []
+        processors = (
+            [generated_repetition_penalty(args.repetition_penalty, prompt_length)]
+            if args.repetition_penalty != 1.0
+            else []
+        )
         if guard is not None:
             guard.prompt_length = prompt_length
             processors.append(guard)
         torch.manual_seed(seed)  # sampling draws from torch alone; seeds are 63-bit, more than numpy takes
-        sampling = dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p) if args.do_sample \
+        sampling = (
+            dict(do_sample=True, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+            if args.do_sample
             else dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+        )
         with torch.no_grad():
-            out = self.model.generate(**inputs, max_new_tokens=args.max_new_tokens, logits_processor=processors,
-                                      pad_token_id=self.tokenizer.pad_token_id, use_cache=True, **sampling)
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=args.max_new_tokens,
+                logits_processor=processors,
+                pad_token_id=self.tokenizer.pad_token_id,
+                use_cache=True,
+                **sampling,
+            )
         new = out[:, prompt_length:]
         ends = set(self.eos_ids)
         finished = [any(t in ends for t in row) for row in new.tolist()]
-        return [Caption(t.strip(), not done) for t, done in
-                zip(self.tokenizer.batch_decode(new, skip_special_tokens=True), finished)]
+        return [
+            Caption(t.strip(), not done)
+            for t, done in zip(self.tokenizer.batch_decode(new, skip_special_tokens=True), finished)
+        ]
 
 
 @dataclass(frozen=True)
@@ -198,9 +261,11 @@ class Caption:
     truncated: bool = False  # generation stopped at max_new_tokens, before the end of the caption
 
 
-def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionChecker, llm: LLMCaptioner | None,
-                 shard: int) -> list[dict]:
+def caption_rows(
+    rows: list[dict], args: CaptionArguments, checker: CaptionChecker, llm: LLMCaptioner | None, shard: int
+) -> list[dict]:
     """Caption, check and retry one shard's rows; returns output records in input order."""
+
     def generate(batch: list[dict], seed: int) -> list[Caption]:
         attrs = [{c: r[c] for c in CATEGORIES} for r in batch]
         if llm is None:
@@ -209,19 +274,49 @@ def caption_rows(rows: list[dict], args: CaptionArguments, checker: CaptionCheck
         return llm.generate(attrs, args, seed, guard)
 
     attempts = generate_with_retries(
-        rows, generate, lambda row, caption: checker.check(caption.text, row["tags"], caption.truncated),
-        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
-        max_attempts=args.max_attempts, deterministic=llm is None)  # the template ignores its seed
-    return [{"id": row["id"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES}, "caption": a.output.text,
-             "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons),
-             "missing": list(a.verdict.missing), "hallucinated": list(a.verdict.hallucinated), "attempts": a.attempt,
-             "seed": a.seed, "backend": args.backend, "model": llm.name if llm else "template",
-             "prompt_version": PROMPT_VERSION} for row, a in zip(rows, attempts)]
+        rows,
+        generate,
+        lambda row, caption: checker.check(caption.text, row["tags"], caption.truncated),
+        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset),
+        batch_size=args.batch_size,
+        max_attempts=args.max_attempts,
+        deterministic=llm is None,
+    )  # the template ignores its seed
+    return [
+        {
+            "id": row["id"],
+            "tags": row["tags"],
+            **{c: row[c] for c in CATEGORIES},
+            "caption": a.output.text,
+            "status": "ok" if a.verdict.ok else "rejected",
+            "reasons": list(a.verdict.reasons),
+            "missing": list(a.verdict.missing),
+            "hallucinated": list(a.verdict.hallucinated),
+            "attempts": a.attempt,
+            "seed": a.seed,
+            "backend": args.backend,
+            "model": llm.name if llm else "template",
+            "prompt_version": PROMPT_VERSION,
+        }
+        for row, a in zip(rows, attempts)
+    ]
 
 
 TEMPLATE_KEYS = ("backend", "shard_size", "min_words", "max_words", "seed")
-LLM_KEYS = ("base_model", "merged", "dtype", "max_new_tokens", "do_sample", "temperature", "top_k", "top_p",
-            "repetition_penalty", "max_attempts", "batch_size", "guard")
+LLM_KEYS = (
+    "base_model",
+    "merged",
+    "dtype",
+    "max_new_tokens",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "repetition_penalty",
+    "max_attempts",
+    "batch_size",
+    "guard",
+)
 
 
 def caption_manifest(args: CaptionArguments) -> dict:
@@ -240,12 +335,17 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
     rows = read_tag_lists(tags_path, taxonomy)
     by_id = {r["id"]: r for r in rows}
     checker = CaptionChecker(taxonomy, min_words=args.min_words, max_words=args.max_words)
-    llm = Lazy(lambda: LLMCaptioner(args.captioner or run_dir() / "captioner", args.base_model, args.merged,
-                                    args.dtype, device=state.device))
+    llm = Lazy(
+        lambda: LLMCaptioner(
+            args.captioner or run_dir() / "captioner", args.base_model, args.merged, args.dtype, device=state.device
+        )
+    )
 
     def work(k: int, ids: list[str]) -> pa.Table:
         model = llm() if args.backend == "llm" else None
-        return pa.Table.from_pylist(caption_rows([by_id[i] for i in ids], args, checker, model, k), schema=CAPTION_SCHEMA)
+        return pa.Table.from_pylist(
+            caption_rows([by_id[i] for i in ids], args, checker, model, k), schema=CAPTION_SCHEMA
+        )
 
     shard_dir = output.parent / f"{output.stem}_shards"
     start = time.perf_counter()
@@ -257,12 +357,22 @@ def run_captioning(args: CaptionArguments, tags_path: Path, taxonomy: Taxonomy, 
         write_parquet(output, table)
         records = table.select(["tags", "status", "reasons", "attempts"]).to_pylist()
         counts_out = tally(records)
-        summary = {"captions": counts_out.pop("total"), **counts_out,
-                   "acceptance_by_concept": acceptance_by_concept(records, args.max_attempts), "shards": counts,
-                   "seconds": round(time.perf_counter() - start, 2), "arguments": asdict(args)}
+        summary = {
+            "captions": counts_out.pop("total"),
+            **counts_out,
+            "acceptance_by_concept": acceptance_by_concept(records, args.max_attempts),
+            "shards": counts,
+            "seconds": round(time.perf_counter() - start, 2),
+            "arguments": asdict(args),
+        }
         write_json(output.with_name("captions_summary.json"), summary)
-        logger.info("captions: %d ok, %d rejected %s -> %s", summary["ok"], summary["rejected"],
-                    summary["rejected_by_reason"], output)
+        logger.info(
+            "captions: %d ok, %d rejected %s -> %s",
+            summary["ok"],
+            summary["rejected"],
+            summary["rejected_by_reason"],
+            output,
+        )
     return summary
 
 

@@ -42,8 +42,12 @@ class FormTokens:
         self.tokenize = lambda text: tokenizer.encode(text, add_special_tokens=False)
         self.sequences: dict[str, list[tuple[int, ...]]] = {}
         for concept in guarded:
-            seqs = {tuple(self.tokenize(variant)) for form in self.forms.get(concept, []) for text in casings(form)
-                    for variant in (text, " " + text)}
+            seqs = {
+                tuple(self.tokenize(variant))
+                for form in self.forms.get(concept, [])
+                for text in casings(form)
+                for variant in (text, " " + text)
+            }
             self.sequences[concept] = sorted(s for s in seqs if s)
 
     def sequences_of(self, concepts: Iterable[str]) -> list[tuple[int, ...]]:
@@ -61,8 +65,12 @@ class FormTokens:
 
     def allowed_for(self, listed: Sequence[str]) -> list[tuple[int, ...]]:
         """Token sequences of the listed concepts' forms (every casing), which a ban must never cut short."""
-        return [tuple(self.tokenize(text)) for c in listed for form in self.forms.get(c, []) for text in
-                (*casings(form), *(" " + x for x in casings(form)))]
+        return [
+            tuple(self.tokenize(text))
+            for c in listed
+            for form in self.forms.get(c, [])
+            for text in (*casings(form), *(" " + x for x in casings(form)))
+        ]
 
 
 def _trie(sequences: Iterable[tuple[int, ...]]) -> dict[tuple[int, ...], list[int]]:
@@ -102,10 +110,15 @@ class ForbiddenForms(LogitsProcessor):
     """Per row of a batch, no token that would complete a forbidden sequence among the generated tokens, and (with
     `words`) no word ending right after a forbidden form, as the caption checks read the text."""
 
-    def __init__(self, banned: Sequence[Sequence[tuple[int, ...]]], prompt_length: int,
-                 allowed: Sequence[Sequence[tuple[int, ...]]] | None = None,
-                 words: WordEnds | None = None, banned_forms: Sequence[Sequence[str]] = (),
-                 allowed_forms: Sequence[Sequence[str]] = ()):
+    def __init__(
+        self,
+        banned: Sequence[Sequence[tuple[int, ...]]],
+        prompt_length: int,
+        allowed: Sequence[Sequence[tuple[int, ...]]] | None = None,
+        words: WordEnds | None = None,
+        banned_forms: Sequence[Sequence[str]] = (),
+        allowed_forms: Sequence[Sequence[str]] = (),
+    ):
         self.prompt_length = prompt_length
         self.banned = [_trie(seqs) for seqs in banned]
         self.allowed = [_trie(seqs) for seqs in (allowed or [[] for _ in banned])]
@@ -115,9 +128,9 @@ class ForbiddenForms(LogitsProcessor):
         self.allowed_endings = [_ending(forms) for forms in allowed_forms] or [None] * len(self.banned_endings)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids[:, self.prompt_length:].tolist()
+        generated = input_ids[:, self.prompt_length :].tolist()
         for row, (banned, allowed, tokens) in enumerate(zip(self.banned, self.allowed, generated)):
-            suffixes = [tuple(tokens[len(tokens) - n:]) for n in range(min(self.longest, len(tokens)) + 1)]
+            suffixes = [tuple(tokens[len(tokens) - n :]) for n in range(min(self.longest, len(tokens)) + 1)]
             blocked = {t for suffix in suffixes for t in banned.get(suffix, ())}
             blocked -= {t for suffix in suffixes for t in allowed.get(suffix, ())}
             if blocked:

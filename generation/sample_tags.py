@@ -33,23 +33,28 @@ import pyarrow as pa
 import torch
 
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
+from core.divergence import squared_jsd
 from core.errors import DataError
 from core.io import write_json, write_parquet
+from core.log import get_logger
 from training.constraints import CONSTRAINTS_NAME, Constraints
 from training.vae import BetaVAE, load_checkpoint
 
 logger = get_logger(__name__)
 
-TAGS_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("tags", pa.list_(pa.string())),
-    *[(c, pa.list_(pa.string())) for c in CATEGORIES],
-    ("seed", pa.int64()),
-    ("draw", pa.int64()),
-    ("balanced_for", pa.string()),  # the concept a balancing draw was made for; null for the VAE's own draws
-])
+TAGS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        *[(c, pa.list_(pa.string())) for c in CATEGORIES],
+        ("seed", pa.int64()),
+        ("draw", pa.int64()),
+        ("balanced_for", pa.string()),  # the concept a balancing draw was made for; null for the VAE's own draws
+    ]
+)
 
 
 @dataclass
@@ -62,7 +67,9 @@ class SamplingArguments:
     output: str | None = field(default=None, metadata={"help": "tags.parquet (default: run dir)"})
     num_lists: int = field(default=1000, metadata={"help": "how many unique, valid lists to write"})
     temperature: float = field(default=1.0, metadata={"help": "scale of the prior's spread; higher is more diverse"})
-    decode: str = field(default="bernoulli", metadata={"help": "'bernoulli' (draw each concept with its probability) or 'threshold'"})
+    decode: str = field(
+        default="bernoulli", metadata={"help": "'bernoulli' (draw each concept with its probability) or 'threshold'"}
+    )
     threshold: float = field(default=0.5, metadata={"help": "with decode=threshold: probability a concept needs"})
     min_per_category: int = field(default=0, metadata={"help": "always take the top-k concepts of each category"})
     max_per_category: int = field(default=3, metadata={"help": "keep at most the k most probable per category"})
@@ -72,12 +79,20 @@ class SamplingArguments:
     max_draws_per_list: int = field(default=50, metadata={"help": "give up after num_lists x this many draws"})
     seed: int = field(default=0, metadata={"help": "sampling seed; batch b uses the stream (seed, b)"})
     id_prefix: str = field(default="cc", metadata={"help": "ids are <prefix>-s<seed>-<index>"})
-    min_positives_per_concept: int = field(default=0, metadata={
-        "help": "K: after the VAE's own lists, add lists drawn for every concept the backend carries until it has "
-                "enough positives for K in each split (generation.sample_tags.planned_positives); 0: no balancing"})
-    synthesis_backend: str = field(default="any", metadata={
-        "help": "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
-                "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all"})
+    min_positives_per_concept: int = field(
+        default=0,
+        metadata={
+            "help": "K: after the VAE's own lists, add lists drawn for every concept the backend carries until it has "
+            "enough positives for K in each split (generation.sample_tags.planned_positives); 0: no balancing"
+        },
+    )
+    synthesis_backend: str = field(
+        default="any",
+        metadata={
+            "help": "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
+            "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all"
+        },
+    )
 
     def __post_init__(self):
         if self.synthesis_backend not in SYNTHESIS_BACKENDS:
@@ -114,8 +129,13 @@ def backend_coverage(name: str, taxonomy: Taxonomy) -> BackendCoverage:
     return BackendCoverage(name, {})
 
 
-def select_concepts(probs: np.ndarray, category_ids: np.ndarray, args: SamplingArguments,
-                    rng: np.random.Generator, uniform: np.ndarray | None = None) -> np.ndarray:
+def select_concepts(
+    probs: np.ndarray,
+    category_ids: np.ndarray,
+    args: SamplingArguments,
+    rng: np.random.Generator,
+    uniform: np.ndarray | None = None,
+) -> np.ndarray:
     """Boolean (batch, concepts) selection from decoded probabilities, per-category min and max applied.
     `uniform`: the Bernoulli draws' uniforms, to select twice from the same randomness (default: drawn here)."""
     if args.decode == "bernoulli":
@@ -136,16 +156,25 @@ class _Keeper:
     """The checks every drawn list passes (categories, the backend's required category, contradictions,
     duplicates, MusicCaps copies) and the lists kept so far, with their concept counts."""
 
-    def __init__(self, names, category_ids, coverage: BackendCoverage, forbidden: np.ndarray, args: SamplingArguments,
-                 seen_lists):
-        self.names, self.category_ids, self.coverage, self.args, self.seen = names, category_ids, coverage, args, seen_lists
+    def __init__(
+        self, names, category_ids, coverage: BackendCoverage, forbidden: np.ndarray, args: SamplingArguments, seen_lists
+    ):
+        self.names, self.category_ids, self.coverage, self.args, self.seen = (
+            names,
+            category_ids,
+            coverage,
+            args,
+            seen_lists,
+        )
         self.required = [CATEGORIES.index(c) for c in coverage.required_categories]
         self.forbidden = forbidden.astype(np.float32)
         self.kept: dict[tuple[str, ...], tuple[int, str | None]] = {}  # list -> (draw, concept it was drawn for)
         self.counts = np.zeros(len(names), dtype=np.int64)  # positives per concept among the kept lists
         self.index = {n: i for i, n in enumerate(names)}
 
-    def raw_stats(self, chosen: np.ndarray, raw: Counter, raw_lists: set) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    def raw_stats(
+        self, chosen: np.ndarray, raw: Counter, raw_lists: set
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """Each decoded list's checks, and the raw (before any rejection) statistics of the batch."""
         cats = np.stack([chosen[:, self.category_ids == c].any(1) for c in range(len(CATEGORIES))], 1)
         n_categories = cats.sum(1)
@@ -159,8 +188,16 @@ class _Keeper:
         raw_lists.update(drawn)
         return n_categories, lacks_required, contradicts, drawn
 
-    def offer(self, chosen: np.ndarray, first_draw: int, rejects: Counter, raw: Counter, raw_lists: set,
-              stop, balanced_for: str | None = None) -> None:
+    def offer(
+        self,
+        chosen: np.ndarray,
+        first_draw: int,
+        rejects: Counter,
+        raw: Counter,
+        raw_lists: set,
+        stop,
+        balanced_for: str | None = None,
+    ) -> None:
         """Keep the batch's lists that pass every check, in order, until `stop()`; count every reject by reason."""
         n_categories, lacks_required, contradicts, drawn = self.raw_stats(chosen, raw, raw_lists)
         args = self.args
@@ -184,8 +221,13 @@ class _Keeper:
 
 def _raw_summary(raw: Counter, raw_lists: set) -> dict:
     n = max(raw["draws"], 1)
-    return {"draws": raw["draws"], "valid_rate": raw["valid"] / n, "contradiction_rate": raw["contradictory"] / n,
-            "unique_rate": len(raw_lists) / n, "novel_rate": raw["novel"] / n}
+    return {
+        "draws": raw["draws"],
+        "valid_rate": raw["valid"] / n,
+        "contradiction_rate": raw["contradictory"] / n,
+        "unique_rate": len(raw_lists) / n,
+        "novel_rate": raw["novel"] / n,
+    }
 
 
 def planned_positives(per_split: int, fractions: dict[str, float] | None = None, z: float = 3.0) -> int:
@@ -205,8 +247,13 @@ def planned_positives(per_split: int, fractions: dict[str, float] | None = None,
     return int(np.ceil(root * root))
 
 
-def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraints, args: SamplingArguments,
-                     seen_lists: set[tuple[str, ...]] = frozenset()) -> tuple[pa.Table, dict]:
+def sample_tag_lists(
+    model: BetaVAE,
+    taxonomy: Taxonomy,
+    constraints: Constraints,
+    args: SamplingArguments,
+    seen_lists: set[tuple[str, ...]] = frozenset(),
+) -> tuple[pa.Table, dict]:
     """Draw until `args.num_lists` unique valid lists exist, then (`min_positives_per_concept`) balance.
 
     Returns:
@@ -231,8 +278,9 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     while len(keeper.kept) < args.num_lists:
         if draws >= max_draws:
             raise SamplingExhaustedError(
-                f"only {len(keeper.kept)} unique valid lists after {draws} draws (asked for {args.num_lists}); rejects: "
-                f"{dict(rejects)}. Ask for fewer lists, raise --temperature, or relax --min_categories.")
+                f"only {len(keeper.kept)} unique valid lists after {draws} draws (asked for {args.num_lists}); "
+                f"rejects: {dict(rejects)}. Ask for fewer lists, raise --temperature, or relax --min_categories."
+            )
         rng = np.random.default_rng([args.seed, batch])
         n = min(args.batch_size, max_draws - draws)
         z = rng.standard_normal((n, latent_dim)).astype(np.float32) * args.temperature
@@ -255,19 +303,35 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
     rows = []
     for k, (tags, (draw, balanced_for)) in enumerate(keeper.kept.items()):
         per_cat = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
-        rows.append({"id": f"{args.id_prefix}-s{args.seed}-{k:06d}", "tags": list(tags), **per_cat,
-                     "seed": args.seed, "draw": draw, "balanced_for": balanced_for})
+        rows.append(
+            {
+                "id": f"{args.id_prefix}-s{args.seed}-{k:06d}",
+                "tags": list(tags),
+                **per_cat,
+                "seed": args.seed,
+                "draw": draw,
+                "balanced_for": balanced_for,
+            }
+        )
     considered = sum(rejects.values()) + args.num_lists
     summary = {
-        "lists": len(keeper.kept), "draws": draws, "considered": considered, "rejected": dict(sorted(rejects.items())),
+        "lists": len(keeper.kept),
+        "draws": draws,
+        "considered": considered,
+        "rejected": dict(sorted(rejects.items())),
         # the decoder's own output, before the rules above: what the kept lists' rates (1, 0, 1, 1 by
         # construction) cannot show
         "raw": {**_raw_summary(raw, raw_lists), "concepts_used": int(raw_used.sum())},
         "concepts_used": len({t for tags in keeper.kept for t in tags}),
-        "backend": {"name": coverage.name, "excluded": coverage.excluded,
-                    "required_categories": list(coverage.required_categories),
-                    # the decoded marginals with and without the excluded concepts, from the same draws
-                    "marginal_jsd_before_after_exclusion": _jsd(marginal_before, marginal_after) if excluded.any() else 0.0},
+        "backend": {
+            "name": coverage.name,
+            "excluded": coverage.excluded,
+            "required_categories": list(coverage.required_categories),
+            # the decoded marginals with and without the excluded concepts, from the same draws
+            "marginal_jsd_before_after_exclusion": squared_jsd(marginal_before, marginal_after)
+            if excluded.any()
+            else 0.0,
+        },
         "seconds": round(sampling_seconds, 3),
         "balance": balance,
         "arguments": asdict(args),
@@ -278,8 +342,14 @@ def sample_tag_lists(model: BetaVAE, taxonomy: Taxonomy, constraints: Constraint
 BALANCE_POOLS = 8  # decoded pools kept by the balancing: 8 x 4 x batch_size x concepts floats (100 MB at 4096)
 
 
-def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: SamplingArguments, first_draw: int,
-             sampling_seconds: float) -> dict:
+def _balance(
+    model: BetaVAE,
+    keeper: _Keeper,
+    excluded: np.ndarray,
+    args: SamplingArguments,
+    first_draw: int,
+    sampling_seconds: float,
+) -> dict:
     """Draw lists for every carried concept with fewer than `planned_positives(K)` positives, rarest first.
 
     Each round resamples decoded prior latents (a pool of 4 x batch_size per round, decoded once and shared by
@@ -300,8 +370,12 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
 
     def pool(r: int) -> np.ndarray:
         while len(pools) <= r:
-            z = np.random.default_rng([args.seed, 1, len(pools)]).standard_normal(
-                (4 * args.batch_size, model.config.latent_dim)).astype(np.float32) * args.temperature
+            z = (
+                np.random.default_rng([args.seed, 1, len(pools)])
+                .standard_normal((4 * args.batch_size, model.config.latent_dim))
+                .astype(np.float32)
+                * args.temperature
+            )
             pools.append(_decode(model, z))
         return pools[r]
 
@@ -321,8 +395,15 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
             probs[:, excluded] = 0.0
             probs[:, j] = 1.0
             chosen = select_concepts(probs, category_ids, args, rng)
-            keeper.offer(chosen, first_draw + draws, concept_rejects, raw, raw_lists,
-                         lambda: keeper.counts[j] >= target, balanced_for=str(names[j]))
+            keeper.offer(
+                chosen,
+                first_draw + draws,
+                concept_rejects,
+                raw,
+                raw_lists,
+                lambda: keeper.counts[j] >= target,
+                balanced_for=str(names[j]),
+            )
             draws += n
             used += n
             round_ += 1
@@ -330,22 +411,36 @@ def _balance(model: BetaVAE, keeper: _Keeper, excluded: np.ndarray, args: Sampli
         if len(keeper.kept) > kept_before:
             drawn_for[str(names[j])] = len(keeper.kept) - kept_before
         if keeper.counts[j] < target:
-            unreached[str(names[j])] = {"draws": used, "kept": len(keeper.kept) - kept_before,
-                                        "rejected": dict(concept_rejects.most_common(3))}
+            unreached[str(names[j])] = {
+                "draws": used,
+                "kept": len(keeper.kept) - kept_before,
+                "rejected": dict(concept_rejects.most_common(3)),
+            }
     # a concept short after its own draws may have been reached by lists drawn for later ones
-    unreached = {c: {"positives": int(keeper.counts[keeper.index[c]]), **v} for c, v in unreached.items()
-                 if keeper.counts[keeper.index[c]] < target}
+    unreached = {
+        c: {"positives": int(keeper.counts[keeper.index[c]]), **v}
+        for c, v in unreached.items()
+        if keeper.counts[keeper.index[c]] < target
+    }
     seconds = time.perf_counter() - start
     carried = ~excluded
     return {
-        "per_split": args.min_positives_per_concept, "target_positives": target, "lists_added": sum(drawn_for.values()),
-        "draws": draws, "drawn_for": drawn_for, "unreached": unreached, "rejected": dict(sorted(rejects.items())),
+        "per_split": args.min_positives_per_concept,
+        "target_positives": target,
+        "lists_added": sum(drawn_for.values()),
+        "draws": draws,
+        "drawn_for": drawn_for,
+        "unreached": unreached,
+        "rejected": dict(sorted(rejects.items())),
         "raw": _raw_summary(raw, raw_lists),  # the balancing draws' own rates, before rejection
-        "concepts_below_target": {"before": int((before[carried] < target).sum()),
-                                  "after": int((keeper.counts[carried] < target).sum())},
+        "concepts_below_target": {
+            "before": int((before[carried] < target).sum()),
+            "after": int((keeper.counts[carried] < target).sum()),
+        },
         # how far balancing moves the kept lists' concept marginals
-        "marginal_jsd_before_after": _jsd(before.astype(float), keeper.counts.astype(float)),
-        "seconds": round(seconds, 3), "time_ratio_to_sampling": round(seconds / max(sampling_seconds, 1e-9), 3),
+        "marginal_jsd_before_after": squared_jsd(before.astype(float), keeper.counts.astype(float)),
+        "seconds": round(seconds, 3),
+        "time_ratio_to_sampling": round(seconds / max(sampling_seconds, 1e-9), 3),
     }
 
 
@@ -353,12 +448,6 @@ def _decode(model: BetaVAE, z: np.ndarray) -> np.ndarray:
     """Per-concept probabilities of a batch of latents."""
     with torch.no_grad():
         return torch.sigmoid(model.decode(torch.from_numpy(z).to(next(model.parameters()).device))).cpu().numpy()
-
-
-def _jsd(p: np.ndarray, q: np.ndarray) -> float:
-    from scipy.spatial.distance import jensenshannon
-
-    return float(jensenshannon(p / p.sum(), q / q.sum(), base=2) ** 2) if p.sum() and q.sum() else float("nan")
 
 
 def reference_lists(path, taxonomy: Taxonomy) -> set[tuple[str, ...]]:
@@ -391,8 +480,14 @@ def main(argv: Sequence[str] | None = None) -> tuple[pa.Table, dict]:
     output = Path(args.output or out / "tags.parquet")
     write_parquet(output, table)
     write_json(output.with_name("tags_summary.json"), summary)
-    logger.info("wrote %d lists to %s from %d draws; rejected %s; raw contradiction rate %.3f",
-                summary["lists"], output, summary["draws"], summary["rejected"], summary["raw"]["contradiction_rate"])
+    logger.info(
+        "wrote %d lists to %s from %d draws; rejected %s; raw contradiction rate %.3f",
+        summary["lists"],
+        output,
+        summary["draws"],
+        summary["rejected"],
+        summary["raw"]["contradiction_rate"],
+    )
     return table, summary
 
 

@@ -34,12 +34,29 @@ import numpy as np
 from builder.taxonomy import Taxonomy
 from core.errors import ConfigError, DataError
 from core.io import read_tsv, sha256_file
-from generation.arrangement import (BASSES, CHANNELS, CHORDS, COMPS, DENSITY, DRIVES, DRUM_ROLES, DRUM_STYLES, DYNAMICS,
-                                    FEELS, LEAD_SCALES, ROLES, SCALES, Arrangement, arrange)
+from generation.arrangement import (
+    BASSES,
+    CHANNELS,
+    CHORDS,
+    COMPS,
+    DENSITY,
+    DRIVES,
+    DRUM_ROLES,
+    DRUM_STYLES,
+    DYNAMICS,
+    FEELS,
+    LEAD_SCALES,
+    ROLES,
+    SCALES,
+    Arrangement,
+    arrange,
+)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-TABLES = {c: DATA_DIR / f"render_{name}.tsv" for c, name in
-          (("instrument", "instruments"), ("tempo", "tempo"), ("genre", "genres"), ("mood", "moods"))}
+TABLES = {
+    c: DATA_DIR / f"render_{name}.tsv"
+    for c, name in (("instrument", "instruments"), ("tempo", "tempo"), ("genre", "genres"), ("mood", "moods"))
+}
 STYLES = DATA_DIR / "render_styles.tsv"
 TIMBRES = DATA_DIR / "render_timbres.tsv"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm: FluidR3_GM, MIT, (c) Frank Wen
@@ -64,12 +81,15 @@ class Row:
 class RenderTables:
     """The four reviewed tables, checked against the taxonomy: every concept has exactly one row."""
 
-    def __init__(self, taxonomy: Taxonomy, tables: dict[str, Path] = TABLES, styles: Path = STYLES,
-                 timbres: Path = TIMBRES):
-        columns = {"instrument": ("kind", "value", "role", "register", "range", "note"),
-                   "tempo": ("bpm_min", "bpm_max", "feel", "note"),
-                   "genre": ("bpm_min", "bpm_max", "groove", "progression", "chorus", "mode", "style", "note"),
-                   "mood": ("mode", "dynamics", "density", "register", "note")}
+    def __init__(
+        self, taxonomy: Taxonomy, tables: dict[str, Path] = TABLES, styles: Path = STYLES, timbres: Path = TIMBRES
+    ):
+        columns = {
+            "instrument": ("kind", "value", "role", "register", "range", "note"),
+            "tempo": ("bpm_min", "bpm_max", "feel", "note"),
+            "genre": ("bpm_min", "bpm_max", "groove", "progression", "chorus", "mode", "style", "note"),
+            "mood": ("mode", "dynamics", "density", "register", "note"),
+        }
         self.rows: dict[str, Row] = {}
         for category, path in tables.items():
             names = {c.name for c in taxonomy.by_category(category)}
@@ -79,8 +99,12 @@ class RenderTables:
                     raise DataError(path, f"{concept!r} is not a {category} concept of the taxonomy", row=number)
                 if concept in self.rows:
                     raise DataError(path, f"{concept!r} has two rows", row=number)
-                essential = {"instrument": ("kind", "unrenderable"), "tempo": ("feel", "unrenderable"),
-                             "genre": ("groove", "-"), "mood": ("dynamics", "-")}[category]
+                essential = {
+                    "instrument": ("kind", "unrenderable"),
+                    "tempo": ("feel", "unrenderable"),
+                    "genre": ("groove", "-"),
+                    "mood": ("dynamics", "-"),
+                }[category]
                 unrenderable = values[essential[0]] == essential[1]
                 if unrenderable and not values["note"]:
                     raise DataError(path, f"{concept!r} is unrenderable without a reason", row=number, field="note")
@@ -95,8 +119,9 @@ class RenderTables:
         for concept, row in self.rows.items():
             style = row.values.get("style")
             if row.reason is None and style is not None and style not in self.styles:
-                raise DataError(tables["genre"], f"{concept!r} names the style {style!r}, which {styles.name} lacks",
-                                field="style")
+                raise DataError(
+                    tables["genre"], f"{concept!r} names the style {style!r}, which {styles.name} lacks", field="style"
+                )
         self.timbres = {}
         for number, (concept, style, program, _) in read_tsv(timbres, 4):
             row = self.rows.get(concept)
@@ -125,8 +150,11 @@ def _check_row(path, number, category, v) -> None:
         need(v["kind"] == "program" or v["role"] in DRUM_ROLES, "role", "a kit or drum notes need a drum role")
         if v["kind"] == "program":
             low, _, high = v["range"].partition("-")
-            need(low.isdigit() and high.isdigit() and int(low) + 12 <= int(high) < 128, "range",
-                 "not the lowest-highest MIDI note, an octave or more apart")
+            need(
+                low.isdigit() and high.isdigit() and int(low) + 12 <= int(high) < 128,
+                "range",
+                "not the lowest-highest MIDI note, an octave or more apart",
+            )
     elif category == "tempo":
         need(v["feel"] in FEELS, "feel", "unknown feel")
     elif category == "genre":
@@ -139,14 +167,32 @@ def _check_row(path, number, category, v) -> None:
         need(v["density"] in DENSITY, "density", "unknown density")
 
 
-STYLE_COLUMNS = ("drums", "kit", "ekit", "comp", "bass", "chords", "lead", "humanise_ms", "reverb_s", "reverb_wet",
-                 "drive", "note")
+STYLE_COLUMNS = (
+    "drums",
+    "kit",
+    "ekit",
+    "comp",
+    "bass",
+    "chords",
+    "lead",
+    "humanise_ms",
+    "reverb_s",
+    "reverb_wet",
+    "drive",
+    "note",
+)
 
 
 def _read_styles(path: Path) -> dict[str, dict]:
     """The styles table, each value checked against what the arranger implements."""
-    known = {"drums": set(DRUM_STYLES) | {"none"}, "comp": COMPS, "bass": BASSES, "chords": CHORDS,
-             "lead": set(LEAD_SCALES) | {"diatonic"}, "drive": set(DRIVES)}
+    known = {
+        "drums": DRUM_STYLES,
+        "comp": COMPS,
+        "bass": BASSES,
+        "chords": CHORDS,
+        "lead": LEAD_SCALES,
+        "drive": DRIVES,
+    }
     styles = {}
     for number, (name, *fields) in read_tsv(path, len(STYLE_COLUMNS) + 1):
         v = dict(zip(STYLE_COLUMNS, fields))
@@ -187,8 +233,12 @@ def midi_bytes(arr: Arrangement) -> bytes:
         track.append(mido.Message("program_change", channel=out_channel[ch], program=preset))
     events = []
     for start, end, ch, pitch, vel in arr.notes:
-        events.append((int(round(start * 960)), 1, mido.Message("note_on", channel=out_channel[ch], note=pitch, velocity=vel)))
-        events.append((int(round(end * 960)), 0, mido.Message("note_off", channel=out_channel[ch], note=pitch, velocity=0)))
+        events.append(
+            (int(round(start * 960)), 1, mido.Message("note_on", channel=out_channel[ch], note=pitch, velocity=vel))
+        )
+        events.append(
+            (int(round(end * 960)), 0, mido.Message("note_off", channel=out_channel[ch], note=pitch, velocity=0))
+        )
     now = 0
     for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
         track.append(message.copy(time=tick - now))
@@ -202,9 +252,18 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
     """The mono mix and each channel's energy (sum of squares), from one fresh synthesizer."""
     import fluidsynth
 
-    synth = fluidsynth.Synth(gain=GAIN, samplerate=float(sampling_rate), **{
-        "synth.audio-groups": CHANNELS, "synth.audio-channels": CHANNELS, "synth.reverb.active": 0,
-        "synth.chorus.active": 0, "synth.cpu-cores": 1, "synth.dynamic-sample-loading": 1})
+    synth = fluidsynth.Synth(
+        gain=GAIN,
+        samplerate=float(sampling_rate),
+        **{
+            "synth.audio-groups": CHANNELS,
+            "synth.audio-channels": CHANNELS,
+            "synth.reverb.active": 0,
+            "synth.chorus.active": 0,
+            "synth.cpu-cores": 1,
+            "synth.dynamic-sample-loading": 1,
+        },
+    )
     try:
         sfid = synth.sfload(str(soundfont))
         if sfid < 0:
@@ -214,13 +273,22 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
             synth.cc(ch, 10, 64)  # centred: General MIDI presets are panned
             synth.cc(ch, 7, 127 if bank == 128 else 96)  # drums' short notes would drown under sustained parts
         write = fluidsynth._fl.fluid_synth_nwrite_float  # one output buffer per channel: exact stems
-        write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        write.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         left = np.zeros((CHANNELS, samples), np.float32)
         right = np.zeros((CHANNELS, samples), np.float32)
         rows = np.arange(CHANNELS) * samples * 4  # byte offsets of each channel's row
         pointers = ctypes.c_void_p * CHANNELS
-        events = sorted([(int(round(s * sampling_rate)), 1, ch, p, v) for s, _, ch, p, v in arr.notes] +
-                        [(int(round(e * sampling_rate)), 0, ch, p, 0) for _, e, ch, p, _ in arr.notes])
+        events = sorted(
+            [(int(round(s * sampling_rate)), 1, ch, p, v) for s, _, ch, p, v in arr.notes]
+            + [(int(round(e * sampling_rate)), 0, ch, p, 0) for _, e, ch, p, _ in arr.notes]
+        )
         position = 0
         for at, on, ch, pitch, vel in [*events, (samples, 0, -1, 0, 0)]:
             at = min(at, samples)
@@ -299,8 +367,9 @@ class SymbolicSynthesizer:
     def __init__(self, taxonomy: Taxonomy, soundfont: str | Path = SOUNDFONT, sampling_rate: int = 32000):
         self.soundfont = Path(soundfont)
         if not self.soundfont.is_file():
-            raise DataError(self.soundfont, "soundfont not found (install Debian's fluid-soundfont-gm, or pass "
-                            "--soundfont)")
+            raise DataError(
+                self.soundfont, "soundfont not found (install Debian's fluid-soundfont-gm, or pass --soundfont)"
+            )
         try:
             import fluidsynth  # noqa: F401
         except (ImportError, OSError) as e:
@@ -309,7 +378,7 @@ class SymbolicSynthesizer:
         self.sampling_rate = sampling_rate
         self.soundfont_sha256 = sha256_file(self.soundfont)
         self.name = f"symbolic FluidSynth ({self.soundfont.name} sha256:{self.soundfont_sha256[:16]})"
-        self.revision = "render-3"  # render-2: notes moved into each instrument's range; render-3: genre styles
+        self.revision = "render-4"  # render-2: notes in range; render-3: genre styles; render-4: grooves not doubled
         self.load_seconds = 0.0
 
     def render_row(self, tags: Sequence[str], seed: int, duration_s: float) -> Clip:
@@ -321,13 +390,30 @@ class SymbolicSynthesizer:
         for concept, channels in arr.parts.items():
             share = sum(energy[c] for c in channels) / total
             db = 10 * np.log10(max(share, 1e-12))
-            instruments.append({"concept": concept, "programs": [list(arr.programs[c]) for c in channels],
-                                "stem_share_db": round(float(db), 2)})
+            instruments.append(
+                {
+                    "concept": concept,
+                    "programs": [list(arr.programs[c]) for c in channels],
+                    "stem_share_db": round(float(db), 2),
+                }
+            )
             if db < INAUDIBLE_DB:
                 quiet.append(concept)
-        truth = {"bpm": arr.bpm, "meter": arr.meter, "key": arr.key, "mode": arr.mode, "feels": arr.feels,
-                 "genre_rendered": arr.genre, "style": arr.style, "form": arr.sections, "room_rt60_s": arr.reverb_s,
-                 "room_send": arr.reverb_wet, "amp": arr.amp,
-                 "instruments": instruments, "soundfont": self.soundfont.name,
-                 "soundfont_sha256": self.soundfont_sha256, "renderer": self.revision}
+        truth = {
+            "bpm": arr.bpm,
+            "meter": arr.meter,
+            "key": arr.key,
+            "mode": arr.mode,
+            "feels": arr.feels,
+            "genre_rendered": arr.genre,
+            "style": arr.style,
+            "form": arr.sections,
+            "room_rt60_s": arr.reverb_s,
+            "room_send": arr.reverb_wet,
+            "amp": arr.amp,
+            "instruments": instruments,
+            "soundfont": self.soundfont.name,
+            "soundfont_sha256": self.soundfont_sha256,
+            "renderer": self.revision,
+        }
         return Clip(wave, truth, midi_bytes(arr), tuple(f"inaudible stem: {c}" for c in quiet))

@@ -7,7 +7,8 @@
 
 Defaults are the paper's: musicgen-large, 30 s (1,503 new tokens: 50 frames/s plus the 3-step codebook delay),
 classifier-free guidance 3.3, top-k 250, bf16 on GPU. Ids are grouped into shards of `shard_size` clips that the
-processes claim as they go (core/shards.py: a faster process takes more); each shard is written atomically as parquet (id, FLAC bytes, sampling
+processes claim as they go (core/shards.py: a faster process takes more); each shard is written atomically as parquet
+(id, FLAC bytes, sampling
 rate, duration, caption, attributes, model id and revision, generation parameters, seed) to `audio_shards/`.
 Nothing is gathered in memory. A rerun skips finished shards (loading no model if all are done) and redoes a
 missing, partial or corrupt one; seeds derive from (seed, shard, batch, attempt), so a redone shard is
@@ -29,10 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from builder.taxonomy import Taxonomy
-from core.config import cli, distributed_state, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_bytes, sha256_file, write_json
+from core.log import distributed_state, get_logger
 from core.provenance import loaded_commit, model_identity
 from core.retry import Verdict, acceptance_by_concept, generate_with_retries, tally
 from core.shards import NOT_RENDERED_NAME, Lazy, derive_seed, make_shards, run_sharded, shard_path
@@ -41,15 +44,31 @@ from generation.symbolic import SOUNDFONT, SOUNDFONT_CREDIT, Clip, RenderTables,
 
 logger = get_logger(__name__)
 
-AUDIO_SCHEMA = pa.schema([
-    ("id", pa.string()), ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("audio_sha256", pa.string()),
-    ("sampling_rate", pa.int32()), ("duration_s", pa.float32()), ("caption", pa.string()),
-    ("tags", pa.list_(pa.string())), *[(c, pa.list_(pa.string())) for c in CATEGORIES],
-    ("status", pa.string()), ("reasons", pa.list_(pa.string())), ("attempts", pa.int32()), ("seed", pa.int64()),
-    ("rejections", pa.list_(pa.string())),  # the reasons of every failed attempt, counted per concept in the summary
-    ("model", pa.string()), ("model_revision", pa.string()), ("generation_params", pa.string()),
-    ("ground_truth", pa.string()), ("midi", pa.binary()),  # the symbolic backend's: what is known to sound
-])
+AUDIO_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("audio", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("audio_sha256", pa.string()),
+        ("sampling_rate", pa.int32()),
+        ("duration_s", pa.float32()),
+        ("caption", pa.string()),
+        ("tags", pa.list_(pa.string())),
+        *[(c, pa.list_(pa.string())) for c in CATEGORIES],
+        ("status", pa.string()),
+        ("reasons", pa.list_(pa.string())),
+        ("attempts", pa.int32()),
+        ("seed", pa.int64()),
+        (
+            "rejections",
+            pa.list_(pa.string()),
+        ),  # the reasons of every failed attempt, counted per concept in the summary
+        ("model", pa.string()),
+        ("model_revision", pa.string()),
+        ("generation_params", pa.string()),
+        ("ground_truth", pa.string()),
+        ("midi", pa.binary()),  # the symbolic backend's: what is known to sound
+    ]
+)
 
 
 @dataclass
@@ -58,12 +77,17 @@ class SynthesisArguments:
 
     captions: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
     output_dir: str | None = field(default=None, metadata={"help": "shard folder (default: run dir/audio_shards)"})
-    backend: str = field(default="musicgen", metadata={
-        "help": "'musicgen' (audio from the caption) or 'symbolic' (MIDI + SoundFont from the attribute list, with "
-                "ground truth: generation/symbolic.py)"})
+    backend: str = field(
+        default="musicgen",
+        metadata={
+            "help": "'musicgen' (audio from the caption) or 'symbolic' (MIDI + SoundFont from the attribute list, with "
+            "ground truth: generation/symbolic.py)"
+        },
+    )
     soundfont: str = field(default=str(SOUNDFONT), metadata={"help": "with backend=symbolic: the .sf2 to render with"})
-    taxonomy: str | None = field(default=None, metadata={"help": "with backend=symbolic: taxonomy.json (default: "
-                                                                 "beside captions.parquet)"})
+    taxonomy: str | None = field(
+        default=None, metadata={"help": "with backend=symbolic: taxonomy.json (default: beside captions.parquet)"}
+    )
     model: str = field(default="facebook/musicgen-large", metadata={"help": "MusicGen id or path"})
     revision: str | None = field(default=None, metadata={"help": "model revision (commit) to pin"})
     duration_s: float = field(default=30.0, metadata={"help": "seconds of audio per clip"})
@@ -73,16 +97,22 @@ class SynthesisArguments:
     top_p: float = field(default=0.0, metadata={"help": "nucleus sampling (0 = off)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
     batch_size: int = field(default=16, metadata={"help": "clips generated at once"})
-    codec_batch_size: int = field(default=0, metadata={
-        "help": "clips EnCodec turns into audio at once (0: one on CPU, where its convolutions over a batch of long "
-                "signals run slower per clip, the whole batch on GPU); lower it if decoding a batch runs out of memory"})
+    codec_batch_size: int = field(
+        default=0,
+        metadata={
+            "help": "clips EnCodec turns into audio at once (0: one on CPU, where its convolutions over a batch of "
+            "long signals run slower per clip, the whole batch on GPU); lower it if decoding a batch runs out of memory"
+        },
+    )
     shard_size: int = field(default=64, metadata={"help": "clips per shard (unit of resume and of work split)"})
     dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the decoder with a static KV cache"})
     max_attempts: int = field(default=3, metadata={"help": "generations per clip before it is rejected"})
     silence_dbfs: float = field(default=-60.0, metadata={"help": "RMS level below which a clip is silent"})
     max_clipped_fraction: float = field(default=0.001, metadata={"help": "share of clipped samples allowed"})
-    include_rejected_captions: bool = field(default=False, metadata={"help": "also synthesise captions that failed their checks"})
+    include_rejected_captions: bool = field(
+        default=False, metadata={"help": "also synthesise captions that failed their checks"}
+    )
     seed: int = field(default=0, metadata={"help": "base seed; shard, batch and attempt derive their own"})
 
     def __post_init__(self):
@@ -117,15 +147,20 @@ class MusicGenSynthesizer:
         from transformers import AutoProcessor, MusicgenForConditionalGeneration
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = {"auto": torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32}.get(args.dtype) \
-            or getattr(torch, args.dtype)
+        dtype = {"auto": torch.bfloat16 if str(self.device).startswith("cuda") else torch.float32}.get(
+            args.dtype
+        ) or getattr(torch, args.dtype)
         try:
             self.processor = AutoProcessor.from_pretrained(args.model, revision=args.revision)
-            self.model = MusicgenForConditionalGeneration.from_pretrained(args.model, revision=args.revision, dtype=dtype)
+            self.model = MusicgenForConditionalGeneration.from_pretrained(
+                args.model, revision=args.revision, dtype=dtype
+            )
         except OSError as e:
             raise ModelLoadError(args.model, "MusicGen", e) from None
         self.model.to(self.device).eval()
-        if dtype != torch.float32:  # the codec in full precision, as audiocraft keeps it: bf16 EnCodec output clips more
+        if (
+            dtype != torch.float32
+        ):  # the codec in full precision, as audiocraft keeps it: bf16 EnCodec output clips more
             self.model.audio_encoder.to(torch.float32)
         self.sampling_rate = self.model.config.audio_encoder.sampling_rate
         self.frame_rate = self.model.config.audio_encoder.frame_rate
@@ -137,7 +172,9 @@ class MusicGenSynthesizer:
             self.model.audio_encoder.decode = decode_in_chunks(self.model.audio_encoder.decode, codec_batch)
         if args.compile:
             self.model.generation_config.cache_implementation = "static"
-            self.model.decoder.forward = torch.compile(self.model.decoder.forward, mode="reduce-overhead", fullgraph=True)
+            self.model.decoder.forward = torch.compile(
+                self.model.decoder.forward, mode="reduce-overhead", fullgraph=True
+            )
         self.revision = loaded_commit(self.model) or args.revision or "local"
         self.name = model_identity(args.model, commit=loaded_commit(self.model))
         self.load_seconds = round(time.perf_counter() - start, 2)  # transformers' import included: paid once
@@ -151,10 +188,10 @@ class MusicGenSynthesizer:
         if args.top_p > 0:
             sampling["top_p"] = args.top_p
         with torch.inference_mode():
-            audio = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, guidance_scale=args.guidance_scale,
-                                        **sampling)
+            audio = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, guidance_scale=args.guidance_scale, **sampling
+            )
         return [postprocess(a.float().cpu().numpy(), self.expected_samples) for a in audio]
-
 
     def clips(self, rows: Sequence[dict], args: SynthesisArguments, seed: int) -> list[Clip]:
         return [Clip(w) for w in self.generate([r["caption"] for r in rows], args, seed)]
@@ -181,8 +218,10 @@ def decode_in_chunks(decode, clips: int):
     from transformers.models.encodec.modeling_encodec import EncodecDecoderOutput
 
     def chunked(audio_codes, audio_scales):  # as generate calls it; codes: frames x batch x codebooks x steps
-        parts = [decode(audio_codes[:, i:i + clips], [s if s is None else s[i:i + clips] for s in audio_scales])
-                 for i in range(0, audio_codes.shape[1], clips)]
+        parts = [
+            decode(audio_codes[:, i : i + clips], [s if s is None else s[i : i + clips] for s in audio_scales])
+            for i in range(0, audio_codes.shape[1], clips)
+        ]
         return EncodecDecoderOutput(audio_values=torch.cat([p.audio_values for p in parts]))
 
     return chunked
@@ -191,30 +230,58 @@ def decode_in_chunks(decode, clips: int):
 def generation_params(args: SynthesisArguments) -> dict:
     if args.backend == "symbolic":
         name = Path(args.soundfont).name
-        return {"backend": "symbolic", "duration_s": args.duration_s, "soundfont": name,
-                "soundfont_credit": SOUNDFONT_CREDIT if name == SOUNDFONT.name else f"{name} (see its licence)"}
-    return {k: getattr(args, k) for k in ("duration_s", "guidance_scale", "do_sample", "top_k", "top_p",
-                                            "temperature", "dtype", "compile")}
+        return {
+            "backend": "symbolic",
+            "duration_s": args.duration_s,
+            "soundfont": name,
+            "soundfont_credit": SOUNDFONT_CREDIT if name == SOUNDFONT.name else f"{name} (see its licence)",
+        }
+    return {
+        k: getattr(args, k)
+        for k in ("duration_s", "guidance_scale", "do_sample", "top_k", "top_p", "temperature", "dtype", "compile")
+    }
 
 
 def synthesize_rows(rows: list[dict], args: SynthesisArguments, synth, shard: int, check: AudioCheck) -> pa.Table:
     """Generate, check and retry one shard; returns its table (ids in input order)."""
     params = json.dumps(generation_params(args), sort_keys=True)
     attempts = generate_with_retries(
-        rows, lambda batch, seed: synth.clips(batch, args, seed),
-        lambda row, clip: Verdict((*check.reasons(clip.wave, synth.expected_samples, synth.sampling_rate), *clip.reasons)),
-        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset), batch_size=args.batch_size,
-        max_attempts=args.max_attempts)
+        rows,
+        lambda batch, seed: synth.clips(batch, args, seed),
+        lambda row, clip: Verdict(
+            (*check.reasons(clip.wave, synth.expected_samples, synth.sampling_rate), *clip.reasons)
+        ),
+        seed_of=lambda attempt, offset: derive_seed(args.seed, shard, attempt, offset),
+        batch_size=args.batch_size,
+        max_attempts=args.max_attempts,
+    )
     flac = [encode_flac(a.output.wave, synth.sampling_rate) if a.verdict.ok else None for a in attempts]
-    return pa.Table.from_pylist([{
-        "id": row["id"], "audio": {"bytes": data, "path": f"{row['id']}.flac"} if data else None,
-        "audio_sha256": sha256_bytes(data) if data else None,
-        "sampling_rate": synth.sampling_rate, "duration_s": len(a.output.wave) / synth.sampling_rate,
-        "caption": row["caption"], "tags": row["tags"], **{c: row[c] for c in CATEGORIES},
-        "status": "ok" if a.verdict.ok else "rejected", "reasons": list(a.verdict.reasons), "attempts": a.attempt,
-        "seed": a.seed, "rejections": list(a.rejections), "model": synth.name, "model_revision": synth.revision, "generation_params": params,
-        "ground_truth": json.dumps(a.output.ground_truth) if a.output.ground_truth else None, "midi": a.output.midi,
-    } for row, a, data in zip(rows, attempts, flac)], schema=AUDIO_SCHEMA)
+    return pa.Table.from_pylist(
+        [
+            {
+                "id": row["id"],
+                "audio": {"bytes": data, "path": f"{row['id']}.flac"} if data else None,
+                "audio_sha256": sha256_bytes(data) if data else None,
+                "sampling_rate": synth.sampling_rate,
+                "duration_s": len(a.output.wave) / synth.sampling_rate,
+                "caption": row["caption"],
+                "tags": row["tags"],
+                **{c: row[c] for c in CATEGORIES},
+                "status": "ok" if a.verdict.ok else "rejected",
+                "reasons": list(a.verdict.reasons),
+                "attempts": a.attempt,
+                "seed": a.seed,
+                "rejections": list(a.rejections),
+                "model": synth.name,
+                "model_revision": synth.revision,
+                "generation_params": params,
+                "ground_truth": json.dumps(a.output.ground_truth) if a.output.ground_truth else None,
+                "midi": a.output.midi,
+            }
+            for row, a, data in zip(rows, attempts, flac)
+        ],
+        schema=AUDIO_SCHEMA,
+    )
 
 
 def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path) -> dict:
@@ -237,13 +304,27 @@ def run_synthesis(args: SynthesisArguments, captions_path: Path, shard_dir: Path
     def work(k: int, ids: list[str]) -> pa.Table:
         return synthesize_rows([by_id[i] for i in ids], args, synth(), k, check)
 
-    manifest = {"model": model, "backend": args.backend, "revision": args.revision, "shard_size": args.shard_size, "batch_size": args.batch_size,
-                "codec_batch_size": args.codec_batch_size, "max_attempts": args.max_attempts, "seed": args.seed,
-                **generation_params(args)}
+    manifest = {
+        "model": model,
+        "backend": args.backend,
+        "revision": args.revision,
+        "shard_size": args.shard_size,
+        "batch_size": args.batch_size,
+        "codec_batch_size": args.codec_batch_size,
+        "max_attempts": args.max_attempts,
+        "seed": args.seed,
+        **generation_params(args),
+    }
     counts = run_sharded(list(by_id), args.shard_size, shard_dir, work, state, manifest=manifest, desc="synthesis")
-    summary = {"process": state.process_index, "clips_in": len(rows), "captions_skipped": dict(skipped),
-               "shards": counts, "seconds": round(time.perf_counter() - start, 2),
-               "model_loaded": synth.loaded, "load_seconds": synth().load_seconds if synth.loaded else 0.0}
+    summary = {
+        "process": state.process_index,
+        "clips_in": len(rows),
+        "captions_skipped": dict(skipped),
+        "shards": counts,
+        "seconds": round(time.perf_counter() - start, 2),
+        "model_loaded": synth.loaded,
+        "load_seconds": synth().load_seconds if synth.loaded else 0.0,
+    }
     write_json(shard_dir / f"_summary-{state.process_index:03d}.json", summary)
     if state.is_main_process:  # run_sharded returned here once every process was done
         total = combine_summaries(shard_dir, list(by_id), args.shard_size, skipped, args.max_attempts)
@@ -258,8 +339,11 @@ def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tupl
     kept, left_out = [], {}
     for row in rows:
         blocked = tables.unrenderable(row["tags"])
-        reason = f"not renderable: {blocked[0][0]}" if blocked else (
-            "not renderable: no instrument listed" if not row["instrument"] else None)
+        reason = (
+            f"not renderable: {blocked[0][0]}"
+            if blocked
+            else ("not renderable: no instrument listed" if not row["instrument"] else None)
+        )
         if reason:
             skipped[reason] += 1
             left_out[row["id"]] = reason
@@ -271,10 +355,16 @@ def renderable(rows: list[dict], tables: RenderTables, skipped: Counter) -> tupl
 def combine_summaries(shard_dir: Path, ids: list[str], shard_size: int, skipped: Counter, max_attempts: int) -> dict:
     rows = []
     for k, _ in enumerate(make_shards(ids, shard_size)):
-        rows += pq.read_table(shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts", "rejections"]).to_pylist()
+        rows += pq.read_table(
+            shard_path(shard_dir, k), columns=["tags", "status", "reasons", "attempts", "rejections"]
+        ).to_pylist()
     counts = tally(rows)
-    total = {"clips": counts.pop("total"), **counts, "captions_skipped": dict(skipped),
-             "acceptance_by_concept": acceptance_by_concept(rows, max_attempts)}
+    total = {
+        "clips": counts.pop("total"),
+        **counts,
+        "captions_skipped": dict(skipped),
+        "acceptance_by_concept": acceptance_by_concept(rows, max_attempts),
+    }
     write_json(shard_dir / "_summary.json", total)
     return total
 
@@ -285,7 +375,9 @@ ARGUMENTS = SynthesisArguments  # what this stage's preset section may hold
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(ARGUMENTS, "synthesize", argv)
     out = run_dir()
-    return run_synthesis(args, Path(args.captions or out / "captions.parquet"), Path(args.output_dir or out / "audio_shards"))
+    return run_synthesis(
+        args, Path(args.captions or out / "captions.parquet"), Path(args.output_dir or out / "audio_shards")
+    )
 
 
 if __name__ == "__main__":

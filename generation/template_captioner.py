@@ -10,17 +10,36 @@ from __future__ import annotations
 import hashlib
 from typing import Mapping, Sequence
 
-
 # How a tempo or rhythm concept reads in "It moves ..." (reviewed; the concept's own words are kept, so the caption
 # still names exactly it): a tempo band "at a fast tempo", a meter "in waltz time", an adjective "with a groovy feel",
 # a plural or mass noun "with tempo changes", anything else "with a steady rhythm"
 TEMPO_BANDS = ("tempo",)  # concepts ending so: "at a <concept>"
 METERS = {"waltz time", "free time", "odd meter", "compound meter"}  # "in (an) <concept>"
 ADJECTIVES = {"groovy", "upbeat", "rhythmic"}  # "with a <concept> feel"
-MASS_NOUNS = {"tempo changes", "foot stomping", "fast drumming", "intense drumming", "four on the floor"}  # "with <concept>"
+MASS_NOUNS = {
+    "tempo changes",
+    "foot stomping",
+    "fast drumming",
+    "intense drumming",
+    "four on the floor",
+}  # "with <concept>"
 # instruments named without an article: plurals and mass nouns
-NO_ARTICLE = {"percussion", "vocal harmony", "strings", "hand claps", "hi hats", "cymbals", "bells", "congas", "bongos",
-              "backing vocals", "rap vocals", "turntables", "acoustic drums", "electronic drums"}
+NO_ARTICLE = {
+    "percussion",
+    "vocal harmony",
+    "strings",
+    "hand claps",
+    "hi hats",
+    "cymbals",
+    "bells",
+    "congas",
+    "bongos",
+    "backing vocals",
+    "rap vocals",
+    "turntables",
+    "acoustic drums",
+    "electronic drums",
+}
 AN_SOUNDS = {"r&b", "edm"}  # read letter by letter: "an R&B piece"
 
 
@@ -61,7 +80,7 @@ def _tempo_clause(tempo: Sequence[str]) -> str:
     if adjectives:
         phrases.insert(0, f"with {_article(_join(adjectives))} feel")
     fixed = [p for p in phrases if not p.startswith("with ")]
-    withs = [p[len("with "):] for p in phrases if p.startswith("with ")]
+    withs = [p[len("with ") :] for p in phrases if p.startswith("with ")]
     if not withs:
         return _join(fixed)  # "in waltz time and at a medium tempo"
     return ", ".join(fixed + ["with " + _join(withs)])  # "at a fast tempo, with a groovy feel and a backbeat"

@@ -27,8 +27,9 @@ from core.io import write_json
 
 def model_key(model) -> str:
     """A folder name for a model's activations: readable, and unique by a hash of what decides them."""
-    what = json.dumps({"name": model.name, "seconds": model.seconds, "rate": model.sampling_rate,
-                       "random_seed": model.random_seed})
+    what = json.dumps(
+        {"name": model.name, "seconds": model.seconds, "rate": model.sampling_rate, "random_seed": model.random_seed}
+    )
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model.name)[:48].strip("-")
     return f"{slug}-{hashlib.sha256(what.encode()).hexdigest()[:12]}"
 
@@ -39,7 +40,11 @@ class LayerStore:
     def __init__(self, folder: Path):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
-        self.rows_path, self.index_path, self.meta_path = folder / "rows.f32", folder / "index.txt", folder / "meta.json"
+        self.rows_path, self.index_path, self.meta_path = (
+            folder / "rows.f32",
+            folder / "index.txt",
+            folder / "meta.json",
+        )
         self.dim = json.loads(self.meta_path.read_text())["dim"] if self.meta_path.is_file() else None
         checksums = self.index_path.read_text().split() if self.index_path.is_file() else []
         self.row_of = {c: i for i, c in enumerate(checksums)}
@@ -68,7 +73,9 @@ class LayerStore:
     def get(self, checksums: Sequence[str]) -> np.ndarray:
         size = self.dim * 4
         with open(self.rows_path, "rb") as f:
-            rows = [np.frombuffer(os.pread(f.fileno(), size, self.row_of[c] * size), dtype=np.float32) for c in checksums]
+            rows = [
+                np.frombuffer(os.pread(f.fileno(), size, self.row_of[c] * size), dtype=np.float32) for c in checksums
+            ]
         return np.stack(rows) if rows else np.zeros((0, self.dim or 0), dtype=np.float32)
 
 
@@ -91,12 +98,14 @@ class ActivationCache:
         return [layer for layer in layers if checksum not in self[layer]]
 
 
-def fill_caches(audio, ids: Iterable[str], layers: Sequence[str], caches: Sequence[ActivationCache],
-                batch_size: int = 16) -> dict[str, str]:
+def fill_caches(
+    audio, ids: Iterable[str], layers: Sequence[str], caches: Sequence[ActivationCache], batch_size: int = 16
+) -> dict[str, str]:
     """Make sure every (clip, layer) is stored in every cache: one pass over the split, each clip decoded once
     (for every model that lacks one of its layers) and each model run only on clips it lacks. The caches' models
     must read the same seconds at the same rate (a model and its random-init control do). Returns {id: checksum}."""
-    from evaluation.audio_data import pad_stack, read_wave
+    from builder.reader import read_wave
+    from probing.features import pad_stack
 
     layers, first = list(layers), caches[0].model
     if any((c.model.seconds, c.model.sampling_rate) != (first.seconds, first.sampling_rate) for c in caches):

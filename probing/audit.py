@@ -23,10 +23,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import ConfigError, DataError
 from core.io import write_json
+from core.log import get_logger
+from probing.musicnn import DEFAULT_TAGGERS, MODELS
 
 logger = get_logger(__name__)
 
@@ -39,9 +42,13 @@ class AuditArguments:
     """Audit every concept set with pretrained musicnn taggers (ROC-AUC of the paired tag, positives vs negatives)."""
 
     dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    models: list[str] = field(default_factory=lambda: ["MTT_musicnn", "MSD_musicnn"], metadata={
-        "help": "musicnn models (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)"})
-    weights_dir: str | None = field(default=None, metadata={"help": "converted weights (default: ~/.cache/conceptcaps/musicnn)"})
+    models: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TAGGERS),
+        metadata={"help": "musicnn models (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)"},
+    )
+    weights_dir: str | None = field(
+        default=None, metadata={"help": "converted weights (default: ~/.cache/conceptcaps/musicnn)"}
+    )
     seconds: float = field(default=30.0, metadata={"help": "at most this many seconds of each clip are tagged"})
     min_examples: int = field(default=5, metadata={"help": "fewest positives (and negatives) for a concept's AUC"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples"})
@@ -72,7 +79,7 @@ def verdict(interval: Sequence[float]) -> str:
 def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_size: int) -> tuple[dict, dict, list]:
     """{model: {id: tag probabilities}} and {model: float16 overflow bins} for every clip, decoded once, and the
     clips shorter than one 3 s patch (musicnn, like its original, has nothing to tag in them: a counted skip)."""
-    from evaluation.audio_data import pad_stack
+    from probing.features import pad_stack
     from probing.musicnn import SAMPLING_RATE, seconds_for
 
     shortest = int(np.ceil(seconds_for(1) * SAMPLING_RATE))
@@ -106,8 +113,8 @@ def tag_clips(audio, ids: Sequence[str], taggers: dict, seconds: float, batch_si
 
 
 def run_audit(args: AuditArguments, out: Path) -> dict:
-    from evaluation.audio_data import AudioSplit
-    from probing.musicnn import MODELS, load_musicnn
+    from builder.reader import AudioSplit
+    from probing.musicnn import load_musicnn
     from probing.tagger_tags import concept_tags
 
     dataset = args.dataset or str(out / "dataset")
@@ -120,16 +127,20 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             taggers[name] = load_musicnn(name, args.weights_dir)
         except ConfigError as e:  # not converted here: a counted skip, the step runs everywhere
             skipped[name] = str(e)
-    report = {"models": {}, "skipped_models": skipped, "verdicts": [NOT_CONFIRMED, CONTRADICTED],
-              "clips_too_short": {}}
+    report = {"models": {}, "skipped_models": skipped, "verdicts": [NOT_CONFIRMED, CONTRADICTED], "clips_too_short": {}}
     if not taggers:
         logger.warning("tagger audit: no musicnn weights (%s); skipped", "; ".join(skipped.values()))
         return report
     rng = np.random.default_rng(args.seed)
-    pairs = {name: concept_tags(name.split("_")[0], tagger.labels) for name, tagger in taggers.items()}
+    pairs = {name: concept_tags(MODELS[name].vocabulary, tagger.labels) for name, tagger in taggers.items()}
     for name, tagger in taggers.items():
-        report["models"][name] = {"revision": tagger.revision, "splits": {}, "float16_overflow_bins": 0,
-                                  "no_counterpart": [], "too_few_examples": {}}
+        report["models"][name] = {
+            "revision": tagger.revision,
+            "splits": {},
+            "float16_overflow_bins": 0,
+            "no_counterpart": [],
+            "too_few_examples": {},
+        }
     concepts_seen, read = set(), 0
     for split in SPLITS:
         try:
@@ -147,8 +158,12 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
         scores, overflow, too_short = tag_clips(audio, ids, taggers, args.seconds, args.batch_size)
         if too_short:
             report["clips_too_short"][split] = len(too_short)
-            logger.warning("tagger audit: %s: %d of %d clips are shorter than musicnn's 3 s patch; skipped",
-                           split, len(too_short), len(ids))
+            logger.warning(
+                "tagger audit: %s: %d of %d clips are shorter than musicnn's 3 s patch; skipped",
+                split,
+                len(too_short),
+                len(ids),
+            )
         for name, tagger in taggers.items():
             entry = report["models"][name]
             entry["float16_overflow_bins"] += overflow[name]
@@ -156,7 +171,9 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             for concept, tag in sorted(pairs[name].items()):
                 if concept not in members:
                     continue
-                pos, neg = ([i for i in members[concept][role] if i in scores[name]] for role in ("positive", "negative"))
+                pos, neg = (
+                    [i for i in members[concept][role] if i in scores[name]] for role in ("positive", "negative")
+                )
                 if len(pos) < args.min_examples or len(neg) < args.min_examples:
                     entry["too_few_examples"].setdefault(split, []).append(concept)
                     continue
@@ -165,8 +182,15 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
                 q = np.array([scores[name][i][k] for i in neg])
                 auc, interval = auc_with_interval(p, q, args.bootstrap, rng)
                 top5 = float(np.mean([k in np.argsort(-scores[name][i])[:5] for i in pos]))
-                rows[concept] = {"tag": tag, "auc": auc, "interval": interval, "positives": len(pos),
-                                 "negatives": len(neg), "top5_share": top5, "verdict": verdict(interval)}
+                rows[concept] = {
+                    "tag": tag,
+                    "auc": auc,
+                    "interval": interval,
+                    "positives": len(pos),
+                    "negatives": len(neg),
+                    "top5_share": top5,
+                    "verdict": verdict(interval),
+                }
             entry["splits"][split] = rows
     if not read:
         raise DataError(dataset, "no split with audio to audit")
@@ -188,8 +212,16 @@ def summary_rows(report: dict) -> list[dict]:
             worst = max((r["verdict"] for r in per_split.values()), key=order.get)
             positives = sum(r["positives"] for r in per_split.values())
             top5 = sum(r["top5_share"] * r["positives"] for r in per_split.values()) / positives
-            rows.append({"model": name, "concept": c, "tag": next(iter(per_split.values()))["tag"],
-                         "splits": per_split, "top5": top5, "verdict": worst})
+            rows.append(
+                {
+                    "model": name,
+                    "concept": c,
+                    "tag": next(iter(per_split.values()))["tag"],
+                    "splits": per_split,
+                    "top5": top5,
+                    "verdict": worst,
+                }
+            )
     return rows
 
 
@@ -204,20 +236,33 @@ def plot_audit(report: dict, path: Path) -> None:
     if not rows:  # still a figure: the stage's outputs are the same whatever it found
         fig, ax = plt.subplots(figsize=(5, 1.5))
         ax.axis("off")
-        ax.text(0.5, 0.5, "tagger audit: " + ("no (tagger, concept) pair had enough examples" if models
-                                              else "skipped (no converted musicnn weights)"), ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "tagger audit: "
+            + ("no (tagger, concept) pair had enough examples" if models else "skipped (no converted musicnn weights)"),
+            ha="center",
+            va="center",
+        )
         fig.savefig(path, dpi=80)
         plt.close(fig)
         return
-    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), max(3, 0.28 * len(rows) / len(models) + 1.5)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(5 * len(models), max(3, 0.28 * len(rows) / len(models) + 1.5)), squeeze=False
+    )
     for ax, name in zip(axes[0], models):
         mine = [r for r in rows if r["model"] == name]
         for y, r in enumerate(mine):
             for dy, (split, v) in zip((-0.15, 0.0, 0.15), r["splits"].items()):
-                ax.errorbar(v["auc"], y + dy, xerr=[[v["auc"] - v["interval"][0]], [v["interval"][1] - v["auc"]]],
-                            fmt="o", ms=3, color={"train": "C0", "validation": "C1", "test": "C2"}.get(split, "C3"),
-                            label=split if y == 0 else None)
+                ax.errorbar(
+                    v["auc"],
+                    y + dy,
+                    xerr=[[v["auc"] - v["interval"][0]], [v["interval"][1] - v["auc"]]],
+                    fmt="o",
+                    ms=3,
+                    color={"train": "C0", "validation": "C1", "test": "C2"}.get(split, "C3"),
+                    label=split if y == 0 else None,
+                )
         ax.axvline(0.5, color="grey", lw=0.8)
         ax.set_yticks(range(len(mine)), [f"{r['concept']} ({r['tag']})" for r in mine], fontsize=7)
         ax.set_xlim(0, 1)
@@ -240,11 +285,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_json(output, report)
     plot_audit(report, output.with_suffix(".png"))
     rows = report.get("summary", [])
-    lines = [f"{r['model']:<12} {r['concept']:<22} {r['tag']:<16} " +
-             "  ".join(f"{s} {v['auc']:.2f} [{v['interval'][0]:.2f}, {v['interval'][1]:.2f}]" for s, v in r["splits"].items())
-             + f"  {r['verdict']}" for r in rows]
-    logger.info("tagger audit: %d (model, concept) rows; skipped models: %s\n%s", len(rows),
-                list(report["skipped_models"]) or "none", "\n".join(lines))
+    lines = [
+        f"{r['model']:<12} {r['concept']:<22} {r['tag']:<16} "
+        + "  ".join(
+            f"{s} {v['auc']:.2f} [{v['interval'][0]:.2f}, {v['interval'][1]:.2f}]" for s, v in r["splits"].items()
+        )
+        + f"  {r['verdict']}"
+        for r in rows
+    ]
+    logger.info(
+        "tagger audit: %d (model, concept) rows; skipped models: %s\n%s",
+        len(rows),
+        list(report["skipped_models"]) or "none",
+        "\n".join(lines),
+    )
     return report
 
 

@@ -23,25 +23,48 @@ from typing import Sequence
 import torch
 from safetensors.torch import save_file
 
-from core.config import cli, get_logger, parse_args
+from core.cli import cli
+from core.config import parse_args
 from core.errors import ConfigError, DataError
 from core.io import sha256_file, write_json
+from core.log import get_logger
 from probing.musicnn import MODELS, MusicnnSpec, build_net, cache_dir, weights_path
 from probing.tf_checkpoint import read_checkpoint
 
 logger = get_logger(__name__)
 
 WHEEL = "musicnn==0.1.0"
-WHEEL_SHA256 = "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"  # PyPI's musicnn-0.1.0-py3-none-any.whl
+WHEEL_SHA256 = (
+    "f38a4890c648c1ddbb141c5d96d2b0a8cfcd36746002d896989f7b88beb65cfa"  # PyPI's musicnn-0.1.0-py3-none-any.whl
+)
 
 
 def tf_names(spec: MusicnnSpec) -> dict[str, str]:
     """Our module prefix for each TF layer name, in the order the original graph creates its layers."""
     if spec.architecture == "musicnn":
-        convs = ["timbral_convs.0", "timbral_convs.1", "temporal_convs.0", "temporal_convs.1", "temporal_convs.2",
-                 "mid_convs.0", "mid_convs.1", "mid_convs.2"]
-        bns = ["bn_input", "timbral_bns.0", "timbral_bns.1", "temporal_bns.0", "temporal_bns.1", "temporal_bns.2",
-               "mid_bns.0", "mid_bns.1", "mid_bns.2", "bn_pool", "bn_dense"]
+        convs = [
+            "timbral_convs.0",
+            "timbral_convs.1",
+            "temporal_convs.0",
+            "temporal_convs.1",
+            "temporal_convs.2",
+            "mid_convs.0",
+            "mid_convs.1",
+            "mid_convs.2",
+        ]
+        bns = [
+            "bn_input",
+            "timbral_bns.0",
+            "timbral_bns.1",
+            "temporal_bns.0",
+            "temporal_bns.1",
+            "temporal_bns.2",
+            "mid_bns.0",
+            "mid_bns.1",
+            "mid_bns.2",
+            "bn_pool",
+            "bn_dense",
+        ]
         dense = {"dense": "dense", "dense_1": "out"}
         conv_names = ["conv2d"] + [f"conv2d_{i}" for i in range(1, len(convs))]
     else:
@@ -60,6 +83,7 @@ def state_dict_from_tf(spec: MusicnnSpec, variables: dict) -> dict[str, torch.Te
     kernels (in, out) -> (out, in), batch norms' gamma/beta/moving statistics -> weight/bias/running statistics."""
     ours = {}
     for tf_name, prefix in tf_names(spec).items():
+
         def get(suffix):
             key = f"{tf_name}/{suffix}"
             if key not in variables:
@@ -67,13 +91,21 @@ def state_dict_from_tf(spec: MusicnnSpec, variables: dict) -> dict[str, torch.Te
             return torch.from_numpy(variables[key].copy())
 
         if tf_name.startswith("batch_normalization"):
-            ours.update({f"{prefix}.weight": get("gamma"), f"{prefix}.bias": get("beta"),
-                         f"{prefix}.running_mean": get("moving_mean"), f"{prefix}.running_var": get("moving_variance"),
-                         f"{prefix}.num_batches_tracked": torch.tensor(0)})
+            ours.update(
+                {
+                    f"{prefix}.weight": get("gamma"),
+                    f"{prefix}.bias": get("beta"),
+                    f"{prefix}.running_mean": get("moving_mean"),
+                    f"{prefix}.running_var": get("moving_variance"),
+                    f"{prefix}.num_batches_tracked": torch.tensor(0),
+                }
+            )
         elif tf_name.startswith("dense"):
             ours.update({f"{prefix}.weight": get("kernel").T.contiguous(), f"{prefix}.bias": get("bias")})
         else:
-            ours.update({f"{prefix}.weight": get("kernel").permute(3, 2, 0, 1).contiguous(), f"{prefix}.bias": get("bias")})
+            ours.update(
+                {f"{prefix}.weight": get("kernel").permute(3, 2, 0, 1).contiguous(), f"{prefix}.bias": get("bias")}
+            )
     return ours
 
 
@@ -94,13 +126,21 @@ def convert_wheel(wheel: Path, output_dir: Path, names: Sequence[str] = tuple(MO
             net = build_net(spec)
             state = state_dict_from_tf(spec, variables)
             net.load_state_dict(state, strict=True)  # every tensor present, every shape right
-            metadata = {"model": name, "source": f"PyPI {WHEEL}", "wheel_sha256": wheel_sha,
-                        "converter_sha256": converter_sha, "licence": "ISC (musicnn, Pons & Serra 2019)"}
+            metadata = {
+                "model": name,
+                "source": f"PyPI {WHEEL}",
+                "wheel_sha256": wheel_sha,
+                "converter_sha256": converter_sha,
+                "licence": "ISC (musicnn, Pons & Serra 2019)",
+            }
             path = weights_path(name, output_dir)
             partial = path.with_name(path.name + ".partial")
             save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(partial), metadata=metadata)
             partial.replace(path)
-            write_json(path.with_suffix(".json"), {**metadata, "weights_sha256": sha256_file(path), "labels": list(spec.labels)})
+            write_json(
+                path.with_suffix(".json"),
+                {**metadata, "weights_sha256": sha256_file(path), "labels": list(spec.labels)},
+            )
             written[name] = path
             logger.info("musicnn: %s -> %s", name, path)
     return written
@@ -108,12 +148,17 @@ def convert_wheel(wheel: Path, output_dir: Path, names: Sequence[str] = tuple(MO
 
 def download_wheel(folder: Path) -> Path:
     """`pip download musicnn==0.1.0 --no-deps` into `folder`."""
-    result = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), WHEEL],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(folder), WHEEL],
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted(folder.glob("musicnn-0.1.0-*.whl"))
     if result.returncode != 0 or not wheels:
-        raise ConfigError(f"could not download {WHEEL} from PyPI ({result.stderr.strip()[-200:]}); "
-                          f"download it elsewhere and pass --wheel")
+        raise ConfigError(
+            f"could not download {WHEEL} from PyPI ({result.stderr.strip()[-200:]}); "
+            f"download it elsewhere and pass --wheel"
+        )
     return wheels[0]
 
 
@@ -122,7 +167,9 @@ class ConvertArguments:
     """Convert musicnn's TF checkpoints (PyPI wheel) to safetensors."""
 
     wheel: str | None = field(default=None, metadata={"help": f"the {WHEEL} wheel (default: pip-download it)"})
-    output_dir: str | None = field(default=None, metadata={"help": "where to write (default: ~/.cache/conceptcaps/musicnn)"})
+    output_dir: str | None = field(
+        default=None, metadata={"help": "where to write (default: ~/.cache/conceptcaps/musicnn)"}
+    )
     models: list[str] = field(default_factory=lambda: list(MODELS), metadata={"help": f"which of {list(MODELS)}"})
 
     def __post_init__(self):

@@ -5,7 +5,7 @@ A `ProbedModel` says its sampling rate, how many seconds it reads, its layers, a
 has a head, its output scores and their names (what TCAV differentiates). `load_model(spec)` builds one from:
 
     musicnn:MTT_musicnn          a pretrained musicnn tagger (MTT_ or MSD_, musicnn or vgg; `probing.musicnn`)
-    runs/demo/genre_cnn          this project's genre CNN checkpoint (`evaluation.genre_classifier`)
+    runs/demo/genre_cnn          this project's genre CNN checkpoint (`probing.genre_classifier`)
     pkg.module:factory           anything else: a factory returning a ProbedModel, or (model, preprocess, classes)
     MIT/ast-finetuned-audioset-10-10-0.4593, facebook/wav2vec2-base, openai/whisper-base, laion/clap-htsat-unfused
                                  a Hugging Face audio model by Hub id or local folder, through AutoFeatureExtractor
@@ -75,16 +75,24 @@ class ProbedModel:
         modules = dict(self.module.named_modules())
         unknown = [name for name in layers if not name or name not in modules]
         if unknown:
-            raise ConfigError(f"{self.name} has no layer {unknown[0]!r}; its probing layers are {self.layers} "
-                              f"(any of its {len(modules) - 1} named modules may be given)")
+            raise ConfigError(
+                f"{self.name} has no layer {unknown[0]!r}; its probing layers are {self.layers} "
+                f"(any of its {len(modules) - 1} named modules may be given)"
+            )
         return list(layers)
 
-    def activations(self, inputs: torch.Tensor, layers: Sequence[str], pooling: str = "mean") -> dict[str, torch.Tensor]:
+    def activations(
+        self, inputs: torch.Tensor, layers: Sequence[str], pooling: str = "mean"
+    ) -> dict[str, torch.Tensor]:
         """{layer: (batch, features)} from ONE forward pass, each layer pooled over time (`pooling`)."""
         modules = dict(self.module.named_modules())
         captured: dict[str, torch.Tensor] = {}
-        hooks = [modules[name].register_forward_hook(
-            lambda module, args, output, name=name: captured.__setitem__(name, _first_tensor(output))) for name in layers]
+        hooks = [
+            modules[name].register_forward_hook(
+                lambda module, args, output, name=name: captured.__setitem__(name, _first_tensor(output))
+            )
+            for name in layers
+        ]
         try:
             with torch.no_grad():
                 self.module(inputs)
@@ -100,9 +108,19 @@ class ProbedModel:
         seed = CONTROL_SEED + seed
         torch.manual_seed(seed)
         module = self.control(seed) if self.control else reinitialised(self.module, seed)
-        return ProbedModel(f"{self.name} (random init, seed {seed})", module.eval(), self.preprocess, self.layers,
-                           self.sampling_rate, self.seconds, self.time_axis, self.output_names, self.vocabulary,
-                           None, seed)
+        return ProbedModel(
+            f"{self.name} (random init, seed {seed})",
+            module.eval(),
+            self.preprocess,
+            self.layers,
+            self.sampling_rate,
+            self.seconds,
+            self.time_axis,
+            self.output_names,
+            self.vocabulary,
+            None,
+            seed,
+        )
 
 
 def _first_tensor(output):
@@ -142,14 +160,24 @@ def reinitialised(module: nn.Module, seed: int) -> nn.Module:
 
 # ---- this project's genre CNN -------------------------------------------------------------------------------
 
+
 def genre_cnn_model(path: str | Path) -> ProbedModel:
-    from evaluation.genre_classifier import load_classifier
+    from probing.genre_classifier import load_classifier
 
     path = Path(path)
     model, mel, classes = load_classifier(path)
     layers = [n for n in ("block1", "block2", "block3", "embedding", "frames") if n in dict(model.named_modules())]
-    return ProbedModel(f"genre CNN sha256:{sha256_file(path / 'model.safetensors')[:16]}", model, mel, layers,
-                       mel.config.sampling_rate, mel.config.duration_s, -1, list(classes), "concepts")
+    return ProbedModel(
+        f"genre CNN sha256:{sha256_file(path / 'model.safetensors')[:16]}",
+        model,
+        mel,
+        layers,
+        mel.config.sampling_rate,
+        mel.config.duration_s,
+        -1,
+        list(classes),
+        "concepts",
+    )
 
 
 def is_genre_cnn(path: Path) -> bool:
@@ -163,6 +191,7 @@ def is_genre_cnn(path: Path) -> bool:
 
 
 # ---- musicnn ------------------------------------------------------------------------------------------------
+
 
 class _PatchTagger(nn.Module):
     """musicnn's network on a clip's log-mel patches (batch, patches, 187, 96) -> mean tag logits (batch, tags)."""
@@ -179,19 +208,35 @@ def musicnn_model(name: str, seconds: float | None = None) -> ProbedModel:
     from probing.musicnn import MODELS, build_net, load_musicnn, seconds_for
 
     tagger = load_musicnn(name)
-    layers = ["net." + n for n in (("timbral", "temporal", "cnn1", "cnn2", "cnn3", "pool", "penultimate")
-                                   if MODELS[name].architecture == "musicnn" else ("pool1", "pool2", "pool3", "pool4", "pool5"))]
+    layers = [
+        "net." + n
+        for n in (
+            ("timbral", "temporal", "cnn1", "cnn2", "cnn3", "pool", "penultimate")
+            if MODELS[name].architecture == "musicnn"
+            else ("pool1", "pool2", "pool3", "pool4", "pool5")
+        )
+    ]
 
     def control(seed: int) -> nn.Module:
         torch.manual_seed(seed)
         return _PatchTagger(build_net(MODELS[name]).to(memory_format=torch.channels_last))
 
-    return ProbedModel(tagger.revision, _PatchTagger(tagger.net).eval(), tagger.logmel_patches, layers,
-                       tagger.sampling_rate, seconds or seconds_for(1), 1 if MODELS[name].architecture == "musicnn" else 2,
-                       tagger.labels, name.split("_")[0], control)
+    return ProbedModel(
+        tagger.revision,
+        _PatchTagger(tagger.net).eval(),
+        tagger.logmel_patches,
+        layers,
+        tagger.sampling_rate,
+        seconds or seconds_for(1),
+        1 if MODELS[name].architecture == "musicnn" else 2,
+        tagger.labels,
+        MODELS[name].vocabulary,
+        control,
+    )
 
 
 # ---- Hugging Face audio models ------------------------------------------------------------------------------
+
 
 class _HFAudio(nn.Module):
     """A transformers model on its feature extractor's output: logits where it has a classification head, else the
@@ -255,13 +300,17 @@ def hf_model(name: str, seconds: float | None = None, revision: str | None = Non
         raise ModelLoadError(name, "a model config", e) from None
     model_type = config_dict.get("model_type")
     if model_type not in CONFIG_MAPPING:
-        raise ConfigError(f"{name}: model type {model_type!r} needs its repository's own code (trust_remote_code), which "
-                          f"ConceptCaps never runs; wrap it in a 'module:factory' that returns a probing.models.ProbedModel")
+        raise ConfigError(
+            f"{name}: model type {model_type!r} needs its repository's own code (trust_remote_code), which "
+            f"ConceptCaps never runs; wrap it in a 'module:factory' that returns a probing.models.ProbedModel"
+        )
     try:
         extractor = AutoFeatureExtractor.from_pretrained(name, revision=revision)
     except (OSError, ValueError, KeyError) as e:
-        raise ConfigError(f"{name}: no audio feature extractor (preprocessor_config.json) to load "
-                          f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        raise ConfigError(
+            f"{name}: no audio feature extractor (preprocessor_config.json) to load "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:160]})"
+        ) from None
     if not hasattr(extractor, "sampling_rate"):
         raise ConfigError(f"{name}: its feature extractor {type(extractor).__name__} is not an audio one")
     config = AutoConfig.from_pretrained(name, revision=revision)
@@ -294,12 +343,22 @@ def hf_model(name: str, seconds: float | None = None, revision: str | None = Non
         return _HFAudio(tower(auto.from_config(config)), input_name, head)
 
     vocabulary = "AudioSet" if labels and any(label.endswith(" music") for label in labels) else None
-    return ProbedModel(identity, module, _HFPreprocess(extractor, input_name, extractor.sampling_rate), layers,
-                       extractor.sampling_rate, seconds or _extractor_seconds(extractor, 10.0), 1, labels, vocabulary,
-                       control)
+    return ProbedModel(
+        identity,
+        module,
+        _HFPreprocess(extractor, input_name, extractor.sampling_rate),
+        layers,
+        extractor.sampling_rate,
+        seconds or _extractor_seconds(extractor, 10.0),
+        1,
+        labels,
+        vocabulary,
+        control,
+    )
 
 
 # ---- anything else ------------------------------------------------------------------------------------------
+
 
 def factory_model(spec: str) -> ProbedModel:
     module_name, _, factory = spec.partition(":")
@@ -313,7 +372,9 @@ def factory_model(spec: str) -> ProbedModel:
     rate = getattr(preprocess, "sampling_rate", SAMPLING_RATE)
     samples = getattr(preprocess, "samples", None)
     if samples is None:
-        raise ConfigError(f"{spec}: the factory's preprocess must say how many samples it reads (a `samples` attribute)")
+        raise ConfigError(
+            f"{spec}: the factory's preprocess must say how many samples it reads (a `samples` attribute)"
+        )
     layers = [n for n, m in model.named_children()]
     return ProbedModel(spec, model.eval(), preprocess, layers, rate, samples / rate, -1, list(classes) or None)
 
@@ -335,5 +396,11 @@ def load_model(spec: str, seconds: float | None = None) -> ProbedModel:
 
 
 def describe(model: ProbedModel) -> dict:
-    return {"name": model.name, "sampling_rate": model.sampling_rate, "seconds": model.seconds, "layers": model.layers,
-            "outputs": len(model.output_names) if model.output_names else 0, "random_seed": model.random_seed}
+    return {
+        "name": model.name,
+        "sampling_rate": model.sampling_rate,
+        "seconds": model.seconds,
+        "layers": model.layers,
+        "outputs": len(model.output_names) if model.output_names else 0,
+        "random_seed": model.random_seed,
+    }

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from core.errors import ConfigError, DataError
+from probing.features import MelPower
 
 SAMPLING_RATE = 16000
 N_FFT, HOP, N_MELS = 512, 256, 96
@@ -37,17 +38,110 @@ PATCH_FRAMES = 187  # 3 s: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_le
 FLOAT16_OVERFLOW = 65504 / 10000  # mel power above which the original's float16 10000 x is inf
 BN_EPS = 1e-3  # tf.compat.v1.layers.batch_normalization's default
 
-MTT_LABELS = ['guitar', 'classical', 'slow', 'techno', 'strings', 'drums', 'electronic', 'rock', 'fast', 'piano',
-              'ambient', 'beat', 'violin', 'vocal', 'synth', 'female', 'indian', 'opera', 'male', 'singing', 'vocals',
-              'no vocals', 'harpsichord', 'loud', 'quiet', 'flute', 'woman', 'male vocal', 'no vocal', 'pop', 'soft',
-              'sitar', 'solo', 'man', 'classic', 'choir', 'voice', 'new age', 'dance', 'male voice', 'female vocal',
-              'beats', 'harp', 'cello', 'no voice', 'weird', 'country', 'metal', 'female voice', 'choral']
-MSD_LABELS = ['rock', 'pop', 'alternative', 'indie', 'electronic', 'female vocalists', 'dance', '00s',
-              'alternative rock', 'jazz', 'beautiful', 'metal', 'chillout', 'male vocalists', 'classic rock', 'soul',
-              'indie rock', 'Mellow', 'electronica', '80s', 'folk', '90s', 'chill', 'instrumental', 'punk', 'oldies',
-              'blues', 'hard rock', 'ambient', 'acoustic', 'experimental', 'female vocalist',
-              'guitar', 'Hip-Hop', '70s', 'party', 'country', 'easy listening', 'sexy', 'catchy', 'funk', 'electro',
-              'heavy metal', 'Progressive rock', '60s', 'rnb', 'indie pop', 'sad', 'House', 'happy']
+MTT_LABELS = [
+    "guitar",
+    "classical",
+    "slow",
+    "techno",
+    "strings",
+    "drums",
+    "electronic",
+    "rock",
+    "fast",
+    "piano",
+    "ambient",
+    "beat",
+    "violin",
+    "vocal",
+    "synth",
+    "female",
+    "indian",
+    "opera",
+    "male",
+    "singing",
+    "vocals",
+    "no vocals",
+    "harpsichord",
+    "loud",
+    "quiet",
+    "flute",
+    "woman",
+    "male vocal",
+    "no vocal",
+    "pop",
+    "soft",
+    "sitar",
+    "solo",
+    "man",
+    "classic",
+    "choir",
+    "voice",
+    "new age",
+    "dance",
+    "male voice",
+    "female vocal",
+    "beats",
+    "harp",
+    "cello",
+    "no voice",
+    "weird",
+    "country",
+    "metal",
+    "female voice",
+    "choral",
+]
+MSD_LABELS = [
+    "rock",
+    "pop",
+    "alternative",
+    "indie",
+    "electronic",
+    "female vocalists",
+    "dance",
+    "00s",
+    "alternative rock",
+    "jazz",
+    "beautiful",
+    "metal",
+    "chillout",
+    "male vocalists",
+    "classic rock",
+    "soul",
+    "indie rock",
+    "Mellow",
+    "electronica",
+    "80s",
+    "folk",
+    "90s",
+    "chill",
+    "instrumental",
+    "punk",
+    "oldies",
+    "blues",
+    "hard rock",
+    "ambient",
+    "acoustic",
+    "experimental",
+    "female vocalist",
+    "guitar",
+    "Hip-Hop",
+    "70s",
+    "party",
+    "country",
+    "easy listening",
+    "sexy",
+    "catchy",
+    "funk",
+    "electro",
+    "heavy metal",
+    "Progressive rock",
+    "60s",
+    "rnb",
+    "indie pop",
+    "sad",
+    "House",
+    "happy",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +150,11 @@ class MusicnnSpec:
     architecture: str  # "musicnn" or "vgg"
     labels: tuple[str, ...]
 
+    @property
+    def vocabulary(self) -> str:
+        """Whose tag names the outputs carry (MTT or MSD: builder/data/tagger_tags.tsv)."""
+        return self.name.split("_")[0]
+
 
 MODELS = {
     "MTT_musicnn": MusicnnSpec("MTT_musicnn", "musicnn", tuple(MTT_LABELS)),
@@ -63,25 +162,14 @@ MODELS = {
     "MTT_vgg": MusicnnSpec("MTT_vgg", "vgg", tuple(MTT_LABELS)),
     "MSD_vgg": MusicnnSpec("MSD_vgg", "vgg", tuple(MSD_LABELS)),
 }
+DEFAULT_TAGGERS = ("MTT_musicnn", "MSD_musicnn")  # the judges the audit, the review app and the benchmarks use
 
 
-class MelFrontEnd(nn.Module):
+class MelFrontEnd(MelPower):
     """Waveform (batch, samples) at 16 kHz -> mel power (batch, frames, 96), float32, as librosa 0.6 computed it."""
 
     def __init__(self):
-        super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
-        fb = mel_filter_bank(num_frequency_bins=N_FFT // 2 + 1, num_mel_filters=N_MELS, min_frequency=0.0,
-                             max_frequency=SAMPLING_RATE / 2, sampling_rate=SAMPLING_RATE, norm="slaney",
-                             mel_scale="slaney")
-        self.register_buffer("filters", torch.tensor(fb, dtype=torch.float32), persistent=False)
-        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(wave.float(), N_FFT, HOP, window=self.window, center=True, pad_mode="reflect",
-                          return_complex=True).abs() ** 2
-        return torch.einsum("bft,fm->btm", spec, self.filters)
+        super().__init__(SAMPLING_RATE, N_FFT, HOP, N_MELS)
 
 
 def log_compress(mel: torch.Tensor) -> torch.Tensor:
@@ -114,14 +202,17 @@ class MusicnnNet(nn.Module):
     def __init__(self, n_tags: int = 50, midend: int = 64, backend: int = 200):
         super().__init__()
         self.bn_input = _bn(1)
-        self.timbral_convs = nn.ModuleList([nn.Conv2d(1, 204, (7, int(0.4 * N_MELS))), nn.Conv2d(1, 204, (7, int(0.7 * N_MELS)))])
+        self.timbral_convs = nn.ModuleList(
+            [nn.Conv2d(1, 204, (7, int(0.4 * N_MELS))), nn.Conv2d(1, 204, (7, int(0.7 * N_MELS)))]
+        )
         self.timbral_bns = nn.ModuleList([_bn(204), _bn(204)])
         self.temporal_kernels = (128, 64, 32)
         self.temporal_convs = nn.ModuleList([nn.Conv2d(1, 51, (k, 1)) for k in self.temporal_kernels])
         self.temporal_bns = nn.ModuleList([_bn(51) for _ in self.temporal_kernels])
         front = 2 * 204 + 3 * 51  # 561
-        self.mid_convs = nn.ModuleList([nn.Conv2d(1, midend, (7, front)), nn.Conv2d(1, midend, (7, midend)),
-                                        nn.Conv2d(1, midend, (7, midend))])
+        self.mid_convs = nn.ModuleList(
+            [nn.Conv2d(1, midend, (7, front)), nn.Conv2d(1, midend, (7, midend)), nn.Conv2d(1, midend, (7, midend))]
+        )
         self.mid_bns = nn.ModuleList([_bn(midend) for _ in range(3)])
         features = front + 3 * midend  # 753
         self.bn_pool = nn.BatchNorm1d(2 * features, eps=BN_EPS)
@@ -141,8 +232,10 @@ class MusicnnNet(nn.Module):
         x = self.bn_input(x.unsqueeze(1))  # (n, 1, 187, 96)
         padded = F.pad(x, (0, 0, 3, 3))
         timbral = [self._freq_max(bn(F.relu(conv(padded)))) for conv, bn in zip(self.timbral_convs, self.timbral_bns)]
-        temporal = [self._freq_max(bn(F.relu(conv(_pad_same(x, k)))))
-                    for conv, bn, k in zip(self.temporal_convs, self.temporal_bns, self.temporal_kernels)]
+        temporal = [
+            self._freq_max(bn(F.relu(conv(_pad_same(x, k)))))
+            for conv, bn, k in zip(self.temporal_convs, self.temporal_bns, self.temporal_kernels)
+        ]
         self.timbral(torch.cat(timbral, 2))
         self.temporal(torch.cat(temporal, 2))
         front = torch.cat(timbral + temporal, 2)  # (n, T, 561)
@@ -242,13 +335,19 @@ def load_musicnn(name: str, folder: str | Path | None = None) -> Musicnn:
         raise ConfigError(f"unknown musicnn model {name!r}; choose one of {list(MODELS)}")
     path = weights_path(name, folder)
     if not path.is_file():
-        raise ConfigError(f"musicnn {name} is not converted yet ({path} is missing): run `python -m probing.convert_musicnn` once")
+        raise ConfigError(
+            f"musicnn {name} is not converted yet ({path} is missing): run `python -m probing.convert_musicnn` once"
+        )
     model = Musicnn(MODELS[name])
     try:
         model.net.load_state_dict(load_file(str(path)), strict=True)
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-    except (SafetensorError, RuntimeError, OSError) as e:  # a bad file, a missing tensor, a wrong shape: never random weights
+    except (
+        SafetensorError,
+        RuntimeError,
+        OSError,
+    ) as e:  # a bad file, a missing tensor, a wrong shape: never random weights
         raise DataError(path, f"not a complete musicnn {name} checkpoint ({str(e).splitlines()[0][:200]})") from None
     model.revision = f"{meta.get('source', 'musicnn')} {name} wheel sha256:{meta.get('wheel_sha256', '?')[:16]}"
     return model.eval()

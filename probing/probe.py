@@ -26,10 +26,12 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError
 from core.io import write_json, write_text
+from core.log import get_logger
 from probing.activations import ActivationCache, fill_caches
 from probing.models import POOLINGS, describe, load_model
 
@@ -40,18 +42,28 @@ logger = get_logger(__name__)
 class ProbeArguments:
     """Fit layer-wise linear concept probes on a model's activations, with random-init and shuffled-label controls."""
 
-    model: str = field(default="", metadata={"help": "Hub id or folder of an audio model, a genre CNN folder, "
-                                                     "musicnn:MTT_musicnn, or pkg.module:factory"})
+    model: str = field(
+        default="",
+        metadata={
+            "help": "Hub id or folder of an audio model, a genre CNN folder, musicnn:MTT_musicnn, or pkg.module:factory"
+        },
+    )
     dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to probe (default: every concept with sets)"})
+    concepts: list[str] = field(
+        default_factory=list, metadata={"help": "concepts to probe (default: every concept with sets)"}
+    )
     layers: list[str] = field(default_factory=list, metadata={"help": "layers (default: the model's probing layers)"})
     pooling: str = field(default="mean", metadata={"help": f"pooling of a layer's activations over time: {POOLINGS}"})
-    seconds: float | None = field(default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"})
+    seconds: float | None = field(
+        default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"}
+    )
     train_split: str = field(default="train", metadata={"help": "split whose sets train the probes"})
     test_split: str = field(default="test", metadata={"help": "split whose sets score them"})
     min_train: int = field(default=5, metadata={"help": "fewest train positives (and negatives) for a concept"})
     min_test: int = field(default=5, metadata={"help": "fewest test positives (and negatives) for a concept"})
-    max_set_size: int = field(default=500, metadata={"help": "at most this many clips per role and split (seeded sample)"})
+    max_set_size: int = field(
+        default=500, metadata={"help": "at most this many clips per role and split (seeded sample)"}
+    )
     regularisation: float = field(default=1.0, metadata={"help": "inverse L2 strength C of the logistic regression"})
     bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples of the test clips"})
     seed: int = field(default=0, metadata={"help": "seed of sampling, the control's weights, shuffling and bootstrap"})
@@ -91,20 +103,31 @@ def fit_probe(x_train, y_train, x_test, regularisation: float):
     return probe.predict(x_test)
 
 
-def probe_concept(train: dict[str, np.ndarray], test: dict[str, np.ndarray], y_train, y_test, args: ProbeArguments,
-                  rng: np.random.Generator) -> dict:
+def probe_concept(
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    y_train,
+    y_test,
+    args: ProbeArguments,
+    rng: np.random.Generator,
+) -> dict:
     """One concept at one layer: `train` and `test` map 'model' and 'control' to activations."""
     predicted = fit_probe(train["model"], y_train, test["model"], args.regularisation)
     control = fit_probe(train["control"], y_train, test["control"], args.regularisation)
     shuffled = fit_probe(train["model"], rng.permutation(y_train), test["model"], args.regularisation)
     accuracy, random_init = balanced_accuracy(y_test, predicted), balanced_accuracy(y_test, control)
-    return {"accuracy": accuracy, "interval": bootstrap_interval(y_test, predicted, args.bootstrap, rng),
-            "random_init": random_init, "random_init_interval": bootstrap_interval(y_test, control, args.bootstrap, rng),
-            "shuffled_labels": balanced_accuracy(y_test, shuffled), "selectivity": accuracy - random_init}
+    return {
+        "accuracy": accuracy,
+        "interval": bootstrap_interval(y_test, predicted, args.bootstrap, rng),
+        "random_init": random_init,
+        "random_init_interval": bootstrap_interval(y_test, control, args.bootstrap, rng),
+        "shuffled_labels": balanced_accuracy(y_test, shuffled),
+        "selectivity": accuracy - random_init,
+    }
 
 
 def run_probes(args: ProbeArguments, out: Path) -> dict:
-    from evaluation.audio_data import AudioSplit
+    from builder.reader import AudioSplit
 
     dataset = args.dataset or str(out / "dataset")
     model = load_model(args.model, args.seconds)
@@ -117,8 +140,13 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     wanted = [splits[args.train_split].resolve(c) for c in args.concepts]
     members = {name: split.concept_sets(wanted or None) for name, split in splits.items()}
     concepts = wanted or sorted(set(members[args.train_split]) | set(members[args.test_split]))
-    category_of = {concept: category for split in splits.values() for r in split.rows for category in CATEGORIES
-                   for concept in r[category]}
+    category_of = {
+        concept: category
+        for split in splits.values()
+        for r in split.rows
+        for category in CATEGORIES
+        for concept in r[category]
+    }
 
     def capped(ids):
         ids = sorted(ids)
@@ -127,26 +155,44 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     sets, skipped = {}, defaultdict(list)
     for c in concepts:
         tr, te = members[args.train_split].get(c), members[args.test_split].get(c)
-        short = [f"{role} {split_name}" for split_name, entry, least in ((args.train_split, tr, args.min_train), (args.test_split, te, args.min_test))
-                 for role in ("positive", "negative") if not entry or len(entry[role]) < least]
+        short = [
+            f"{role} {split_name}"
+            for split_name, entry, least in (
+                (args.train_split, tr, args.min_train),
+                (args.test_split, te, args.min_test),
+            )
+            for role in ("positive", "negative")
+            if not entry or len(entry[role]) < least
+        ]
         if short:
             skipped["too few " + " and ".join(short)].append(c)
             continue
-        sets[c] = {args.train_split: {r: capped(tr[r]) for r in ("positive", "negative")},
-                   args.test_split: {r: capped(te[r]) for r in ("positive", "negative")}}
+        sets[c] = {
+            args.train_split: {r: capped(tr[r]) for r in ("positive", "negative")},
+            args.test_split: {r: capped(te[r]) for r in ("positive", "negative")},
+        }
     if not sets:
         raise DataError(dataset, f"no concept has enough examples to probe ({dict(skipped)})")
     cache_root = Path(args.cache_dir or out / "activations")
-    caches = {"model": ActivationCache(cache_root, model, args.pooling), "control": ActivationCache(cache_root, control, args.pooling)}
+    caches = {
+        "model": ActivationCache(cache_root, model, args.pooling),
+        "control": ActivationCache(cache_root, control, args.pooling),
+    }
     checksums = {}
     for name, split in splits.items():
         ids = sorted({i for s in sets.values() for role in s[name].values() for i in role})
         checksums.update(fill_caches(split, ids, layers, list(caches.values()), args.batch_size))
-        logger.info("probe: %s split, %d clips; model run on %d, control on %d", name, len(ids),
-                    caches["model"].clips_run, caches["control"].clips_run)
+        logger.info(
+            "probe: %s split, %d clips; model run on %d, control on %d",
+            name,
+            len(ids),
+            caches["model"].clips_run,
+            caches["control"].clips_run,
+        )
 
     results = []
     for c, s in sets.items():
+
         def xy(split_name, which, layer):
             pos, neg = s[split_name]["positive"], s[split_name]["negative"]
             store = caches[which][layer]
@@ -159,31 +205,55 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
                 train[which], y_train = xy(args.train_split, which, layer)
                 test[which], y_test = xy(args.test_split, which, layer)
             row = probe_concept(train, test, y_train, y_test, args, rng)
-            results.append({"concept": c, "category": category_of.get(c), "layer": layer, **row,
-                            "train": {"positive": int(y_train.sum()), "negative": int(len(y_train) - y_train.sum())},
-                            "test": {"positive": int(y_test.sum()), "negative": int(len(y_test) - y_test.sum())}})
-    report = {"model": describe(model), "control": describe(control), "dataset_schema": "published" if splits[args.train_split].published else "conceptcaps",
-              "layers": layers, "pooling": args.pooling, "results": results,
-              "skipped": {reason: names for reason, names in skipped.items()},
-              "skipped_count": sum(len(v) for v in skipped.values()),
-              "forward_calls": {k: v.forward_calls for k, v in caches.items()},
-              "clips_run": {k: v.clips_run for k, v in caches.items()},
-              "arguments": {**asdict(args), "dataset": None if args.dataset and Path(args.dataset).exists() else args.dataset}}
+            results.append(
+                {
+                    "concept": c,
+                    "category": category_of.get(c),
+                    "layer": layer,
+                    **row,
+                    "train": {"positive": int(y_train.sum()), "negative": int(len(y_train) - y_train.sum())},
+                    "test": {"positive": int(y_test.sum()), "negative": int(len(y_test) - y_test.sum())},
+                }
+            )
+    report = {
+        "model": describe(model),
+        "control": describe(control),
+        "dataset_schema": "published" if splits[args.train_split].published else "conceptcaps",
+        "layers": layers,
+        "pooling": args.pooling,
+        "results": results,
+        "skipped": {reason: names for reason, names in skipped.items()},
+        "skipped_count": sum(len(v) for v in skipped.values()),
+        "forward_calls": {k: v.forward_calls for k, v in caches.items()},
+        "clips_run": {k: v.clips_run for k, v in caches.items()},
+        "arguments": {
+            **asdict(args),
+            "dataset": None if args.dataset and Path(args.dataset).exists() else args.dataset,
+        },
+    }
     return report
 
 
 def format_markdown(report: dict) -> str:
-    lines = [f"Probes on {report['model']['name']} (pooling: {report['pooling']}). Accuracy is balanced accuracy on "
-             "the test split with its 95 % bootstrap interval; random init and shuffled labels are the controls; "
-             "selectivity = accuracy - random init.", "",
-             "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | train +/- | test +/- |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Probes on {report['model']['name']} (pooling: {report['pooling']}). Accuracy is balanced accuracy on "
+        "the test split with its 95 % bootstrap interval; random init and shuffled labels are the controls; "
+        "selectivity = accuracy - random init.",
+        "",
+        "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | train +/- | test +/- |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["results"]:
-        lines.append(f"| {r['concept']} | {r['layer']} | {r['accuracy']:.3f} | {r['interval'][0]:.3f}-{r['interval'][1]:.3f} "
-                     f"| {r['random_init']:.3f} | {r['shuffled_labels']:.3f} | {r['selectivity']:+.3f} "
-                     f"| {r['train']['positive']}/{r['train']['negative']} | {r['test']['positive']}/{r['test']['negative']} |")
+        lines.append(
+            f"| {r['concept']} | {r['layer']} | {r['accuracy']:.3f} | {r['interval'][0]:.3f}-{r['interval'][1]:.3f} "
+            f"| {r['random_init']:.3f} | {r['shuffled_labels']:.3f} | {r['selectivity']:+.3f} "
+            f"| {r['train']['positive']}/{r['train']['negative']} | {r['test']['positive']}/{r['test']['negative']} |"
+        )
     if report["skipped"]:
-        lines += ["", "Skipped: " + "; ".join(f"{reason}: {', '.join(names)}" for reason, names in report["skipped"].items())]
+        lines += [
+            "",
+            "Skipped: " + "; ".join(f"{reason}: {', '.join(names)}" for reason, names in report["skipped"].items()),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -223,8 +293,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_json(output, report)
     write_text(output.with_suffix(".md"), format_markdown(report))
     plot_heatmap(report, output.with_suffix(".png"))
-    logger.info("probes: %d results, %d concepts skipped; model forward calls %d\n%s", len(report["results"]),
-                report["skipped_count"], report["forward_calls"]["model"], format_markdown(report))
+    logger.info(
+        "probes: %d results, %d concepts skipped; model forward calls %d\n%s",
+        len(report["results"]),
+        report["skipped_count"],
+        report["forward_calls"]["model"],
+        format_markdown(report),
+    )
     return report
 
 

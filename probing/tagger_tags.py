@@ -27,7 +27,9 @@ def tag_rows(path: Path = TABLE) -> tuple[TagRow, ...]:
     rows, seen = [], set()
     for number, (vocabulary, tag, concept, reason) in read_tsv(path, 4):
         if vocabulary not in VOCABULARIES:
-            raise DataError(path, f"unknown vocabulary {vocabulary!r}; one of {VOCABULARIES}", row=number, field="vocabulary")
+            raise DataError(
+                path, f"unknown vocabulary {vocabulary!r}; one of {VOCABULARIES}", row=number, field="vocabulary"
+            )
         if not reason:
             raise DataError(path, "every mapping needs its reason", row=number, field="reason")
         if (vocabulary, concept) in seen:

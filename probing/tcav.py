@@ -3,15 +3,18 @@
     python -m probing.tcav --model runs/demo/genre_cnn --layer block2 --concepts "electric guitar" piano
     python -m probing.tcav --model musicnn:MSD_musicnn --layer net.penultimate --classes rock jazz classical \\
         --concepts "electric guitar" piano violin synthesizer --concept_sets 3
-    python -m probing.tcav --model MIT/ast-finetuned-audioset-10-10-0.4593 --layer backbone.audio_spectrogram_transformer.encoder.layer.8 \\
-        --classes "Rock music" jazz --concepts "electric guitar"
+    python -m probing.tcav --model MIT/ast-finetuned-audioset-10-10-0.4593 \\
+        --layer backbone.audio_spectrogram_transformer.encoder.layers.8 --classes "Rock music" jazz \\
+        --concepts "electric guitar"
 
 Classes are any of the model's output names or any taxonomy concept; the reviewed table
 `builder/data/tagger_tags.tsv` pairs a tagger's outputs with concepts where the names differ (AudioSet's
 "Rock music" is our `rock`, MSD's "Hip-Hop" our `hip hop`); a genre CNN of this project has concepts as outputs.
 A class's examples are the clips whose attribute lists hold its concept; its score is the output the concept is
-paired with. The statistics (CAVs, the structured null from random sets, Welch's test of several disjoint
-positive sets, Bonferroni) are `evaluation.tcav`'s. Writes a JSON report and a plot (non-significant hatched).
+paired with. The experiment (K disjoint positive sets per concept, R random sets of the split's random-set
+clips free of its positives, the structured null, Welch's test, Bonferroni and Benjamini-Hochberg over every
+(concept, class) test) is `probing.tcav_engine.run_experiment`. Writes a JSON report, a table in the log and a
+plot (non-significant hatched).
 """
 
 from __future__ import annotations
@@ -22,12 +25,21 @@ from typing import Sequence
 
 import numpy as np
 
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import write_json
-from evaluation.tcav import ConceptSets, check_logits, format_table, plot_report, resolve_layer, tcav_scores, validate_sets
+from core.log import get_logger
 from probing.models import ProbedModel, describe, load_model
 from probing.tagger_tags import concept_tags
+from probing.tcav_engine import (
+    CAV_ESTIMATORS,
+    ExperimentDesign,
+    check_logits,
+    resolve_layer,
+    run_experiment,
+    validate_sets,
+)
 
 logger = get_logger(__name__)
 
@@ -37,31 +49,56 @@ class TCAVArguments:
     """Run TCAV for concepts of a dataset on any model's outputs."""
 
     dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    model: str | None = field(default=None, metadata={
-        "help": "genre CNN folder (default: run dir/genre_cnn), musicnn:MTT_musicnn, a Hub audio classifier, or pkg.module:factory"})
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "genre CNN folder (default: run dir/genre_cnn), musicnn:MTT_musicnn, a Hub audio classifier, "
+            "or pkg.module:factory"
+        },
+    )
     layer: str = field(default="block2", metadata={"help": "layer name (the model's named modules)"})
-    classes: list[str] = field(default_factory=list, metadata={
-        "help": "output names or taxonomy concepts (default: every output paired with a genre that has examples)"})
+    classes: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "output names or taxonomy concepts (default: every output paired with a genre that has examples)"
+        },
+    )
     max_classes: int = field(default=8, metadata={"help": "with no --classes, at most this many (most examples first)"})
     concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to test (default: the largest sets)"})
     max_concepts: int = field(default=4, metadata={"help": "with no --concepts, test this many of the largest"})
     split: str = field(default="train", metadata={"help": "split whose concept sets and examples are used"})
-    seconds: float | None = field(default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"})
+    seconds: float | None = field(
+        default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"}
+    )
     min_examples: int = field(default=5, metadata={"help": "fewest positives (and per random set) for a concept"})
-    alpha: float = field(default=0.05, metadata={"help": "significance level after Bonferroni correction"})
+    alpha: float = field(default=0.05, metadata={"help": "significance level after correction (Bonferroni; and FDR)"})
     seed: int = field(default=0, metadata={"help": "seed of CAV training"})
     batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
-    concept_sets: int = field(default=1, metadata={
-        "help": "deal each concept's positives into this many disjoint sets, tested together (Welch's test of their "
-                "mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"})
-    max_set_size: int = field(default=500, metadata={
-        "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training holds "
-                "a set's activations in memory, which must not grow with the dataset"})
+    concept_sets: int = field(
+        default=3,
+        metadata={
+            "help": "K: deal each concept's positives into this many disjoint sets, tested together (Welch's test of "
+            "their mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"
+        },
+    )
+    random_sets: int = field(
+        default=10,
+        metadata={"help": "R: random sets per concept, drawn from the split's random-set clips free of its positives"},
+    )
+    cav: str = field(default="logistic", metadata={"help": f"CAV estimator: one of {sorted(CAV_ESTIMATORS)}"})
+    max_set_size: int = field(
+        default=500,
+        metadata={
+            "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training "
+            "holds a set's activations in memory, which must not grow with the dataset"
+        },
+    )
     output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
 
 
-def resolve_classes(model: ProbedModel, wanted: Sequence[str], genre_counts: dict[str, int], max_classes: int,
-                    min_examples: int) -> list[tuple[int, str]]:
+def resolve_classes(
+    model: ProbedModel, wanted: Sequence[str], genre_counts: dict[str, int], max_classes: int, min_examples: int
+) -> list[tuple[int, str]]:
     """[(output index, concept)] for the classes asked for (output names or concepts), or by default every output
     paired with a genre of the split that has `min_examples` clips, most clips first."""
     if not model.output_names:
@@ -72,21 +109,28 @@ def resolve_classes(model: ProbedModel, wanted: Sequence[str], genre_counts: dic
     if not wanted:
         chosen = sorted((c for c in paired if genre_counts.get(c, 0) >= min_examples), key=lambda c: -genre_counts[c])
         if not chosen:
-            raise DataError(None, f"none of {model.name}'s outputs is paired with a concept that has {min_examples}+ "
-                                  f"clips in the split; give --classes")
+            raise DataError(
+                None,
+                f"none of {model.name}'s outputs is paired with a concept that has {min_examples}+ "
+                f"clips in the split; give --classes",
+            )
         return [(outputs.index(paired[c]), c) for c in chosen[:max_classes]]
     classes = []
     for name in wanted:
         if name in outputs:
             if name not in concept_of:
-                raise ConfigError(f"output {name!r} of {model.name} is paired with no concept in "
-                                  f"builder/data/tagger_tags.tsv, so it has no class examples; name a concept instead")
+                raise ConfigError(
+                    f"output {name!r} of {model.name} is paired with no concept in "
+                    f"builder/data/tagger_tags.tsv, so it has no class examples; name a concept instead"
+                )
             classes.append((outputs.index(name), concept_of[name]))
         elif name in paired:
             classes.append((outputs.index(paired[name]), name))
         else:
-            raise ConfigError(f"{name!r} is neither an output of {model.name} nor a concept paired with one "
-                              f"(paired: {sorted(paired)[:20]}{'...' if len(paired) > 20 else ''})")
+            raise ConfigError(
+                f"{name!r} is neither an output of {model.name} nor a concept paired with one "
+                f"(paired: {sorted(paired)[:20]}{'...' if len(paired) > 20 else ''})"
+            )
     return classes
 
 
@@ -103,12 +147,15 @@ def check_one_row_per_clip(model: ProbedModel, layer: str, inputs) -> None:
     finally:
         hook.remove()
     if rows and rows[0] != len(inputs[:2]):
-        raise ConfigError(f"layer {layer!r} gives {rows[0] // len(inputs[:2])} rows per clip; TCAV needs one: read "
-                          f"less of each clip (--seconds, for musicnn at most one 3 s patch)")
+        raise ConfigError(
+            f"layer {layer!r} gives {rows[0] // len(inputs[:2])} rows per clip; TCAV needs one: read "
+            f"less of each clip (--seconds, for musicnn at most one 3 s patch)"
+        )
 
 
 def run_tcav(args: TCAVArguments, out: Path) -> dict:
-    from evaluation.audio_data import AudioSplit, StoreBatches
+    from builder.reader import AudioSplit
+    from probing.features import StoreBatches, model_inputs
 
     dataset = args.dataset or str(out / "dataset")
     model = load_model(args.model or str(out / "genre_cnn"), args.seconds)
@@ -124,53 +171,116 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     for r in audio.rows:
         for c in r["genre"]:
             genre_counts[c] = genre_counts.get(c, 0) + 1
-    classes = resolve_classes(model, [audio.resolve(c) if c not in (model.output_names or []) else c for c in args.classes],
-                              genre_counts, args.max_classes, args.min_examples)
+    classes = resolve_classes(
+        model,
+        [audio.resolve(c) if c not in (model.output_names or []) else c for c in args.classes],
+        genre_counts,
+        args.max_classes,
+        args.min_examples,
+    )
     rng = np.random.default_rng(args.seed)
 
-    def capped(ids: Sequence[str]) -> list[str]:
-        return list(ids) if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
+    def capped(ids: Sequence[str], most: int = args.max_set_size) -> list[str]:
+        return list(ids) if len(ids) <= most else sorted(rng.choice(ids, most, replace=False))
 
     for c in chosen:
         validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
         members[c]["positive"] = capped(members[c]["positive"])
-    # the random sets of the first concept serve every concept, so all are tested against the same null; they
-    # must exclude every tested concept's positives
-    positives = {i for c in chosen for i in members[c]["positive"]}
-    random_ids = [[i for i in s if i not in positives] for s in members[chosen[0]]["random"].values()]
-    random_ids = [capped(s) for s in random_ids if len(s) >= args.min_examples]
-    if len(random_ids) < 2:
-        raise DataError(dataset, f"fewer than two random sets with {args.min_examples}+ examples free of the tested concepts")
+    # each concept's random sets are drawn from its own random-set clips (none names it), free of its positives
+    pools = {
+        c: capped(sorted({i for s in members[c]["random"].values() for i in s}), args.max_set_size * args.random_sets)
+        for c in chosen
+    }
     class_ids = {k: capped([r["id"] for r in audio.rows if c in r["tags"]]) for k, c in classes}
-    needed = [i for c in chosen for i in members[c]["positive"]] + [i for s in random_ids for i in s] + \
-        [i for ids in class_ids.values() for i in ids]
+    needed = (
+        [i for c in chosen for i in members[c]["positive"]]
+        + [i for p in pools.values() for i in p]
+        + [i for ids in class_ids.values() for i in ids]
+    )
     output = Path(args.output or out / "tcav_report.json")
     # the model inputs of every clip used, in one pass over the split, kept in a file while TCAV reads them
-    store, row_of = audio.features(needed, model.preprocess, model.samples, output.with_name(output.name + ".features.tmp"),
-                                   sampling_rate=model.sampling_rate)
+    store, row_of = model_inputs(
+        audio,
+        needed,
+        model.preprocess,
+        model.samples,
+        output.with_name(output.name + ".features.tmp"),
+        sampling_rate=model.sampling_rate,
+    )
     try:
+
         def inputs(ids: Sequence[str]) -> StoreBatches:
             return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
 
-        class_inputs = {k: inputs(ids) for k, ids in class_ids.items() if ids}
-        first = next(iter(next(iter(class_inputs.values()))))
+        first = next(iter(inputs(next(ids for ids in class_ids.values() if ids))))
         check_logits(model.module, first, len(model.output_names))
         check_one_row_per_clip(model, args.layer, first)
-
-        def sets(ids: Sequence[str]) -> ConceptSets:
-            m = max(1, min(args.concept_sets, len(ids) // args.min_examples))  # each set min_examples or more
-            dealt = [ids[i] for i in rng.permutation(len(ids))]
-            return ConceptSets(inputs(sorted(dealt[k::m])) for k in range(m))
-
-        report = tcav_scores(model.module, args.layer, {c: sets(members[c]["positive"]) for c in chosen},
-                             [inputs(s) for s in random_ids], class_inputs, args.seed, args.alpha)
+        design = ExperimentDesign(
+            concept_sets=args.concept_sets,
+            random_sets=args.random_sets,
+            min_examples=args.min_examples,
+            alpha=args.alpha,
+            cav=args.cav,
+            seed=args.seed,
+        )
+        report = run_experiment(
+            model.module, args.layer, inputs, {c: members[c]["positive"] for c in chosen}, pools, class_ids, design
+        )
     finally:
         store.close()
-    report.update(layer=args.layer, classes=list(model.output_names), class_concepts={str(k): c for k, c in classes},
-                  model=describe(model), split=args.split, arguments={**asdict(args), "model": None, "dataset": None})
+    if not report["results"]:
+        raise DataError(dataset, f"no concept could be tested: {report['left_out']}")
+    report.update(
+        layer=args.layer,
+        classes=list(model.output_names),
+        class_concepts={str(k): c for k, c in classes},
+        model=describe(model),
+        split=args.split,
+        arguments={**asdict(args), "model": None, "dataset": None},
+    )
     if audio.reader is not None:
         report["source"] = {"schema": "published", **audio.reader.report()}
     return report
+
+
+def plot_report(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = report["results"]
+    concepts = list(dict.fromkeys(r["concept"] for r in results))
+    tested = list(dict.fromkeys(r["class"] for r in results))  # output indices; report["classes"] names them
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(concepts) * len(tested) / 3), 4))
+    width = 0.8 / max(len(tested), 1)
+    for j, k in enumerate(tested):
+        cls = report["classes"][k]
+        rows = [next(r for r in results if r["concept"] == c and r["class"] == k) for c in concepts]
+        xs = np.arange(len(concepts)) + j * width
+        bars = ax.bar(xs, [r["score_mean"] for r in rows], width, yerr=[r["score_std"] for r in rows], label=cls)
+        for bar, r in zip(bars, rows):
+            if not r["significant"]:
+                bar.set_hatch("//")
+                bar.set_alpha(0.4)
+    ax.axhline(0.5, color="grey", linewidth=0.8)
+    ax.set_xticks(np.arange(len(concepts)) + 0.4 - width / 2, concepts, rotation=20)
+    ax.set_ylabel("TCAV score")
+    ax.set_title(f"TCAV at layer {report['layer']} (hatched: not significant after correction)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'concept':<22} {'class':<14} {'TCAV':>6} {'random':>7} {'p corr':>8} {'CAV acc':>8}  significant"]
+    for r in report["results"]:
+        lines.append(
+            f"{r['concept']:<22} {report['classes'][r['class']]:<14} {r['score_mean']:>6.3f} {r['random_mean']:>7.3f} "
+            f"{r['p_corrected']:>8.4f} {r['cav_accuracy']:>8.3f}  {'yes' if r['significant'] else 'no'}"
+        )
+    return "\n".join(lines)
 
 
 ARGUMENTS = TCAVArguments  # what this stage's preset section may hold

@@ -33,7 +33,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def _block(data: bytes, offset: int, size: int, path: Path) -> list[tuple[bytes, bytes]]:
     """The (key, value) entries of one table block (keys are prefix-compressed)."""
-    block, kind = data[offset:offset + size], data[offset + size]
+    block, kind = data[offset : offset + size], data[offset + size]
     if kind != 0:
         raise DataError(path, f"block at {offset} is compressed (type {kind}); only uncompressed tables are read")
     restarts = struct.unpack_from("<I", block, len(block) - 4)[0]
@@ -42,9 +42,9 @@ def _block(data: bytes, offset: int, size: int, path: Path) -> list[tuple[bytes,
         shared, pos = _varint(block, pos)
         unshared, pos = _varint(block, pos)
         length, pos = _varint(block, pos)
-        key = key[:shared] + block[pos:pos + unshared]
+        key = key[:shared] + block[pos : pos + unshared]
         pos += unshared
-        entries.append((key, block[pos:pos + length]))
+        entries.append((key, block[pos : pos + length]))
         pos += length
     return entries
 
@@ -59,7 +59,7 @@ def _fields(message: bytes) -> dict[int, list]:
             value, pos = _varint(message, pos)
         elif wire == 2:
             length, pos = _varint(message, pos)
-            value, pos = message[pos:pos + length], pos + length
+            value, pos = message[pos : pos + length], pos + length
         elif wire == 5:
             value, pos = struct.unpack_from("<I", message, pos)[0], pos + 4
         elif wire == 1:
@@ -110,7 +110,7 @@ def read_checkpoint(prefix: str | Path, skip_suffixes: tuple[str, ...] = ("/Adam
                 if not candidates:
                     raise DataError(pattern, f"data shard {shard} of the checkpoint is missing")
                 shards[shard] = candidates[0].read_bytes()
-            raw = shards[shard][offset_:offset_ + size_]
+            raw = shards[shard][offset_ : offset_ + size_]
             array = np.frombuffer(raw, dtype=np.dtype(DTYPES[dtype]).newbyteorder("<"))
             if array.size != int(np.prod(shape)):
                 raise DataError(index_path, f"variable {name!r}: {array.size} values for shape {shape}")

@@ -1,4 +1,4 @@
-from core.config import cli
+from core.cli import cli
 from review.app import main
 
 cli(main, lock=False)

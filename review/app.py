@@ -22,9 +22,12 @@ from typing import Sequence
 from fastapi import Request
 
 from builder.reviews import QUESTIONS, Verdict
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import DataError
+from core.log import get_logger
+from probing.musicnn import DEFAULT_TAGGERS, MODELS
 from review.data import ROLES, ReviewData, media_type, spectrogram_png
 from review.store import ReviewStore, now
 
@@ -35,7 +38,8 @@ CSS = """
 .cc-clip { border: 1px solid #ccc; border-radius: 6px; padding: 8px; font-size: 13px; }
 .cc-clip audio { width: 100%; } .cc-clip img { width: 100%; height: 96px; image-rendering: pixelated; }
 .cc-caption { font-style: italic; } .cc-meta { color: #555; } .cc-judge { color: #345; }
-.cc-v { margin: 2px; padding: 2px 8px; border: 1px solid #888; border-radius: 4px; background: #f4f4f4; cursor: pointer; }
+.cc-v { margin: 2px; padding: 2px 8px; border: 1px solid #888; border-radius: 4px; background: #f4f4f4; cursor:
+pointer; }
 .cc-v.cc-chosen { background: #2b6cb0; color: white; border-color: #2b6cb0; }
 .cc-error { color: #b00; }
 """
@@ -49,7 +53,8 @@ element.addEventListener('click', async (event) => {
   const clip = button.closest('.cc-clip'), question = button.closest('.cc-q');
   const reviewer = (nameBox() && nameBox().value.trim()) || '';
   const status = clip.querySelector('.cc-status');
-  if (!reviewer) { status.textContent = 'enter your name above first'; status.className = 'cc-status cc-error'; return; }
+  if (!reviewer) { status.textContent = 'enter your name above first'; status.className = 'cc-status cc-error';
+  return; }
   const body = {split: clip.dataset.split, id: clip.dataset.id, concept: clip.dataset.concept,
                 question: question.dataset.question, answer: button.dataset.answer, reviewer: reviewer};
   const response = await fetch('/review_api/verdict', {method: 'POST', headers: {'Content-Type': 'application/json'},
@@ -76,12 +81,18 @@ class ReviewArguments:
     """Listen to a dataset's concept sets and record verdicts."""
 
     dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    run_dir: str | None = field(default=None, metadata={
-        "help": "where reviews.jsonl is written (default: $CONCEPTCAPS_RUN_DIR, else runs/demo)"})
-    host: str = field(default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0 exposes the app to the network)"})
+    run_dir: str | None = field(
+        default=None,
+        metadata={"help": "where reviews.jsonl is written (default: $CONCEPTCAPS_RUN_DIR, else runs/demo)"},
+    )
+    host: str = field(
+        default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0 exposes the app to the network)"}
+    )
     port: int = field(default=7860, metadata={"help": "port"})
-    judges: list[str] = field(default_factory=lambda: ["MTT_musicnn", "MSD_musicnn"], metadata={
-        "help": "musicnn models whose tag scores are shown ('none' for no judge)"})
+    judges: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TAGGERS),
+        metadata={"help": "musicnn models whose tag scores are shown ('none' for no judge)"},
+    )
 
 
 class Judge:
@@ -96,7 +107,7 @@ class Judge:
         self.name, self.error, self.tagger, self.pairs = name, None, None, {}
         try:
             self.tagger = load_musicnn(name)
-            self.pairs = concept_tags(name.split("_")[0], self.tagger.labels)
+            self.pairs = concept_tags(MODELS[name].vocabulary, self.tagger.labels)
         except Exception as e:  # no converted weights here: the page says so
             self.error = str(e).splitlines()[0][:200]
         self.cache = LRU(512)
@@ -111,7 +122,7 @@ class Judge:
             import numpy as np
             import torch
 
-            from evaluation.audio_data import read_wave
+            from builder.reader import read_wave
             from probing.musicnn import SAMPLING_RATE, seconds_for
 
             wave = read_wave(data, seconds_for(1), SAMPLING_RATE)
@@ -143,16 +154,20 @@ def clip_card(row: dict, split: str, concept: str, given: dict[str, str]) -> str
     questions = []
     for question, answers in QUESTIONS.items():
         prompt = f"Is “{e(concept)}” audible?" if question == "audible" else "Is the caption right?"
-        buttons = "".join(f'<button class="cc-v{" cc-chosen" if given.get(question) == a else ""}" data-answer="{a}">{a}</button>'
-                          for a in answers)
+        buttons = "".join(
+            f'<button class="cc-v{" cc-chosen" if given.get(question) == a else ""}" data-answer="{a}">{a}</button>'
+            for a in answers
+        )
         questions.append(f'<div class="cc-q" data-question="{question}">{prompt} {buttons}</div>')
-    judge = f'{base}/judge?concept={html.escape(concept, quote=True)}'
-    return (f'<div class="cc-clip" data-split="{e(split)}" data-id="{e(row["id"])}" data-concept="{e(concept)}">'
-            f'<div><b>{e(row["id"])}</b></div><audio controls preload="metadata" src="{base}/audio"></audio>'
-            f'<img alt="log-mel spectrogram" src="{base}/spectrogram.png">'
-            f'<p class="cc-caption">{e(row.get("caption", ""))}</p><p>{lists}</p>'
-            f'<p class="cc-meta">{" · ".join(facts)}</p><p class="cc-judge" data-src="{judge}">judge: …</p>'
-            f'{"".join(questions)}<div class="cc-status"></div></div>')
+    judge = f"{base}/judge?concept={html.escape(concept, quote=True)}"
+    return (
+        f'<div class="cc-clip" data-split="{e(split)}" data-id="{e(row["id"])}" data-concept="{e(concept)}">'
+        f'<div><b>{e(row["id"])}</b></div><audio controls preload="metadata" src="{base}/audio"></audio>'
+        f'<img alt="log-mel spectrogram" src="{base}/spectrogram.png">'
+        f'<p class="cc-caption">{e(row.get("caption", ""))}</p><p>{lists}</p>'
+        f'<p class="cc-meta">{" · ".join(facts)}</p><p class="cc-judge" data-src="{judge}">judge: …</p>'
+        f'{"".join(questions)}<div class="cc-status"></div></div>'
+    )
 
 
 def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()):
@@ -202,8 +217,19 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
             return PlainTextResponse(f"the split has no sets for {concept[:80]!r}", 400)
         sha = data.audio_sha256(split, id_)
         try:
-            store.append(Verdict(data.name, data.version, id_, sha, concept, str(body.get("question")),
-                                 str(body.get("answer")), str(body.get("reviewer", "")).strip(), now()))
+            store.append(
+                Verdict(
+                    data.name,
+                    data.version,
+                    id_,
+                    sha,
+                    concept,
+                    str(body.get("question")),
+                    str(body.get("answer")),
+                    str(body.get("reviewer", "")).strip(),
+                    now(),
+                )
+            )
         except ValueError as e:
             return PlainTextResponse(str(e), 400)
         return JSONResponse({"ok": True})
@@ -220,8 +246,10 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
             if v.concept == concept:
                 given.setdefault(v.id, {})[v.question] = v.answer
         cards = "".join(clip_card(r, split, concept, given.get(r["id"], {})) for r in rows)
-        head = (f"<p>{html.escape(concept)} · {html.escape(split)} · {role}: page {min(int(page or 1), pages)} of {pages}"
-                f" · dataset {html.escape(data.name)} {html.escape(data.version)}</p>")
+        head = (
+            f"<p>{html.escape(concept)} · {html.escape(split)} · {role}: page {min(int(page or 1), pages)} of {pages}"
+            f" · dataset {html.escape(data.name)} {html.escape(data.version)}</p>"
+        )
         return head + f'<div class="cc-page">{cards}</div>', gr.update(maximum=pages)
 
     def concepts_of(split: str):
@@ -231,7 +259,9 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
     with gr.Blocks(title="ConceptCaps review") as page:
         gr.Markdown("## ConceptCaps review: is the concept audible, is the caption right?")
         with gr.Row():
-            reviewer = gr.Textbox(label="Your name (asked once, kept in this browser)", elem_id="cc-reviewer", max_length=80)
+            reviewer = gr.Textbox(
+                label="Your name (asked once, kept in this browser)", elem_id="cc-reviewer", max_length=80
+            )
             split = gr.Dropdown(splits, value=splits[0], label="Split", elem_id="cc-split")
             first = data.concepts(splits[0])
             concept = gr.Dropdown(first, value=first[0] if first else None, label="Concept", elem_id="cc-concept")
@@ -248,8 +278,9 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
         split.change(concepts_of, split, concept)
         for control in (concept, role, number):
             control.change(show, inputs, [gallery, number])
-    return gr.mount_gradio_app(app, page, path="/", allowed_paths=[], css=CSS, footer_links=[],
-                                run_history=False)  # no copy of inputs kept in the browser
+    return gr.mount_gradio_app(
+        app, page, path="/", allowed_paths=[], css=CSS, footer_links=[], run_history=False
+    )  # no copy of inputs kept in the browser
 
 
 def _has_split(data: ReviewData, split: str) -> bool:
@@ -268,8 +299,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     dataset = args.dataset or str(run / "dataset")
     data = ReviewData(dataset)
     app = build_app(data, ReviewStore(run), [Judge(name) for name in args.judges if name != "none"])
-    logger.info("reviewing %s (%s); verdicts go to %s; open http://%s:%d", data.name, data.version,
-                Path(run) / "reviews.jsonl", args.host, args.port)
+    logger.info(
+        "reviewing %s (%s); verdicts go to %s; open http://%s:%d",
+        data.name,
+        data.version,
+        Path(run) / "reviews.jsonl",
+        args.host,
+        args.port,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 
@@ -292,9 +329,24 @@ def spawn(dataset: str | Path, run: str | Path, judges: Sequence[str] = ("none",
     log = Path(run) / "review_server.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:  # a file, not a pipe: a pipe nobody reads would block the server when full
-        process = subprocess.Popen([sys.executable, "-m", "review", "--dataset", str(dataset), "--run_dir", str(run),
-                                    "--port", str(port), "--judges", *judges], cwd=Path(__file__).resolve().parents[1],
-                                   stdout=out, stderr=out)
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "review",
+                "--dataset",
+                str(dataset),
+                "--run_dir",
+                str(run),
+                "--port",
+                str(port),
+                "--judges",
+                *judges,
+            ],
+            cwd=Path(__file__).resolve().parents[1],
+            stdout=out,
+            stderr=out,
+        )
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

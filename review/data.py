@@ -19,15 +19,24 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
 
 PAGE_SIZE = 12
 ROLES = ("positive", "negative", "random")
-SHOWN = ("caption", "clap_score", "bpm", "meter", "key", "feels", "genre_rendered", "style", "stems",
-         "audio_sha256")  # when present
+SHOWN = (
+    "caption",
+    "clap_score",
+    "bpm",
+    "meter",
+    "key",
+    "feels",
+    "genre_rendered",
+    "style",
+    "stems",
+    "audio_sha256",
+)  # when present
 
 
 class LRU(OrderedDict):
@@ -48,10 +57,14 @@ class ReviewData:
 
     def __init__(self, dataset: str):
         self.dataset = dataset
-        local = Path(dataset)  # a folder is named by its last two parts (runs/demo/dataset: demo/dataset), never a full path
+        local = Path(
+            dataset
+        )  # a folder is named by its last two parts (runs/demo/dataset: demo/dataset), never a full path
         self.name = f"{local.resolve().parent.name}/{local.name}" if local.exists() else dataset
         summary = Path(dataset) / "build_summary.json"
-        self.version = json.loads(summary.read_text()).get("version", "unknown") if summary.is_file() else _revision(dataset)
+        self.version = (
+            json.loads(summary.read_text()).get("version", "unknown") if summary.is_file() else _revision(dataset)
+        )
         sets_summary = Path(dataset) / "concept_sets_summary.json"
         self._set_summary = json.loads(sets_summary.read_text()) if sets_summary.is_file() else None
         self._splits: dict[str, object] = {}
@@ -63,7 +76,7 @@ class ReviewData:
         self._lock = threading.Lock()
 
     def split(self, name: str):
-        from evaluation.audio_data import AudioSplit
+        from builder.reader import AudioSplit
 
         if name not in SPLITS:
             raise DataError(self.dataset, f"unknown split {name!r}: one of {list(SPLITS)}")
@@ -75,7 +88,9 @@ class ReviewData:
     def concepts(self, split: str) -> list[str]:
         """The concepts with sets in a split (from the summary assembly wrote, else from the sets themselves)."""
         if self._set_summary is not None:
-            return sorted(key.split("/", 1)[1] for key in self._set_summary.get("concepts", {}) if key.startswith(split + "/"))
+            return sorted(
+                key.split("/", 1)[1] for key in self._set_summary.get("concepts", {}) if key.startswith(split + "/")
+            )
         return sorted(self._published_sets(split))
 
     def _published_sets(self, split: str) -> dict:
@@ -105,29 +120,18 @@ class ReviewData:
         return list(entry[role])
 
     def _read_members(self, split: str, concept: str) -> dict:
-        from builder.schema import CONCEPT_FEATURES
-        from evaluation.audio_data import _open, split_files
+        from builder.reader import read_concept_sets
 
-        names = CONCEPT_FEATURES["role"].names
-        entry = {"positive": [], "negative": [], "random": {}}
-        for path in split_files(self.dataset, "concepts", split):
-            with _open(path) as handle:
-                table = pq.read_table(handle, columns=["concept", "role", "set_index", "id"],
-                                      filters=[("concept", "=", concept)])
-            for r in table.to_pylist():
-                role = names[r["role"]]
-                if role == "random":
-                    entry["random"].setdefault(r["set_index"], []).append(r["id"])
-                else:
-                    entry[role].append(r["id"])
-        return entry
+        return read_concept_sets(self.dataset, split, [concept]).get(
+            concept, {"positive": [], "negative": [], "random": {}}
+        )
 
     def page(self, split: str, concept: str, role: str, page: int, size: int = PAGE_SIZE) -> tuple[list[dict], int]:
         """The clips of one page of a concept set, with their metadata and audio sha256; and the number of pages."""
         ids = self.members(split, concept, role)
         pages = max(1, -(-len(ids) // size))
         page = min(max(page, 0), pages - 1)
-        wanted = ids[page * size:(page + 1) * size]
+        wanted = ids[page * size : (page + 1) * size]
         rows = self.metadata(split, wanted)
         for row in rows:
             self._sha[split, row["id"]] = row.get("audio_sha256") or self.encoded(split, row["id"])[1]
@@ -150,8 +154,13 @@ class ReviewData:
         out = []
         for id_ in ids:
             row, lists = rows[id_], self._rows[split][id_]
-            out.append({"id": id_, "categories": {c: list(lists.get(c) or []) for c in CATEGORIES},
-                        **{k: row.get(k) for k in SHOWN if row.get(k) is not None}})
+            out.append(
+                {
+                    "id": id_,
+                    "categories": {c: list(lists.get(c) or []) for c in CATEGORIES},
+                    **{k: row.get(k) for k in SHOWN if row.get(k) is not None},
+                }
+            )
         return out
 
     def encoded(self, split: str, id_: str) -> tuple[bytes, str]:
@@ -219,7 +228,7 @@ def spectrogram_png(data: bytes, seconds: float = 30.0) -> bytes:
     from matplotlib import colormaps
     from PIL import Image
 
-    from evaluation.audio_data import read_wave
+    from builder.reader import read_wave
 
     db = log_mel_db(read_wave(data, seconds, 16000))
     db = np.clip((db - (db.max() - 80)) / 80, 0, 1)

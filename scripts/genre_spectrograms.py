@@ -48,11 +48,21 @@ def main(argv=None) -> Path:
             Path(args.wav_dir).mkdir(parents=True, exist_ok=True)
             sf.write(Path(args.wav_dir) / f"{genre}.wav", clip.wave, synth.sampling_rate)
         db = log_mel_db(soxr.resample(clip.wave, synth.sampling_rate, 16000))
-        ax.imshow(db, origin="lower", aspect="auto", cmap="magma", vmin=db.max() - 80, vmax=db.max(),
-                  extent=[0, args.seconds, 0, db.shape[0]])
+        ax.imshow(
+            db,
+            origin="lower",
+            aspect="auto",
+            cmap="magma",
+            vmin=db.max() - 80,
+            vmax=db.max(),
+            extent=[0, args.seconds, 0, db.shape[0]],
+        )
         t = clip.ground_truth
-        ax.set_title(f"{genre}: {', '.join(tags[1:])} — style {t['style']}, {t['bpm']:.0f} bpm {t['meter']}, {t['key']}"
-                     f"{', amp ' + t['amp'] if t['amp'] else ''}", fontsize=9)
+        ax.set_title(
+            f"{genre}: {', '.join(tags[1:])} — style {t['style']}, {t['bpm']:.0f} bpm {t['meter']}, {t['key']}"
+            f"{', amp ' + t['amp'] if t['amp'] else ''}",
+            fontsize=9,
+        )
         ax.set_ylabel("mel band")
     axes[-1].set_xlabel("seconds")
     fig.tight_layout()
@@ -64,6 +74,6 @@ def main(argv=None) -> Path:
 
 
 if __name__ == "__main__":
-    from core.config import get_logger
+    from core.log import get_logger
 
     get_logger(__name__).info("wrote %s", main())

@@ -21,8 +21,17 @@ os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="conceptcaps-test-hf-"
 atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], True)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-MUSICCAPS_COLUMNS = ["ytid", "start_s", "end_s", "audioset_positive_labels", "aspect_list", "caption", "author_id",
-                     "is_balanced_subset", "is_audioset_eval"]
+MUSICCAPS_COLUMNS = [
+    "ytid",
+    "start_s",
+    "end_s",
+    "audioset_positive_labels",
+    "aspect_list",
+    "caption",
+    "author_id",
+    "is_balanced_subset",
+    "is_audioset_eval",
+]
 
 
 @pytest.fixture(scope="session")
@@ -39,12 +48,19 @@ def write_musiccaps(path: Path, rows: list[dict]) -> Path:
         writer = csv.DictWriter(f, fieldnames=MUSICCAPS_COLUMNS)
         writer.writeheader()
         for i, row in enumerate(rows):
-            writer.writerow({
-                "ytid": row.get("ytid", f"vid{i:08d}"), "start_s": row.get("start_s", 30), "end_s": row.get("end_s", 40),
-                "audioset_positive_labels": "[]", "aspect_list": repr(row["aspect_list"]),
-                "caption": row.get("caption", "A caption."), "author_id": 0, "is_balanced_subset": False,
-                "is_audioset_eval": False,
-            })
+            writer.writerow(
+                {
+                    "ytid": row.get("ytid", f"vid{i:08d}"),
+                    "start_s": row.get("start_s", 30),
+                    "end_s": row.get("end_s", 40),
+                    "audioset_positive_labels": "[]",
+                    "aspect_list": repr(row["aspect_list"]),
+                    "caption": row.get("caption", "A caption."),
+                    "author_id": 0,
+                    "is_balanced_subset": False,
+                    "is_audioset_eval": False,
+                }
+            )
     return path
 
 
@@ -76,7 +92,9 @@ def tiny_vae(tmp_path_factory, distilled_dir, taxonomy):
     from training.train_vae import VAETrainingArguments, load_split_matrices, train_vae
 
     out = tmp_path_factory.mktemp("vae")
-    args = VAETrainingArguments(hidden_dim=64, latent_dim=16, max_epochs=4, patience=10, batch_size=64, learning_rate=2e-3)
+    args = VAETrainingArguments(
+        hidden_dim=64, latent_dim=16, max_epochs=4, patience=10, batch_size=64, learning_rate=2e-3
+    )
     matrices = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
     return out, train_vae(args, taxonomy, matrices, out)
 
@@ -93,12 +111,45 @@ def tiny_models(tmp_path_factory, musiccaps_csv):
 
 def sft_argv(model_dir, distilled_dir, output_dir, *extra):
     """Command-line arguments for a seconds-long SFT run of the tiny Llama on CPU."""
-    return ["--model_name_or_path", str(model_dir), "--distilled", str(distilled_dir / "distilled.parquet"),
-            "--output_dir", str(output_dir), "--dtype", "float32", "--bf16", "false", "--use_cpu", "true",
-            "--max_train_rows", "48", "--max_eval_rows", "16", "--num_train_epochs", "1", "--learning_rate", "1e-2",
-            "--per_device_train_batch_size", "16", "--gradient_accumulation_steps", "1", "--lora_r", "8",
-            "--lora_alpha", "16", "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
-            "--disable_tqdm", "true", *extra]
+    return [
+        "--model_name_or_path",
+        str(model_dir),
+        "--distilled",
+        str(distilled_dir / "distilled.parquet"),
+        "--output_dir",
+        str(output_dir),
+        "--dtype",
+        "float32",
+        "--bf16",
+        "false",
+        "--use_cpu",
+        "true",
+        "--max_train_rows",
+        "48",
+        "--max_eval_rows",
+        "16",
+        "--num_train_epochs",
+        "1",
+        "--learning_rate",
+        "1e-2",
+        "--per_device_train_batch_size",
+        "16",
+        "--gradient_accumulation_steps",
+        "1",
+        "--lora_r",
+        "8",
+        "--lora_alpha",
+        "16",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        *extra,
+    ]
 
 
 @pytest.hookimpl(hookwrapper=True)

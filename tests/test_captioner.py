@@ -23,13 +23,28 @@ from training.train_captioner import parse
 def write_tags(path, lists):
     rows = []
     for i, tags in enumerate(lists):
-        rows.append({"id": f"t-{i:04d}", "tags": tags, "genre": [], "mood": [], "instrument": [], "tempo": [], "seed": 0, "draw": i})
+        rows.append(
+            {
+                "id": f"t-{i:04d}",
+                "tags": tags,
+                "genre": [],
+                "mood": [],
+                "instrument": [],
+                "tempo": [],
+                "seed": 0,
+                "draw": i,
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), path)
     return path
 
 
-LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "upright bass", "slow tempo"],
-         ["pop", "happy", "female vocal", "synthesizer", "groovy"], ["classical", "calming", "strings", "medium tempo"]]
+LISTS = [
+    ["rock", "energetic", "electric guitar", "fast tempo"],
+    ["jazz", "mellow", "piano", "upright bass", "slow tempo"],
+    ["pop", "happy", "female vocal", "synthesizer", "groovy"],
+    ["classical", "calming", "strings", "medium tempo"],
+]
 
 
 def test_prompt_format_is_shared_by_training_and_generation():
@@ -48,14 +63,24 @@ def test_checks_on_hand_written_captions(taxonomy):
     assert good.ok, good
     missing = checker.check("An energetic rock song driven by a crunchy electric guitar riff throughout.", tags)
     assert missing.reasons == ("missing attribute",) and missing.missing == ("fast tempo",)
-    invented = checker.check("An energetic rock song at a fast tempo with electric guitar, piano and a saxophone solo.", tags)
+    invented = checker.check(
+        "An energetic rock song at a fast tempo with electric guitar, piano and a saxophone solo.", tags
+    )
     assert invented.reasons == ("hallucinated attribute",) and set(invented.hallucinated) == {"piano", "saxophone"}
     # the longest match wins: an upright bass is not also a bass guitar
     assert checker.named_concepts("A jazz trio with upright bass and piano.") == ["jazz", "upright bass", "piano"]
     assert checker.check("", tags).reasons == ("empty",)
     assert "too short" in checker.check("Rock, energetic, electric guitar, fast.", tags).reasons
-    assert "prompt echo" in checker.check("Genre: rock. Mood: energetic. Instruments: electric guitar. Tempo and rhythm: fast tempo.", tags).reasons
-    assert "too long" in checker.check("An energetic rock song at a fast tempo with electric guitar " + "la " * 100, tags).reasons
+    assert (
+        "prompt echo"
+        in checker.check(
+            "Genre: rock. Mood: energetic. Instruments: electric guitar. Tempo and rhythm: fast tempo.", tags
+        ).reasons
+    )
+    assert (
+        "too long"
+        in checker.check("An energetic rock song at a fast tempo with electric guitar " + "la " * 100, tags).reasons
+    )
 
 
 def test_template_captioner_passes_the_checks(taxonomy, tiny_vae):
@@ -65,7 +90,9 @@ def test_template_captioner_passes_the_checks(taxonomy, tiny_vae):
     from training.vae import load_checkpoint
 
     model, _, _ = load_checkpoint(tiny_vae[0])
-    table, _ = sample_tag_lists(model, taxonomy, Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME), SamplingArguments(num_lists=200))
+    table, _ = sample_tag_lists(
+        model, taxonomy, Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME), SamplingArguments(num_lists=200)
+    )
     for row in table.to_pylist():
         caption = template_caption({c: row[c] for c in CATEGORIES}, row["id"])
         assert checker.check(caption, row["tags"]).ok, caption
@@ -79,10 +106,16 @@ def test_completion_only_label_mask(tiny_models, distilled_dir, tmp_path):
     from training.train_captioner import load_sft_datasets
 
     script_args, training_args, model_args = parse(sft_argv(tiny_models / "tiny-llama", distilled_dir, tmp_path))
-    train, _, _ = load_sft_datasets(distilled_dir / "distilled.parquet", Taxonomy.load(distilled_dir / "taxonomy.json"),
-                                    max_train_rows=4, max_eval_rows=1)
+    train, _, _ = load_sft_datasets(
+        distilled_dir / "distilled.parquet",
+        Taxonomy.load(distilled_dir / "taxonomy.json"),
+        max_train_rows=4,
+        max_eval_rows=1,
+    )
     tokenizer = AutoTokenizer.from_pretrained(tiny_models / "tiny-llama")
-    trainer = SFTTrainer(model=str(tiny_models / "tiny-llama"), args=training_args, train_dataset=train, processing_class=tokenizer)
+    trainer = SFTTrainer(
+        model=str(tiny_models / "tiny-llama"), args=training_args, train_dataset=train, processing_class=tokenizer
+    )
     batch = next(iter(trainer.get_train_dataloader()))
     for i in range(len(batch["input_ids"])):
         ids, labels = batch["input_ids"][i], batch["labels"][i]
@@ -94,11 +127,21 @@ def test_completion_only_label_mask(tiny_models, distilled_dir, tmp_path):
         assert "Genre:" not in supervised and "<|start_header_id|>" not in supervised
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("quantized", [True, False], ids=["qlora", "lora"])
 def test_short_sft_run_lowers_validation_loss_and_saves_adapter(tiny_models, distilled_dir, tmp_path, quantized):
     out = tmp_path / "captioner"
-    result = sft_main(sft_argv(tiny_models / "tiny-llama", distilled_dir, out, "--load_in_4bit", str(quantized).lower(),
-                               "--use_peft", "true"))
+    result = sft_main(
+        sft_argv(
+            tiny_models / "tiny-llama",
+            distilled_dir,
+            out,
+            "--load_in_4bit",
+            str(quantized).lower(),
+            "--use_peft",
+            "true",
+        )
+    )
     assert result["eval_loss_after"] < result["eval_loss_before"]
     assert (result["linear4bit_layers"] > 0) == quantized
     assert (out / "adapter_model.safetensors").is_file() and (out / "tokenizer.json").is_file()
@@ -106,7 +149,9 @@ def test_short_sft_run_lowers_validation_loss_and_saves_adapter(tiny_models, dis
     assert meta["prompt_version"] == "1" and meta["peft"] is True
     captioner = LLMCaptioner(out)  # adapter + tokenizer load back onto the base model
     args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=8)
-    assert len(captioner.generate([{"genre": ["rock"], "mood": [], "instrument": ["piano"], "tempo": []}], args, 0)) == 1
+    assert (
+        len(captioner.generate([{"genre": ["rock"], "mood": [], "instrument": ["piano"], "tempo": []}], args, 0)) == 1
+    )
 
 
 def test_batched_greedy_generation_equals_unbatched(tiny_models, tmp_path):
@@ -117,10 +162,15 @@ def test_batched_greedy_generation_equals_unbatched(tiny_models, tmp_path):
     (folder / "captioner.json").write_text(json.dumps({"prompt_version": "1", "base_model": str(folder)}))
     captioner = LLMCaptioner(folder, dtype="float32")
     args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=12, repetition_penalty=1.0)
-    attrs = [{"genre": [g], "mood": m, "instrument": i, "tempo": t} for g, m, i, t in [
-        ("rock", ["energetic"], ["electric guitar", "male vocal"], ["fast tempo"]), ("jazz", [], ["piano"], []),
-        ("pop", ["happy", "fun", "cheerful"], ["synthesizer", "female vocal", "bass guitar"], ["groovy", "upbeat"]),
-        ("folk", ["calming"], ["acoustic guitar"], ["slow tempo"])]]
+    attrs = [
+        {"genre": [g], "mood": m, "instrument": i, "tempo": t}
+        for g, m, i, t in [
+            ("rock", ["energetic"], ["electric guitar", "male vocal"], ["fast tempo"]),
+            ("jazz", [], ["piano"], []),
+            ("pop", ["happy", "fun", "cheerful"], ["synthesizer", "female vocal", "bass guitar"], ["groovy", "upbeat"]),
+            ("folk", ["calming"], ["acoustic guitar"], ["slow tempo"]),
+        ]
+    ]
     batched = captioner.generate(attrs, args, seed=0)
     single = [captioner.generate([a], args, seed=0)[0] for a in attrs]
     assert batched == single
@@ -163,7 +213,9 @@ def test_llm_failures_are_retried_then_rejected_with_reasons(tiny_models, tmp_pa
 
 
 def test_bad_input(tmp_path, taxonomy):
-    with pytest.raises(DataError, match=r"tags.parquet, row 1, field 'tags': concept\(s\) not in the taxonomy: \['kazoo'\]"):
+    with pytest.raises(
+        DataError, match=r"tags.parquet, row 1, field 'tags': concept\(s\) not in the taxonomy: \['kazoo'\]"
+    ):
         read_tag_lists(write_tags(tmp_path / "tags.parquet", [["rock"], ["kazoo", "pop"]]), taxonomy)
     with pytest.raises(DataError, match=r"row 0, field 'tags': empty attribute list"):
         read_tag_lists(write_tags(tmp_path / "tags.parquet", [[]]), taxonomy)
@@ -188,8 +240,12 @@ def test_unloadable_base_model_is_named(tiny_models, tmp_path):
 
 
 def test_metrics_on_small_fixtures(tiny_models, taxonomy):
-    refs = ["A fast rock song with electric guitar and energetic male vocals.", "A calm piano piece, slow and mellow.",
-            "Upbeat pop with synthesizer and a female vocal.", "A jazz trio with upright bass and soft drums."] * 5
+    refs = [
+        "A fast rock song with electric guitar and energetic male vocals.",
+        "A calm piano piece, slow and mellow.",
+        "Upbeat pop with synthesizer and a female vocal.",
+        "A jazz trio with upright bass and soft drums.",
+    ] * 5
     assert bleu(refs, refs) == pytest.approx(1.0) and rouge_l(refs, refs) == pytest.approx(1.0)
     hyps = refs[1:] + refs[:1]
     assert bleu(hyps, refs) < 0.5 and rouge_l(hyps, refs) < 1.0
@@ -200,7 +256,11 @@ def test_metrics_on_small_fixtures(tiny_models, taxonomy):
     same = mauve_score(refs, refs, mauve_model)
     foreign = ["0 1 2 3 4 5 6 7 8 9", "zzz qqq xxx", "the the the the the the", "!!! ??? ... ;;;"] * 5
     assert mauve_score(foreign, refs, mauve_model) < 0.5 * same  # a set against itself scores far above a foreign one
-    rates = check_rates(CaptionChecker(taxonomy), refs[:1] * 2, [["rock", "fast tempo", "electric guitar", "energetic", "male vocal"], ["jazz"]])
+    rates = check_rates(
+        CaptionChecker(taxonomy),
+        refs[:1] * 2,
+        [["rock", "fast tempo", "electric guitar", "energetic", "male vocal"], ["jazz"]],
+    )
     assert rates["coverage_rate"] == 0.5 and rates["hallucination_rate"] == 0.5
 
 
@@ -217,12 +277,16 @@ def test_the_guard_blocks_an_unlisted_instrument_the_model_is_biased_to_emit(tin
     captioner = full_captioner(tiny_models, tmp_path)
     checker = CaptionChecker(taxonomy)
     # an instrument that the tiny tokenizer writes as one token after a space
-    single = next(c.name for c in taxonomy.by_category("instrument") if c.name != "piano"
-                  and len(captioner.tokenizer.encode(" " + c.name, add_special_tokens=False)) == 1)
+    single = next(
+        c.name
+        for c in taxonomy.by_category("instrument")
+        if c.name != "piano" and len(captioner.tokenizer.encode(" " + c.name, add_special_tokens=False)) == 1
+    )
     token = captioner.tokenizer.encode(" " + single, add_special_tokens=False)[0]
     # bias the model itself: its output layer favours that token over anything else
-    captioner.model.lm_head.register_forward_hook(lambda module, inputs, out: out.index_add(
-        -1, torch.tensor([token]), torch.full((*out.shape[:-1], 1), 50.0)))
+    captioner.model.lm_head.register_forward_hook(
+        lambda module, inputs, out: out.index_add(-1, torch.tensor([token]), torch.full((*out.shape[:-1], 1), 50.0))
+    )
     args = CaptionArguments(backend="llm", do_sample=False, max_new_tokens=10, repetition_penalty=1.0)
     unlisted = {"genre": ["jazz"], "mood": [], "instrument": ["piano"], "tempo": []}
     listed = {"genre": ["jazz"], "mood": [], "instrument": ["piano", single], "tempo": []}
@@ -286,8 +350,12 @@ def test_the_sft_recipe_keeps_its_effective_batch_on_any_number_of_processes():
     from training.train_captioner import recipe_batch
 
     paper = recipe_batch(8, 2, 1)  # the paper's 8 x 2 on one GPU
-    assert paper == {"effective_batch_size": 16, "num_processes": 1, "per_device_train_batch_size": 8,
-                     "gradient_accumulation_steps": 2}
+    assert paper == {
+        "effective_batch_size": 16,
+        "num_processes": 1,
+        "per_device_train_batch_size": 8,
+        "gradient_accumulation_steps": 2,
+    }
     assert recipe_batch(8, 2, 2)["gradient_accumulation_steps"] == 1  # 2 GPUs x 8
     four = recipe_batch(8, 2, 4)  # 4 GPUs: 4 per device, no accumulation
     assert four["per_device_train_batch_size"] * four["gradient_accumulation_steps"] * 4 == 16
@@ -316,7 +384,9 @@ def test_template_captions_read_as_english_for_every_concept(taxonomy):
             assert set(tags) <= checker.relations.with_broader(named), (caption, tags)
             assert not checker.check(caption, tags).hallucinated, caption
             assert not re.search(r"\b(\w+) \1\b", caption) and "with with" not in caption, caption
-            assert not re.search(r"\ba [aeiou]", caption.lower()) and not re.search(r"\ban [^aeiour]", caption.lower()), caption
+            assert not re.search(r"\ba [aeiou]", caption.lower()) and not re.search(
+                r"\ban [^aeiour]", caption.lower()
+            ), caption
             assert all(s[0].isupper() for s in caption.split(". ")) and caption.endswith("."), caption
     assert tempo_phrase("fast tempo") == "at a fast tempo" and tempo_phrase("waltz time") == "in waltz time"
     assert tempo_phrase("groovy") == "with a groovy feel" and tempo_phrase("odd meter") == "in an odd meter"

@@ -16,20 +16,49 @@ from evaluation.score import main as clap_main
 from generation.synthesize import main as synth_main
 from tests.test_synthesis import write_captions
 
-LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "slow tempo"],
-         ["pop", "happy", "female vocal", "groovy"], ["classical", "calming", "strings", "medium tempo"],
-         ["rock", "happy", "piano", "medium tempo"], ["pop", "energetic", "electric guitar", "slow tempo"],
-         ["jazz", "calming", "strings", "fast tempo"], ["classical", "mellow", "female vocal", "groovy"]]
+LISTS = [
+    ["rock", "energetic", "electric guitar", "fast tempo"],
+    ["jazz", "mellow", "piano", "slow tempo"],
+    ["pop", "happy", "female vocal", "groovy"],
+    ["classical", "calming", "strings", "medium tempo"],
+    ["rock", "happy", "piano", "medium tempo"],
+    ["pop", "energetic", "electric guitar", "slow tempo"],
+    ["jazz", "calming", "strings", "fast tempo"],
+    ["classical", "mellow", "female vocal", "groovy"],
+]
 
 
 def build_run(root: Path, tiny_models: Path, taxonomy, n: int = 48) -> Path:
     taxonomy.save(root / "taxonomy.json")
     write_captions(root / "captions.parquet", [LISTS[i % len(LISTS)] for i in range(n)], rejected=(n - 1,))
-    synth_main(["--captions", str(root / "captions.parquet"), "--output_dir", str(root / "audio_shards"),
-                "--model", str(tiny_models / "tiny-musicgen"), "--duration_s", "1", "--batch_size", "8",
-                "--shard_size", "16", "--top_k", "50"])
-    clap_main(["--audio_dir", str(root / "audio_shards"), "--output_dir", str(root / "clap_scores"),
-               "--model", str(tiny_models / "tiny-clap")])
+    synth_main(
+        [
+            "--captions",
+            str(root / "captions.parquet"),
+            "--output_dir",
+            str(root / "audio_shards"),
+            "--model",
+            str(tiny_models / "tiny-musicgen"),
+            "--duration_s",
+            "1",
+            "--batch_size",
+            "8",
+            "--shard_size",
+            "16",
+            "--top_k",
+            "50",
+        ]
+    )
+    clap_main(
+        [
+            "--audio_dir",
+            str(root / "audio_shards"),
+            "--output_dir",
+            str(root / "clap_scores"),
+            "--model",
+            str(tiny_models / "tiny-clap"),
+        ]
+    )
     return root
 
 
@@ -104,13 +133,18 @@ def test_concept_set_rules(assembled):
         positives = {m["id"] for m in members if roles[m["role"]] == "positive"}
         negatives = {m["id"] for m in members if roles[m["role"]] == "negative"}
         randoms = [{m["id"] for m in members if roles[m["role"]] == "random" and m["set_index"] == k} for k in (0, 1)]
-        members = relations.family(concept.removesuffix(FAMILY_SUFFIX)) if concept.endswith(FAMILY_SUFFIX) else {concept}
+        members = (
+            relations.family(concept.removesuffix(FAMILY_SUFFIX)) if concept.endswith(FAMILY_SUFFIX) else {concept}
+        )
         assert all(members & set(examples[i]["tags"]) for i in positives)
         assert not negatives & positives and all(not members & set(examples[i]["tags"]) for i in negatives)
         assert all(not s & positives for s in randoms) and not randoms[0] & randoms[1]
     summary = json.loads((folder / "concept_sets_summary.json").read_text())
-    pairs = [(s["jsd_other_categories_before"], s["jsd_other_categories_after"]) for s in summary["concepts"].values()
-             if s["negatives"] and s["jsd_other_categories_before"] == s["jsd_other_categories_before"]]
+    pairs = [
+        (s["jsd_other_categories_before"], s["jsd_other_categories_after"])
+        for s in summary["concepts"].values()
+        if s["negatives"] and s["jsd_other_categories_before"] == s["jsd_other_categories_before"]
+    ]
     assert sum(a for _, a in pairs) < sum(b for b, _ in pairs)  # matching brings negatives closer on other categories
 
 
@@ -121,7 +155,9 @@ def test_concept_examples_in_one_call(assembled):
     rows = pq.read_table(next((folder / "concepts").glob("train-*.parquet"))).to_pylist()
     concept = rows[0]["concept"]
     sets = concept_examples(str(folder), concept, split="train")
-    assert all(concept in t for t in sets["positive"]["tags"]) and all(concept not in t for t in sets["negative"]["tags"])
+    assert all(concept in t for t in sets["positive"]["tags"]) and all(
+        concept not in t for t in sets["negative"]["tags"]
+    )
     assert len(sets["random"]) == 2
     with pytest.raises(ValueError, match="no concept set"):
         concept_examples(str(folder), "didgeridoo", split="train")
@@ -133,17 +169,24 @@ def test_card_yaml_parses_and_numbers_match(assembled):
     _, folder, summary = assembled
     card = DatasetCard.load(folder / "README.md")
     data = card.data.to_dict()
-    assert data["license"] == "cc-by-sa-4.0" and {c["config_name"] for c in data["configs"]} == {"default", "audio", "concepts"}
+    assert data["license"] == "cc-by-sa-4.0" and {c["config_name"] for c in data["configs"]} == {
+        "default",
+        "audio",
+        "concepts",
+    }
     assert data["size_categories"] == ["n<1K"]
     for split, n in summary["per_split"].items():
         assert f"| {split} | {n} |" in card.text
     assert f"| **total** | **{summary['examples']}** |" in card.text
-    assert "ShareAlike term requires adaptations to carry the same licence" in card.text and "Western-centric" in card.text
+    assert (
+        "ShareAlike term requires adaptations to carry the same licence" in card.text and "Western-centric" in card.text
+    )
     assert str(folder.parent) not in card.text and "local model sha256:" in card.text  # model ids, never a path
     for image in ("concept_frequency.png", "cooccurrence.png", "clap_histogram.png"):
         assert (folder / "images" / image).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_card_reports_sampling_and_lists_drawn_for_balance(tiny_models, taxonomy, tmp_path):
     import pyarrow as pa
 
@@ -151,32 +194,74 @@ def test_card_reports_sampling_and_lists_drawn_for_balance(tiny_models, taxonomy
 
     run = build_run(tmp_path, tiny_models, taxonomy)
     captions = pq.read_table(run / "captions.parquet").to_pylist()
-    rows = [{"id": r["id"], "tags": r["tags"], "genre": [], "mood": [], "instrument": [], "tempo": [], "seed": 0,
-             "draw": k, "balanced_for": "piano" if "piano" in r["tags"] else None} for k, r in enumerate(captions)]
+    rows = [
+        {
+            "id": r["id"],
+            "tags": r["tags"],
+            "genre": [],
+            "mood": [],
+            "instrument": [],
+            "tempo": [],
+            "seed": 0,
+            "draw": k,
+            "balanced_for": "piano" if "piano" in r["tags"] else None,
+        }
+        for k, r in enumerate(captions)
+    ]
     pq.write_table(pa.Table.from_pylist(rows, schema=TAGS_SCHEMA), run / "tags.parquet")
-    (run / "tags_summary.json").write_text(json.dumps({
-        "lists": len(rows), "backend": {"name": "symbolic", "excluded": {"female vocal": "no vocals in the renderer"},
-                                        "marginal_jsd_before_after_exclusion": 0.01},
-        "balance": {"per_split": 1, "target_positives": 35, "lists_added": 12, "unreached": {"groovy": {}}}}))
-    judge = {"clips": 3000, "seconds": 10.0, "models": {"MTT_musicnn": {
-        "tests": 152, "significant": [["violin", "classical", 1.0]], "expected_significant_up": [["violin", "classical"]],
-        "expected_tested": [["violin", "classical"], ["piano", "classical"]], "random_concepts_significant_share": 0.0,
-        "audit": {"median_auc": 0.66, "mapped": 2, "concepts": {"country": {"auc": 0.49, "interval": [0.45, 0.53]},
-                                                                 "piano": {"auc": 0.8, "interval": [0.75, 0.85]}}}}}}
+    (run / "tags_summary.json").write_text(
+        json.dumps(
+            {
+                "lists": len(rows),
+                "backend": {
+                    "name": "symbolic",
+                    "excluded": {"female vocal": "no vocals in the renderer"},
+                    "marginal_jsd_before_after_exclusion": 0.01,
+                },
+                "balance": {"per_split": 1, "target_positives": 35, "lists_added": 12, "unreached": {"groovy": {}}},
+            }
+        )
+    )
+    judge = {
+        "clips": 3000,
+        "seconds": 10.0,
+        "models": {
+            "MTT_musicnn": {
+                "tests": 152,
+                "significant": [["violin", "classical", 1.0]],
+                "expected_significant_up": [["violin", "classical"]],
+                "expected_tested": [["violin", "classical"], ["piano", "classical"]],
+                "random_concepts_significant_share": 0.0,
+                "audit": {
+                    "median_auc": 0.66,
+                    "mapped": 2,
+                    "concepts": {
+                        "country": {"auc": 0.49, "interval": [0.45, 0.53]},
+                        "piano": {"auc": 0.8, "interval": [0.75, 0.85]},
+                    },
+                },
+            }
+        },
+    }
     (tmp_path / "judge.json").write_text(json.dumps(judge))
     summary = assemble_with_card(run, "--judge_tcav", str(tmp_path / "judge.json"))
     positives = summary["sampling"]["positives"]
     accepted = read_examples(run / "dataset", summary["configs"]["default"])
     assert positives["piano"]["drawn_for_balance"] == sum("piano" in e["tags"] for e in accepted) > 0
     assert positives["rock"]["drawn_for_balance"] == 0
-    assert sum(positives["rock"][s] for s in ("train", "validation", "test")) == sum("rock" in e["tags"] for e in accepted)
+    assert sum(positives["rock"][s] for s in ("train", "validation", "test")) == sum(
+        "rock" in e["tags"] for e in accepted
+    )
     card = (run / "dataset" / "README.md").read_text()
     assert "female vocal (no vocals in the renderer)" in card and "12 lists added" in card and "(groovy)" in card
     assert "| MTT_musicnn | 152 | violin → classical 1.00 | 1 of 2 | 0 % |" in card
     assert "| MTT_musicnn | 0.66 | 1 of 2 | country 0.49 [0.45, 0.53]; piano 0.80 [0.75, 0.85] |" in card
     assert "**country** (MTT_musicnn 0.49): a singer, twang" in card  # a genre short of 0.7, with its reason
     piano = positives["piano"]
-    assert f"| piano | instrument | {piano['train']} | {piano['validation']} | {piano['test']} | {piano['drawn_for_balance']} |" in card
+    assert (
+        f"| piano | instrument | {piano['train']} | {piano['validation']} | {piano['test']} | "
+        f"{piano['drawn_for_balance']} |" in card
+    )
 
 
 def test_push_dry_run_and_calls_at_the_hub_boundary(assembled, monkeypatch):
@@ -328,20 +413,49 @@ def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path)
     for i in range(6):
         sf.write(tmp_path / f"ref{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
     reference = tmp_path / "reference.npy"
-    embeddings = reference_main(["--audio_dir", str(tmp_path), "--output", str(reference), "--model", str(tiny_models / "tiny-clap")])
+    embeddings = reference_main(
+        ["--audio_dir", str(tmp_path), "--output", str(reference), "--model", str(tiny_models / "tiny-clap")]
+    )
     assert embeddings.shape[0] == 6
     report_path = tmp_path / "fad_report.json"
-    report = fad_main(["--reference", str(reference), "--dataset", str(folder), "--clap_dir", str(run / "clap_scores"),
-                       "--output", str(report_path)])
+    report = fad_main(
+        [
+            "--reference",
+            str(reference),
+            "--dataset",
+            str(folder),
+            "--clap_dir",
+            str(run / "clap_scores"),
+            "--output",
+            str(report_path),
+        ]
+    )
     assert set(report["fad_per_split"]) == {"train", "validation", "test"}
-    assert all(np.isfinite(v) and v >= 0 for v in report["fad_per_split"].values())
+    # the reference against itself is 0; against a copy shifted by d (same covariance) it is |d|^2 in closed form
+    from evaluation.fad import frechet_audio_distance
+
+    ref = np.load(reference)
+    assert abs(frechet_audio_distance(ref, ref)) < 1e-6
+    d = np.full(ref.shape[1], 0.05)
+    assert frechet_audio_distance(ref, ref + d) == pytest.approx(float(d @ d), rel=1e-4, abs=1e-6)
+    assert report["fad_per_split"]["train"] > 0  # generated clips are not the white-noise reference
     copy = tmp_path / "ds"
     shutil.copytree(folder, copy)
     card_main(["--dataset", str(copy), "--fad_report", str(report_path)])
     assert "FAD (CLAP embeddings) against the reference set: train" in (copy / "README.md").read_text()
     with pytest.raises(DataError, match="nope.npy: FAD reference embeddings not found"):
-        fad_main(["--reference", str(tmp_path / "nope.npy"), "--dataset", str(folder), "--clap_dir", str(run / "clap_scores"),
-                  "--output", str(report_path)])
+        fad_main(
+            [
+                "--reference",
+                str(tmp_path / "nope.npy"),
+                "--dataset",
+                str(folder),
+                "--clap_dir",
+                str(run / "clap_scores"),
+                "--output",
+                str(report_path),
+            ]
+        )
 
 
 def test_a_full_disk_at_assembly_is_one_clear_error_and_leaves_no_partial_folder(assembled, tmp_path, monkeypatch):
@@ -359,7 +473,9 @@ def test_a_full_disk_at_assembly_is_one_clear_error_and_leaves_no_partial_folder
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(assemble_module, "write_configs", full_disk)
-    with pytest.raises(DataError, match=r"ds.tmp: stage assemble: no space left on the device .* partial folder was removed"):
+    with pytest.raises(
+        DataError, match=r"ds.tmp: stage assemble: no space left on the device .* partial folder was removed"
+    ):
         assemble_main(assemble_argv(run, "--output_dir", str(out)))
     assert not out.exists() and not out.with_name("ds.tmp").exists()
     usage = namedtuple("usage", "total used free")
@@ -390,8 +506,11 @@ def test_assembly_streams_into_the_dataset_with_no_other_copy(assembled, tmp_pat
     audio_files = sorted((out / "audio").glob("train-*.parquet"))
     assert len(audio_files) > 1 and all(p.stat().st_size < 0.05e6 + 40e3 for p in audio_files)
     ids = [i for p in audio_files for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
-    reference_ids = [i for p in sorted((reference / "audio").glob("train-*.parquet"))
-                     for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()]
+    reference_ids = [
+        i
+        for p in sorted((reference / "audio").glob("train-*.parquet"))
+        for i in pq.read_table(p, columns=["id"]).column("id").to_pylist()
+    ]
     assert ids == reference_ids and len(ids) == summary["per_split"]["train"]
 
 
@@ -411,8 +530,16 @@ def test_a_clip_whose_clap_score_is_not_finite_is_a_counted_skip(assembled, tiny
         return out
 
     monkeypatch.setattr(ClapScorer, "text_embeddings", one_nan)
-    clap_main(["--audio_dir", str(copy / "audio_shards"), "--output_dir", str(copy / "clap_scores"),
-               "--model", str(tiny_models / "tiny-clap")])
+    clap_main(
+        [
+            "--audio_dir",
+            str(copy / "audio_shards"),
+            "--output_dir",
+            str(copy / "clap_scores"),
+            "--model",
+            str(tiny_models / "tiny-clap"),
+        ]
+    )
     shards = len(list((copy / "clap_scores").glob("shard-*.parquet")))
     again = assemble_main(assemble_argv(copy))
     assert again["rejected"] == {"score: non-finite CLAP score": shards}  # the first clip of each shard
@@ -432,12 +559,19 @@ def test_listeners_verdicts_leave_the_positives_and_are_published_with_agreement
     roles = ["positive", "negative", "random"]
     rows = pq.read_table(next((folder / "concepts").glob("train-*.parquet"))).to_pylist()
     positives = sorted(r["id"] for r in rows if r["concept"] == "rock" and roles[r["role"]] == "positive")
-    audio = {r["id"]: r["audio_sha256"] for p in (source / "audio_shards").glob("shard-*.parquet")
-             for r in pq.read_table(p, columns=["id", "audio_sha256"]).to_pylist()}
+    audio = {
+        r["id"]: r["audio_sha256"]
+        for p in (source / "audio_shards").glob("shard-*.parquet")
+        for r in pq.read_table(p, columns=["id", "audio_sha256"]).to_pylist()
+    }
     store = ReviewStore(run)
     for k, id_ in enumerate(positives[:4]):  # Ann hears rock in all but the first; Bo agrees on three of four
-        store.append(Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "no" if k == 0 else "yes", "Ann", 1.0))
-        store.append(Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "yes" if k in (1, 2) else "no", "Bo", 2.0))
+        store.append(
+            Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "no" if k == 0 else "yes", "Ann", 1.0)
+        )
+        store.append(
+            Verdict("dataset", "0.1.0", id_, audio[id_], "rock", "audible", "yes" if k in (1, 2) else "no", "Bo", 2.0)
+        )
     store.append(Verdict("dataset", "0.1.0", positives[5], "0" * 64, "rock", "audible", "no", "Bo", 3.0))  # stale audio
     summary = assemble_main(assemble_argv(run))
     card_main(["--dataset", str(run / "dataset"), "--repo_id", "someone/conceptcaps-test"])
@@ -448,8 +582,9 @@ def test_listeners_verdicts_leave_the_positives_and_are_published_with_agreement
     reviews = summary["reviews"]
     assert reviews["removed_from_positives"] == 2 and reviews["stale_audio_changed"] == 1 and reviews["reviewers"] == 2
     assert reviews["concepts"]["rock"]["audible_share"] == 0.625 and reviews["concepts"]["rock"]["clips_reviewed"] == 4
-    assert reviews["agreement"] == [{"question": "audible", "reviewers": reviews["agreement"][0]["reviewers"],
-                                     "shared": 4, "kappa": 0.5}]
+    assert reviews["agreement"] == [
+        {"question": "audible", "reviewers": reviews["agreement"][0]["reviewers"], "shared": 4, "kappa": 0.5}
+    ]
     published = load_dataset(str(run / "dataset"), "reviews", split="train")
     assert len(published) == 8 and len(set(published["reviewer"])) == 2  # the stale verdict is not published
     assert all(r.startswith("reviewer-") for r in published["reviewer"])  # pseudonyms, never names

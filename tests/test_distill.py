@@ -11,15 +11,18 @@ from core.errors import DataError
 from tests.conftest import MUSICCAPS_COLUMNS, write_musiccaps
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("The low quality recording features a piano melody.", "The recording features a piano melody."),
-    ("This is a low quality recording. The piano plays.", "This is a recording. The piano plays."),
-    ("A piano plays. The recording is of low quality.", "A piano plays."),
-    ("A piano plays. It sounds  low quality, sadly. A flute joins .", "A piano plays. A flute joins."),
-    ("An old, low quality recording of a choir.", "An old recording of a choir."),
-    ("It is a low quality audio recording.", "It is an audio recording."),
-    ("low quality recording of a choir", "Recording of a choir"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("The low quality recording features a piano melody.", "The recording features a piano melody."),
+        ("This is a low quality recording. The piano plays.", "This is a recording. The piano plays."),
+        ("A piano plays. The recording is of low quality.", "A piano plays."),
+        ("A piano plays. It sounds  low quality, sadly. A flute joins .", "A piano plays. A flute joins."),
+        ("An old, low quality recording of a choir.", "An old recording of a choir."),
+        ("It is a low quality audio recording.", "It is an audio recording."),
+        ("low quality recording of a choir", "Recording of a choir"),
+    ],
+)
 def test_clean_caption(raw, expected):
     assert clean_caption(raw)[0] == expected
 
@@ -33,12 +36,15 @@ def test_real_captions_are_clean(taxonomy, musiccaps_csv):
 
 
 def test_three_category_rule(tmp_path, taxonomy):
-    csv_path = write_musiccaps(tmp_path / "mc.csv", [
-        {"aspect_list": ["rock", "energetic", "electric guitar", "fast tempo"]},  # 4 categories
-        {"aspect_list": ["rock", "Male Voice", "fast tempo", "low quality"]},  # 3
-        {"aspect_list": ["rock", "electric guitar", "e-guitar", "no voice"]},  # 2
-        {"aspect_list": ["low quality", "mono"]},  # none
-    ])
+    csv_path = write_musiccaps(
+        tmp_path / "mc.csv",
+        [
+            {"aspect_list": ["rock", "energetic", "electric guitar", "fast tempo"]},  # 4 categories
+            {"aspect_list": ["rock", "Male Voice", "fast tempo", "low quality"]},  # 3
+            {"aspect_list": ["rock", "electric guitar", "e-guitar", "no voice"]},  # 2
+            {"aspect_list": ["low quality", "mono"]},  # none
+        ],
+    )
     result = distill_musiccaps(read_musiccaps(csv_path), taxonomy)
     assert result.distilled.num_rows == 2
     assert result.tagged.num_rows == 3
@@ -77,14 +83,21 @@ def test_distill_is_byte_identical_across_runs(tmp_path, musiccaps_csv):
 
         taxonomy_main(["--musiccaps_csv", str(musiccaps_csv), "--output", str(taxonomy_path)])
         main(["--musiccaps_csv", str(musiccaps_csv), "--output_dir", str(out)])
-        outputs.append({f: (out / f).read_bytes() for f in ("taxonomy.json", "distilled.parquet", "musiccaps_tagged.parquet", "distill_summary.json")})
+        outputs.append(
+            {
+                f: (out / f).read_bytes()
+                for f in ("taxonomy.json", "distilled.parquet", "musiccaps_tagged.parquet", "distill_summary.json")
+            }
+        )
     assert outputs[0] == outputs[1]
     table = pq.read_table(tmp_path / "a" / "distilled.parquet")
     assert pa.types.is_list(table.schema.field("genre").type)
 
 
 def test_cli_help():
-    out = subprocess.run([sys.executable, "-m", "builder.distill", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "builder.distill", "--help"], capture_output=True, text=True, check=True
+    )
     assert "--min_categories" in out.stdout
 
 
@@ -118,14 +131,18 @@ def test_empty_file(tmp_path):
 
 
 def test_non_utf8_file(tmp_path):
-    path = write_musiccaps(tmp_path / "mc.csv", [{"aspect_list": ["rock"]}, {"aspect_list": ["pop"], "caption": "caf\u00e9"}])
+    path = write_musiccaps(
+        tmp_path / "mc.csv", [{"aspect_list": ["rock"]}, {"aspect_list": ["pop"], "caption": "caf\u00e9"}]
+    )
     path.write_bytes(path.read_bytes().replace("caf\u00e9".encode(), "caf\u00e9".encode("latin-1")))
     with pytest.raises(DataError, match=r"mc.csv, row 3: not UTF-8"):
         read_musiccaps(path)
 
 
 def test_duplicate_ids(tmp_path):
-    path = write_musiccaps(tmp_path / "mc.csv", [{"ytid": "abc", "aspect_list": ["rock"]}, {"ytid": "abc", "aspect_list": ["pop"]}])
+    path = write_musiccaps(
+        tmp_path / "mc.csv", [{"ytid": "abc", "aspect_list": ["rock"]}, {"ytid": "abc", "aspect_list": ["pop"]}]
+    )
     with pytest.raises(DataError, match=r"row 3, field 'ytid': duplicate id 'abc_00030' \(first at row 2\)"):
         read_musiccaps(path)
 

@@ -8,19 +8,36 @@ import pytest
 import torch
 
 from core.errors import ConfigError, DataError
-from probing.musicnn import MODELS, MTT_LABELS, PATCH_FRAMES, SAMPLING_RATE, MelFrontEnd, Musicnn, build_net, weights_path
+from probing.musicnn import (
+    MODELS,
+    MTT_LABELS,
+    PATCH_FRAMES,
+    SAMPLING_RATE,
+    MelFrontEnd,
+    Musicnn,
+    build_net,
+    weights_path,
+)
 
 # the original TensorFlow models (benchmarks/musicnn_tf_reference.py: librosa's mel with reflect padding, float32
 # log) on two 3.2 s signals: the three most probable tags and their probabilities
 TF_REFERENCE = {
-    "MTT_musicnn": [[("flute", 0.4372), ("solo", 0.0927), ("slow", 0.0678)],
-                    [("slow", 0.3057), ("ambient", 0.2970), ("quiet", 0.2827)]],
-    "MSD_musicnn": [[("ambient", 0.3427), ("experimental", 0.1414), ("electronic", 0.1397)],
-                    [("electronic", 0.3229), ("ambient", 0.2481), ("chillout", 0.1024)]],
-    "MTT_vgg": [[("flute", 0.6008), ("quiet", 0.1776), ("slow", 0.1403)],
-                [("electronic", 0.5336), ("synth", 0.3898), ("slow", 0.3781)]],
-    "MSD_vgg": [[("experimental", 0.2498), ("jazz", 0.2100), ("electronic", 0.2012)],
-                [("electronic", 0.4683), ("ambient", 0.2548), ("experimental", 0.2200)]],
+    "MTT_musicnn": [
+        [("flute", 0.4372), ("solo", 0.0927), ("slow", 0.0678)],
+        [("slow", 0.3057), ("ambient", 0.2970), ("quiet", 0.2827)],
+    ],
+    "MSD_musicnn": [
+        [("ambient", 0.3427), ("experimental", 0.1414), ("electronic", 0.1397)],
+        [("electronic", 0.3229), ("ambient", 0.2481), ("chillout", 0.1024)],
+    ],
+    "MTT_vgg": [
+        [("flute", 0.6008), ("quiet", 0.1776), ("slow", 0.1403)],
+        [("electronic", 0.5336), ("synth", 0.3898), ("slow", 0.3781)],
+    ],
+    "MSD_vgg": [
+        [("experimental", 0.2498), ("jazz", 0.2100), ("electronic", 0.2012)],
+        [("electronic", 0.4683), ("ambient", 0.2548), ("experimental", 0.2200)],
+    ],
 }
 
 
@@ -51,21 +68,33 @@ def test_every_patch_gets_its_own_features():
 
     torch.manual_seed(0)
     tagger = Musicnn(MODELS["MTT_musicnn"]).eval()
-    model = ProbedModel("random musicnn", _PatchTagger(tagger.net).eval(), tagger.logmel_patches, ["net.cnn3"],
-                        SAMPLING_RATE, 6.0, time_axis=1)
-    x = tagger.logmel_patches(torch.cat([torch.zeros(1, 3 * SAMPLING_RATE), 0.3 * torch.randn(1, 3 * SAMPLING_RATE)], 1))
+    model = ProbedModel(
+        "random musicnn",
+        _PatchTagger(tagger.net).eval(),
+        tagger.logmel_patches,
+        ["net.cnn3"],
+        SAMPLING_RATE,
+        6.0,
+        time_axis=1,
+    )
+    x = tagger.logmel_patches(
+        torch.cat([torch.zeros(1, 3 * SAMPLING_RATE), 0.3 * torch.randn(1, 3 * SAMPLING_RATE)], 1)
+    )
     rows = []
     model.module.net.cnn3.register_forward_hook(lambda m, a, out: rows.append(out))
     model.activations(x, ["net.cnn3"])
     assert rows[0].shape[0] == 2 and not torch.allclose(rows[0][0], rows[0][1])
 
 
+@pytest.mark.slow
 def test_mel_front_end_matches_librosa_with_training_time_padding():
     librosa = pytest.importorskip("librosa")
     wave = reference_signals()
     ours = MelFrontEnd()(wave).numpy()
     for w, m in zip(wave.numpy(), ours):
-        ref = librosa.feature.melspectrogram(y=w, sr=SAMPLING_RATE, n_fft=512, hop_length=256, n_mels=96, pad_mode="reflect").T
+        ref = librosa.feature.melspectrogram(
+            y=w, sr=SAMPLING_RATE, n_fft=512, hop_length=256, n_mels=96, pad_mode="reflect"
+        ).T
         assert m.shape == ref.shape
         assert np.abs(np.log10(10000 * m + 1) - np.log10(10000 * ref + 1)).max() < 1e-3
 
@@ -92,7 +121,12 @@ def test_conversion_maps_every_checkpoint_variable(name):
     variables = {}
     for tf_name, prefix in tf_names(spec).items():
         if tf_name.startswith("batch_normalization"):
-            for tf_key, key in (("gamma", "weight"), ("beta", "bias"), ("moving_mean", "running_mean"), ("moving_variance", "running_var")):
+            for tf_key, key in (
+                ("gamma", "weight"),
+                ("beta", "bias"),
+                ("moving_mean", "running_mean"),
+                ("moving_variance", "running_var"),
+            ):
                 variables[f"{tf_name}/{tf_key}"] = state[f"{prefix}.{key}"].numpy()
         elif tf_name.startswith("dense"):
             variables[f"{tf_name}/kernel"] = state[f"{prefix}.weight"].T.numpy()
@@ -147,10 +181,23 @@ def test_audit_gives_a_planted_tagger_its_concept_and_counts_a_missing_model(tmp
     write_published(folder, n=300, seconds=3.0, wave=planted_wave)
 
     real = musicnn.load_musicnn
-    monkeypatch.setattr(musicnn, "load_musicnn", lambda name, folder=None: Planted() if name == "MTT_musicnn" else real(name, tmp_path))
+    monkeypatch.setattr(
+        musicnn, "load_musicnn", lambda name, folder=None: Planted() if name == "MTT_musicnn" else real(name, tmp_path)
+    )
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
-    report = main(["--dataset", str(folder), "--models", "MTT_musicnn", "MSD_musicnn", "--bootstrap", "200",
-                   "--output", str(tmp_path / "audit.json")])
+    report = main(
+        [
+            "--dataset",
+            str(folder),
+            "--models",
+            "MTT_musicnn",
+            "MSD_musicnn",
+            "--bootstrap",
+            "200",
+            "--output",
+            str(tmp_path / "audit.json"),
+        ]
+    )
     assert list(report["skipped_models"]) == ["MSD_musicnn"]
     rows = {r["concept"]: r for r in report["summary"]}
     assert rows["piano"]["verdict"] == "confirmed" and rows["piano"]["splits"]["train"]["auc"] > 0.95
@@ -175,8 +222,10 @@ def test_clips_shorter_than_a_patch_are_a_counted_skip(tmp_path, monkeypatch):
     assert (tmp_path / "audit.png").is_file()
 
 
-@pytest.mark.skipif(not all(weights_path(n).is_file() for n in MODELS),
-                    reason="the real musicnn weights are not converted on this machine (python -m probing.convert_musicnn)")
+@pytest.mark.skipif(
+    not all(weights_path(n).is_file() for n in MODELS),
+    reason="the real musicnn weights are not converted on this machine (python -m probing.convert_musicnn)",
+)
 @pytest.mark.parametrize("name", list(MODELS))
 def test_real_weights_match_the_original_tensorflow_model(name):
     from probing.musicnn import load_musicnn
@@ -190,4 +239,18 @@ def test_real_weights_match_the_original_tensorflow_model(name):
         for tag, p in expected:
             assert abs(clip[tagger.labels.index(tag)] - p) < 1e-3, (tag, clip[tagger.labels.index(tag)], p)
     assert "wheel sha256:f38a4890" in tagger.revision
-    assert PATCH_FRAMES == 187
+
+
+def test_one_patch_is_three_seconds_of_centred_frames():
+    """`seconds_for(1)` of audio gives exactly one whole patch of PATCH_FRAMES frames (librosa's count for 3 s);
+    one hop less gives none."""
+    import librosa
+
+    from probing.musicnn import HOP, N_MELS, SAMPLING_RATE, MelFrontEnd, log_compress, patches, seconds_for
+
+    assert PATCH_FRAMES == librosa.time_to_frames(3, sr=SAMPLING_RATE, n_fft=512, hop_length=HOP) + 1
+    samples = round(seconds_for(1) * SAMPLING_RATE)
+    with torch.no_grad():
+        assert patches(log_compress(MelFrontEnd()(torch.zeros(1, samples)))).shape == (1, 1, PATCH_FRAMES, N_MELS)
+        with pytest.raises(ValueError, match="at least 187 frames"):
+            patches(log_compress(MelFrontEnd()(torch.zeros(1, samples - HOP))))

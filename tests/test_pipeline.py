@@ -10,6 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+pytestmark = pytest.mark.slow  # whole pipeline runs: the full tier only
+
+
 REPO = Path(__file__).resolve().parents[1]
 PRESET = REPO / "tests" / "micro.yaml"
 
@@ -20,8 +23,14 @@ def pipeline(run: Path, *extra) -> subprocess.Popen:
     env = dict(os.environ, CONCEPTCAPS_RUN_DIR=str(run))
     log_path = run.parent / f"{run.name}.log"
     with open(log_path, "a") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "--config", str(PRESET), "--no_show", *extra],
-                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "--config", str(PRESET), "--no_show", *extra],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
     proc.log_path = log_path
     return proc
 
@@ -47,6 +56,7 @@ def kill_when(proc: subprocess.Popen, path: Path, timeout: float = 600) -> None:
 
 def dataset_content(run: Path) -> dict:
     """Every row of every published file; the run directory's own path (in model paths) written as <run>."""
+
     def portable(rows):
         return [{k: v.replace(str(run), "<run>") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
 
@@ -71,9 +81,24 @@ def test_pipeline_end_to_end(reference_run):
     from conceptcaps import open_dataset
 
     summary = json.loads((reference_run / "pipeline_summary.json").read_text())
-    assert list(summary) == ["taxonomy", "distill", "vae", "sample", "vae_report", "tiny_models", "captioner", "caption",
-                             "caption_metrics", "synthesize", "score", "assemble", "audit", "card", "genre_classifier",
-                             "tcav"]
+    assert list(summary) == [
+        "taxonomy",
+        "distill",
+        "vae",
+        "sample",
+        "vae_report",
+        "tiny_models",
+        "captioner",
+        "caption",
+        "caption_metrics",
+        "synthesize",
+        "score",
+        "assemble",
+        "audit",
+        "card",
+        "genre_classifier",
+        "tcav",
+    ]
     assert all(row["status"] == "ran" for row in summary.values())
     ds = open_dataset(str(reference_run / "dataset"))
     assert sum(len(ds[s]) for s in ds) == summary["assemble"]["in"] == 40
@@ -83,11 +108,14 @@ def test_pipeline_end_to_end(reference_run):
     sampling = json.loads((reference_run / "dataset" / "build_summary.json").read_text())["sampling"]
     assert f"for the `{sampling['backend']}` backend" in card and "Positives per concept and split" in card
     name, row = next((n, r) for n, r in sampling["positives"].items() if r["train"])
-    assert f"| {name} | " in card and sum(r["train"] + r["validation"] + r["test"] for r in sampling["positives"].values()) \
-        == sum(len(e["tags"]) for s in ds for e in ds[s])
+    assert f"| {name} | " in card and sum(
+        r["train"] + r["validation"] + r["test"] for r in sampling["positives"].values()
+    ) == sum(len(e["tags"]) for s in ds for e in ds[s])
     again = pipeline(reference_run)  # a rerun of a finished run does nothing
     finish(again)
-    assert all(r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values())
+    assert all(
+        r["status"] == "skipped" for r in json.loads((reference_run / "pipeline_summary.json").read_text()).values()
+    )
 
 
 def test_killed_between_and_inside_stages_resumes_to_the_same_dataset(reference_run, tmp_path):
@@ -119,4 +147,6 @@ def test_a_moved_run_skips_every_stage_and_damaged_outputs_are_redone(reference_
     assert status["score"] == status["genre_classifier"] == status["tcav"] == "skipped", status
     assert dataset_content(moved) == dataset_content(reference_run)
     published = [p for p in (moved / "dataset").rglob("*") if p.is_file() and ".cache" not in p.parts]
-    assert not [p for p in published if str(moved).encode() in p.read_bytes() or str(reference_run).encode() in p.read_bytes()]
+    assert not [
+        p for p in published if str(moved).encode() in p.read_bytes() or str(reference_run).encode() in p.read_bytes()
+    ]

@@ -49,18 +49,27 @@ class PlantedNet(nn.Module):
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         k = int(round(float(self.centre) * N_FFT / RATE))
-        planted = self.planted(spec[:, k - 2:k + 2])
+        planted = self.planted(spec[:, k - 2 : k + 2])
         noise = self.noise(spec[:, 96:160].reshape(len(spec), 8, 8).mean(-1))
         return self.head(torch.cat([planted, noise], 1))
 
 
 def planted_model() -> ProbedModel:
     """The factory `--model tests.test_probing:planted_model` names; its random init draws the centre uniformly."""
+
     def control(seed: int) -> nn.Module:
         return PlantedNet(50 + 7900 * float(torch.rand(1, generator=torch.Generator().manual_seed(seed))))
 
-    return ProbedModel("planted", PlantedNet(PIANO_HZ).eval(), LogSpectrum(), ["planted", "noise"], RATE, 0.25,
-                       output_names=["up", "down"], control=control)
+    return ProbedModel(
+        "planted",
+        PlantedNet(PIANO_HZ).eval(),
+        LogSpectrum(),
+        ["planted", "noise"],
+        RATE,
+        0.25,
+        output_names=["up", "down"],
+        control=control,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +83,19 @@ def test_probe_finds_the_planted_instrument_at_its_layer_only(planted_dataset, t
     from probing.probe import main
 
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
-    argv = ["--model", "tests.test_probing:planted_model", "--dataset", str(planted_dataset), "--concepts", "piano", "rock",
-            "--bootstrap", "200", "--output", str(tmp_path / "probe.json")]
+    argv = [
+        "--model",
+        "tests.test_probing:planted_model",
+        "--dataset",
+        str(planted_dataset),
+        "--concepts",
+        "piano",
+        "rock",
+        "--bootstrap",
+        "200",
+        "--output",
+        str(tmp_path / "probe.json"),
+    ]
     report = main(argv)
     by = {(r["concept"], r["layer"]): r for r in report["results"]}
     planted, noise = by["piano", "planted"], by["piano", "noise"]
@@ -86,8 +106,12 @@ def test_probe_finds_the_planted_instrument_at_its_layer_only(planted_dataset, t
     assert abs(by["rock", "planted"]["selectivity"]) < 0.3  # the rock clips carry no partial
     # every layer in one forward pass: each clip through the model once, and a rerun runs it zero times
     clips = sum(r["train"]["positive"] + r["train"]["negative"] for r in report["results"] if r["layer"] == "planted")
-    assert 0 < report["clips_run"]["model"] <= clips + sum(r["test"]["positive"] + r["test"]["negative"] for r in report["results"]
-                                                           if r["layer"] == "planted")
+    assert (
+        0
+        < report["clips_run"]["model"]
+        <= clips
+        + sum(r["test"]["positive"] + r["test"]["negative"] for r in report["results"] if r["layer"] == "planted")
+    )
     assert report["forward_calls"]["model"] == report["forward_calls"]["control"] > 0
     again = main(argv)
     assert again["clips_run"] == {"model": 0, "control": 0} and again["forward_calls"] == {"model": 0, "control": 0}
@@ -124,6 +148,7 @@ def test_activation_store_survives_a_torn_write(tmp_path):
 
 # ---- tiny random-weight models of the real classes -----------------------------------------------------------
 
+
 def tiny_ast(folder):
     from fixtures.tiny_models import build_tiny_ast
 
@@ -134,9 +159,18 @@ def tiny_wav2vec2(folder):
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
     torch.manual_seed(0)
-    config = Wav2Vec2Config(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                            conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=2, vocab_size=10)
+    config = Wav2Vec2Config(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        vocab_size=10,
+    )
     Wav2Vec2Model(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
     return folder
@@ -146,9 +180,18 @@ def tiny_hubert(folder):
     from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
 
     torch.manual_seed(0)
-    config = HubertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                          conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2), num_conv_pos_embeddings=16,
-                          num_conv_pos_embedding_groups=2, vocab_size=10)
+    config = HubertConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(8, 8),
+        conv_kernel=(10, 3),
+        conv_stride=(5, 2),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        vocab_size=10,
+    )
     HubertModel(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
     return folder
@@ -158,10 +201,23 @@ def tiny_whisper(folder):
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
 
     torch.manual_seed(0)
-    config = WhisperConfig(d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-                           encoder_ffn_dim=32, decoder_ffn_dim=32, num_mel_bins=16, max_source_positions=50,
-                           max_target_positions=8, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-                           decoder_start_token_id=1)
+    config = WhisperConfig(
+        d_model=16,
+        encoder_layers=2,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        num_mel_bins=16,
+        max_source_positions=50,
+        max_target_positions=8,
+        vocab_size=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+    )
     WhisperModel(config).save_pretrained(folder)
     WhisperFeatureExtractor(feature_size=16, chunk_length=1).save_pretrained(folder)
     return folder
@@ -187,12 +243,16 @@ def test_hugging_face_audio_models_give_every_layer_in_one_pass(build, tmp_path,
 
 def test_model_errors_are_one_line(tmp_path):
     (tmp_path / "mert").mkdir()
-    (tmp_path / "mert" / "config.json").write_text(json.dumps({"model_type": "mert_model", "auto_map": {"AutoModel": "x.Y"}}))
+    (tmp_path / "mert" / "config.json").write_text(
+        json.dumps({"model_type": "mert_model", "auto_map": {"AutoModel": "x.Y"}})
+    )
     with pytest.raises(ConfigError, match="trust_remote_code.*module:factory"):
         load_model(str(tmp_path / "mert"))
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)).save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16)
+    ).save_pretrained(tmp_path / "bert")
     with pytest.raises(ConfigError, match="no audio feature extractor"):
         load_model(str(tmp_path / "bert"))
     with pytest.raises(ConfigError, match="cannot import model factory"):
@@ -205,7 +265,7 @@ def test_a_dataset_without_audio_is_one_line(tmp_path, monkeypatch):
     folder = tmp_path / "published"
     write_published(folder, n=30)
     readme = (folder / "README.md").read_text()
-    (folder / "README.md").write_text(readme[:readme.index("- config_name: audio")] + readme[readme.index("---", 4):])
+    (folder / "README.md").write_text(readme[: readme.index("- config_name: audio")] + readme[readme.index("---", 4) :])
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     with pytest.raises(DataError, match="no 'audio' config"):
         main(["--model", "tests.test_probing:planted_model", "--dataset", str(folder)])
@@ -223,9 +283,28 @@ def test_tcav_on_a_hugging_face_classifier_maps_its_outputs_to_concepts(tmp_path
     with pytest.raises(ConfigError, match="neither an output"):
         resolve_classes(model, ["polka"], {}, 8, 5)
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
-    report = main(["--dataset", str(folder), "--model", str(tmp_path / "ast"), "--seconds", "0.5", "--layer",
-                   model.layers[-1], "--classes", "Rock music", "--concepts", "piano", "--min_examples", "3",
-                   "--batch_size", "4", "--output", str(tmp_path / "tcav.json")])
+    report = main(
+        [
+            "--dataset",
+            str(folder),
+            "--model",
+            str(tmp_path / "ast"),
+            "--seconds",
+            "0.5",
+            "--layer",
+            model.layers[-1],
+            "--classes",
+            "Rock music",
+            "--concepts",
+            "piano",
+            "--min_examples",
+            "3",
+            "--batch_size",
+            "4",
+            "--output",
+            str(tmp_path / "tcav.json"),
+        ]
+    )
     assert {r["class"] for r in report["results"]} == {0} and report["class_concepts"] == {"0": "rock"}
     assert report["classes"][0] == "Rock music" and (tmp_path / "tcav.png").is_file()
 

@@ -85,6 +85,7 @@ def test_concept_examples_on_the_published_schema(published):
         concept_examples(str(folder), "piano", split="test")  # 3 positives there, fewer than 10
 
 
+@pytest.mark.slow
 def test_republish_gives_our_layout_that_load_dataset_opens(published, tmp_path):
     import datasets
 
@@ -96,8 +97,13 @@ def test_republish_gives_our_layout_that_load_dataset_opens(published, tmp_path)
     out = tmp_path / "republished"
     summary = republish_main(["--source", str(folder), "--output_dir", str(out), "--max_shard_mb", "0.02"])
     assert summary["examples"] == 60 and summary["per_split"] == {"train": 42, "validation": 9, "test": 9}
-    assert summary["rejected"] == {"source: duplicate id (in the same split)": 1, "source: duplicate id (already in train)": 1}
-    assert summary["source"]["revision"].startswith("local dataset sha256:") and str(tmp_path) not in json.dumps(summary)
+    assert summary["rejected"] == {
+        "source: duplicate id (in the same split)": 1,
+        "source: duplicate id (already in train)": 1,
+    }
+    assert summary["source"]["revision"].startswith("local dataset sha256:") and str(tmp_path) not in json.dumps(
+        summary
+    )
     for config in ("default", "audio"):
         ds = datasets.load_dataset(str(out), config, cache_dir=str(tmp_path / "cache"))
         assert {s: len(ds[s]) for s in ds} == summary["per_split"]
@@ -123,18 +129,55 @@ def test_republish_gives_our_layout_that_load_dataset_opens(published, tmp_path)
 
 
 def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, monkeypatch):
-    from evaluation.genre_classifier import main as classifier_main
+    from probing.genre_classifier import main as classifier_main
     from probing.tcav import main as tcav_main
 
     folder, _ = published
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
-    result = classifier_main(["--dataset", str(folder), "--output_dir", str(tmp_path / "cnn"), "--epochs", "1",
-                              "--duration_s", "0.5", "--channels", "4", "--num_classes", "2", "--architecture", "frames"])
+    result = classifier_main(
+        [
+            "--dataset",
+            str(folder),
+            "--output_dir",
+            str(tmp_path / "cnn"),
+            "--epochs",
+            "1",
+            "--duration_s",
+            "0.5",
+            "--channels",
+            "4",
+            "--num_classes",
+            "2",
+            "--architecture",
+            "frames",
+        ]
+    )
     assert result["source"]["dropped"] and len(result["classes"]) == 2
     assert not list((tmp_path / "cnn").glob("*.tmp"))  # the feature file is gone
-    report = tcav_main(["--dataset", str(folder), "--model", str(tmp_path / "cnn"), "--layer", "frames",
-                        "--concepts", "piano", "electronic music", "--min_examples", "3", "--batch_size", "4",
-                        "--concept_sets", "2", "--output", str(tmp_path / "tcav.json")])
+    report = tcav_main(
+        [
+            "--dataset",
+            str(folder),
+            "--model",
+            str(tmp_path / "cnn"),
+            "--layer",
+            "frames",
+            "--concepts",
+            "piano",
+            "electronic music",
+            "--min_examples",
+            "3",
+            "--batch_size",
+            "4",
+            "--concept_sets",
+            "2",
+            "--output",
+            str(tmp_path / "tcav.json"),
+        ]
+    )
     assert {len(r["set_means"]) for r in report["results"]} == {2}  # each concept's positives dealt into two sets
-    assert {r["concept"] for r in report["results"]} == {"piano", PublishedReader().taxonomy.concept_for("electronic music")}
+    assert {r["concept"] for r in report["results"]} == {
+        "piano",
+        PublishedReader().taxonomy.concept_for("electronic music"),
+    }
     assert report["source"]["schema"] == "published"

@@ -40,14 +40,26 @@ def examples_with_relatives():
         genre = ["rock"] if i % 4 == 0 else ["hard rock"] if i % 4 == 1 else ["jazz"] if i % 4 == 2 else ["pop"]
         tempo = ["fast tempo"] if i % 3 == 0 else ["medium to fast tempo"] if i % 3 == 1 else ["slow tempo"]
         caption = "A tune that recalls hard rock." if i % 10 == 3 and genre == ["pop"] else "A tune."
-        rows.append({"id": f"e{i:03d}", "split": "train", "caption": caption, "genre": genre, "mood": ["happy"],
-                     "instrument": ["piano"], "tempo": tempo, "tags": [*genre, "happy", "piano", *tempo]})
+        rows.append(
+            {
+                "id": f"e{i:03d}",
+                "split": "train",
+                "caption": caption,
+                "genre": genre,
+                "mood": ["happy"],
+                "instrument": ["piano"],
+                "tempo": tempo,
+                "tags": [*genre, "happy", "piano", *tempo],
+            }
+        )
     return rows
 
 
 def test_no_negative_or_random_example_holds_a_relative(taxonomy):
     examples = examples_with_relatives()
-    rows, summary = concept_sets(examples, taxonomy, ConceptSetArguments(min_positives=5, num_random_sets=3, families=True))
+    rows, summary = concept_sets(
+        examples, taxonomy, ConceptSetArguments(min_positives=5, num_random_sets=3, families=True)
+    )
     by_id = {e["id"]: e for e in examples}
     relations = load_relations()
     sets = {}
@@ -62,11 +74,15 @@ def test_no_negative_or_random_example_holds_a_relative(taxonomy):
                     assert "hard rock" not in by_id[id_]["caption"] or concept != "rock"
     rock = summary["concepts"]["train/rock"]["removed_by_relation"]
     assert rock == {"lists a narrower concept": 30, "lists an overlapping concept": 0, "caption names a relative": 6}
-    assert summary["concepts"]["train/fast tempo"]["removed_by_relation"] == {"lists an overlapping concept": 40,
-                                                                              "caption names a relative": 0}
+    assert summary["concepts"]["train/fast tempo"]["removed_by_relation"] == {
+        "lists an overlapping concept": 40,
+        "caption names a relative": 0,
+    }
     family = sets["rock" + FAMILY_SUFFIX]
     assert family["positive"] == {e["id"] for e in examples if {"rock", "hard rock"} & set(e["genre"])}
-    assert summary["concepts"]["train/rock" + FAMILY_SUFFIX]["family"] and not summary["concepts"]["train/rock"]["family"]
+    assert (
+        summary["concepts"]["train/rock" + FAMILY_SUFFIX]["family"] and not summary["concepts"]["train/rock"]["family"]
+    )
 
 
 def test_a_caption_naming_a_narrower_concept_covers_its_broader_one_and_is_still_flagged(taxonomy):
@@ -75,6 +91,7 @@ def test_a_caption_naming_a_narrower_concept_covers_its_broader_one_and_is_still
     checker = CaptionChecker(taxonomy)
     listed_rock = checker.check("An energetic hard rock song with a loud electric guitar.", ["rock", "electric guitar"])
     assert "rock" not in listed_rock.missing and listed_rock.hallucinated == ("hard rock",)
-    listed_hard_rock = checker.check("An energetic hard rock song with a loud electric guitar.",
-                                     ["hard rock", "electric guitar"])
+    listed_hard_rock = checker.check(
+        "An energetic hard rock song with a loud electric guitar.", ["hard rock", "electric guitar"]
+    )
     assert not listed_hard_rock.missing and "rock" not in listed_hard_rock.hallucinated

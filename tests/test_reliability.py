@@ -87,12 +87,16 @@ def test_a_misspelt_preset_key_is_refused_with_the_closest_valid_one(tmp_path):
 
     preset = tmp_path / "p.yaml"
     preset.write_text("sample:\n  num_list: 100\n")
-    with pytest.raises(ConfigError, match=r"p.yaml: unknown key 'num_list' in section 'sample'; did you mean 'num_lists'\?"):
+    with pytest.raises(
+        ConfigError, match=r"p.yaml: unknown key 'num_list' in section 'sample'; did you mean 'num_lists'\?"
+    ):
         parse_args(SamplingArguments, "sample", ["--config", str(preset)])
     with pytest.raises(ConfigError, match="unknown key 'num_list' in section 'sample'"):
         validate_preset(preset)
     preset.write_text("musiccaps_cvs: x.csv\nsample: {}\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'musiccaps_cvs' in the top level; did you mean 'musiccaps_csv'\?"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'musiccaps_cvs' in the top level; did you mean 'musiccaps_csv'\?"
+    ):
         validate_preset(preset)
     preset.write_text("smaple: {num_lists: 3}\n")
     with pytest.raises(ConfigError, match=r"unknown key 'smaple' in the top level; did you mean 'sample'\?"):
@@ -122,6 +126,7 @@ def test_every_preset_parses_for_every_stage(preset, monkeypatch, tmp_path):
 def test_no_preset_names_a_path_outside_the_repository(preset):
     """A clone anywhere runs its presets: every path-like value stays inside the repository (or the run
     directory, or the Hub)."""
+
     def values(node):
         if isinstance(node, dict):
             for v in node.values():
@@ -162,17 +167,21 @@ def test_an_empty_and_an_oversized_csv(tmp_path):
     empty = write_musiccaps(tmp_path / "empty.csv", [])
     with pytest.raises(DataError, match="empty.csv: no rows after the header"):
         read_musiccaps(empty)
-    big = write_musiccaps(tmp_path / "big.csv", [{"aspect_list": ["rock"], "caption": "A caption."},
-                                                  {"aspect_list": ["jazz"], "caption": "x" * 131_073}])
+    big = write_musiccaps(
+        tmp_path / "big.csv",
+        [{"aspect_list": ["rock"], "caption": "A caption."}, {"aspect_list": ["jazz"], "caption": "x" * 131_073}],
+    )
     with pytest.raises(DataError, match=r"big.csv, row 3: unreadable CSV row \(field larger than field limit"):
         read_musiccaps(big)
 
 
 def cli_run(*args, env=None, cwd=REPO):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
 
 
+@pytest.mark.slow
 def test_a_cli_prints_bad_input_as_one_line_and_the_traceback_with_debug(tmp_path):
     empty = write_musiccaps(tmp_path / "empty.csv", [])
     env = {"CONCEPTCAPS_RUN_DIR": str(tmp_path / "run")}
@@ -183,16 +192,20 @@ def test_a_cli_prints_bad_input_as_one_line_and_the_traceback_with_debug(tmp_pat
     assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
+@pytest.mark.slow
 def test_the_run_directory_lock(tmp_path):
     run = tmp_path / "run"
     env = {"CONCEPTCAPS_RUN_DIR": str(run)}
     with run_lock(run, "a test"):
         # a stage started alone on a locked run directory stops at once, naming the holder
-        out = cli_run("-m", "builder.taxonomy", "--output", str(tmp_path / "t.json"),
-                      env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""})
+        out = cli_run(
+            "-m", "builder.taxonomy", "--output", str(tmp_path / "t.json"), env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""}
+        )
         assert out.returncode == 2 and f"in use by a test (pid {os.getpid()}" in out.stderr
         assert "Traceback" not in out.stderr and not (tmp_path / "t.json").exists()
-        second = cli_run("-m", "pipeline", "--config", "tests/micro.yaml", "--no_show", env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""})
+        second = cli_run(
+            "-m", "pipeline", "--config", "tests/micro.yaml", "--no_show", env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""}
+        )
         assert second.returncode == 2 and "in use by a test" in second.stderr and not (run / ".stages").exists()
         with pytest.raises(RunLockedError):
             os.environ.pop("CONCEPTCAPS_LOCK_TOKEN")

@@ -18,8 +18,11 @@ from fixtures.reviewable import write_reviewable
 from review.app import spawn
 from review.store import ReviewStore, now
 
+pytestmark = pytest.mark.slow  # a real browser against app servers: the full tier only
+
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-EVIL = " <script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
+EVIL = ' <script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +100,15 @@ def test_a_reviewer_listens_records_verdicts_and_finds_them_after_a_reload(serve
     lines = [json.loads(x) for x in (root / "reviews.jsonl").read_text().splitlines()]
     mine = [x for x in lines if x["reviewer"] == "Ann <b>bold</b>"]
     assert {(x["id"], x["concept"], x["question"], x["answer"]) for x in mine} == {
-        (clip_id, "electric guitar", "audible", "no"), (clip_id, "electric guitar", "caption", "wrong")}
+        (clip_id, "electric guitar", "audible", "no"),
+        (clip_id, "electric guitar", "caption", "wrong"),
+    }
     assert mine[0]["dataset_version"] == "0.1.0" and len(mine[0]["audio_sha256"]) == 64
     # the judge line and the spectrogram load; the dataset's text is shown, never run
     page.wait_for_function("!document.querySelector('.cc-judge').textContent.includes('…')")
-    page.wait_for_function("document.querySelector('.cc-clip img').complete && "
-                           "document.querySelector('.cc-clip img').naturalWidth > 0")
+    page.wait_for_function(
+        "document.querySelector('.cc-clip img').complete && document.querySelector('.cc-clip img').naturalWidth > 0"
+    )
     assert page.evaluate("window.pwned") is None
     assert "<script>" in clips.first.locator(".cc-caption").text_content()
 
@@ -162,20 +168,43 @@ def test_the_app_serves_the_datasets_audio_and_nothing_else(server):
             return e.code
 
     assert status("/review_api/clip/train/rv000000/audio") == 200
-    for path in ["/review_api/clip/train/..%2F..%2F..%2Fetc%2Fpasswd/audio", "/review_api/clip/train/%2Fetc%2Fpasswd/audio",
-                 "/review_api/clip/..%2Faudio/rv000000/audio", "/review_api/clip/train/link.parquet/audio",
-                 "/review_api/clip/train/rv999999/audio", "/gradio_api/file=/etc/passwd",
-                 f"/gradio_api/file={root}/dataset/audio/link.parquet", f"/gradio_api/file={root}/reviews.jsonl",
-                 "/gradio_api/file=../../etc/passwd"]:
+    for path in [
+        "/review_api/clip/train/..%2F..%2F..%2Fetc%2Fpasswd/audio",
+        "/review_api/clip/train/%2Fetc%2Fpasswd/audio",
+        "/review_api/clip/..%2Faudio/rv000000/audio",
+        "/review_api/clip/train/link.parquet/audio",
+        "/review_api/clip/train/rv999999/audio",
+        "/gradio_api/file=/etc/passwd",
+        f"/gradio_api/file={root}/dataset/audio/link.parquet",
+        f"/gradio_api/file={root}/reviews.jsonl",
+        "/gradio_api/file=../../etc/passwd",
+    ]:
         assert status(path) in (403, 404), path
-    bad = json.dumps({"split": "train", "id": "rv000000", "concept": "rock", "question": "audible", "answer": "maybe",
-                      "reviewer": "Ann"}).encode()
+    bad = json.dumps(
+        {
+            "split": "train",
+            "id": "rv000000",
+            "concept": "rock",
+            "question": "audible",
+            "answer": "maybe",
+            "reviewer": "Ann",
+        }
+    ).encode()
     assert status("/review_api/verdict", bad) == 400  # an unknown answer is refused, never written
-    unknown = json.dumps({"split": "train", "id": "rv000000", "concept": "<b>no such concept</b>", "question": "audible",
-                          "answer": "no", "reviewer": "Ann"}).encode()
+    unknown = json.dumps(
+        {
+            "split": "train",
+            "id": "rv000000",
+            "concept": "<b>no such concept</b>",
+            "question": "audible",
+            "answer": "no",
+            "reviewer": "Ann",
+        }
+    ).encode()
     assert status("/review_api/verdict", unknown) == 400
-    missing = json.dumps({"split": "train", "id": "../x", "concept": "rock", "question": "audible", "answer": "no",
-                          "reviewer": "Ann"}).encode()
+    missing = json.dumps(
+        {"split": "train", "id": "../x", "concept": "rock", "question": "audible", "answer": "no", "reviewer": "Ann"}
+    ).encode()
     assert status("/review_api/verdict", missing) == 404
 
 
@@ -206,10 +235,19 @@ def test_a_killed_server_loses_no_answered_verdict(tmp_path):
         process, url = spawn(tmp_path / "dataset", tmp_path)
         try:
             for k in range(10):
-                body = json.dumps({"split": "train", "id": train[k], "concept": "rock", "question": "audible",
-                                   "answer": "yes", "reviewer": f"r{round_}"}).encode()
-                request = urllib.request.Request(url + "/review_api/verdict", data=body,
-                                                 headers={"Content-Type": "application/json"})
+                body = json.dumps(
+                    {
+                        "split": "train",
+                        "id": train[k],
+                        "concept": "rock",
+                        "question": "audible",
+                        "answer": "yes",
+                        "reviewer": f"r{round_}",
+                    }
+                ).encode()
+                request = urllib.request.Request(
+                    url + "/review_api/verdict", data=body, headers={"Content-Type": "application/json"}
+                )
                 assert urllib.request.urlopen(request, timeout=30).status == 200
                 answered += 1
         finally:
@@ -227,8 +265,10 @@ def test_cohen_kappa():
 
 
 def test_verdicts_apply_to_the_audio_they_were_given_on(tmp_path):
-    examples = [{"id": "a", "split": "train", "tags": ["rock", "piano"], "audio_sha256": "1" * 64},
-                {"id": "b", "split": "test", "tags": ["jazz"], "audio_sha256": "2" * 64}]
+    examples = [
+        {"id": "a", "split": "train", "tags": ["rock", "piano"], "audio_sha256": "1" * 64},
+        {"id": "b", "split": "test", "tags": ["jazz"], "audio_sha256": "2" * 64},
+    ]
     store = ReviewStore(tmp_path)
     for reviewer, answer in (("x", "yes"), ("x", "no"), ("y", "yes")):  # x changed its mind: its last answer counts
         store.append(Verdict("d", "1", "a", "1" * 64, "rock", "audible", answer, reviewer, now()))
@@ -237,8 +277,13 @@ def test_verdicts_apply_to_the_audio_they_were_given_on(tmp_path):
     unheard, rows, summary = apply_reviews(tmp_path, examples)
     assert unheard == {"a": {"rock"}}
     assert summary["stale_audio_changed"] == 1 and summary["unknown_clip"] == 1 and summary["verdicts"] == 2
-    assert summary["concepts"]["rock"] == {"clips_reviewed": 1, "judged": 2, "audible_share": 0.5, "unsure": 0,
-                                           "removed_from_positives": 1}
+    assert summary["concepts"]["rock"] == {
+        "clips_reviewed": 1,
+        "judged": 2,
+        "audible_share": 0.5,
+        "unsure": 0,
+        "removed_from_positives": 1,
+    }
     assert {r["reviewer"] for r in rows} == {"reviewer-2d711642", "reviewer-a1fce436"}  # pseudonyms, not names
     assert all(r["split"] == "train" for r in rows)
 

@@ -154,8 +154,11 @@ def test_a_full_disk_stops_with_a_clear_error_and_keeps_finished_shards(tmp_path
     with pytest.raises(OSError, match=r"shard-00002\.parquet.*rerun") as e:
         run_sharded(IDS, 2, tmp_path, table)
     assert e.value.errno == errno.ENOSPC
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != CLAIMS_NAME) == \
-        ["shard-00000.parquet", "shard-00000.parquet.sha256", "shard-00001.parquet",
-         "shard-00001.parquet.sha256"]  # no half-written temporary file is left
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != CLAIMS_NAME) == [
+        "shard-00000.parquet",
+        "shard-00000.parquet.sha256",
+        "shard-00001.parquet",
+        "shard-00001.parquet.sha256",
+    ]  # no half-written temporary file is left
     monkeypatch.setattr(pq, "write_table", real_write)
     assert run_sharded(IDS, 2, tmp_path, table) == {"shards": 4, "done": 2, "skipped": 2}

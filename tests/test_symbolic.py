@@ -15,10 +15,16 @@ from generation.symbolic import SOUNDFONT, STYLES, TABLES, RenderTables, Symboli
 from generation.synthesize import main as synth_main
 from tests.test_synthesis import write_captions
 
-LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "swing feel"],
-         ["pop", "happy", "female vocal", "groovy"], ["classical", "calming", "strings", "waltz time"],
-         ["metal", "aggressive", "drum kit", "fast tempo"], ["folk", "sad", "acoustic guitar", "slow tempo"],
-         ["reggae", "fun", "bass guitar", "upbeat"], ["techno", "energetic", "synth bass", "four on the floor"]]
+LISTS = [
+    ["rock", "energetic", "electric guitar", "fast tempo"],
+    ["jazz", "mellow", "piano", "swing feel"],
+    ["pop", "happy", "female vocal", "groovy"],
+    ["classical", "calming", "strings", "waltz time"],
+    ["metal", "aggressive", "drum kit", "fast tempo"],
+    ["folk", "sad", "acoustic guitar", "slow tempo"],
+    ["reggae", "fun", "bass guitar", "upbeat"],
+    ["techno", "energetic", "synth bass", "four on the floor"],
+]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +63,9 @@ def test_every_note_lies_in_its_instruments_range(taxonomy, tmp_path):
             assert pitches and low <= min(pitches) and max(pitches) <= high, concept
     rows = TABLES["instrument"].read_text().splitlines()
     broken = tmp_path / "instrument.tsv"
-    broken.write_text("\n".join(line.replace("\t60-96\t", "\t96-60\t") if line.startswith("flute") else line
-                                for line in rows) + "\n")
+    broken.write_text(
+        "\n".join(line.replace("\t60-96\t", "\t96-60\t") if line.startswith("flute") else line for line in rows) + "\n"
+    )
     with pytest.raises(DataError, match=r"instrument.tsv, row \d+, field 'range': not the lowest-highest MIDI note"):
         RenderTables(taxonomy, {**TABLES, "instrument": broken})
 
@@ -101,18 +108,33 @@ def test_stems_are_exact_and_a_quiet_listed_instrument_is_rejected(synth, taxono
 
     monkeypatch.setattr(symbolic, "INAUDIBLE_DB", 0.0)  # every stem of a mix is quieter than the mix
     assert synth.render_row(["rock", "electric guitar", "drum kit"], 2, 3.0).reasons == (
-        "inaudible stem: electric guitar", "inaudible stem: drum kit")
+        "inaudible stem: electric guitar",
+        "inaudible stem: drum kit",
+    )
 
 
 def test_the_synthesis_stage_renders_counts_skips_and_resumes_identically(taxonomy, tmp_path):
     taxonomy.save(tmp_path / "taxonomy.json")
     write_captions(tmp_path / "captions.parquet", LISTS)
-    argv = ["--captions", str(tmp_path / "captions.parquet"), "--output_dir", str(tmp_path / "audio_shards"),
-            "--backend", "symbolic", "--duration_s", "2", "--batch_size", "3", "--shard_size", "3"]
+    argv = [
+        "--captions",
+        str(tmp_path / "captions.parquet"),
+        "--output_dir",
+        str(tmp_path / "audio_shards"),
+        "--backend",
+        "symbolic",
+        "--duration_s",
+        "2",
+        "--batch_size",
+        "3",
+        "--shard_size",
+        "3",
+    ]
     summary = synth_main(argv)
     assert summary["total"]["ok"] == 7 and summary["total"]["captions_skipped"] == {"not renderable: female vocal": 1}
     assert json.loads((tmp_path / "audio_shards" / "_not_rendered.json").read_text()) == {
-        "cc-002": "not renderable: female vocal"}  # assembly counts it as rejected, not missing
+        "cc-002": "not renderable: female vocal"
+    }  # assembly counts it as rejected, not missing
     shards = sorted((tmp_path / "audio_shards").glob("shard-*.parquet"))
     first = [p.read_bytes() for p in shards]
     rows = [r for p in shards for r in pq.read_table(p).to_pylist()]
@@ -123,13 +145,28 @@ def test_the_synthesis_stage_renders_counts_skips_and_resumes_identically(taxono
     assert [p.read_bytes() for p in shards] == first
 
 
+@pytest.mark.slow
 def test_the_tcav_ground_truth_experiment_on_small_data(taxonomy):
-    from evaluation.tcav_validation import ValidationArguments, run_validation
+    from probing.tcav_validation import ValidationArguments, run_validation
 
     pool = [i for i in ValidationArguments().instruments if i != "drum kit"]
-    report = run_validation(ValidationArguments(planted="drum kit", instruments=pool, clips=300, duration_s=1.5,
-                                                epochs=20, set_size=8, concept_sets=2, class_size=16, random_sets=3,
-                                                random_concepts=1, max_independent=1, instrument_rate=0.4), taxonomy)
+    report = run_validation(
+        ValidationArguments(
+            planted="drum kit",
+            instruments=pool,
+            clips=300,
+            duration_s=1.5,
+            epochs=20,
+            set_size=8,
+            concept_sets=2,
+            class_size=16,
+            random_sets=3,
+            random_concepts=1,
+            max_independent=1,
+            instrument_rate=0.4,
+        ),
+        taxonomy,
+    )
     # the planted concept, one other and one made of random clips
     assert report["tests"] == 3 and report["independent_concepts"] == 1 and report["random_concepts"] == 1
     assert report["classifier_held_out_accuracy"] > 0.6  # the planted instrument is audible to the classifier
@@ -154,8 +191,14 @@ def test_ground_truth_is_typed_in_the_audio_config_for_datasets_and_duckdb(synth
         truths[f"r{i}"] = clip.ground_truth
         row = dict.fromkeys(BASE_FEATURES)
         row.update(id=f"r{i}", caption="A clip.", tags=tags, genre=[], mood=[], instrument=[], tempo=[])
-        writer.write({**row, "audio": {"bytes": encode_flac(clip.wave, synth.sampling_rate), "path": None},
-                      **render_columns(json.dumps(clip.ground_truth)), "midi": clip.midi})
+        writer.write(
+            {
+                **row,
+                "audio": {"bytes": encode_flac(clip.wave, synth.sampling_rate), "path": None},
+                **render_columns(json.dumps(clip.ground_truth)),
+                "midi": clip.midi,
+            }
+        )
     files = [str(p) for p in writer.close()]
     ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path / "cache"))
     assert ds.features["bpm"].dtype == "float32" and ds.features["stems"].feature["share_db"].dtype == "float32"
@@ -163,8 +206,10 @@ def test_ground_truth_is_typed_in_the_audio_config_for_datasets_and_duckdb(synth
     assert list(fast["id"]) == [k for k, t in truths.items() if t["bpm"] > 140] and "r2" in fast["id"]  # metal's band
     metal = next(r for r in fast if r["id"] == "r2")
     assert metal["meter"] == truths["r2"]["meter"] and metal["stems"][0]["concept"] == "drum kit"
-    query = (f"SELECT id, s.concept, s.share_db FROM read_parquet({files!r}), UNNEST(stems) AS t(s) "
-             "WHERE s.concept = 'piano' AND s.share_db > -20")
+    query = (
+        f"SELECT id, s.concept, s.share_db FROM read_parquet({files!r}), UNNEST(stems) AS t(s) "
+        "WHERE s.concept = 'piano' AND s.share_db > -20"
+    )
     assert [r[0] for r in duckdb.sql(query).fetchall()] == ["r1"]
     assert render_columns(None)["bpm"] is None and render_columns(None)["stems"] is None
 
@@ -175,30 +220,48 @@ def test_each_genre_is_played_in_its_idiom_with_the_same_instruments(synth, taxo
     tables = synth.tables
     kit_notes = lambda arr, concept: {n[3] for n in arr.notes if n[2] in arr.parts[concept]}  # noqa: E731
     jazz = arrange(["jazz", "drum kit", "piano", "upright bass"], tables, 0, 8.0)
-    assert {51, 44} <= kit_notes(jazz, "drum kit") and jazz.programs[jazz.parts["drum kit"][0]] == (128, 32)  # ride, pedal hat, Jazz kit
+    assert {51, 44} <= kit_notes(jazz, "drum kit") and jazz.programs[jazz.parts["drum kit"][0]] == (
+        128,
+        32,
+    )  # ride, pedal hat, Jazz kit
     rock = arrange(["rock", "drum kit", "electric guitar"], tables, 0, 8.0)
-    assert {36, 38, 42, 49} <= kit_notes(rock, "drum kit") and rock.programs[rock.parts["electric guitar"][0]] == (0, 29)
+    assert {36, 38, 42, 49} <= kit_notes(rock, "drum kit") and rock.programs[rock.parts["electric guitar"][0]] == (
+        0,
+        29,
+    )
     assert rock.amp == "crunch" and arrange(["metal", "electric guitar"], tables, 0, 4.0).amp == "distorted"
     assert arrange(["jazz", "electric guitar"], tables, 0, 4.0).programs[0] == (0, 26)  # a jazz guitar is still one
     blues = arrange(["blues", "strings", "piano"], tables, 0, 4.0)  # the strings' dominant seventh, the piano's boogie
-    pitch_classes = {(n[3] - ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"].index(blues.key.split()[0])) % 12
-                     for n in blues.notes if n[0] < 60 / blues.bpm * 4 - 0.05}
+    pitch_classes = {
+        (n[3] - ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"].index(blues.key.split()[0])) % 12
+        for n in blues.notes
+        if n[0] < 60 / blues.bpm * 4 - 0.05
+    }
     assert {0, 4, 7, 9, 10} == pitch_classes, pitch_classes  # I7 (its flat seventh) and the riff's sixth
     country = arrange(["country", "snare drum"], tables, 0, 8.0)
     bar = 60 / country.bpm * 4
-    assert sum(n[0] < bar - 0.02 for n in country.notes) == 16  # the train beat: sixteen snare strokes a bar (played, within 16 ms)
+    assert (
+        sum(n[0] < bar - 0.02 for n in country.notes) == 16
+    )  # the train beat: sixteen snare strokes a bar (played, within 16 ms)
     house = arrange(["house", "kick drum"], tables, 0, 12.0)
     assert np.allclose(np.diff(sorted(n[0] for n in house.notes))[:3], 60 / house.bpm, atol=1e-6)
     assert house.sections[:VERSE] == ["verse"] * VERSE and house.sections[VERSE] == "chorus"
     truth = synth.render_row(["rock", "electric guitar", "drum kit"], 1, 3.0).ground_truth
-    assert truth["style"] == "rock" and truth["amp"] == "crunch" and truth["room_rt60_s"] > 0 and truth["form"][0] == "verse"
+    assert (
+        truth["style"] == "rock"
+        and truth["amp"] == "crunch"
+        and truth["room_rt60_s"] > 0
+        and truth["form"][0] == "verse"
+    )
     assert [i["concept"] for i in truth["instruments"]] == ["electric guitar", "drum kit"]  # who plays: the list
-    limits = [line.split("\t")[0] for line in (TABLES["genre"].parent / "render_limits.tsv").read_text().splitlines()
-              if line and not line.startswith("#")]
+    limits = [
+        line.split("\t")[0]
+        for line in (TABLES["genre"].parent / "render_limits.tsv").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert all(taxonomy.category_of[g] == "genre" and not tables.rows[g].reason for g in limits)
     styles = STYLES.read_text().splitlines()
     broken = tmp_path / "styles.tsv"
     broken.write_text("\n".join(line.replace("\tpower8\t", "\tpower9\t") for line in styles) + "\n")
     with pytest.raises(DataError, match=r"styles.tsv, row \d+, field 'comp': unknown comp: 'power9'"):
         RenderTables(taxonomy, styles=broken)
-

@@ -22,27 +22,60 @@ from generation.synthesize import main as synth_main
 from generation.template_captioner import template_caption
 
 REPO = Path(__file__).resolve().parents[1]
-LISTS = [["rock", "energetic", "electric guitar", "fast tempo"], ["jazz", "mellow", "piano", "slow tempo"],
-         ["pop", "happy", "female vocal", "groovy"], ["classical", "calming", "strings", "medium tempo"],
-         ["metal", "aggressive", "drum kit", "fast tempo"], ["folk", "sad", "acoustic guitar", "slow tempo"],
-         ["reggae", "fun", "bass guitar", "upbeat"]]
+LISTS = [
+    ["rock", "energetic", "electric guitar", "fast tempo"],
+    ["jazz", "mellow", "piano", "slow tempo"],
+    ["pop", "happy", "female vocal", "groovy"],
+    ["classical", "calming", "strings", "medium tempo"],
+    ["metal", "aggressive", "drum kit", "fast tempo"],
+    ["folk", "sad", "acoustic guitar", "slow tempo"],
+    ["reggae", "fun", "bass guitar", "upbeat"],
+]
 
 
 def write_captions(path, lists=LISTS, rejected=()):
     rows = []
     for i, tags in enumerate(lists):
         attrs = {"genre": tags[:1], "mood": tags[1:2], "instrument": tags[2:3], "tempo": tags[3:]}
-        rows.append({"id": f"cc-{i:03d}", "tags": tags, **attrs, "caption": template_caption(attrs, str(i)),
-                     "status": "rejected" if i in rejected else "ok", "reasons": [], "missing": [], "hallucinated": [],
-                     "attempts": 1, "seed": 0, "backend": "template", "model": "template", "prompt_version": "1"})
+        rows.append(
+            {
+                "id": f"cc-{i:03d}",
+                "tags": tags,
+                **attrs,
+                "caption": template_caption(attrs, str(i)),
+                "status": "rejected" if i in rejected else "ok",
+                "reasons": [],
+                "missing": [],
+                "hallucinated": [],
+                "attempts": 1,
+                "seed": 0,
+                "backend": "template",
+                "model": "template",
+                "prompt_version": "1",
+            }
+        )
     pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), path)
     return path
 
 
 def argv(tiny_models, run, *extra):
-    return ["--captions", str(run / "captions.parquet"), "--output_dir", str(run / "audio_shards"),
-            "--model", str(tiny_models / "tiny-musicgen"), "--duration_s", "1", "--batch_size", "3", "--shard_size", "3",
-            "--top_k", "50", *extra]
+    return [
+        "--captions",
+        str(run / "captions.parquet"),
+        "--output_dir",
+        str(run / "audio_shards"),
+        "--model",
+        str(tiny_models / "tiny-musicgen"),
+        "--duration_s",
+        "1",
+        "--batch_size",
+        "3",
+        "--shard_size",
+        "3",
+        "--top_k",
+        "50",
+        *extra,
+    ]
 
 
 def all_rows(directory):
@@ -65,7 +98,11 @@ def test_shapes_rate_duration_and_skipped_captions(synthesized):
     for r in rows:
         wave, sr = decode_audio(r["audio"]["bytes"])
         assert sr == r["sampling_rate"] == 32000 and wave.ndim == 1 and len(wave) == 32000
-        assert r["status"] == "ok" and r["model"].startswith("local model sha256:") and '"guidance_scale": 3.3' in r["generation_params"]
+        assert (
+            r["status"] == "ok"
+            and r["model"].startswith("local model sha256:")
+            and '"guidance_scale": 3.3' in r["generation_params"]
+        )
 
 
 def test_seeded_determinism(synthesized, tiny_models, tmp_path):
@@ -91,7 +128,7 @@ def test_resume_redoes_deleted_truncated_and_corrupt_shards(synthesized, tiny_mo
     assert again["load_seconds"] == 0 < synthesized[1]["load_seconds"] < synthesized[1]["seconds"]
     shards = sorted((run / "audio_shards").glob("shard-*.parquet"))
     shards[0].unlink()
-    shards[1].write_bytes(shards[1].read_bytes()[: 200])
+    shards[1].write_bytes(shards[1].read_bytes()[:200])
     redo = synth_main(argv(tiny_models, run))
     assert redo["shards"]["done"] == 2 and all_rows(run / "audio_shards") == before
     shards[1].write_bytes(os.urandom(500))
@@ -125,8 +162,9 @@ def test_codec_decodes_in_chunks_of_the_asked_size(synthesized, tiny_models, tmp
     synth_main(argv(tiny_models, tmp_path / "whole", "--codec_batch_size", "3"))
     for a, b in zip(all_rows(run / "audio_shards"), all_rows(tmp_path / "whole" / "audio_shards")):
         assert a["seed"] == b["seed"]
-        np.testing.assert_allclose(decode_audio(a["audio"]["bytes"])[0], decode_audio(b["audio"]["bytes"])[0],
-                                   rtol=0, atol=1.01 / 32768)
+        np.testing.assert_allclose(
+            decode_audio(a["audio"]["bytes"])[0], decode_audio(b["audio"]["bytes"])[0], rtol=0, atol=1.01 / 32768
+        )
 
 
 def test_audio_checks_on_planted_bad_clips():
@@ -140,6 +178,7 @@ def test_audio_checks_on_planted_bad_clips():
     assert check.reasons(good[:16000], 32000, 32000) == ["wrong length"]
 
 
+@pytest.mark.slow
 def test_bad_clips_are_retried_then_rejected(tiny_models, tmp_path, monkeypatch):
     write_captions(tmp_path / "captions.parquet", LISTS[:3])
     calls = []
@@ -155,8 +194,11 @@ def test_bad_clips_are_retried_then_rejected(tiny_models, tmp_path, monkeypatch)
     rows = all_rows(tmp_path / "audio_shards")
     assert summary["total"]["ok"] == 3 and all(r["attempts"] == 2 for r in rows) and len(set(calls)) == 2
 
-    monkeypatch.setattr(synth_module.MusicGenSynthesizer, "generate",
-                        lambda self, c, a, s: [np.full(self.expected_samples, np.inf, np.float32) for _ in c])
+    monkeypatch.setattr(
+        synth_module.MusicGenSynthesizer,
+        "generate",
+        lambda self, c, a, s: [np.full(self.expected_samples, np.inf, np.float32) for _ in c],
+    )
     out = tmp_path / "again"
     out.mkdir()
     shutil.copy(tmp_path / "captions.parquet", out / "captions.parquet")
@@ -165,6 +207,7 @@ def test_bad_clips_are_retried_then_rejected(tiny_models, tmp_path, monkeypatch)
     assert all(r["audio"] is None and r["attempts"] == 2 for r in all_rows(out / "audio_shards"))
 
 
+@pytest.mark.slow
 def test_audio_rejections_are_counted_per_concept_every_attempt(tiny_models, tmp_path, monkeypatch):
     """Clips of one concept (metal) clip at the first attempt and pass at the second; a jazz clip is silent at
     every attempt. The summary counts each failed attempt under every concept of its list."""
@@ -189,7 +232,9 @@ def test_audio_rejections_are_counted_per_concept_every_attempt(tiny_models, tmp
     by_concept = summary["total"]["acceptance_by_concept"]
     assert by_concept["metal"]["rejections_by_reason"] == {"clipping": 1}
     assert by_concept["metal"]["accepted_by_attempt"] == [0, 1, 1]
-    assert by_concept["jazz"]["rejections_by_reason"] == {"silence": 3} and by_concept["jazz"]["accepted_by_attempt"] == [0, 0, 0]
+    assert by_concept["jazz"]["rejections_by_reason"] == {"silence": 3} and by_concept["jazz"][
+        "accepted_by_attempt"
+    ] == [0, 0, 0]
     assert by_concept["rock"]["rejections_by_reason"] == {}
     from core.retry import most_rejected
 
@@ -209,13 +254,27 @@ def test_the_codec_stays_in_float32_under_a_bfloat16_musicgen(tiny_models, tmp_p
     assert len(waves) == 2 and all(w.dtype == np.float32 and len(w) == synth.expected_samples for w in waves)
 
 
+@pytest.mark.slow
 def test_two_accelerate_processes_write_disjoint_shards_covering_every_id(synthesized, tiny_models, tmp_path):
     run, _ = synthesized
     shutil.copy(run / "captions.parquet", tmp_path / "captions.parquet")
     env = dict(os.environ, ACCELERATE_USE_CPU="1", CONCEPTCAPS_RUN_DIR=str(tmp_path), OMP_NUM_THREADS="1")
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "generation.synthesize",
-           *argv(tiny_models, tmp_path)]
+    cmd = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "generation.synthesize",
+        *argv(tiny_models, tmp_path),
+    ]
     subprocess.run(cmd, cwd=REPO, env=env, check=True, capture_output=True, timeout=600)
     import json
 
@@ -231,8 +290,14 @@ def test_two_accelerate_processes_write_disjoint_shards_covering_every_id(synthe
     one = tmp_path / "one"
     one.mkdir()
     shutil.copy(run / "captions.parquet", one / "captions.parquet")
-    subprocess.run([sys.executable, "-m", "generation.synthesize", *argv(tiny_models, one)], cwd=REPO, env=env,
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "generation.synthesize", *argv(tiny_models, one)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert all_rows(one / "audio_shards") == rows
 
 
@@ -240,8 +305,16 @@ def test_clap_scores_are_identical_across_runs(synthesized, tiny_models, tmp_pat
     run, _ = synthesized
     scores = []
     for name in ("a", "b"):
-        clap_main(["--audio_dir", str(run / "audio_shards"), "--output_dir", str(tmp_path / name),
-                   "--model", str(tiny_models / "tiny-clap")])
+        clap_main(
+            [
+                "--audio_dir",
+                str(run / "audio_shards"),
+                "--output_dir",
+                str(tmp_path / name),
+                "--model",
+                str(tiny_models / "tiny-clap"),
+            ]
+        )
         ids = [f"cc-{i:03d}" for i in range(6)]
         scores.append(merge_shards(ids, 3, tmp_path / name).column("clap_score").to_pylist())
     assert scores[0] == scores[1] and all(-1.0 <= s <= 1.0 for s in scores[0])

@@ -2,25 +2,34 @@ import json
 
 import pytest
 
-from builder.taxonomy import Taxonomy, build_taxonomy, compare_with_paper, load_concept_table, main, normalise_aspect
+from builder.taxonomy import (
+    PAPER_TAXONOMY,
+    Taxonomy,
+    build_taxonomy,
+    compare_with_paper,
+    load_concept_table,
+    main,
+    normalise_aspect,
+)
 from core.constants import CATEGORIES
 from core.errors import DataError
 
-from builder.taxonomy import PAPER_TAXONOMY
 
-
-@pytest.mark.parametrize("raw, expected", [
-    ("  Male   Vocal ", "male vocal"),
-    ("MEDIUM TEMPO", "medium tempo"),
-    ('punchy "4 on the floor" kick pattern', "punchy 4 on the floor kick pattern"),
-    ("children\u2019s song", "children's song"),
-    ("memdium tempo", "medium tempo"),
-    ("keybiard accompaniment", "keyboard accompaniment"),
-    ("groovy bas slime", "groovy bass line"),
-    ("synthesiser arrangements", "synthesizer arrangements"),
-    ("hip-hop", "hip-hop"),
-    ("r&b.", "r&b"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("  Male   Vocal ", "male vocal"),
+        ("MEDIUM TEMPO", "medium tempo"),
+        ('punchy "4 on the floor" kick pattern', "punchy 4 on the floor kick pattern"),
+        ("children\u2019s song", "children's song"),
+        ("memdium tempo", "medium tempo"),
+        ("keybiard accompaniment", "keyboard accompaniment"),
+        ("groovy bas slime", "groovy bass line"),
+        ("synthesiser arrangements", "synthesizer arrangements"),
+        ("hip-hop", "hip-hop"),
+        ("r&b.", "r&b"),
+    ],
+)
 def test_normalise_aspect(raw, expected):
     assert normalise_aspect(raw) == expected
 
@@ -38,7 +47,9 @@ def test_taxonomy_has_50_concepts_per_category_without_paper_quirks(taxonomy):
         assert len(taxonomy.by_category(category)) == 50
     assert len(set(taxonomy.names)) == 200
     everything = {a for c in taxonomy.concepts for a in (c.name, *c.aliases)}
-    assert not [a for a in everything if a.startswith("no ") or "quality" in a or a in {"mono", "noisy", "instrumental"}]
+    assert not [
+        a for a in everything if a.startswith("no ") or "quality" in a or a in {"mono", "noisy", "instrumental"}
+    ]
     assert "groovy bas slime" not in everything
     category = taxonomy.category_of
     assert category[taxonomy.concept_for("slow rock")] == "genre"
@@ -83,7 +94,9 @@ def test_unknown_category_is_an_error(tmp_path):
 
 def test_taxonomy_round_trip_and_cli(tmp_path, musiccaps_csv):
     out = tmp_path / "taxonomy.json"
-    taxonomy = main(["--musiccaps_csv", str(musiccaps_csv), "--output", str(out), "--paper_taxonomy", str(PAPER_TAXONOMY)])
+    taxonomy = main(
+        ["--musiccaps_csv", str(musiccaps_csv), "--output", str(out), "--paper_taxonomy", str(PAPER_TAXONOMY)]
+    )
     loaded = Taxonomy.load(out)
     assert loaded.fingerprint() == taxonomy.fingerprint()
     assert json.loads(out.read_text())["version"] == taxonomy.version

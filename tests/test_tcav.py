@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError, DataError
-from evaluation.tcav import check_logits, format_table, resolve_layer, tcav_scores, validate_sets
+from probing.tcav import format_table
+from probing.tcav_engine import check_logits, resolve_layer, tcav_scores, validate_sets
 
 DIRECTION = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]) / 2
 
@@ -50,7 +51,10 @@ def test_planted_concept_scores_near_one_for_the_class_it_drives_and_is_signific
 
 def test_random_concept_is_not_significant(planted_report):
     report, _ = planted_report
-    assert not result(report, "random concept", 0)["significant"] and not result(report, "random concept", 1)["significant"]
+    assert (
+        not result(report, "random concept", 0)["significant"]
+        and not result(report, "random concept", 1)["significant"]
+    )
     # Kim et al.'s Welch test of runs that share one concept set would call it significant
     assert result(report, "random concept", 0)["p_value_runs_ttest"] < 0.01
     assert report["tests"] == 4 and all(r["p_corrected"] == min(1.0, r["p_value"] * 4) for r in report["results"])
@@ -87,10 +91,16 @@ def test_streamed_in_batches_equals_one_batch(planted_report):
     report, (concepts, randoms, classes) = planted_report
 
     def batched(x, size=7):
-        return [x[b:b + size] for b in range(0, len(x), size)]
+        return [x[b : b + size] for b in range(0, len(x), size)]
 
-    streamed = tcav_scores(PlantedModel(), "hidden", {k: batched(v) for k, v in concepts.items()},
-                           [batched(r) for r in randoms], {k: batched(v, 11) for k, v in classes.items()}, seed=0)
+    streamed = tcav_scores(
+        PlantedModel(),
+        "hidden",
+        {k: batched(v) for k, v in concepts.items()},
+        [batched(r) for r in randoms],
+        {k: batched(v, 11) for k, v in classes.items()},
+        seed=0,
+    )
     for a, b in zip(streamed["results"], report["results"]):
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-9) and a["p_value"] == pytest.approx(b["p_value"])
         assert a["cav_accuracy"] == b["cav_accuracy"]
@@ -98,15 +108,15 @@ def test_streamed_in_batches_equals_one_batch(planted_report):
 
 def test_streamed_classifier_training_equals_in_memory(tmp_path):
     """The genre CNN trained from log-mels kept in a file (`FeatureStore`) is the one trained from a tensor."""
-    from evaluation.audio_data import FeatureStore
-    from evaluation.genre_classifier import fit_classifier
+    from probing.features import FeatureStore
+    from probing.genre_classifier import fit_classifier
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(40, 16, 20, generator=g)
     y = torch.randint(0, 3, (40,), generator=g)
     store = FeatureStore(tmp_path / "features.tmp")
     for b in range(0, 40, 9):
-        store.append(x[b:b + 9])
+        store.append(x[b : b + 9])
     assert len(store) == 40 and torch.equal(store[torch.tensor([3, 0, 39])], x[[3, 0, 39]])
     in_memory, losses = fit_classifier(x, y, 3, 16, 4, 2, 8, 1e-2, seed=0)
     streamed, streamed_losses = fit_classifier(store, y, 3, 16, 4, 2, 8, 1e-2, seed=0)
@@ -119,11 +129,13 @@ def test_streamed_classifier_training_equals_in_memory(tmp_path):
 def test_several_concept_sets_are_tested_by_their_mean_scores():
     """A concept given as disjoint positive sets: each set scored against every random set, the set means compared
     with the pseudo-concepts' (Welch); a concept made of random examples stays not significant."""
-    from evaluation.tcav import ConceptSets
+    from probing.tcav_engine import ConceptSets
 
     randoms = [data(100 + i) for i in range(8)]
-    concepts = {"planted": ConceptSets([data(1, 30, shift=1.5), data(5, 30, shift=1.5), data(6, 30, shift=1.5)]),
-                "random concept": ConceptSets([data(2, 30), data(7, 30), data(8, 30)])}
+    concepts = {
+        "planted": ConceptSets([data(1, 30, shift=1.5), data(5, 30, shift=1.5), data(6, 30, shift=1.5)]),
+        "random concept": ConceptSets([data(2, 30), data(7, 30), data(8, 30)]),
+    }
     model, forwards = PlantedModel(), []
     model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
     report = tcav_scores(model, "hidden", concepts, randoms, {0: data(3)}, seed=0)
@@ -140,7 +152,7 @@ def test_cav_fitted_in_the_span_of_its_examples_is_the_full_dimensional_fit():
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
-    from evaluation.tcav import _cav_classifier
+    from probing.tcav_engine import _cav_classifier
 
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(30, 400, generator=g) + 0.3, torch.randn(30, 400, generator=g)])
@@ -157,7 +169,7 @@ def test_cav_fitted_in_the_span_of_its_examples_is_the_full_dimensional_fit():
 
 
 def test_frame_classifier_saves_loads_and_names_its_architecture(tmp_path):
-    from evaluation.genre_classifier import MelConfig, fit_classifier, load_classifier, save_classifier
+    from probing.genre_classifier import MelConfig, fit_classifier, load_classifier, save_classifier
 
     x, y = torch.randn(12, 16, 40), torch.randint(0, 2, (12,))
     model, _ = fit_classifier(x, y, 2, 16, 4, 1, 4, 1e-2, seed=0, architecture="frames")
@@ -168,3 +180,57 @@ def test_frame_classifier_saves_loads_and_names_its_architecture(tmp_path):
         assert torch.equal(loaded(x), model(x))
     with pytest.raises(ConfigError, match="unknown classifier architecture 'frame'"):
         fit_classifier(x, y, 2, 16, 4, 1, 4, 1e-2, seed=0, architecture="frame")
+
+
+def test_corrections_bonferroni_and_benjamini_hochberg():
+    """Benjamini-Hochberg's q-values by hand: sorted p (0.001, 0.01, 0.02, 0.04, 0.5) give p*m/rank (0.005, 0.025,
+    0.0333, 0.05, 0.5), each the minimum of itself and every larger rank's."""
+    from probing.tcav_engine import correct
+
+    results = [{"p_value": p} for p in (0.04, 0.001, 0.5, 0.02, 0.01)]
+    correct(results, 0.05)
+    assert [r["q_value"] for r in results] == pytest.approx([0.05, 0.005, 0.5, 0.1 / 3, 0.025])
+    assert [r["p_corrected"] for r in results] == pytest.approx([0.2, 0.005, 1.0, 0.1, 0.05])
+    assert [r["significant"] for r in results] == [False, True, False, False, False]
+    assert [r["significant_fdr"] for r in results] == [False, True, False, True, True]
+
+
+def test_mean_difference_cav_agrees_with_the_logistic_one(planted_report):
+    """FastCAV (difference of means) points where the logistic CAV points on the planted model, and gives the same
+    verdicts."""
+    _, (concepts, randoms, classes) = planted_report
+    fast = tcav_scores(PlantedModel(), "hidden", concepts, randoms, classes, seed=0, cav="mean_difference")
+    slow = tcav_scores(PlantedModel(), "hidden", concepts, randoms, classes, seed=0)
+    for a, b in zip(fast["results"], slow["results"]):
+        assert a["significant"] == b["significant"], (a["concept"], a["class"])
+        assert abs(a["score_mean"] - b["score_mean"]) < 0.15
+    assert result(fast, "planted", 0)["cav_accuracy"] > 0.9
+    with pytest.raises(ConfigError, match="unknown CAV estimator 'svm'"):
+        tcav_scores(PlantedModel(), "hidden", concepts, randoms, classes, cav="svm")
+
+
+def test_the_experiment_deals_sets_draws_random_sets_free_of_positives_and_corrects():
+    """One experiment: K disjoint positive sets, R random sets from the pool free of the concept's positives, every
+    (concept, class) corrected together; a concept too small for its sets is left out with the reason."""
+    from probing.tcav_engine import ExperimentDesign, run_experiment
+
+    x = torch.cat([data(1, 90, shift=1.5), data(2, 300), data(3, 60)])  # planted 0-89, others 90-389, class 390-449
+    seen = []
+
+    def inputs(ids):
+        seen.append(list(ids))
+        return x[list(ids)]
+
+    concepts = {"planted": list(range(90)), "random concept": list(range(90, 180)), "tiny": [0, 1, 2]}
+    # a concept's own pool: examples that do not have it; the planted one's also holds its positives, to be removed
+    pools = {"planted": list(range(390)), "random concept": list(range(90, 390)), "tiny": list(range(90, 390))}
+    design = ExperimentDesign(concept_sets=3, random_sets=6, set_size=30)
+    report = run_experiment(PlantedModel(), "hidden", inputs, concepts, pools, {0: list(range(390, 450))}, design)
+    assert report["tests"] == 2 and set(report["left_out"]) == {"tiny"} and "too few" in report["left_out"]["tiny"]
+    assert report["random_sets"] == {"planted": 6, "random concept": 6} and report["set_sizes"]["planted"] == 30
+    planted, chance = result(report, "planted", 0), result(report, "random concept", 0)
+    assert planted["significant"] and planted["significant_fdr"] and len(planted["set_means"]) == 3
+    assert not chance["significant"] and not chance["significant_fdr"]
+    dealt = seen[1:4]  # after the class: the planted concept's three sets, then its six random sets
+    assert sorted(i for s in dealt for i in s) == list(range(90))
+    assert not {i for s in seen[4:10] for i in s} & set(range(90))

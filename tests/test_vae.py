@@ -23,7 +23,7 @@ def test_loss_matches_its_definition():
     total, bce, kl = vae_loss(logits, x, mu, logvar, beta=0.25)
     p = torch.sigmoid(logits)
     expected_bce = -(x * p.log() + (1 - x) * (1 - p).log()).sum(1).mean()
-    expected_kl = (-0.5 * (1 + logvar - mu ** 2 - logvar.exp())).sum(1).mean()
+    expected_kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum(1).mean()
     assert torch.allclose(bce, expected_bce, atol=1e-5) and torch.allclose(kl, expected_kl, atol=1e-5)
     assert torch.allclose(total, expected_bce + 0.25 * expected_kl, atol=1e-5)
     assert vae_loss(logits, x, torch.zeros(4, 3), torch.zeros(4, 3), 1.0)[2].item() == 0.0
@@ -41,7 +41,9 @@ def test_training_loss_falls_and_checkpoint_round_trips(tiny_vae, taxonomy, dist
     again, _, _ = load_checkpoint(path, taxonomy)
     assert torch.equal(model.decode(z), again.decode(z))
     x = load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy)["validation"]
-    assert math.isclose(train_module.evaluate_loss(model, torch.from_numpy(x), 0.25), result["best_validation_loss"], rel_tol=1e-4)
+    assert math.isclose(
+        train_module.evaluate_loss(model, torch.from_numpy(x), 0.25), result["best_validation_loss"], rel_tol=1e-4
+    )
 
 
 def test_sampling_is_seeded_and_obeys_the_rules(tiny_vae, distilled_dir):
@@ -52,7 +54,9 @@ def test_sampling_is_seeded_and_obeys_the_rules(tiny_vae, distilled_dir):
     args = SamplingArguments(num_lists=300, seed=3, batch_size=256)
     a, summary = sample_tag_lists(model, taxonomy, constraints, args, seen)
     b, _ = sample_tag_lists(model, taxonomy, constraints, args, seen)
-    c, _ = sample_tag_lists(model, taxonomy, constraints, SamplingArguments(num_lists=300, seed=4, batch_size=256), seen)
+    c, _ = sample_tag_lists(
+        model, taxonomy, constraints, SamplingArguments(num_lists=300, seed=4, batch_size=256), seen
+    )
     assert a.equals(b) and not a.equals(c)
     rows = a.to_pylist()
     assert len({r["id"] for r in rows}) == 300 and len({tuple(r["tags"]) for r in rows}) == 300
@@ -65,11 +69,18 @@ def test_sampling_is_seeded_and_obeys_the_rules(tiny_vae, distilled_dir):
 
 def test_contradiction_rules(taxonomy):
     constraints = Constraints({"tempo level": ["slow tempo", "fast tempo"]}, [("classical", "electronic drums")])
-    assert constraints.violations(["classical", "slow tempo", "fast tempo"]) == ["exclusive (tempo level): 'slow tempo' and 'fast tempo'"]
-    assert constraints.violations(["electronic drums", "classical"]) == ["never co-occur: 'electronic drums' and 'classical'"]
+    assert constraints.violations(["classical", "slow tempo", "fast tempo"]) == [
+        "exclusive (tempo level): 'slow tempo' and 'fast tempo'"
+    ]
+    assert constraints.violations(["electronic drums", "classical"]) == [
+        "never co-occur: 'electronic drums' and 'classical'"
+    ]
     assert constraints.violations(["classical", "slow tempo", "piano"]) == []
     m = constraints.forbidden_matrix(taxonomy)
-    assert m[taxonomy.index["slow tempo"], taxonomy.index["fast tempo"]] and not m[taxonomy.index["piano"], taxonomy.index["classical"]]
+    assert (
+        m[taxonomy.index["slow tempo"], taxonomy.index["fast tempo"]]
+        and not m[taxonomy.index["piano"], taxonomy.index["classical"]]
+    )
 
 
 def test_learned_constraints_from_real_rows(tiny_vae):
@@ -84,9 +95,21 @@ def test_sample_metrics_and_report(tiny_vae, distilled_dir, taxonomy, tmp_path, 
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     path, _ = tiny_vae
     tags = tmp_path / "tags.parquet"
-    sample_main(["--vae", str(path), "--reference", str(distilled_dir / "musiccaps_tagged.parquet"),
-                 "--output", str(tags), "--num_lists", "200"])
-    report = report_main(["--vae", str(path), "--tagged", str(distilled_dir / "musiccaps_tagged.parquet"), "--tags", str(tags)])
+    sample_main(
+        [
+            "--vae",
+            str(path),
+            "--reference",
+            str(distilled_dir / "musiccaps_tagged.parquet"),
+            "--output",
+            str(tags),
+            "--num_lists",
+            "200",
+        ]
+    )
+    report = report_main(
+        ["--vae", str(path), "--tagged", str(distilled_dir / "musiccaps_tagged.parquet"), "--tags", str(tags)]
+    )
     s, sampler = report["sample"], report["sampler"]
     assert s["n"] == 200 and sampler["lists"] == 200
     # every draw the sampler considered was kept or rejected for a counted reason
@@ -95,10 +118,15 @@ def test_sample_metrics_and_report(tiny_vae, distilled_dir, taxonomy, tmp_path, 
     assert 0 < raw["unique_rate"] <= 1 and raw["concepts_used"] >= s["concepts_used"]
     # the divergence tells a sample of MusicCaps itself from lists drawn uniformly at random
     rng = np.random.default_rng(0)
-    uniform = (rng.random((200, len(taxonomy.names))) < s["mean_tags_per_list"] / len(taxonomy.names)).astype(np.float32)
+    uniform = (rng.random((200, len(taxonomy.names))) < s["mean_tags_per_list"] / len(taxonomy.names)).astype(
+        np.float32
+    )
     reference = np.concatenate(list(load_split_matrices(distilled_dir / "musiccaps_tagged.parquet", taxonomy).values()))
     half = sample_metrics(reference[::2], reference, taxonomy)["jsd_marginals_bits"]
-    assert half < 0.2 * sample_metrics(uniform, reference, taxonomy)["jsd_marginals_bits"] and s["jsd_marginals_bits"] > half
+    assert (
+        half < 0.2 * sample_metrics(uniform, reference, taxonomy)["jsd_marginals_bits"]
+        and s["jsd_marginals_bits"] > half
+    )
     assert (tmp_path / "vae_report.json").is_file()
 
 
@@ -168,6 +196,7 @@ def test_multi_hot_order(taxonomy):
     assert x.sum() == 2 and x[0, taxonomy.index["rock"]] == 1 and x[0, taxonomy.index["piano"]] == 1
 
 
+@pytest.mark.slow
 def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp_path):
     """Under `accelerate launch` with 2 processes the VAE trains on the preset's batch (split across them), not
     a batch twice as large; the checkpoint says so."""
@@ -179,14 +208,40 @@ def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp
 
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, ACCELERATE_USE_CPU="1", CONCEPTCAPS_RUN_DIR=str(tmp_path), OMP_NUM_THREADS="1")
-    cmd = [str(Path(sys.executable).parent / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training.train_vae",
-           "--tagged", str(distilled_dir / "musiccaps_tagged.parquet"), "--taxonomy", str(distilled_dir / "taxonomy.json"),
-           "--output_dir", str(tmp_path / "vae"), "--hidden_dim", "32", "--latent_dim", "8", "--max_epochs", "2",
-           "--batch_size", "64"]
+    cmd = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "training.train_vae",
+        "--tagged",
+        str(distilled_dir / "musiccaps_tagged.parquet"),
+        "--taxonomy",
+        str(distilled_dir / "taxonomy.json"),
+        "--output_dir",
+        str(tmp_path / "vae"),
+        "--hidden_dim",
+        "32",
+        "--latent_dim",
+        "8",
+        "--max_epochs",
+        "2",
+        "--batch_size",
+        "64",
+    ]
     subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, timeout=600)
     config = json.loads((tmp_path / "vae" / "config.json").read_text())
-    assert config["effective_batch_size"] == 64 and config["num_processes"] == 2 and config["per_process_batch_size"] == 32
+    assert (
+        config["effective_batch_size"] == 64 and config["num_processes"] == 2 and config["per_process_batch_size"] == 32
+    )
 
 
 def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
@@ -195,8 +250,14 @@ def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
     model, taxonomy, _ = load_checkpoint(tiny_vae[0])
     constraints = Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME)
     seen = reference_lists(distilled_dir / "musiccaps_tagged.parquet", taxonomy)
-    args = SamplingArguments(num_lists=150, seed=0, batch_size=256, synthesis_backend="symbolic",
-                             min_positives_per_concept=1, max_draws_per_list=10)
+    args = SamplingArguments(
+        num_lists=150,
+        seed=0,
+        batch_size=256,
+        synthesis_backend="symbolic",
+        min_positives_per_concept=1,
+        max_draws_per_list=10,
+    )
     table, summary = sample_tag_lists(model, taxonomy, constraints, args, seen)
     balance, target = summary["balance"], planned_positives(1)
     assert balance["target_positives"] == target > 1
@@ -213,7 +274,11 @@ def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
     for n in taxonomy.names:  # every carried concept reached the target or is reported with why not
         if n not in excluded:
             assert counts[n] >= target or balance["unreached"][n]["positives"] == counts[n]
-    assert balance["concepts_below_target"]["after"] == len(balance["unreached"]) < balance["concepts_below_target"]["before"]
+    assert (
+        balance["concepts_below_target"]["after"]
+        == len(balance["unreached"])
+        < balance["concepts_below_target"]["before"]
+    )
     assert 0 <= balance["marginal_jsd_before_after"] <= 1 and 0 <= balance["raw"]["contradiction_rate"] <= 1
     again, _ = sample_tag_lists(model, taxonomy, constraints, args, seen)
     assert again.equals(table)

@@ -49,7 +49,7 @@ class Constraints:
                     reasons.append(f"exclusive ({group}): {seen[group]!r} and {tag!r}")
                 seen.setdefault(group, tag)
         for i, a in enumerate(tags):
-            for b in tags[i + 1:]:
+            for b in tags[i + 1 :]:
                 if frozenset((a, b)) in self._forbidden:
                     reasons.append(f"never co-occur: {a!r} and {b!r}")
         return reasons
@@ -68,8 +68,11 @@ class Constraints:
         return m
 
     def to_json(self) -> dict:
-        return {"min_expected": self.min_expected, "exclusive_groups": self.exclusive_groups,
-                "forbidden_pairs": [list(p) for p in self.forbidden_pairs]}
+        return {
+            "min_expected": self.min_expected,
+            "exclusive_groups": self.exclusive_groups,
+            "forbidden_pairs": [list(p) for p in self.forbidden_pairs],
+        }
 
     def save(self, path) -> None:
         write_json(path, self.to_json())
@@ -109,8 +112,13 @@ def _check_known(taxonomy: Taxonomy, names: Iterable[str], path, number: int) ->
         raise DataError(path, f"concept(s) not in the taxonomy: {unknown}", row=number)
 
 
-def learn_constraints(x: np.ndarray, taxonomy: Taxonomy, min_expected: float = MIN_EXPECTED,
-                      exclusive_table: Path = EXCLUSIVE_TABLE, allowed_table: Path = ALLOWED_PAIRS_TABLE) -> Constraints:
+def learn_constraints(
+    x: np.ndarray,
+    taxonomy: Taxonomy,
+    min_expected: float = MIN_EXPECTED,
+    exclusive_table: Path = EXCLUSIVE_TABLE,
+    allowed_table: Path = ALLOWED_PAIRS_TABLE,
+) -> Constraints:
     """Learn never-co-occurring pairs from a multi-hot matrix (rows x concepts in taxonomy order)."""
     n_rows = len(x)
     counts = x.sum(0)

@@ -32,10 +32,12 @@ from trl import ModelConfig, SFTConfig, TrlParser
 from builder.caption_checks import CaptionChecker
 from builder.prompting import PROMPT_VERSION, build_example
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError, ModelLoadError
 from core.io import sha256_file, write_json
+from core.log import get_logger
 from core.provenance import package_versions
 
 logger = get_logger(__name__)
@@ -44,12 +46,28 @@ CAPTIONER_META = "captioner.json"
 LLAMA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # The paper's recipe, as defaults of TRL's own SFTConfig and ModelConfig fields (a preset or the CLI overrides).
 PAPER_DEFAULTS = dict(
-    model_name_or_path="meta-llama/Llama-3.1-8B-Instruct", dtype="bfloat16",
-    load_in_4bit=True, bnb_4bit_quant_type="nf4", use_bnb_nested_quant=True,
-    use_peft=True, lora_r=32, lora_alpha=64, lora_dropout=0.05, lora_target_modules=LLAMA_PROJECTIONS,
-    learning_rate=6e-5, num_train_epochs=5, max_length=256, per_device_train_batch_size=8,
-    gradient_accumulation_steps=2, bf16=True, eval_strategy="epoch", save_strategy="epoch", save_total_limit=1,
-    logging_steps=10, report_to="none", seed=0,
+    model_name_or_path="meta-llama/Llama-3.1-8B-Instruct",
+    dtype="bfloat16",
+    load_in_4bit=True,
+    bnb_4bit_quant_type="nf4",
+    use_bnb_nested_quant=True,
+    use_peft=True,
+    lora_r=32,
+    lora_alpha=64,
+    lora_dropout=0.05,
+    lora_target_modules=LLAMA_PROJECTIONS,
+    learning_rate=6e-5,
+    num_train_epochs=5,
+    max_length=256,
+    per_device_train_batch_size=8,
+    gradient_accumulation_steps=2,
+    bf16=True,
+    eval_strategy="epoch",
+    save_strategy="epoch",
+    save_total_limit=1,
+    logging_steps=10,
+    report_to="none",
+    seed=0,
 )
 
 
@@ -63,24 +81,36 @@ class CaptionerArguments:
 
     distilled: str | None = field(default=None, metadata={"help": "distilled.parquet (default: run dir)"})
     taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: beside distilled.parquet)"})
-    pairing: str = field(default="caption", metadata={
-        "help": "each example's attribute list: 'caption' (the concepts its caption names, negation-aware, so that "
-                "every pair passes the caption checks) or 'aspects' (the concepts of its MusicCaps aspect list)"})
-    min_categories: int = field(default=MIN_CATEGORIES, metadata={"help": "with pairing=caption: categories a caption "
-                                                                          "must name, else the row is dropped (counted)"})
+    pairing: str = field(
+        default="caption",
+        metadata={
+            "help": "each example's attribute list: 'caption' (the concepts its caption names, negation-aware, so that "
+            "every pair passes the caption checks) or 'aspects' (the concepts of its MusicCaps aspect list)"
+        },
+    )
+    min_categories: int = field(
+        default=MIN_CATEGORIES,
+        metadata={"help": "with pairing=caption: categories a caption must name, else the row is dropped (counted)"},
+    )
     max_train_rows: int | None = field(default=None, metadata={"help": "use only the first N train rows (demo/tests)"})
     max_eval_rows: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
-    effective_batch_size: int | None = field(default=None, metadata={
-        "help": "examples per optimiser step over all processes (default: per_device_train_batch_size x "
-                "gradient_accumulation_steps, the recipe as written for one process); kept whatever the number of "
-                "processes by scaling gradient accumulation"})
+    effective_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "examples per optimiser step over all processes (default: per_device_train_batch_size x "
+            "gradient_accumulation_steps, the recipe as written for one process); kept whatever the number of "
+            "processes by scaling gradient accumulation"
+        },
+    )
 
     def __post_init__(self):
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing must be one of {PAIRINGS}, not {self.pairing!r}")
 
 
-def training_pairs(rows: list[dict], taxonomy: Taxonomy, pairing: str, min_categories: int = MIN_CATEGORIES) -> tuple[list[dict], dict]:
+def training_pairs(
+    rows: list[dict], taxonomy: Taxonomy, pairing: str, min_categories: int = MIN_CATEGORIES
+) -> tuple[list[dict], dict]:
     """(attributes per category, caption) pairs and their statistics.
 
     With `pairing="caption"` the attributes are the concepts the caption names (all four categories, negated
@@ -108,13 +138,23 @@ def training_pairs(rows: list[dict], taxonomy: Taxonomy, pairing: str, min_categ
             continue
         pairs.append({"attributes": attributes, "tags": tags, "caption": row["caption"]})
     passing = sum(checker.check(p["caption"], p["tags"]).ok for p in pairs)
-    return pairs, {"rows": len(rows), "pairs": len(pairs), "dropped": dict(dropped),
-                   "training_pair_consistency": passing / max(len(pairs), 1),
-                   "mean_jaccard_caption_vs_aspects": sum(jaccard) / max(len(jaccard), 1)}
+    return pairs, {
+        "rows": len(rows),
+        "pairs": len(pairs),
+        "dropped": dict(dropped),
+        "training_pair_consistency": passing / max(len(pairs), 1),
+        "mean_jaccard_caption_vs_aspects": sum(jaccard) / max(len(jaccard), 1),
+    }
 
 
-def load_sft_datasets(distilled, taxonomy: Taxonomy, pairing: str = "caption", min_categories: int = MIN_CATEGORIES,
-                      max_train_rows: int | None = None, max_eval_rows: int | None = None):
+def load_sft_datasets(
+    distilled,
+    taxonomy: Taxonomy,
+    pairing: str = "caption",
+    min_categories: int = MIN_CATEGORIES,
+    max_train_rows: int | None = None,
+    max_eval_rows: int | None = None,
+):
     """Train and validation datasets of prompt-completion examples from distilled.parquet, and the pairing's
     statistics per split."""
     from datasets import Dataset
@@ -143,12 +183,18 @@ def recipe_batch(per_device: int, accumulation: int, processes: int, effective: 
     """
     effective = effective or per_device * accumulation
     if effective % processes:
-        raise ConfigError(f"captioner: the effective batch {effective} does not divide evenly among {processes} "
-                          "processes; set --effective_batch_size to a multiple of the process count")
+        raise ConfigError(
+            f"captioner: the effective batch {effective} does not divide evenly among {processes} "
+            "processes; set --effective_batch_size to a multiple of the process count"
+        )
     share = effective // processes
     device = max(d for d in range(1, min(per_device, share) + 1) if share % d == 0)
-    return {"effective_batch_size": effective, "num_processes": processes, "per_device_train_batch_size": device,
-            "gradient_accumulation_steps": share // device}
+    return {
+        "effective_batch_size": effective,
+        "num_processes": processes,
+        "per_device_train_batch_size": device,
+        "gradient_accumulation_steps": share // device,
+    }
 
 
 def train_captioner(script_args: CaptionerArguments, training_args, model_args, distilled: Path) -> dict:
@@ -157,10 +203,20 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
     from trl import SFTTrainer, get_peft_config, get_quantization_config
 
     taxonomy = Taxonomy.load(script_args.taxonomy or Path(distilled).parent / "taxonomy.json")
-    train, validation, pair_stats = load_sft_datasets(distilled, taxonomy, script_args.pairing, script_args.min_categories,
-                                                      script_args.max_train_rows, script_args.max_eval_rows)
-    logger.info("captioner: %s pairing, %d train pairs, %.1f %% of them pass the caption checks", script_args.pairing,
-                pair_stats["train"]["pairs"], 100 * pair_stats["train"]["training_pair_consistency"])
+    train, validation, pair_stats = load_sft_datasets(
+        distilled,
+        taxonomy,
+        script_args.pairing,
+        script_args.min_categories,
+        script_args.max_train_rows,
+        script_args.max_eval_rows,
+    )
+    logger.info(
+        "captioner: %s pairing, %d train pairs, %.1f %% of them pass the caption checks",
+        script_args.pairing,
+        pair_stats["train"]["pairs"],
+        100 * pair_stats["train"]["training_pair_consistency"],
+    )
     name = model_args.model_name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_args.model_revision)
@@ -168,37 +224,75 @@ def train_captioner(script_args: CaptionerArguments, training_args, model_args, 
         raise ModelLoadError(name, "the base model's tokenizer", e) from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    batch = recipe_batch(training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps,
-                         training_args.world_size, script_args.effective_batch_size)
+    batch = recipe_batch(
+        training_args.per_device_train_batch_size,
+        training_args.gradient_accumulation_steps,
+        training_args.world_size,
+        script_args.effective_batch_size,
+    )
     training_args.per_device_train_batch_size = batch["per_device_train_batch_size"]
     training_args.gradient_accumulation_steps = batch["gradient_accumulation_steps"]
-    logger.info("captioner: effective batch %d = %d processes x %d per device x %d accumulation steps",
-                batch["effective_batch_size"], batch["num_processes"], batch["per_device_train_batch_size"],
-                batch["gradient_accumulation_steps"])
-    training_args.model_init_kwargs = {"revision": model_args.model_revision, "dtype": model_args.dtype,
-                                       **(training_args.model_init_kwargs or {})}
+    logger.info(
+        "captioner: effective batch %d = %d processes x %d per device x %d accumulation steps",
+        batch["effective_batch_size"],
+        batch["num_processes"],
+        batch["per_device_train_batch_size"],
+        batch["gradient_accumulation_steps"],
+    )
+    training_args.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "dtype": model_args.dtype,
+        **(training_args.model_init_kwargs or {}),
+    }
     trainer = SFTTrainer(
-        model=name, args=training_args, train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
-        quantization_config=get_quantization_config(model_args), peft_config=get_peft_config(model_args))
+        model=name,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=validation,
+        processing_class=tokenizer,
+        quantization_config=get_quantization_config(model_args),
+        peft_config=get_peft_config(model_args),
+    )
     before = trainer.evaluate()["eval_loss"]
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     after = trainer.evaluate()["eval_loss"]
     if not (math.isfinite(before) and math.isfinite(after)):
         raise RuntimeError(f"non-finite validation loss (before {before}, after {after})")
     trainer.save_model(training_args.output_dir)
-    result = {"eval_loss_before": before, "eval_loss_after": after, "train_rows": len(train), "eval_rows": len(validation),
-              "linear4bit_layers": sum(type(m).__name__ == "Linear4bit" for m in trainer.model.modules())}
+    result = {
+        "eval_loss_before": before,
+        "eval_loss_after": after,
+        "train_rows": len(train),
+        "eval_rows": len(validation),
+        "linear4bit_layers": sum(type(m).__name__ == "Linear4bit" for m in trainer.model.modules()),
+    }
     if trainer.accelerator.is_main_process:
-        write_json(Path(training_args.output_dir) / CAPTIONER_META, {
-            "prompt_version": PROMPT_VERSION, "base_model": name, "base_model_revision": model_args.model_revision,
-            "peft": bool(model_args.use_peft), "load_in_4bit": bool(model_args.load_in_4bit),
-            "model_args": json.loads(json.dumps(asdict(model_args), default=str)), "data": asdict(script_args),
-            "distilled_sha256": sha256_file(distilled), "packages": package_versions(), **result,
-            "pairing": script_args.pairing, "training_pair_consistency": pair_stats["train"]["training_pair_consistency"],
-            "pairs": pair_stats, "batch": batch,
-        })
-    logger.info("captioner: validation loss %.4f -> %.4f on %d rows; saved to %s", before, after, len(validation),
-                training_args.output_dir)
+        write_json(
+            Path(training_args.output_dir) / CAPTIONER_META,
+            {
+                "prompt_version": PROMPT_VERSION,
+                "base_model": name,
+                "base_model_revision": model_args.model_revision,
+                "peft": bool(model_args.use_peft),
+                "load_in_4bit": bool(model_args.load_in_4bit),
+                "model_args": json.loads(json.dumps(asdict(model_args), default=str)),
+                "data": asdict(script_args),
+                "distilled_sha256": sha256_file(distilled),
+                "packages": package_versions(),
+                **result,
+                "pairing": script_args.pairing,
+                "training_pair_consistency": pair_stats["train"]["training_pair_consistency"],
+                "pairs": pair_stats,
+                "batch": batch,
+            },
+        )
+    logger.info(
+        "captioner: validation loss %.4f -> %.4f on %d rows; saved to %s",
+        before,
+        after,
+        len(validation),
+        training_args.output_dir,
+    )
     return result
 
 
@@ -207,7 +301,8 @@ ARGUMENTS = (CaptionerArguments, SFTConfig, ModelConfig)  # what this stage's pr
 
 def parse(argv: Sequence[str] | None = None):
     script_args, training_args, model_args = parse_args(
-        ARGUMENTS, "captioner", argv, defaults=PAPER_DEFAULTS, parser_class=TrlParser)
+        ARGUMENTS, "captioner", argv, defaults=PAPER_DEFAULTS, parser_class=TrlParser
+    )
     if training_args.output_dir in (None, "trainer_output"):
         training_args.output_dir = str(run_dir() / "captioner")
     return script_args, training_args, model_args

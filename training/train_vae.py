@@ -23,9 +23,11 @@ from tqdm.auto import tqdm
 from transformers import set_seed
 
 from builder.taxonomy import Taxonomy
-from core.config import cli, get_logger, parse_args, run_dir
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import sha256_file, write_json
+from core.log import get_logger
 from core.provenance import package_versions
 from training.constraints import CONSTRAINTS_NAME, MIN_EXPECTED, learn_constraints
 from training.vae import CONFIG_NAME, BetaVAE, VAEConfig, multi_hot, save_checkpoint, vae_loss
@@ -45,12 +47,19 @@ class VAETrainingArguments:
     beta: float = field(default=0.25, metadata={"help": "weight of the KL term"})
     input_dropout: float = field(default=0.1, metadata={"help": "dropout on the multi-hot input"})
     learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
-    batch_size: int = field(default=32, metadata={"help": "effective batch size: split across processes under accelerate "
-                                                           "(the paper's recipe whatever their number)"})
+    batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "effective batch size: split across processes under accelerate "
+            "(the paper's recipe whatever their number)"
+        },
+    )
     max_epochs: int = field(default=200, metadata={"help": "upper bound on epochs"})
     patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping"})
     min_delta: float = field(default=1e-3, metadata={"help": "smallest validation-loss drop that counts"})
-    min_expected: float = field(default=MIN_EXPECTED, metadata={"help": "learned contradiction: expected co-occurrences"})
+    min_expected: float = field(
+        default=MIN_EXPECTED, metadata={"help": "learned contradiction: expected co-occurrences"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of initialisation, shuffling and the reparameterisation"})
 
     def __post_init__(self):
@@ -73,7 +82,10 @@ def load_split_matrices(tagged_path, taxonomy: Taxonomy) -> dict[str, np.ndarray
             unknown = [t for t in row[category] if t not in taxonomy.index]
             if unknown:
                 raise DataError(path, f"concept(s) not in the taxonomy: {unknown}", row=i, field=category)
-    return {split: multi_hot([r for r in rows if r["split"] == split], taxonomy) for split in ("train", "validation", "test")}
+    return {
+        split: multi_hot([r for r in rows if r["split"] == split], taxonomy)
+        for split in ("train", "validation", "test")
+    }
 
 
 def evaluate_loss(model: BetaVAE, x: torch.Tensor, beta: float, batch_size: int = 1024, seed: int = 0) -> float:
@@ -83,15 +95,20 @@ def evaluate_loss(model: BetaVAE, x: torch.Tensor, beta: float, batch_size: int 
     generator = torch.Generator(device=x.device).manual_seed(seed)
     with torch.no_grad():
         for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
+            xb = x[start : start + batch_size]
             logits, mu, logvar = model(xb, generator=generator)
             total += vae_loss(logits, xb, mu, logvar, beta)[0].item() * len(xb)
             n += len(xb)
     return total / max(n, 1)
 
 
-def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str, np.ndarray], output_dir: Path,
-              extra_metadata: dict | None = None) -> dict:
+def train_vae(
+    args: VAETrainingArguments,
+    taxonomy: Taxonomy,
+    matrices: dict[str, np.ndarray],
+    output_dir: Path,
+    extra_metadata: dict | None = None,
+) -> dict:
     """Train with early stopping; returns the training history and best validation loss.
 
     Raises:
@@ -103,22 +120,31 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     # the batch, learning rate and epochs of one (the paper's recipe), not with an N-times larger batch
     accelerator = Accelerator(cpu=not torch.cuda.is_available(), split_batches=True)
     if args.batch_size % accelerator.num_processes:
-        raise ConfigError(f"vae: batch_size {args.batch_size} is the effective batch and must divide evenly among "
-                          f"{accelerator.num_processes} processes")
+        raise ConfigError(
+            f"vae: batch_size {args.batch_size} is the effective batch and must divide evenly among "
+            f"{accelerator.num_processes} processes"
+        )
     set_seed(args.seed)
     config = VAEConfig(len(taxonomy.concepts), args.hidden_dim, args.latent_dim, args.input_dropout, args.beta)
     model = BetaVAE(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate, fused=True)  # fused: ~1.7x faster on CPU
     train = TensorDataset(torch.from_numpy(matrices["train"]))
-    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed))
+    loader = DataLoader(
+        train, batch_size=args.batch_size, shuffle=True, generator=torch.Generator().manual_seed(args.seed)
+    )
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     x_val = torch.from_numpy(matrices["validation"]).to(accelerator.device)
     noise = torch.Generator(device=accelerator.device).manual_seed(args.seed + accelerator.process_index)
     best, best_epoch, history = math.inf, -1, []
     constraints = learn_constraints(matrices["train"], taxonomy, args.min_expected)
-    meta = {"training": asdict(args), "packages": package_versions(), "effective_batch_size": args.batch_size,
-            "num_processes": accelerator.num_processes,
-            "per_process_batch_size": args.batch_size // accelerator.num_processes, **(extra_metadata or {})}
+    meta = {
+        "training": asdict(args),
+        "packages": package_versions(),
+        "effective_batch_size": args.batch_size,
+        "num_processes": accelerator.num_processes,
+        "per_process_batch_size": args.batch_size // accelerator.num_processes,
+        **(extra_metadata or {}),
+    }
     start = time.perf_counter()
     epochs = tqdm(range(args.max_epochs), desc="VAE epochs", unit="epoch", disable=not accelerator.is_main_process)
     for epoch in epochs:
@@ -130,7 +156,8 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"non-finite loss {loss.item()} at epoch {epoch}, batch {step} (bce {bce.item()}, kl {kl.item()}); "
-                    f"the last good checkpoint (epoch {best_epoch}) is kept in {output_dir}")
+                    f"the last good checkpoint (epoch {best_epoch}) is kept in {output_dir}"
+                )
             optimizer.zero_grad()
             accelerator.backward(loss)
             optimizer.step()
@@ -140,7 +167,9 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
         history.append({"epoch": epoch, "train_loss": running / max(batches, 1), "validation_loss": val})
         epochs.set_postfix(train=f"{history[-1]['train_loss']:.3f}", validation=f"{val:.3f}")
         if not math.isfinite(val):
-            raise NonFiniteLossError(f"non-finite validation loss at epoch {epoch}; last good checkpoint kept in {output_dir}")
+            raise NonFiniteLossError(
+                f"non-finite validation loss at epoch {epoch}; last good checkpoint kept in {output_dir}"
+            )
         if val < best - args.min_delta:
             best, best_epoch = val, epoch
             if accelerator.is_main_process:
@@ -155,10 +184,21 @@ def train_vae(args: VAETrainingArguments, taxonomy: Taxonomy, matrices: dict[str
     if accelerator.is_main_process and best_epoch >= 0:
         meta.update(history=history, stopped_epoch=epoch, train_seconds=round(seconds, 2))
         write_json(output_dir / CONFIG_NAME, {"model": asdict(config), **meta})
-        logger.info("VAE: best validation loss %.4f at epoch %d, stopped at %d, %.1f s; %d learned contradictory pairs",
-                    best, best_epoch, epoch, seconds, len(constraints.forbidden_pairs))
-    return {"best_validation_loss": best, "best_epoch": best_epoch, "stopped_epoch": epoch, "history": history,
-            "seconds": seconds}
+        logger.info(
+            "VAE: best validation loss %.4f at epoch %d, stopped at %d, %.1f s; %d learned contradictory pairs",
+            best,
+            best_epoch,
+            epoch,
+            seconds,
+            len(constraints.forbidden_pairs),
+        )
+    return {
+        "best_validation_loss": best,
+        "best_epoch": best_epoch,
+        "stopped_epoch": epoch,
+        "history": history,
+        "seconds": seconds,
+    }
 
 
 ARGUMENTS = VAETrainingArguments  # what this stage's preset section may hold

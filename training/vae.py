@@ -46,7 +46,8 @@ class BetaVAE(nn.Module):
         self.encoder = nn.Sequential(nn.Linear(config.input_dim, config.hidden_dim), nn.ReLU())
         self.to_stats = nn.Linear(config.hidden_dim, 2 * config.latent_dim)
         self.decoder = nn.Sequential(
-            nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU(), nn.Linear(config.hidden_dim, config.input_dim))
+            nn.Linear(config.latent_dim, config.hidden_dim), nn.ReLU(), nn.Linear(config.hidden_dim, config.input_dim)
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.to_stats(self.encoder(self.dropout(x))).chunk(2, dim=-1)
@@ -114,7 +115,9 @@ def load_checkpoint(path, taxonomy: Taxonomy | None = None, device: str = "cpu")
     path = Path(path)
     for name in (WEIGHTS_NAME, CONFIG_NAME, TAXONOMY_NAME):
         if not (path / name).is_file():
-            raise DataError(path / name, "missing from the VAE checkpoint (train one with `python -m training.train_vae`)")
+            raise DataError(
+                path / name, "missing from the VAE checkpoint (train one with `python -m training.train_vae`)"
+            )
     try:
         meta = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
         config = VAEConfig(**meta["model"])
@@ -123,9 +126,11 @@ def load_checkpoint(path, taxonomy: Taxonomy | None = None, device: str = "cpu")
     trained_on = Taxonomy.load(path / TAXONOMY_NAME)
     if taxonomy is not None and taxonomy.fingerprint() != trained_on.fingerprint():
         raise DataError(
-            path / TAXONOMY_NAME, f"the VAE was trained on another taxonomy (version {trained_on.version}, "
+            path / TAXONOMY_NAME,
+            f"the VAE was trained on another taxonomy (version {trained_on.version}, "
             f"{len(trained_on.concepts)} concepts) than the one given (version {taxonomy.version}, "
-            f"{len(taxonomy.concepts)} concepts); retrain it or pass its own taxonomy")
+            f"{len(taxonomy.concepts)} concepts); retrain it or pass its own taxonomy",
+        )
     model = BetaVAE(config)
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS_NAME), device=device))

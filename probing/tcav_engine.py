@@ -1,5 +1,6 @@
-"""TCAV (Kim et al., 2018) on concept sets, through captum.concept: the statistics. The command that runs it on a
-dataset and any model is `python -m probing.tcav`.
+"""TCAV (Kim et al., 2018) on concept sets, through captum.concept: the statistics and the one experiment every
+caller runs (`run_experiment`: the CLI and pipeline stage `probing.tcav`, the planted-cause validation
+`probing.tcav_validation`, the musicnn experiment `benchmarks.bench_judge_tcav`).
 
 For each concept and each of R random sets: a linear CAV (logistic regression through captum's Classifier
 interface, held-out accuracy reported) separating the layer's activations of the concept's positives from those
@@ -9,17 +10,21 @@ plays the concept against the other random sets, giving R pseudo-concept mean sc
 (prediction form) asks whether the concept's mean score could be one of them, Bonferroni-corrected for the number
 of (concept, class) tests. With m > 1 disjoint positive sets per concept (`ConceptSets`) Welch's test compares
 their m mean scores with the R pseudo-concepts' (`concept_test`): far more power when a random set's score swings
-widely, as it does on a small CNN (`evaluation.tcav_validation`). (Kim et al.'s Welch test of the R runs is
+widely, as it does on a small CNN (`probing.tcav_validation`). (Kim et al.'s Welch test of the R runs is
 reported too, as `p_value_runs_ttest`: it treats runs that share one concept set as independent, and calls even a
-random set of examples significant.)
+random set of examples significant.) Over a family of tests `correct` adds Bonferroni's family-wise correction and
+Benjamini-Hochberg's false-discovery-rate one.
+
+A CAV is a logistic regression (`cav="logistic"`) or the difference of the two sets' mean activations
+(`cav="mean_difference"`, FastCAV, Schmalwasser et al., ICML 2025): no fitting, so hundreds of CAVs cost little.
 """
 
 from __future__ import annotations
 
 import tempfile
 import warnings
-from pathlib import Path
-from typing import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -44,14 +49,64 @@ def check_logits(model: nn.Module, inputs: torch.Tensor, n_classes: int) -> None
         raise ConfigError(f"the classifier must return class logits of shape (batch, {n_classes}); it returned {shape}")
 
 
-def validate_sets(concept: str, positives: Sequence[str], random_sets: Sequence[Sequence[str]], min_examples: int,
-                  source=None) -> None:
+def validate_sets(
+    concept: str, positives: Sequence[str], random_sets: Sequence[Sequence[str]], min_examples: int, source=None
+) -> None:
     """A concept needs `min_examples` positives, and random sets that contain none of them."""
     if len(positives) < min_examples:
-        raise DataError(source, f"concept {concept!r} has {len(positives)} positives; TCAV needs at least {min_examples}")
+        raise DataError(
+            source, f"concept {concept!r} has {len(positives)} positives; TCAV needs at least {min_examples}"
+        )
     overlap = set(positives) & {i for s in random_sets for i in s}
     if overlap:
-        raise DataError(source, f"random sets of {concept!r} contain {len(overlap)} of its positives, e.g. {sorted(overlap)[:3]}")
+        raise DataError(
+            source, f"random sets of {concept!r} contain {len(overlap)} of its positives, e.g. {sorted(overlap)[:3]}"
+        )
+
+
+def _split(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded (test, train) split of n examples, a third held out by default."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test = max(1, int(round(test_fraction * n)))
+    return order[:n_test], order[n_test:]
+
+
+def _fast_cav_classifier(seed: int, test_fraction: float = 0.33):
+    """A captum `Classifier` whose CAV is the difference of the two sets' mean activations on the training part
+    (FastCAV), its threshold halfway between the projected means; accuracy on the held-out part."""
+    from captum.concept._utils.classifier import Classifier
+
+    class MeanDifferenceClassifier(Classifier):
+        def __init__(self):
+            self.coef, self.labels = None, []
+
+        def train_and_eval(self, dataloader, **kwargs):
+            x = torch.cat([b[0] for b in dataloader]).float().cpu().numpy()
+            y = torch.cat([b[1] for b in dataloader]).cpu().numpy()
+            test, train = _split(len(y), seed, test_fraction)
+            self.labels = sorted({int(v) for v in y})
+            if len(self.labels) != 2:
+                raise DataError(None, f"a CAV needs two sets of activations; got labels {self.labels}")
+            low, high = (x[train][y[train] == c].mean(0) for c in self.labels)
+            self.coef = high - low
+            threshold = float((high + low) @ self.coef / 2)
+            predicted = np.where(x[test] @ self.coef > threshold, self.labels[1], self.labels[0])
+            return {"accs": torch.tensor(float((predicted == y[test]).mean()))}
+
+        def weights(self):
+            coef = torch.tensor(self.coef, dtype=torch.float32)
+            return torch.stack([-coef, coef])
+
+        def classes(self):
+            return self.labels
+
+    return MeanDifferenceClassifier()
+
+
+CAV_ESTIMATORS = {
+    "logistic": lambda seed: _cav_classifier(seed),
+    "mean_difference": lambda seed: _fast_cav_classifier(seed),
+}
 
 
 def _cav_classifier(seed: int, test_fraction: float = 0.33):
@@ -71,9 +126,7 @@ def _cav_classifier(seed: int, test_fraction: float = 0.33):
         def train_and_eval(self, dataloader, **kwargs):
             x = torch.cat([b[0] for b in dataloader]).float().cpu().numpy()
             y = torch.cat([b[1] for b in dataloader]).cpu().numpy()
-            order = np.random.default_rng(seed).permutation(len(y))
-            n_test = max(1, int(round(test_fraction * len(y))))
-            test, train = order[:n_test], order[n_test:]
+            test, train = _split(len(y), seed, test_fraction)
             # fewer examples than dimensions (a flattened conv layer: tens of thousands): the L2-penalised fit's
             # weights lie in the span of the training activations, so it is fitted, exactly, in an orthonormal
             # basis of that span (n values per example, not d) and mapped back
@@ -166,11 +219,19 @@ def _tcav_class():
 RANDOM_ID = 1_000_000  # captum concept ids of random sets; concept sets count up from 0
 
 
-def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_inputs: list, class_inputs: dict,
-                seed: int = 0, alpha: float = 0.05) -> dict:
+def tcav_scores(
+    model: nn.Module,
+    layer: str,
+    concept_inputs: dict,
+    random_inputs: list,
+    class_inputs: dict,
+    seed: int = 0,
+    alpha: float = 0.05,
+    cav: str = "logistic",
+) -> dict:
     """TCAV scores with significance for every (concept, class).
 
-    Every input is a tensor of model inputs or an iterable of such batches (`evaluation.audio_data.Batches`),
+    Every input is a tensor of model inputs or an iterable of such batches (`probing.features.StoreBatches`),
     read batch by batch: activations go to captum's files, directional derivatives are taken one batch at a
     time and the sign counts summed, so memory does not grow with the sets.
 
@@ -179,6 +240,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
             positive sets (tested by `concept_test` on their mean scores).
         random_inputs: R model inputs, the random sets (R >= 2).
         class_inputs: class index -> model inputs of that class's examples.
+        cav: a key of `CAV_ESTIMATORS`.
     Returns:
         {"results": [{concept, class, score_mean, score_std, set_means, random_mean, p_value, p_corrected,
         significant, cav_accuracy}], "tests": n}
@@ -188,6 +250,8 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
 
     if len(random_inputs) < 2:
         raise ConfigError("TCAV needs at least two random sets")
+    if cav not in CAV_ESTIMATORS:
+        raise ConfigError(f"unknown CAV estimator {cav!r}: one of {sorted(CAV_ESTIMATORS)}")
     resolve_layer(model, layer)
     model.eval()
 
@@ -202,7 +266,9 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
             sets = list(x) if isinstance(x, ConceptSets) else [x]
             if not sets:
                 raise ConfigError(f"concept {name!r} has no positive set")
-            concepts[name] = [concept(next_id + k, name if len(sets) == 1 else f"{name}#{k}", s) for k, s in enumerate(sets)]
+            concepts[name] = [
+                concept(next_id + k, name if len(sets) == 1 else f"{name}#{k}", s) for k, s in enumerate(sets)
+            ]
             next_id += len(sets)
         if next_id >= RANDOM_ID:
             raise ConfigError(f"too many concept sets ({next_id}): at most {RANDOM_ID - 1}")
@@ -210,7 +276,7 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
         concept_sets = [[c, r] for sets in concepts.values() for c in sets for r in randoms]
         # the null: every random set in turn plays a concept against each other random set
         random_sets = [[randoms[i], randoms[j]] for i in range(R) for j in range(R) if i != j]
-        tcav = _tcav_class()(model, layers=[layer], classifier=_cav_classifier(seed), save_path=cache)
+        tcav = _tcav_class()(model, layers=[layer], classifier=CAV_ESTIMATORS[cav](seed), save_path=cache)
         set_seed(seed)
         tcav.compute_cavs(concept_sets + random_sets)  # once: every class and batch uses the same CAVs
         results, tests = [], len(concepts) * len(class_inputs)
@@ -236,48 +302,128 @@ def tcav_scores(model: nn.Module, layer: str, concept_inputs: dict, random_input
                 accuracy = [float(tcav.cavs[f"{c.id}-{r.id}"][layer].stats["accs"]) for c in sets for r in randoms]
                 p = concept_test(set_means, null_means)
                 p_corrected = min(1.0, p * tests)
-                results.append({"concept": name, "class": int(k), "score_mean": float(np.mean(scores)),
-                                "score_std": float(np.std(scores)), "scores": scores, "set_means": set_means,
-                                "random_mean": float(np.mean(null_runs)), "random_concept_means": null_means,
-                                "p_value": p, "p_corrected": p_corrected, "significant": bool(p_corrected < alpha),
-                                "p_value_runs_ttest": _welch(scores, null_runs),
-                                "cav_accuracy": float(np.mean(accuracy)), "class_examples": total})
+                results.append(
+                    {
+                        "concept": name,
+                        "class": int(k),
+                        "score_mean": float(np.mean(scores)),
+                        "score_std": float(np.std(scores)),
+                        "scores": scores,
+                        "set_means": set_means,
+                        "random_mean": float(np.mean(null_runs)),
+                        "random_concept_means": null_means,
+                        "p_value": p,
+                        "p_corrected": p_corrected,
+                        "significant": bool(p_corrected < alpha),
+                        "p_value_runs_ttest": _welch(scores, null_runs),
+                        "cav_accuracy": float(np.mean(accuracy)),
+                        "class_examples": total,
+                    }
+                )
     return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
 
 
-def plot_report(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    results = report["results"]
-    concepts = list(dict.fromkeys(r["concept"] for r in results))
-    tested = list(dict.fromkeys(r["class"] for r in results))  # output indices; report["classes"] names them
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(concepts) * len(tested) / 3), 4))
-    width = 0.8 / max(len(tested), 1)
-    for j, k in enumerate(tested):
-        cls = report["classes"][k]
-        rows = [next(r for r in results if r["concept"] == c and r["class"] == k) for c in concepts]
-        xs = np.arange(len(concepts)) + j * width
-        bars = ax.bar(xs, [r["score_mean"] for r in rows], width, yerr=[r["score_std"] for r in rows], label=cls)
-        for bar, r in zip(bars, rows):
-            if not r["significant"]:
-                bar.set_hatch("//")
-                bar.set_alpha(0.4)
-    ax.axhline(0.5, color="grey", linewidth=0.8)
-    ax.set_xticks(np.arange(len(concepts)) + 0.4 - width / 2, concepts, rotation=20)
-    ax.set_ylabel("TCAV score")
-    ax.set_title(f"TCAV at layer {report['layer']} (hatched: not significant after correction)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+def correct(results: list[dict], alpha: float) -> None:
+    """Multiple-testing corrections over every result of a family, in place: Bonferroni's family-wise one
+    (`p_corrected`, `significant`) and Benjamini-Hochberg's false-discovery-rate one (`q_value`,
+    `significant_fdr`)."""
+    m = len(results)
+    order = sorted(range(m), key=lambda i: results[i]["p_value"])
+    q, running = [0.0] * m, 1.0
+    for rank in range(m, 0, -1):  # step-up: the smallest p * m / rank at or above each rank
+        i = order[rank - 1]
+        running = min(running, results[i]["p_value"] * m / rank)
+        q[i] = running
+    for r, q_value in zip(results, q):
+        r["p_corrected"] = min(1.0, r["p_value"] * m)
+        r["significant"] = bool(r["p_corrected"] < alpha)
+        r["q_value"] = min(1.0, q_value)
+        r["significant_fdr"] = bool(r["q_value"] < alpha)
 
 
-def format_table(report: dict) -> str:
-    lines = [f"{'concept':<22} {'class':<14} {'TCAV':>6} {'random':>7} {'p corr':>8} {'CAV acc':>8}  significant"]
-    for r in report["results"]:
-        lines.append(f"{r['concept']:<22} {report['classes'][r['class']]:<14} {r['score_mean']:>6.3f} {r['random_mean']:>7.3f} "
-                     f"{r['p_corrected']:>8.4f} {r['cav_accuracy']:>8.3f}  {'yes' if r['significant'] else 'no'}")
-    return "\n".join(lines)
+@dataclass
+class ExperimentDesign:
+    """How a TCAV experiment deals its sets and tests them."""
+
+    concept_sets: int = 3  # K: disjoint positive sets per concept, tested together (`concept_test`)
+    random_sets: int = 10  # R: random sets per concept, free of its positives
+    set_size: int | None = None  # examples per set; None: a concept's positives dealt into K sets of equal size
+    min_sets: int = 1  # a concept with fewer positive sets than this is left out (counted)
+    min_examples: int = 5  # fewest examples in a set
+    alpha: float = 0.05
+    cav: str = "logistic"  # a key of CAV_ESTIMATORS
+    seed: int = 0
+
+
+def deal(ids: Sequence, design: ExperimentDesign, rng: np.random.Generator) -> list[list]:
+    """A concept's positives dealt into at most K disjoint sets (in a seeded order): of `set_size` each, or all of
+    them in K sets of equal size with at least `min_examples` each."""
+    shuffled = [ids[i] for i in rng.permutation(len(ids))]
+    if design.set_size:
+        m = min(design.concept_sets, len(ids) // design.set_size)
+        return [shuffled[k * design.set_size : (k + 1) * design.set_size] for k in range(m)]
+    m = max(1, min(design.concept_sets, len(ids) // design.min_examples)) if len(ids) >= design.min_examples else 0
+    return [sorted(shuffled[k::m]) for k in range(m)]
+
+
+def run_experiment(
+    model: nn.Module,
+    layer: str,
+    inputs: Callable[[list], object],
+    concepts: Mapping[str, Sequence],
+    random_pool: Sequence | Mapping[str, Sequence],
+    classes: Mapping[int, Sequence],
+    design: ExperimentDesign,
+) -> dict:
+    """The TCAV experiment: for every concept, K disjoint positive sets and R random sets drawn from the same data
+    free of its positives, scored for every class, then corrected over every (concept, class) test.
+
+    Args:
+        inputs: a list of example ids -> their model inputs (a tensor, or an iterable of batches).
+        concepts: concept name -> ids of its positives ("concepts" of random examples check the test itself).
+        random_pool: ids the random sets are drawn from, for every concept; or concept -> its own pool (e.g. the
+            examples whose attributes do not list it). A concept's own positives are always removed.
+        classes: output index -> ids of the examples whose directional derivatives are counted.
+    Returns:
+        {"results": [... `tcav_scores` rows with `correct`'s fields], "tests", "alpha", "left_out": {concept:
+        reason}, "random_sets": {concept: R used}, "set_sizes": {concept: examples per set}, "design"}
+    """
+    rng = np.random.default_rng(design.seed)
+    class_inputs = {k: inputs(list(ids)) for k, ids in classes.items() if len(ids)}
+    results, left_out, random_counts, sizes = [], {}, {}, {}
+    for name, ids in concepts.items():
+        sets = deal(list(ids), design, rng)
+        if len(sets) < max(design.min_sets, 1):
+            size = design.set_size or design.min_examples
+            left_out[name] = f"{len(ids)} positives, too few for {max(design.min_sets, 1)} set(s) of {size}"
+            continue
+        size, positives = len(sets[0]), set(ids)
+        pool = random_pool[name] if isinstance(random_pool, Mapping) else random_pool
+        free = [i for i in (pool[j] for j in rng.permutation(len(pool))) if i not in positives]
+        r = min(design.random_sets, len(free) // size)
+        if r < 2:
+            left_out[name] = f"{len(free)} examples free of its positives, too few for two random sets of {size}"
+            continue
+        randoms = [free[j * size : (j + 1) * size] for j in range(r)]
+        out = tcav_scores(
+            model,
+            layer,
+            {name: ConceptSets(inputs(s) for s in sets)},
+            [inputs(s) for s in randoms],
+            class_inputs,
+            seed=design.seed,
+            alpha=design.alpha,
+            cav=design.cav,
+        )
+        results += out["results"]
+        random_counts[name], sizes[name] = r, size
+    correct(results, design.alpha)
+    return {
+        "results": results,
+        "tests": len(results),
+        "alpha": design.alpha,
+        "left_out": left_out,
+        "random_sets": random_counts,
+        "set_sizes": sizes,
+        "design": asdict(design),
+    }

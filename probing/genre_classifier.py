@@ -1,9 +1,9 @@
 """A small genre classifier (log-mel CNN) trained on the dataset's own audio, with genre concepts as labels, so
 that TCAV runs end to end. Any other torch classifier can be given to TCAV by import path and layer name.
 
-    python -m evaluation.genre_classifier --dataset runs/demo/dataset --output_dir runs/demo/genre_cnn
+    python -m probing.genre_classifier --dataset runs/demo/dataset --output_dir runs/demo/genre_cnn
 
-Mel features come from torch.stft and a Slaney mel filter bank (no torchaudio). Classes are the most frequent
+Mel features come from the project's one mel front end (`probing.features.MelPower`). Classes are the most frequent
 genres among examples that carry exactly one of them; other examples are left out (counted). The dataset may be
 this project's or one in the paper's published schema. Audio is decoded batch by batch into log-mels kept in a
 file beside the checkpoint while training (`FeatureStore`), so memory does not grow with the dataset.
@@ -23,10 +23,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import set_seed
 
-from core.config import cli, get_logger, parse_args, run_dir
+from builder.reader import AudioSplit
+from core.cli import cli
+from core.config import parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import write_json
-from evaluation.audio_data import AudioSplit
+from core.log import get_logger
+from probing.features import MelPower, model_inputs
 
 logger = get_logger(__name__)
 
@@ -40,27 +43,19 @@ class MelConfig:
     duration_s: float = 3.0
 
 
-class LogMel(nn.Module):
+class LogMel(MelPower):
     """Waveform (batch, samples) -> log-mel (batch, n_mels, frames), cropped or padded to `duration_s`."""
 
     def __init__(self, config: MelConfig):
-        super().__init__()
-        from transformers.audio_utils import mel_filter_bank
-
+        super().__init__(config.sampling_rate, config.n_fft, config.hop_length, config.n_mels)
         self.config = config
-        fb = mel_filter_bank(num_frequency_bins=config.n_fft // 2 + 1, num_mel_filters=config.n_mels, min_frequency=0.0,
-                             max_frequency=config.sampling_rate / 2, sampling_rate=config.sampling_rate, norm="slaney",
-                             mel_scale="slaney")
-        self.register_buffer("filters", torch.tensor(fb, dtype=torch.float32), persistent=False)
-        self.register_buffer("window", torch.hann_window(config.n_fft), persistent=False)
         self.samples = int(config.duration_s * config.sampling_rate)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         wave = wave[..., : self.samples]
         if wave.shape[-1] < self.samples:
             wave = nn.functional.pad(wave, (0, self.samples - wave.shape[-1]))
-        spec = torch.stft(wave, self.config.n_fft, self.config.hop_length, window=self.window, return_complex=True).abs() ** 2
-        return torch.log(torch.clamp(torch.einsum("bft,fm->bmt", spec, self.filters), min=1e-10))
+        return torch.log(torch.clamp(super().forward(wave), min=1e-10)).transpose(1, 2)
 
 
 class _ConvFrontEnd(nn.Module):
@@ -73,7 +68,11 @@ class _ConvFrontEnd(nn.Module):
             return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2))
 
         self.norm = nn.BatchNorm2d(1)
-        self.block1, self.block2, self.block3 = block(1, channels), block(channels, 2 * channels), block(2 * channels, 4 * channels)
+        self.block1, self.block2, self.block3 = (
+            block(1, channels),
+            block(channels, 2 * channels),
+            block(2 * channels, 4 * channels),
+        )
 
     def features(self, mel: torch.Tensor) -> torch.Tensor:
         return self.block3(self.block2(self.block1(self.norm(mel.unsqueeze(1)))))
@@ -85,7 +84,9 @@ class GenreCNN(_ConvFrontEnd):
 
     def __init__(self, n_classes: int, n_mels: int = 64, channels: int = 16):
         super().__init__(n_mels, channels)
-        self.embedding = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * channels, 4 * channels), nn.ReLU())
+        self.embedding = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * channels, 4 * channels), nn.ReLU()
+        )
         self.head = nn.Linear(4 * channels, n_classes)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -100,7 +101,7 @@ class FrameCNN(_ConvFrontEnd):
     A clip's logit follows the steps where its class is most evident, so the class gradient at `frames` or any
     earlier layer differs from clip to clip (where and what the instrument plays). After `GenreCNN`'s average
     pooling the network is nearly linear and the gradient nearly the same for every clip, which makes TCAV's sign
-    counts all or nothing (see `evaluation.tcav_validation`). The 0.32 s steps keep `frames` small (64 values per
+    counts all or nothing (see `probing.tcav_validation`). The 0.32 s steps keep `frames` small (64 values per
     step), so a linear CAV there is learnt from few examples: at 80 ms steps, 4x as many values, instruments that
     play sparsely (hand claps) or resemble others (piano, saxophone) were separated at 0.69-0.81; at 0.32 s steps
     the same instruments at 0.82-0.91, with the first renderer and sets of 60 (README, the ground-truth experiment).
@@ -124,14 +125,20 @@ ARCHITECTURES = {"pooled": GenreCNN, "frames": FrameCNN}
 class GenreClassifierArguments:
     """Train the log-mel CNN genre classifier on the assembled dataset's audio."""
 
-    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder or Hub id (default: run dir/dataset)"})
+    dataset: str | None = field(
+        default=None, metadata={"help": "assembled dataset folder or Hub id (default: run dir/dataset)"}
+    )
     output_dir: str | None = field(default=None, metadata={"help": "checkpoint folder (default: run dir/genre_cnn)"})
     num_classes: int = field(default=5, metadata={"help": "most frequent single genres used as classes"})
     duration_s: float = field(default=3.0, metadata={"help": "seconds of each clip the classifier sees"})
     channels: int = field(default=16, metadata={"help": "CNN width"})
-    architecture: str = field(default="pooled", metadata={
-        "help": "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-step logits pooled "
-                "by log-mean-exp; gradients that differ per clip, which TCAV's sign counts need)"})
+    architecture: str = field(
+        default="pooled",
+        metadata={
+            "help": "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-step logits pooled "
+            "by log-mean-exp; gradients that differ per clip, which TCAV's sign counts need)"
+        },
+    )
     epochs: int = field(default=10, metadata={"help": "training epochs"})
     batch_size: int = field(default=16, metadata={"help": "batch size"})
     learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
@@ -152,18 +159,24 @@ def choose_labels(rows: Sequence[dict], num_classes: int) -> tuple[list[str], li
     return classes, labels, skipped
 
 
-def save_classifier(path: Path, model: nn.Module, classes: list[str], mel: MelConfig, channels: int, extra: dict) -> None:
+def save_classifier(
+    path: Path, model: nn.Module, classes: list[str], mel: MelConfig, channels: int, extra: dict
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
     architecture = next(k for k, cls in ARCHITECTURES.items() if type(model) is cls)
-    write_json(path / "config.json", {"classes": classes, "mel": asdict(mel), "channels": channels,
-                                      "architecture": architecture, **extra})
+    write_json(
+        path / "config.json",
+        {"classes": classes, "mel": asdict(mel), "channels": channels, "architecture": architecture, **extra},
+    )
 
 
 def architecture_class(name: str, source=None) -> type[nn.Module]:
     if name not in ARCHITECTURES:
-        raise ConfigError(f"{source + ': ' if source else ''}unknown classifier architecture {name!r}; "
-                          f"choose one of {sorted(ARCHITECTURES)}")
+        raise ConfigError(
+            f"{source + ': ' if source else ''}unknown classifier architecture {name!r}; "
+            f"choose one of {sorted(ARCHITECTURES)}"
+        )
     return ARCHITECTURES[name]
 
 
@@ -191,38 +204,75 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     mel = MelConfig(duration_s=args.duration_s)
     to_mel = LogMel(mel)
     # log-mels of the kept clips, computed in one pass over the split into a file beside the checkpoint
-    features, row_of = audio.features([audio.rows[i]["id"] for i in keep], to_mel, to_mel.samples,
-                                      output_dir / "features.tmp")
+    features, row_of = model_inputs(
+        audio, [audio.rows[i]["id"] for i in keep], to_mel, to_mel.samples, output_dir / "features.tmp"
+    )
     try:
         label_of = {audio.rows[i]["id"]: labels[i] for i in keep}
         y = torch.tensor([label_of[id_] for id_ in sorted(row_of, key=row_of.get)])  # in the store's order
-        model, losses = fit_classifier(features, y, len(classes), mel.n_mels, args.channels, args.epochs,
-                                       args.batch_size, args.learning_rate, args.seed, args.architecture)
+        model, losses = fit_classifier(
+            features,
+            y,
+            len(classes),
+            mel.n_mels,
+            args.channels,
+            args.epochs,
+            args.batch_size,
+            args.learning_rate,
+            args.seed,
+            args.architecture,
+        )
         accuracy = _accuracy(model, features, y)
     finally:
         features.close()
-    result = {"classes": classes, "train_examples": len(y), "skipped": dict(skipped), "losses": losses,
-              "train_accuracy": accuracy, "arguments": asdict(args)}
+    result = {
+        "classes": classes,
+        "train_examples": len(y),
+        "skipped": dict(skipped),
+        "losses": losses,
+        "train_accuracy": accuracy,
+        "arguments": asdict(args),
+    }
     if audio.reader is not None:
         result["source"] = {"schema": "published", **audio.reader.report()}
     save_classifier(output_dir, model, classes, mel, args.channels, result)
-    logger.info("genre CNN: %d classes %s, %d examples, loss %.3f -> %.3f, train accuracy %.3f", len(classes), classes,
-                len(y), losses[0], losses[-1], accuracy)
+    logger.info(
+        "genre CNN: %d classes %s, %d examples, loss %.3f -> %.3f, train accuracy %.3f",
+        len(classes),
+        classes,
+        len(y),
+        losses[0],
+        losses[-1],
+        accuracy,
+    )
     return result
 
 
 def _accuracy(model: nn.Module, x, y: torch.Tensor, batch_size: int = 256) -> float:
     model.eval()
     with torch.no_grad():
-        hits = sum(int((model(x[torch.arange(b, min(b + batch_size, len(y)))]).argmax(1) == y[b:b + batch_size]).sum())
-                   for b in range(0, len(y), batch_size))
+        hits = sum(
+            int((model(x[torch.arange(b, min(b + batch_size, len(y)))]).argmax(1) == y[b : b + batch_size]).sum())
+            for b in range(0, len(y), batch_size)
+        )
     return hits / len(y)
 
 
-def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: int, epochs: int, batch_size: int,
-                   learning_rate: float, seed: int, architecture: str = "pooled") -> tuple[nn.Module, list[float]]:
+def fit_classifier(
+    x,
+    y: torch.Tensor,
+    n_classes: int,
+    n_mels: int,
+    channels: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    architecture: str = "pooled",
+) -> tuple[nn.Module, list[float]]:
     """Train a GenreCNN (or another of `ARCHITECTURES`) on log-mel inputs `x` (a tensor, or a `FeatureStore`:
-    anything indexed by a tensor of row numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of shape (n, n_classes) (one
+    anything indexed by a tensor of row numbers) and class indices `y` (cross-entropy), or multi-hot labels `y` of
+    shape (n, n_classes) (one
     independent sigmoid output per class, binary cross-entropy); Adam, seeded shuffling."""
     set_seed(seed)
     model = architecture_class(architecture)(n_classes, n_mels, channels)
@@ -234,10 +284,13 @@ def fit_classifier(x, y: torch.Tensor, n_classes: int, n_mels: int, channels: in
         order = torch.randperm(len(y), generator=generator)
         total = 0.0
         for b in range(0, len(y), batch_size):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             logits = model(x[idx])
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y[idx].float()) if y.dim() == 2 \
+            loss = (
+                nn.functional.binary_cross_entropy_with_logits(logits, y[idx].float())
+                if y.dim() == 2
                 else nn.functional.cross_entropy(logits, y[idx])
+            )
             if not torch.isfinite(loss):
                 raise RuntimeError(f"non-finite loss at epoch {epoch}, batch {b // batch_size}")
             optimizer.zero_grad()
@@ -254,7 +307,9 @@ ARGUMENTS = GenreClassifierArguments  # what this stage's preset section may hol
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(ARGUMENTS, "genre_classifier", argv)
     out = run_dir()
-    return train_genre_classifier(args, args.dataset or str(out / "dataset"), Path(args.output_dir or out / "genre_cnn"))
+    return train_genre_classifier(
+        args, args.dataset or str(out / "dataset"), Path(args.output_dir or out / "genre_cnn")
+    )
 
 
 if __name__ == "__main__":

@@ -4,46 +4,43 @@ Clips are rendered from attribute lists in which one concept is planted (present
 independently of everything else) and every other concept is drawn independently of it: a genre, a tempo and each
 of a pool of instruments at random. A classifier learns which instruments a clip holds, one sigmoid output per
 pool instrument and the planted one (`multi_label`, the default; else it tells clips with the planted concept from
-clips without it). TCAV (`evaluation.tcav`) then tests, for the planted concept's output, the planted concept and
+clips without it). TCAV (`probing.tcav_engine`) then tests, for the planted concept's output, the planted concept and
 every independent concept, each against random sets of clips free of its positives: the planted concept should
 come out significant after correction with a score far from 0.5, the independent ones not (their share of
 significant results is the false-positive rate). "Concepts" made of random clips check the test itself. CAV
 accuracy per concept is reported.
 
-What it takes (each measured on this experiment; numbers in the README):
-- A classifier whose gradients differ from clip to clip: `FrameCNN` (per-step logits, 0.32 s steps, pooled over
-  time) at its per-step layer `frames`. After `GenreCNN`'s average pooling the class gradient is nearly the same
-  for every clip, so a direction's TCAV score is 0 or 1 for the whole class and the random-vs-random null all or
-  nothing.
+What it takes (why each default is what it is; the measurements are in docs/benchmarks.md):
+- A classifier whose gradients differ from clip to clip: `FrameCNN` (per-step logits pooled over time) at its
+  per-step layer `frames`. After `GenreCNN`'s average pooling the class gradient is nearly the same for every
+  clip, so a direction's TCAV score is 0 or 1 for the whole class and the random-vs-random null all or nothing.
 - Multi-label training: a classifier trained on the planted concept alone has no reason to represent any other
-  instrument, so their CAVs cannot separate them (accuracy near 0.5 was measured).
-- Several disjoint positive sets per concept (`concept_sets`, tested by `evaluation.tcav.concept_test`): even
-  then a random set's mean score swings from set to set (0.2-0.9 for the trumpet's null), so one set of the
-  planted concept, scoring 1.0, could not be told from a lucky random set after correction.
-- Instruments that sound like themselves: the renderer keeps every note in its instrument's real range (a flute
-  or saxophone melody above it was missed by the classifier itself, 0.86-0.91 balanced held-out accuracy).
-- Sets of 90: a CAV at `frames` learns a sparsely sounding instrument (piano chords) slowly; from 40 clips per
-  side the piano's CAV reached 0.84-0.89, from 60 per side 0.90-0.91 (two seeds).
+  instrument, so their CAVs cannot separate them.
+- Several disjoint positive sets per concept (`concept_sets`, tested by `probing.tcav_engine.concept_test`): a
+  random set's mean score swings widely from set to set, so one set of the planted concept could not be told
+  from a lucky random set after correction.
+- Instruments that sound like themselves: the renderer keeps every note in its instrument's real range (a melody
+  above it was missed by the classifier itself).
+- Large sets: a CAV at `frames` learns a sparsely sounding instrument (piano chords) slowly from small sets.
 
-    from evaluation.tcav_validation import ValidationArguments, run_validation
+    from probing.tcav_validation import ValidationArguments, run_validation
     report = run_validation(ValidationArguments(clips=6000), taxonomy)
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from builder.taxonomy import Taxonomy
-from core.config import get_logger
 from core.errors import ConfigError
-from evaluation.audio_data import pad_stack
-from evaluation.genre_classifier import LogMel, MelConfig, fit_classifier
-from evaluation.tcav import ConceptSets, tcav_scores
+from core.log import get_logger
 from generation.symbolic import SymbolicSynthesizer
+from probing.features import pad_stack
+from probing.genre_classifier import LogMel, MelConfig, fit_classifier
+from probing.tcav_engine import ExperimentDesign, run_experiment
 
 logger = get_logger(__name__)
 
@@ -51,24 +48,45 @@ logger = get_logger(__name__)
 @dataclass
 class ValidationArguments:
     planted: str = "trumpet"
-    instruments: list[str] = field(default_factory=lambda: [
-        "piano", "acoustic guitar", "electric guitar", "bass guitar", "strings", "flute", "violin", "organ",
-        "synth pad", "drum kit", "saxophone", "hand claps"])
+    instruments: list[str] = field(
+        default_factory=lambda: [
+            "piano",
+            "acoustic guitar",
+            "electric guitar",
+            "bass guitar",
+            "strings",
+            "flute",
+            "violin",
+            "organ",
+            "synth pad",
+            "drum kit",
+            "saxophone",
+            "hand claps",
+        ]
+    )
     genres: list[str] = field(default_factory=lambda: ["rock", "jazz", "pop", "classical", "reggae", "funk"])
-    tempi: list[str] = field(default_factory=lambda: ["slow tempo", "medium tempo", "fast tempo", "swing feel",
-                                                      "waltz time", "four on the floor"])
+    tempi: list[str] = field(
+        default_factory=lambda: [
+            "slow tempo",
+            "medium tempo",
+            "fast tempo",
+            "swing feel",
+            "waltz time",
+            "four on the floor",
+        ]
+    )
     instrument_rate: float = 0.3  # each pool instrument's chance to be in a list
     clips: int = 6000  # rendered clips: half train the classifier, half make the concept and class sets
     duration_s: float = 4.0
     epochs: int = 12
     learning_rate: float = 1e-3
     channels: int = 16
-    architecture: str = "frames"  # FrameCNN: per-step logits pooled over time (see evaluation.genre_classifier)
+    architecture: str = "frames"  # FrameCNN: per-step logits pooled over time (see probing.genre_classifier)
     layer: str = "frames"  # each 0.32 s step's features, after the per-step dense layer (4 * channels per step)
     multi_label: bool = True  # one output per pool instrument and the planted one (else: planted present or not)
     random_sets: int = 10
     set_size: int = 90  # clips per concept set and per random set (fewer where too few are free)
-    concept_sets: int = 3  # disjoint positive sets per concept, tested together (evaluation.tcav.concept_test)
+    concept_sets: int = 3  # disjoint positive sets per concept, tested together (probing.tcav_engine.concept_test)
     class_size: int = 80  # clips with the planted concept whose directional derivatives are counted
     random_concepts: int = 5  # "concepts" made of random clips: the test's own false-positive rate
     alpha: float = 0.05
@@ -108,7 +126,7 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     logger.info("rendered %d clips (%d left out: an inaudible instrument)", len(lists), inaudible)
     to_mel = LogMel(MelConfig(duration_s=args.duration_s))
     with torch.no_grad():
-        x = torch.cat([to_mel(pad_stack(waves[b:b + 64], to_mel.samples)) for b in range(0, len(waves), 64)])
+        x = torch.cat([to_mel(pad_stack(waves[b : b + 64], to_mel.samples)) for b in range(0, len(waves), 64)])
     y = torch.tensor([int(args.planted in tags) for tags in lists])
     half = len(lists) // 2
     if args.multi_label:  # every instrument a label: the features must tell each instrument, not the planted one alone
@@ -117,15 +135,26 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
         n_outputs, target = len(outputs), 0
     else:
         labels, n_outputs, target = y, 2, 1
-    model, losses = fit_classifier(x[:half], labels[:half], n_outputs, to_mel.config.n_mels, args.channels,
-                                   args.epochs, 16, args.learning_rate, args.seed, args.architecture)
+    model, losses = fit_classifier(
+        x[:half],
+        labels[:half],
+        n_outputs,
+        to_mel.config.n_mels,
+        args.channels,
+        args.epochs,
+        16,
+        args.learning_rate,
+        args.seed,
+        args.architecture,
+    )
     with torch.no_grad():
-        logits = torch.cat([model(x[b:b + 256]) for b in range(half, len(lists), 256)])
+        logits = torch.cat([model(x[b : b + 256]) for b in range(half, len(lists), 256)])
     predicted = logits > 0 if args.multi_label else (logits.argmax(1) == 1)[:, None]
     truth = labels[half:] if args.multi_label else y[half:, None]
     per_output = ((predicted.float() == truth).float().mean(0)).tolist()
-    logger.info("classifier: loss %.3f -> %.3f, held-out accuracy %s", losses[0], losses[-1],
-                [round(a, 3) for a in per_output])
+    logger.info(
+        "classifier: loss %.3f -> %.3f, held-out accuracy %s", losses[0], losses[-1], [round(a, 3) for a in per_output]
+    )
     # from the half the classifier never saw: the class's clips, then concept sets from one part and random sets
     # from the other, so that no clip is in two of them; each concept's random sets hold none of its positives
     # (as in the tcav stage), and its null comes from those random sets alone
@@ -133,60 +162,65 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     class_ids = [i for i in held if y[i] == 1][: args.class_size]
     in_class = set(class_ids)
     rest = [i for i in held if i not in in_class]
-    pool, others = rest[: len(rest) // 2], rest[len(rest) // 2:]
+    pool, others = rest[: len(rest) // 2], rest[len(rest) // 2 :]
     candidates = [args.planted, *args.instruments, *args.genres, *args.tempi]
     tested = [c for c in candidates if sum(c in lists[i] for i in pool) >= args.set_size]
     tested = tested[: None if args.max_independent is None else args.max_independent + 1]
     if args.planted not in tested:
         raise ConfigError(f"fewer than {args.set_size} clips with {args.planted!r} to test: render more clips")
 
-    def tcav(concept_sets: dict, randoms: list) -> list[dict]:
-        return tcav_scores(model, args.layer, {c: ConceptSets(x[ids] for ids in sets) for c, sets in concept_sets.items()},
-                           [x[ids] for ids in randoms], {target: x[class_ids]}, seed=args.seed, alpha=args.alpha)["results"]
-
-    def random_sets(free: Sequence[int]) -> list:
-        free = rng.permutation(free)
-        size = min(args.set_size, len(free) // args.random_sets)
-        if size < 5:
-            raise ConfigError(f"too few clips for {args.random_sets} random sets: render more clips")
-        return [free[r * size:(r + 1) * size] for r in range(args.random_sets)]
-
-    def dealt(ids: Sequence[int]) -> list:
-        m = min(args.concept_sets, len(ids) // args.set_size)
-        return [ids[k * args.set_size:(k + 1) * args.set_size] for k in range(m)]
-
-    results = []
-    for concept in tested:
-        positives = [i for i in pool if concept in lists[i]]
-        results += tcav({concept: dealt(positives)}, random_sets([i for i in others if concept not in lists[i]]))
-        logger.info("%s: TCAV %.3f, p %.3g (uncorrected), CAV accuracy %.3f", concept, results[-1]["score_mean"],
-                    results[-1]["p_value"], results[-1]["cav_accuracy"])
+    design = ExperimentDesign(
+        concept_sets=args.concept_sets,
+        random_sets=args.random_sets,
+        set_size=args.set_size,
+        alpha=args.alpha,
+        seed=args.seed,
+    )
+    # a concept's random sets: clips of the other part whose lists do not hold it
+    concepts = {c: [i for i in pool if c in lists[i]] for c in tested}
+    pools = {c: [i for i in others if c not in lists[i]] for c in tested}
     # the test's own calibration: "concepts" whose sets are random clips, against random sets of clips
-    shuffled = list(rng.permutation(pool))
-    chance = {f"random clips {k}": dealt(shuffled[k * args.concept_sets * args.set_size:])
-              for k in range(args.random_concepts)}
-    chance = {c: sets for c, sets in chance.items() if sets}
-    chance_results = tcav(chance, random_sets(others)) if chance else []
-    tests = len(results) + len(chance_results)
-    for r in results + chance_results:  # Bonferroni over every concept tested
-        r["p_corrected"] = min(1.0, r["p_value"] * tests)
-        r["significant"] = bool(r["p_corrected"] < args.alpha)
+    shuffled = [int(i) for i in rng.permutation(pool)]
+    chunk = args.concept_sets * args.set_size
+    for k in range(args.random_concepts):
+        if len(shuffled[k * chunk : (k + 1) * chunk]) >= args.set_size:
+            concepts[f"random clips {k}"] = shuffled[k * chunk : (k + 1) * chunk]
+            pools[f"random clips {k}"] = others
+    report = run_experiment(model, args.layer, lambda ids: x[ids], concepts, pools, {target: class_ids}, design)
+    results = [r for r in report["results"] if not r["concept"].startswith("random clips")]
+    chance_results = [r for r in report["results"] if r["concept"].startswith("random clips")]
+    for r in results:
+        logger.info(
+            "%s: TCAV %.3f, p %.3g (uncorrected), CAV accuracy %.3f",
+            r["concept"],
+            r["score_mean"],
+            r["p_value"],
+            r["cav_accuracy"],
+        )
+    tests = report["tests"]
     by_concept = {r["concept"]: r for r in results}
     planted = by_concept[args.planted]
     independent = [r for c, r in by_concept.items() if c != args.planted]
     instruments = [c for c in [args.planted, *args.instruments] if c in by_concept]
     return {
-        "planted": args.planted, "clips": len(lists), "left_out_inaudible": inaudible,
-        "classifier_held_out_accuracy": per_output[0], "classifier_losses": losses,
-        "classifier_held_out_accuracy_per_output": dict(zip(outputs if args.multi_label else [args.planted],
-                                                            [round(a, 3) for a in per_output])),
-        "planted_score": planted["score_mean"], "planted_p_corrected": planted["p_corrected"],
-        "planted_significant": planted["significant"], "planted_cav_accuracy": planted["cav_accuracy"],
+        "planted": args.planted,
+        "clips": len(lists),
+        "left_out_inaudible": inaudible,
+        "classifier_held_out_accuracy": per_output[0],
+        "classifier_losses": losses,
+        "classifier_held_out_accuracy_per_output": dict(
+            zip(outputs if args.multi_label else [args.planted], [round(a, 3) for a in per_output])
+        ),
+        "planted_score": planted["score_mean"],
+        "planted_p_corrected": planted["p_corrected"],
+        "planted_significant": planted["significant"],
+        "planted_cav_accuracy": planted["cav_accuracy"],
         "independent_concepts": len(independent),
         "independent_significant": sorted(r["concept"] for r in independent if r["significant"]),
         "false_positive_rate": sum(r["significant"] for r in independent) / max(len(independent), 1),
         "random_concepts": len(chance_results),
         "random_concepts_significant": sum(r["significant"] for r in chance_results),
+        "random_concepts_significant_fdr": sum(r["significant_fdr"] for r in chance_results),
         "random_concepts_p_below_alpha_uncorrected": sum(r["p_value"] < args.alpha for r in chance_results),
         "cav_accuracy": {c: round(r["cav_accuracy"], 3) for c, r in by_concept.items()},
         "instrument_cav_accuracy_min": min(by_concept[c]["cav_accuracy"] for c in instruments),
@@ -196,5 +230,8 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
         "null_means": {c: [round(v, 3) for v in r["random_concept_means"]] for c, r in by_concept.items()},
         "scores": {c: round(r["score_mean"], 3) for c, r in by_concept.items()},
         "p_corrected": {r["concept"]: float(f"{r['p_corrected']:.3g}") for r in results + chance_results},
-        "tests": tests, "arguments": asdict(args),
+        "q_value": {r["concept"]: float(f"{r['q_value']:.3g}") for r in results + chance_results},
+        "left_out": report["left_out"],
+        "tests": tests,
+        "arguments": asdict(args),
     }

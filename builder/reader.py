@@ -1,28 +1,56 @@
-"""A split of a dataset's audio, read straight from its parquet files, for this project's datasets and for the
-paper's published one (`builder.published`).
+"""The reader of a ConceptCaps dataset: a split's rows, clips and concept sets, read straight from its parquet
+files, for this project's layout and for the paper's published schema (`builder.published`), which it recognises
+from the dataset's features.
 
 Nothing holds a split's audio in memory, and nothing copies it: the split's files (a local folder's, or the Hub's
 through `hf://`) are read with pyarrow one row group at a time, in storage order; only the clips asked for are
-decoded, only the seconds a model looks at, and the model inputs they give are kept in a file (`FeatureStore`),
-from which training and TCAV draw batches. The genre classifier and TCAV so use the same memory at 200 clips
-and at 21,000.
+decoded, and only the seconds a caller looks at. `conceptcaps.py` is the public face over it; probing, the review
+app and the card read datasets through it.
 """
 
 from __future__ import annotations
 
 import io
-import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import soundfile as sf
-import torch
 
-from core.constants import CATEGORIES, SAMPLING_RATE
+from core.constants import CATEGORIES, SAMPLING_RATE, SPLITS
 from core.errors import ConfigError, DataError
+
+
+def open_dataset(path: str, config: str = "default", split: str | None = None, **kwargs):
+    """`load_dataset` for a Hub id or a local folder. For a local folder, the cache lives inside it: datasets keys
+    a local folder's cache by the folder's name, so two folders named alike would otherwise share (and mix up)
+    one cache."""
+    if Path(path).is_dir():
+        kwargs.setdefault("cache_dir", str(Path(path) / ".cache"))
+    return datasets.load_dataset(str(path), config, split=split, **kwargs)
+
+
+def published_reader(path: str, split: str, **kwargs):
+    """A `PublishedReader` that has read the ids of the splits before `split` (from the text config), so that an
+    id already kept there is dropped from this one."""
+    from builder.published import TEXT_FIELDS, PublishedReader
+
+    reader = PublishedReader()
+    for earlier in SPLITS[: SPLITS.index(split)]:
+        rows = open_dataset(path, "default", split=earlier, **kwargs).select_columns(list(TEXT_FIELDS))
+        for _ in reader.convert(rows, earlier):
+            pass
+    return reader
+
+
+def is_published_dataset(path: str, split: str = "train", **kwargs) -> bool:
+    """Whether a dataset is in the paper's published schema, from its default config's features."""
+    from builder.published import is_published
+
+    return is_published(open_dataset(path, "default", split=split, **kwargs).features)
 
 
 def read_wave(data: bytes, seconds: float | None = None, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
@@ -36,59 +64,6 @@ def read_wave(data: bytes, seconds: float | None = None, sampling_rate: int = SA
 
         wave = soxr.resample(wave, rate, sampling_rate).astype(np.float32)
     return wave if seconds is None else wave[: int(seconds * sampling_rate)]
-
-
-def pad_stack(waves: Sequence[np.ndarray], samples: int) -> torch.Tensor:
-    out = np.zeros((len(waves), samples), dtype=np.float32)
-    for i, w in enumerate(waves):
-        out[i, : min(len(w), samples)] = w[:samples]
-    return torch.from_numpy(out)
-
-
-class FeatureStore:
-    """Model inputs of equal shape in a file, read back by index: batches are drawn from it without holding the
-    dataset's inputs in memory (plain reads, not a memory map, whose touched pages would count as the process's
-    resident memory). The file is removed by `close()`."""
-
-    def __init__(self, path: Path):
-        self.path, self.shape, self.n = Path(path), None, 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "w+b")
-
-    def append(self, batch: torch.Tensor) -> None:
-        batch = batch.detach().to(torch.float32).contiguous()
-        if self.shape is None:
-            self.shape = tuple(batch.shape[1:])
-        self._file.write(batch.numpy().tobytes())
-        self.n += len(batch)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, index) -> torch.Tensor:
-        self._file.flush()
-        size = int(np.prod(self.shape)) * 4
-        rows = [np.frombuffer(os.pread(self._file.fileno(), size, int(i) * size), dtype=np.float32)
-                for i in torch.as_tensor(index).reshape(-1).tolist()]
-        return torch.from_numpy(np.stack(rows).reshape(len(rows), *self.shape))
-
-    def close(self) -> None:
-        self._file.close()
-        self.path.unlink(missing_ok=True)
-
-
-class StoreBatches:
-    """A re-iterable sequence of batches of a FeatureStore's rows (what captum's `Concept` reads)."""
-
-    def __init__(self, store: FeatureStore, rows: Sequence[int], batch_size: int):
-        self.store, self.rows, self.batch_size = store, list(rows), batch_size
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[torch.Tensor]:
-        for b in range(0, len(self.rows), self.batch_size):
-            yield self.store[torch.tensor(self.rows[b:b + self.batch_size])]
 
 
 def assembled_layout(dataset: str) -> dict | None:
@@ -125,12 +100,8 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
     return list(files[split])
 
 
-def _read_table(path: str, columns: list[str]):
-    with _open(path) as handle:
-        return pq.read_table(handle, columns=columns)
-
-
-def _open(path: str):
+def open_file(path: str):
+    """A binary file handle for a local path or an `hf://` URL (read by range requests)."""
     if "://" in path:
         import fsspec
         import huggingface_hub  # noqa: F401 (registers hf://)
@@ -146,7 +117,6 @@ class AudioSplit:
 
     def __init__(self, dataset: str, split: str):
         from builder.published import AUDIO_FIELD, TEXT_FIELDS
-        from conceptcaps import is_published_dataset, published_reader
 
         self.dataset, self.split_name = dataset, split
         self.published = is_published_dataset(dataset, split)
@@ -155,7 +125,7 @@ class AudioSplit:
         self.files = split_files(dataset, "audio", split)
         source, self._where = [], []  # per source row: (file, row group, row within the group)
         for f, path in enumerate(self.files):
-            with _open(path) as handle:
+            with open_file(path) as handle:
                 parquet = pq.ParquetFile(handle)
                 missing = [c for c in (*columns, self.audio_column) if c not in parquet.schema_arrow.names]
                 if missing:
@@ -172,8 +142,9 @@ class AudioSplit:
             self.rows = [{**r, "index": i} for i, r in enumerate(source)]
         self.position = {r["id"]: r["index"] for r in self.rows}
 
-    def clips(self, ids: Sequence[str], seconds: float | None = None,
-              sampling_rate: int = SAMPLING_RATE) -> Iterator[tuple[str, np.ndarray]]:
+    def clips(
+        self, ids: Sequence[str], seconds: float | None = None, sampling_rate: int = SAMPLING_RATE
+    ) -> Iterator[tuple[str, np.ndarray]]:
         """(id, waveform) for every id, in storage order: each needed row group is read once."""
         for id_, data in self.encoded(ids):
             yield id_, read_wave(data, seconds, sampling_rate)
@@ -189,7 +160,7 @@ class AudioSplit:
             f, g, r = self._where[self.position[id_]]
             wanted[f, g].append((r, id_))
         for f in sorted({f for f, _ in wanted}):
-            with _open(self.files[f]) as handle:
+            with open_file(self.files[f]) as handle:
                 parquet = pq.ParquetFile(handle)
                 for g in sorted(g for ff, g in wanted if ff == f):
                     yield f, parquet, g, sorted(wanted[f, g])
@@ -201,8 +172,10 @@ class AudioSplit:
             for r, id_ in rows:
                 clip = column[r].as_py()
                 if not clip or not clip.get("bytes"):
-                    raise DataError(self.files[f], f"split {self.split_name!r}, id {id_!r}, field "
-                                    f"{self.audio_column!r}: no audio bytes")
+                    raise DataError(
+                        self.files[f],
+                        f"split {self.split_name!r}, id {id_!r}, field {self.audio_column!r}: no audio bytes",
+                    )
                 yield id_, clip["bytes"]
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict]:
@@ -213,27 +186,6 @@ class AudioSplit:
             table = parquet.read_row_group(g, columns=columns)
             out.update((id_, table.slice(r, 1).to_pylist()[0]) for r, id_ in rows)
         return out
-
-    def features(self, ids: Sequence[str], preprocess: Callable, samples: int, path: Path, batch_size: int = 64,
-                 sampling_rate: int = SAMPLING_RATE) -> tuple[FeatureStore, dict[str, int]]:
-        """Model inputs of `ids` (their first `samples` samples at `sampling_rate` through `preprocess`) in a
-        FeatureStore at `path`, computed in one pass over the split; and each id's row in it."""
-        store, row_of, batch = FeatureStore(path), {}, []
-
-        def flush():
-            with torch.no_grad():
-                store.append(preprocess(pad_stack([w for _, w in batch], samples)))
-            for id_, _ in batch:
-                row_of[id_] = len(row_of)
-            batch.clear()
-
-        for id_, wave in self.clips(list(dict.fromkeys(ids)), samples / sampling_rate, sampling_rate):
-            batch.append((id_, wave))
-            if len(batch) == batch_size:
-                flush()
-        if batch:
-            flush()
-        return store, row_of
 
     def resolve(self, concept: str) -> str:
         """Our concept for a name: as given, or for a published dataset through either taxonomy's names."""
@@ -248,27 +200,39 @@ class AudioSplit:
 
     def concept_sets(self, concepts: Sequence[str] | None = None) -> dict[str, dict]:
         """{concept: {"positive": [ids], "negative": [ids], "random": {set index: [ids]}}}: the dataset's `concepts`
-        config, or for a
-        published dataset sets built here with assembly's rules."""
-        members: dict[str, dict] = {}
-        if self.published:
-            from builder.splits import ConceptSetArguments, concept_sets
+        config, or for a published dataset sets built here with assembly's rules."""
+        if not self.published:
+            return read_concept_sets(self.dataset, self.split_name, concepts)
+        from builder.splits import ConceptSetArguments, concept_sets
 
-            wanted = None if not concepts else [self.resolve(c) for c in concepts]
-            rows, _ = concept_sets(self.rows, self.reader.taxonomy, ConceptSetArguments(), wanted)
-            roles = None
-        else:  # the concepts config's files, read as they are (role is a class label: its index)
-            from builder.schema import CONCEPT_FEATURES
+        wanted = None if not concepts else [self.resolve(c) for c in concepts]
+        rows, _ = concept_sets(self.rows, self.reader.taxonomy, ConceptSetArguments(), wanted)
+        return group_members(rows)
 
-            roles = CONCEPT_FEATURES["role"].names
-            rows = (r for path in split_files(self.dataset, "concepts", self.split_name)
-                    for r in _read_table(path, ["concept", "role", "set_index", "id"]).to_pylist())
-        for r in rows:
-            role = r["role"] if roles is None else roles[r["role"]]
-            entry = members.setdefault(r["concept"], {"positive": [], "negative": [], "random": {}})
-            if role in ("positive", "negative"):
-                entry.setdefault(role, []).append(r["id"])
-            elif role == "random":
-                entry["random"].setdefault(r["set_index"], []).append(r["id"])
-        return members
 
+def group_members(rows) -> dict[str, dict]:
+    """Concept-set rows (concept, role name, set_index, id) grouped as {concept: {"positive", "negative", "random":
+    {set index: [ids]}}}, ids in the order given."""
+    members: dict[str, dict] = {}
+    for r in rows:
+        entry = members.setdefault(r["concept"], {"positive": [], "negative": [], "random": {}})
+        if r["role"] == "random":
+            entry["random"].setdefault(r["set_index"], []).append(r["id"])
+        else:
+            entry[r["role"]].append(r["id"])
+    return members
+
+
+def read_concept_sets(dataset: str, split: str, concepts: Sequence[str] | None = None) -> dict[str, dict]:
+    """A split's concept sets from the dataset's `concepts` config (only the rows of `concepts` when given, read
+    with a parquet filter), grouped by `group_members`. The one reader of a split's concept sets."""
+    from builder.schema import CONCEPT_FEATURES
+
+    names = CONCEPT_FEATURES["role"].names  # role is a class label: its index is stored
+    filters = [("concept", "in", list(concepts))] if concepts else None
+    rows = []
+    for path in split_files(dataset, "concepts", split):
+        with open_file(path) as handle:
+            table = pq.read_table(handle, columns=["concept", "role", "set_index", "id"], filters=filters)
+        rows += [{**r, "role": names[r["role"]]} for r in table.to_pylist()]
+    return group_members(rows)
