@@ -36,40 +36,15 @@ def run(run_dir: Path, n: int = 64, batch_size: int = 16) -> dict:
     start = time.perf_counter()
     sft = sft_main(
         [
-            "--model_name_or_path",
-            str(model_dir),
-            "--distilled",
-            str(run_dir / "distilled.parquet"),
-            "--output_dir",
-            str(run_dir / "captioner"),
-            "--load_in_4bit",
-            "false",
-            "--dtype",
-            "float32",
-            "--bf16",
-            "false",
-            "--use_cpu",
-            "true",
-            "--max_train_rows",
-            "512",
-            "--max_eval_rows",
-            "64",
-            "--num_train_epochs",
-            "1",
-            "--learning_rate",
-            "2e-3",
-            "--per_device_train_batch_size",
-            "16",
-            "--gradient_accumulation_steps",
-            "1",
-            "--eval_strategy",
-            "no",
-            "--save_strategy",
-            "no",
-            "--disable_tqdm",
-            "true",
-            "--report_to",
-            "none",
+            f"--model_name_or_path={model_dir}",
+            f"--distilled={run_dir / 'distilled.parquet'}",
+            f"--output_dir={run_dir / 'captioner'}",
+            *(
+                "--load_in_4bit false --dtype float32 --bf16 false --use_cpu true --max_train_rows 512 "
+                "--max_eval_rows 64 --num_train_epochs 1 --learning_rate 2e-3 --per_device_train_batch_size 16 "
+                "--gradient_accumulation_steps 1 --eval_strategy no --save_strategy no --disable_tqdm true "
+                "--report_to none"
+            ).split(),
         ]
     )
     sft_s = time.perf_counter() - start

@@ -143,14 +143,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
     chunk = args.concept_sets * args.set_size
     for r in range(min(args.random_concepts, len(shuffled) // chunk)):  # the test's own false-positive rate
         concepts[f"random clips {r}"], pools[f"random clips {r}"] = shuffled[r * chunk : (r + 1) * chunk], random_pool
-    design = ExperimentDesign(
-        concept_sets=args.concept_sets,
-        random_sets=args.random_sets,
-        set_size=args.set_size,
-        min_sets=2,
-        cav=args.cav,
-        seed=args.seed,
-    )
+    design = ExperimentDesign.of(args, min_sets=2)
     start = time.perf_counter()
     report = run_experiment(
         model.module, args.layer, lambda ids: patches[ids], concepts, pools, {k: class_ids[k] for k in classes}, design

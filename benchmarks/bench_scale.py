@@ -121,16 +121,13 @@ def draw_lists(taxonomy, m: int, seed: int = 0) -> list[list[str]]:
 
 def build_source(run: Path, n: int, seconds: float, base_clips: int, shard_size: int) -> dict:
     """taxonomy.json, models/tiny-clap, captions.parquet and audio_shards/ as the stages before score leave them."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from builder.taxonomy import build_taxonomy
     from core.shards import run_sharded
+    from fixtures.runs import caption_row, write_caption_rows
     from fixtures.tiny_models import build_tiny_clap, musiccaps_texts
     from generation.audio_checks import AudioCheck
-    from generation.caption import CAPTION_SCHEMA
     from generation.synthesize import SynthesisArguments, combine_summaries, generation_params, synthesize_rows
-    from generation.template_captioner import template_caption
 
     start = time.perf_counter()
     run.mkdir(parents=True, exist_ok=True)
@@ -144,24 +141,8 @@ def build_source(run: Path, n: int, seconds: float, base_clips: int, shard_size:
     for i in range(n):
         tags = lists[i % len(lists)]
         attrs = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
-        rows.append(
-            {
-                "id": f"s-{i:06d}",
-                "tags": tags,
-                **attrs,
-                "caption": template_caption(attrs, str(i)),
-                "status": "ok",
-                "reasons": [],
-                "missing": [],
-                "hallucinated": [],
-                "attempts": 1,
-                "seed": 0,
-                "backend": "template",
-                "model": "template",
-                "prompt_version": "1",
-            }
-        )
-    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), run / "captions.parquet")
+        rows.append(caption_row(f"s-{i:06d}", tags, attrs, str(i)))
+    write_caption_rows(run / "captions.parquet", rows)
     args = SynthesisArguments(
         backend="symbolic", duration_s=seconds, shard_size=shard_size, batch_size=shard_size, max_attempts=1
     )
@@ -283,16 +264,12 @@ def rehearse(
         "probe": (
             "probing.probe",
             [
-                "--dataset",
-                str(dataset),
-                "--model",
-                str(run / "models" / "tiny-ast"),
-                "--concepts",
+                f"--dataset={dataset}",
+                f"--model={run / 'models' / 'tiny-ast'}",
+                *"--concepts".split(),
                 *PROBED,
-                "--bootstrap",
-                "200",
-                "--output",
-                str(run / "probe_report.json"),
+                *"--bootstrap 200".split(),
+                f"--output={run / 'probe_report.json'}",
             ],
         ),
         # MTT_musicnn on the first 10 s of every clip of a concept set with a counterpart (when converted here)

@@ -26,11 +26,8 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from fixtures.runs import accelerate_cpu, caption_row, write_caption_rows
 from fixtures.tiny_models import build_tiny_musicgen, musiccaps_texts, musicgen_config
-from generation.caption import CAPTION_SCHEMA
 from generation.template_captioner import template_caption
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,25 +44,9 @@ def write_captions(path: Path, n: int) -> Path:
     for i in range(n):
         tags = TAGS[i % len(TAGS)]
         attrs = {"genre": tags[:1], "mood": tags[1:2], "instrument": tags[2:3], "tempo": tags[3:]}
-        rows.append(
-            {
-                "id": f"b-{i:05d}",
-                "tags": tags,
-                **attrs,
-                "caption": template_caption(attrs, str(i)),
-                "status": "ok",
-                "reasons": [],
-                "missing": [],
-                "hallucinated": [],
-                "attempts": 1,
-                "seed": 0,
-                "backend": "template",
-                "model": "template",
-                "prompt_version": "1",
-            }
-        )
+        rows.append(caption_row(f"b-{i:05d}", tags, attrs, str(i)))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), path)
+    write_caption_rows(path, rows)
     return path
 
 
@@ -83,20 +64,13 @@ def synth_cmd(
     args = [
         "-m",
         "generation.synthesize",
-        "--captions",
-        str(run / "captions.parquet"),
-        "--output_dir",
-        str(run / "audio_shards"),
-        "--model",
-        str(model),
-        "--duration_s",
-        str(duration),
-        "--batch_size",
-        str(batch),
-        "--shard_size",
-        str(shard_size),
-        "--top_k",
-        "50",
+        f"--captions={run / 'captions.parquet'}",
+        f"--output_dir={run / 'audio_shards'}",
+        f"--model={model}",
+        f"--duration_s={duration}",
+        f"--batch_size={batch}",
+        f"--shard_size={shard_size}",
+        *"--top_k 50".split(),
     ]
     return (launcher or [sys.executable]) + args
 
@@ -219,19 +193,7 @@ def process_scaling(model: Path, out: Path, n: int, repeats: int = 3) -> dict:
     independent plain processes on half the clips each (no accelerate, no shared folder). The configurations run
     interleaved and each repeat gives its ratios, whose median is reported: this shared machine's speed drifts
     from minute to minute, and a core runs slower while the other one is busy."""
-    launcher = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launcher = accelerate_cpu(2)
     one_thread = {"OMP_NUM_THREADS": "1"}
     configs = {
         "one_1thread": [(None, one_thread, n)],

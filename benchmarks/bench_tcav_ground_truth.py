@@ -20,14 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from builder.taxonomy import build_taxonomy
 from core.config import DEFAULT_MUSICCAPS
-from generation.caption import CAPTION_SCHEMA
+from fixtures.runs import caption_row, write_caption_rows
 from generation.symbolic import SymbolicSynthesizer
-from generation.template_captioner import template_caption
 from probing.tcav_validation import ValidationArguments, run_validation
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,24 +64,8 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 192, seconds: float = 30.0) -> 
     for i in range(n):
         tags = pool[i % len(pool)] + [["slow tempo", "medium tempo", "fast tempo"][i % 3]]
         attrs = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
-        rows.append(
-            {
-                "id": f"r-{i:04d}",
-                "tags": tags,
-                **attrs,
-                "caption": template_caption(attrs, str(i)),
-                "status": "ok",
-                "reasons": [],
-                "missing": [],
-                "hallucinated": [],
-                "attempts": 1,
-                "seed": 0,
-                "backend": "template",
-                "model": "template",
-                "prompt_version": "1",
-            }
-        )
-    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), run_dir / "captions.parquet")
+        rows.append(caption_row(f"r-{i:04d}", tags, attrs, str(i)))
+    write_caption_rows(run_dir / "captions.parquet", rows)
     env = dict(os.environ, OMP_NUM_THREADS="1", CONCEPTCAPS_RUN_DIR=str(run_dir))
 
     def once(name: str, processes: int) -> float:
@@ -93,18 +73,11 @@ def stage_runs(run_dir: Path, taxonomy, n: int = 192, seconds: float = 30.0) -> 
         cmd = [
             "-m",
             "generation.synthesize",
-            "--captions",
-            str(run_dir / "captions.parquet"),
-            "--output_dir",
-            str(out),
-            "--backend",
-            "symbolic",
-            "--duration_s",
-            str(seconds),
-            "--shard_size",
-            "8",
-            "--batch_size",
-            "8",
+            f"--captions={run_dir / 'captions.parquet'}",
+            f"--output_dir={out}",
+            *"--backend symbolic".split(),
+            f"--duration_s={seconds}",
+            *"--shard_size 8 --batch_size 8".split(),
         ]
         launch = (
             [sys.executable, *cmd]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import errno
 import shutil
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -30,7 +30,7 @@ from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, SplitWri
 from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.errors import DataError
 from core.io import read_json, sha256_bytes, write_json
@@ -41,17 +41,20 @@ from core.shards import NOT_RENDERED_NAME, merge_shards, shard_folder_ids, verif
 logger = get_logger(__name__)
 
 DATASET_VERSION = "1.0.0"
+# what the dataset's build summary keeps of the sampling stage's balancing summary
+BALANCE_KEYS = ("per_split", "target_positives", "lists_added", "draws", "unreached", "concepts_below_target",
+                "marginal_jsd_before_after", "raw", "time_ratio_to_sampling")  # fmt: skip
 
 
 @dataclass
 class AssembleArguments(ConceptSetArguments):
     """Assemble dataset/ (parquet per config and split, card, taxonomy) from a run directory."""
 
-    run_dir: str | None = field(default=None, metadata={"help": "run directory (default: $CONCEPTCAPS_RUN_DIR)"})
-    output_dir: str | None = field(default=None, metadata={"help": "dataset folder (default: run dir/dataset)"})
-    version: str = field(default=DATASET_VERSION, metadata={"help": "dataset version (the Hub tag)"})
-    split_seed: int = field(default=0, metadata={"help": "seed of the train/validation/test split"})
-    max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
+    run_dir: str | None = arg(None, "run directory (default: $CONCEPTCAPS_RUN_DIR)")
+    output_dir: str | None = arg(None, "dataset folder (default: run dir/dataset)")
+    version: str = arg(DATASET_VERSION, "dataset version (the Hub tag)")
+    split_seed: int = arg(0, "seed of the train/validation/test split")
+    max_shard_mb: float = arg(500.0, "largest parquet file")
 
 
 def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, list[str]]:
@@ -146,23 +149,12 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
         if e["id"] in balanced:
             positives[balanced[e["id"]]]["drawn_for_balance"] += 1
     backend, balance = sampled.get("backend", {}), sampled.get("balance")
-    keep = (
-        "per_split",
-        "target_positives",
-        "lists_added",
-        "draws",
-        "unreached",
-        "concepts_below_target",
-        "marginal_jsd_before_after",
-        "raw",
-        "time_ratio_to_sampling",
-    )
     return {
         "backend": backend.get("name", "any"),
         "excluded": backend.get("excluded", {}),
         "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),
         "lists": sampled.get("lists"),
-        "balance": {k: balance[k] for k in keep if k in balance} if balance else None,
+        "balance": {k: balance[k] for k in BALANCE_KEYS if k in balance} if balance else None,
         "positives": positives,
     }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +22,7 @@ from builder.musiccaps import MUSICCAPS_HELP, MusicCapsRow, read_musiccaps
 from builder.splits import seeded_split
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import DEFAULT_MUSICCAPS, parse_args, run_dir
+from core.config import DEFAULT_MUSICCAPS, arg, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
 from core.io import write_json, write_parquet
 from core.log import get_logger
@@ -177,11 +177,11 @@ def distill_musiccaps(
 class DistillArguments:
     """Distil MusicCaps into distilled.parquet (and musiccaps_tagged.parquet) with leak-free splits."""
 
-    musiccaps_csv: str = field(default=DEFAULT_MUSICCAPS, metadata={"help": MUSICCAPS_HELP})
-    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
-    output_dir: str | None = field(default=None, metadata={"help": "where to write (default: run dir)"})
-    min_categories: int = field(default=MIN_CATEGORIES, metadata={"help": "categories a row must reach"})
-    split_seed: int = field(default=SPLIT_SEED, metadata={"help": "seed of the per-video split"})
+    musiccaps_csv: str = arg(DEFAULT_MUSICCAPS, MUSICCAPS_HELP)
+    taxonomy: str | None = arg(None, "taxonomy.json (default: run dir)")
+    output_dir: str | None = arg(None, "where to write (default: run dir)")
+    min_categories: int = arg(MIN_CATEGORIES, "categories a row must reach")
+    split_seed: int = arg(SPLIT_SEED, "seed of the per-video split")
 
 
 ARGUMENTS = DistillArguments  # what this stage's preset section may hold

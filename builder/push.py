@@ -11,12 +11,12 @@ and the version tag last, so an interrupted push never looks like a complete ver
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.errors import DataError, PublishError
 from core.io import file_record, folder_mismatch
 from core.log import get_logger
@@ -28,12 +28,12 @@ logger = get_logger(__name__)
 class PushArguments:
     """Push dataset/ to the Hub."""
 
-    repo_id: str = field(default="", metadata={"help": "Hub dataset repo, e.g. you/conceptcaps"})
-    dataset_dir: str | None = field(default=None, metadata={"help": "assembled folder (default: run dir/dataset)"})
-    version: str | None = field(default=None, metadata={"help": "tag (default: the version in build_summary.json)"})
-    private: bool = field(default=False, metadata={"help": "create the repo private"})
-    dry_run: bool = field(default=False, metadata={"help": "print the plan, upload nothing"})
-    num_workers: int = field(default=4, metadata={"help": "upload workers"})
+    repo_id: str = arg("", "Hub dataset repo, e.g. you/conceptcaps")
+    dataset_dir: str | None = arg(None, "assembled folder (default: run dir/dataset)")
+    version: str | None = arg(None, "tag (default: the version in build_summary.json)")
+    private: bool = arg(False, "create the repo private")
+    dry_run: bool = arg(False, "print the plan, upload nothing")
+    num_workers: int = arg(4, "upload workers")
 
     def __post_init__(self):
         if not self.repo_id or "/" not in self.repo_id:

@@ -21,7 +21,7 @@ import json
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -29,7 +29,7 @@ from builder.published import AUDIO_FIELD, TEXT_FIELDS, PublishedReader, is_publ
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, RENDER_FEATURES, SplitWriter
 from builder.splits import ConceptSetArguments, concept_sets, concepts_with_sets
 from core.cli import cli
-from core.config import parse_args
+from core.config import arg, parse_args
 from core.constants import SPLITS
 from core.errors import DataError
 from core.io import sha256_bytes, write_json
@@ -43,15 +43,13 @@ logger = get_logger(__name__)
 class RepublishArguments(ConceptSetArguments):
     """Re-publish a dataset in the paper's schema in this project's layout (configs, concept sets, card)."""
 
-    source: str = field(default="bsienkiewicz/ConceptCaps", metadata={"help": "Hub dataset id or local folder"})
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of the source (default: main, resolved to its commit)"}
-    )
-    output_dir: str = field(default="republished", metadata={"help": "folder to write (replaced when done)"})
-    version: str = field(default="1.0.0", metadata={"help": "version of the re-published dataset"})
-    no_audio: bool = field(default=False, metadata={"help": "text configs only (the source's `default` config)"})
-    max_shard_mb: float = field(default=500.0, metadata={"help": "largest parquet file"})
-    repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
+    source: str = arg("bsienkiewicz/ConceptCaps", "Hub dataset id or local folder")
+    revision: str | None = arg(None, "Hub revision of the source (default: main, resolved to its commit)")
+    output_dir: str = arg("republished", "folder to write (replaced when done)")
+    version: str = arg("1.0.0", "version of the re-published dataset")
+    no_audio: bool = arg(False, "text configs only (the source's `default` config)")
+    max_shard_mb: float = arg(500.0, "largest parquet file")
+    repo_id: str = arg("conceptcaps/conceptcaps", "Hub repo named in the card")
 
 
 def resolve_source(source: str, revision: str | None) -> tuple[str | None, str]:

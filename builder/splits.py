@@ -18,13 +18,14 @@ and after matching) and the candidates each relation rule removed are recorded p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from builder.relations import Relations, load_relations
 from builder.taxonomy import Taxonomy
+from core.config import arg
 from core.constants import CATEGORIES, SPLITS
 from core.divergence import squared_jsd
 
@@ -55,14 +56,11 @@ class ConceptSetArguments:
     """How a split's concept sets are built: declared once, taken by every stage that builds them (assembly,
     republish) and by the readers that build a published dataset's sets on the fly."""
 
-    min_positives: int = field(default=10, metadata={"help": "concepts with fewer positives get no set"})
-    num_random_sets: int = field(default=5, metadata={"help": "random sets per concept (TCAV)"})
-    concept_seed: int = field(default=0, metadata={"help": "seed of negative matching and random sets"})
-    families: bool = field(
-        default=True,
-        metadata={
-            "help": "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"
-        },
+    min_positives: int = arg(10, "concepts with fewer positives get no set")
+    num_random_sets: int = arg(5, "random sets per concept (TCAV)")
+    concept_seed: int = arg(0, "seed of negative matching and random sets")
+    families: bool = arg(
+        True, "also '<concept> (family)' sets: the concept and every narrower one (builder/data/relations.tsv)"
     )
 
 

@@ -22,7 +22,7 @@ from typing import Iterable, Mapping, Sequence
 
 from builder.musiccaps import MUSICCAPS_HELP, read_musiccaps, resolve_musiccaps
 from core.cli import cli
-from core.config import DEFAULT_MUSICCAPS, parse_args, run_dir
+from core.config import DEFAULT_MUSICCAPS, arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import read_tsv, sha256_file, write_json
@@ -324,16 +324,14 @@ def compare_with_paper(taxonomy: Taxonomy, paper_table=PAPER_TAXONOMY) -> dict:
 class TaxonomyArguments:
     """Derive taxonomy.json from the MusicCaps aspect lists."""
 
-    musiccaps_csv: str = field(default=DEFAULT_MUSICCAPS, metadata={"help": MUSICCAPS_HELP})
-    output: str | None = field(default=None, metadata={"help": "where to write taxonomy.json (default: run dir)"})
-    concept_table: str = field(default=str(CONCEPT_TABLE), metadata={"help": "reviewed concept/category/alias table"})
-    spelling_table: str = field(default=str(SPELLING_TABLE), metadata={"help": "reviewed misspelling table"})
-    per_category: int = field(default=CONCEPTS_PER_CATEGORY, metadata={"help": "concepts kept per category"})
-    paper_taxonomy: str | None = field(
-        default=str(PAPER_TAXONOMY),
-        metadata={
-            "help": "the paper's tag table to compare with (writes taxonomy_vs_paper.json); empty: no comparison"
-        },
+    musiccaps_csv: str = arg(DEFAULT_MUSICCAPS, MUSICCAPS_HELP)
+    output: str | None = arg(None, "where to write taxonomy.json (default: run dir)")
+    concept_table: str = arg(str(CONCEPT_TABLE), "reviewed concept/category/alias table")
+    spelling_table: str = arg(str(SPELLING_TABLE), "reviewed misspelling table")
+    per_category: int = arg(CONCEPTS_PER_CATEGORY, "concepts kept per category")
+    paper_taxonomy: str | None = arg(
+        str(PAPER_TAXONOMY),
+        "the paper's tag table to compare with (writes taxonomy_vs_paper.json); empty: no comparison",
     )
 
 

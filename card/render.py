@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
 from core.errors import ConfigError, DataError
 from core.io import read_json, write_folder_record
@@ -286,14 +286,13 @@ def read_examples(folder: Path, config_dir: str) -> list[dict]:
 class CardArguments:
     """Render README.md (the dataset card) and its plots into an assembled dataset folder."""
 
-    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder (default: run dir/dataset)"})
-    repo_id: str = field(default="conceptcaps/conceptcaps", metadata={"help": "Hub repo named in the card"})
-    license: str = field(default=DATA_LICENSE, metadata={"help": f"data licence: {' or '.join(LICENSES)}"})
-    fad_report: str | None = field(default=None, metadata={"help": "FAD per split (evaluation.fad) to show"})
-    tagger_audit: str | None = field(default=None, metadata={"help": "the tagger audit (probing.audit) to show"})
-    judge_tcav: str | None = field(
-        default=None,
-        metadata={"help": "the JSON of benchmarks.bench_judge_tcav (TCAV on musicnn's genre outputs) to show"},
+    dataset: str | None = arg(None, "assembled dataset folder (default: run dir/dataset)")
+    repo_id: str = arg("conceptcaps/conceptcaps", "Hub repo named in the card")
+    license: str = arg(DATA_LICENSE, f"data licence: {' or '.join(LICENSES)}")
+    fad_report: str | None = arg(None, "FAD per split (evaluation.fad) to show")
+    tagger_audit: str | None = arg(None, "the tagger audit (probing.audit) to show")
+    judge_tcav: str | None = arg(
+        None, "the JSON of benchmarks.bench_judge_tcav (TCAV on musicnn's genre outputs) to show"
     )
 
 

@@ -8,7 +8,7 @@ import difflib
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -21,6 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MUSICCAPS_ENV = "CONCEPTCAPS_MUSICCAPS_CSV"
 DEFAULT_MUSICCAPS = "hf://google/MusicCaps"
 RUN_DIR_VARIABLE = "${run_dir}"
+
+
+def arg(default: Any = dataclasses.MISSING, help: str = "", *, factory: Callable[[], Any] | None = None):
+    """An argument dataclass's field: its default (or `factory` for a mutable one) and the help text `--help`
+    shows."""
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 def run_dir(path: str | os.PathLike | None = None) -> Path:

@@ -12,7 +12,7 @@ gpt2-large MAUVE features, the defaults here).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from builder.caption_checks import CaptionChecker
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError
 from core.io import write_json
@@ -99,13 +99,13 @@ def check_rates(checker: CaptionChecker, captions: Sequence[str], tag_lists: Seq
 class CaptionMetricsArguments(CaptionArguments):
     """Caption metrics of a backend on the distilled test split."""
 
-    distilled: str | None = field(default=None, metadata={"help": "distilled.parquet (default: run dir)"})
-    split: str = field(default="test", metadata={"help": "which split's rows to caption"})
-    max_rows: int | None = field(default=None, metadata={"help": "only the first N rows of the split"})
-    bertscore_model: str = field(default="roberta-large", metadata={"help": "BERTScore encoder (id or path)"})
-    bertscore_num_layers: int | None = field(default=None, metadata={"help": "its layer (needed for a path)"})
-    mauve_model: str = field(default="gpt2-large", metadata={"help": "MAUVE feature model (id or path)"})
-    report: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/caption_metrics.json)"})
+    distilled: str | None = arg(None, "distilled.parquet (default: run dir)")
+    split: str = arg("test", "which split's rows to caption")
+    max_rows: int | None = arg(None, "only the first N rows of the split")
+    bertscore_model: str = arg("roberta-large", "BERTScore encoder (id or path)")
+    bertscore_num_layers: int | None = arg(None, "its layer (needed for a path)")
+    mauve_model: str = arg("gpt2-large", "MAUVE feature model (id or path)")
+    report: str | None = arg(None, "report JSON (default: run dir/caption_metrics.json)")
 
 
 def evaluate_captions(args: CaptionMetricsArguments, distilled: Path, taxonomy: Taxonomy) -> dict:

@@ -8,7 +8,7 @@ on the CLAP embeddings that the `score` stage stored per clip.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import DataError
 from core.io import sha256_file, write_json
@@ -46,12 +46,10 @@ def frechet_audio_distance(a: np.ndarray, b: np.ndarray) -> float:
 class FADArguments:
     """FAD per split of an assembled dataset against reference CLAP embeddings."""
 
-    reference: str = field(
-        default="", metadata={"help": ".npy of reference CLAP embeddings (evaluation.fad_reference)"}
-    )
-    dataset: str | None = field(default=None, metadata={"help": "assembled dataset folder (default: run dir/dataset)"})
-    clap_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/fad_report.json)"})
+    reference: str = arg("", ".npy of reference CLAP embeddings (evaluation.fad_reference)")
+    dataset: str | None = arg(None, "assembled dataset folder (default: run dir/dataset)")
+    clap_dir: str | None = arg(None, "score shard folder (default: run dir/clap_scores)")
+    output: str | None = arg(None, "report JSON (default: run dir/fad_report.json)")
 
 
 def fad_per_split(dataset: Path, clap_dir: Path, reference_path: Path) -> dict[str, float]:

@@ -9,7 +9,7 @@ comparable.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from core.cli import cli
-from core.config import parse_args
+from core.config import arg, parse_args
 from core.errors import DataError
 from core.log import get_logger
 from evaluation.score import ClapScorer
@@ -30,10 +30,10 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 class FADReferenceArguments:
     """Embed reference audio files with CLAP into a .npy file."""
 
-    audio_dir: str = field(default="", metadata={"help": "folder of reference audio files (searched recursively)"})
-    output: str = field(default="fad_reference.npy", metadata={"help": "where to write the (n, d) embeddings"})
-    model: str = field(default="laion/clap-htsat-unfused", metadata={"help": "CLAP id or path (as used for scores)"})
-    batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
+    audio_dir: str = arg("", "folder of reference audio files (searched recursively)")
+    output: str = arg("fad_reference.npy", "where to write the (n, d) embeddings")
+    model: str = arg("laion/clap-htsat-unfused", "CLAP id or path (as used for scores)")
+    batch_size: int = arg(16, "10 s windows embedded at once")
 
 
 def embed_reference(args: FADReferenceArguments) -> np.ndarray:

@@ -13,7 +13,7 @@ resumability. FAD on these embeddings: `evaluation.fad`.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import soxr
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.errors import DataError, ModelLoadError
 from core.io import write_json
 from core.log import distributed_state, get_logger
@@ -118,14 +118,11 @@ class ClapScorer:
 class ClapArguments:
     """Score every clip of the audio shards with CLAP."""
 
-    audio_dir: str | None = field(default=None, metadata={"help": "audio shard folder (default: run dir/audio_shards)"})
-    output_dir: str | None = field(default=None, metadata={"help": "score shard folder (default: run dir/clap_scores)"})
-    model: str = field(
-        default="laion/clap-htsat-unfused",
-        metadata={"help": "CLAP id or path (the paper's; or laion/larger_clap_music)"},
-    )
-    revision: str | None = field(default=None, metadata={"help": "model revision to pin"})
-    batch_size: int = field(default=16, metadata={"help": "10 s windows embedded at once"})
+    audio_dir: str | None = arg(None, "audio shard folder (default: run dir/audio_shards)")
+    output_dir: str | None = arg(None, "score shard folder (default: run dir/clap_scores)")
+    model: str = arg("laion/clap-htsat-unfused", "CLAP id or path (the paper's; or laion/larger_clap_music)")
+    revision: str | None = arg(None, "model revision to pin")
+    batch_size: int = arg(16, "10 s windows embedded at once")
 
 
 def run_scoring(args: ClapArguments, audio_dir: Path, out_dir: Path) -> dict:

@@ -13,7 +13,7 @@ co-occurrences and MusicCaps').
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ import torch
 
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.divergence import squared_jsd
 from core.errors import DataError
 from core.io import read_json, write_json
@@ -131,11 +131,11 @@ def format_table(report: dict) -> str:
 class VAEReportArguments:
     """Evaluate the VAE and a sample of attribute lists."""
 
-    vae: str | None = field(default=None, metadata={"help": "VAE checkpoint folder (default: run dir/vae)"})
-    tagged: str | None = field(default=None, metadata={"help": "musiccaps_tagged.parquet (default: run dir)"})
-    tags: str | None = field(default=None, metadata={"help": "tags.parquet to evaluate (default: run dir)"})
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/vae_report.json)"})
-    min_active_units: int = field(default=2, metadata={"help": "fewer active latent units than this is collapse"})
+    vae: str | None = arg(None, "VAE checkpoint folder (default: run dir/vae)")
+    tagged: str | None = arg(None, "musiccaps_tagged.parquet (default: run dir)")
+    tags: str | None = arg(None, "tags.parquet to evaluate (default: run dir)")
+    output: str | None = arg(None, "report JSON (default: run dir/vae_report.json)")
+    min_active_units: int = arg(2, "fewer active latent units than this is collapse")
 
 
 ARGUMENTS = VAEReportArguments  # what this stage's preset section may hold

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +25,7 @@ from builder.caption_checks import HALLUCINATION_CATEGORIES, CaptionChecker
 from builder.prompting import PROMPT_VERSION, build_messages
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_file, write_json, write_parquet
@@ -61,48 +61,37 @@ CAPTION_SCHEMA = pa.schema(
 class CaptionArguments:
     """Caption attribute lists (tags.parquet) into captions.parquet."""
 
-    tags: str | None = field(default=None, metadata={"help": "tags.parquet (default: run dir)"})
-    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
-    output: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
-    backend: str = field(default="template", metadata={"help": "'template' or 'llm'"})
-    captioner: str | None = field(
-        default=None, metadata={"help": "fine-tuned captioner folder (default: run dir/captioner)"}
+    tags: str | None = arg(None, "tags.parquet (default: run dir)")
+    taxonomy: str | None = arg(None, "taxonomy.json (default: run dir)")
+    output: str | None = arg(None, "captions.parquet (default: run dir)")
+    backend: str = arg("template", "'template' or 'llm'")
+    captioner: str | None = arg(None, "fine-tuned captioner folder (default: run dir/captioner)")
+    base_model: str | None = arg(None, "override the base model recorded in captioner.json")
+    merged: bool = arg(
+        False,
+        "merge the LoRA adapter into the base model in `dtype` (faster per token; 16 GB per process for "
+        "an 8B model) instead of the default: the 4-bit base (as trained, about 5.5 GB) with the adapter beside it",
     )
-    base_model: str | None = field(
-        default=None, metadata={"help": "override the base model recorded in captioner.json"}
+    dtype: str = arg("auto", "model dtype: auto, bfloat16, float32")
+    batch_size: int = arg(16, "captions generated at once")
+    shard_size: int = arg(64, "ids per shard (unit of resume and of work split)")
+    max_new_tokens: int = arg(
+        192,
+        "generation length bound (a 90-word caption is about 130 Llama-3 tokens); a caption cut at it is "
+        "rejected as truncated",
     )
-    merged: bool = field(
-        default=False,
-        metadata={
-            "help": "merge the LoRA adapter into the base model in `dtype` (faster per token; 16 GB per process for "
-            "an 8B model) instead of the default: the 4-bit base (as trained, about 5.5 GB) with the adapter beside it"
-        },
+    guard: bool = arg(
+        True, "keep the LLM from writing genres and instruments its list does not hold (generation/decoding.py)"
     )
-    dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float32"})
-    batch_size: int = field(default=16, metadata={"help": "captions generated at once"})
-    shard_size: int = field(default=64, metadata={"help": "ids per shard (unit of resume and of work split)"})
-    max_new_tokens: int = field(
-        default=192,
-        metadata={
-            "help": "generation length bound (a 90-word caption is about 130 Llama-3 tokens); a caption cut at it is "
-            "rejected as truncated"
-        },
-    )
-    guard: bool = field(
-        default=True,
-        metadata={
-            "help": "keep the LLM from writing genres and instruments its list does not hold (generation/decoding.py)"
-        },
-    )
-    do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy (False)"})
-    temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
-    top_k: int = field(default=50, metadata={"help": "top-k sampling"})
-    top_p: float = field(default=0.97, metadata={"help": "nucleus sampling"})
-    repetition_penalty: float = field(default=1.2, metadata={"help": "repetition penalty on generated tokens only"})
-    max_attempts: int = field(default=3, metadata={"help": "generations per caption before it is rejected"})
-    min_words: int = field(default=8, metadata={"help": "shortest acceptable caption"})
-    max_words: int = field(default=90, metadata={"help": "longest acceptable caption"})
-    seed: int = field(default=0, metadata={"help": "base seed; each batch and attempt derives its own"})
+    do_sample: bool = arg(True, "sample (True) or greedy (False)")
+    temperature: float = arg(0.7, "sampling temperature")
+    top_k: int = arg(50, "top-k sampling")
+    top_p: float = arg(0.97, "nucleus sampling")
+    repetition_penalty: float = arg(1.2, "repetition penalty on generated tokens only")
+    max_attempts: int = arg(3, "generations per caption before it is rejected")
+    min_words: int = arg(8, "shortest acceptable caption")
+    max_words: int = arg(90, "longest acceptable caption")
+    seed: int = arg(0, "base seed; each batch and attempt derives its own")
 
     def __post_init__(self):
         if self.backend not in ("template", "llm"):

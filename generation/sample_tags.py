@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +34,7 @@ import torch
 
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.divergence import squared_jsd
 from core.errors import DataError
@@ -61,37 +61,31 @@ TAGS_SCHEMA = pa.schema(
 class SamplingArguments:
     """Sample attribute lists from a trained VAE into tags.parquet."""
 
-    vae: str | None = field(default=None, metadata={"help": "VAE checkpoint folder (default: run dir/vae)"})
-    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json to check the VAE against"})
-    reference: str | None = field(default=None, metadata={"help": "musiccaps_tagged.parquet, for rejecting copies"})
-    output: str | None = field(default=None, metadata={"help": "tags.parquet (default: run dir)"})
-    num_lists: int = field(default=1000, metadata={"help": "how many unique, valid lists to write"})
-    temperature: float = field(default=1.0, metadata={"help": "scale of the prior's spread; higher is more diverse"})
-    decode: str = field(
-        default="bernoulli", metadata={"help": "'bernoulli' (draw each concept with its probability) or 'threshold'"}
+    vae: str | None = arg(None, "VAE checkpoint folder (default: run dir/vae)")
+    taxonomy: str | None = arg(None, "taxonomy.json to check the VAE against")
+    reference: str | None = arg(None, "musiccaps_tagged.parquet, for rejecting copies")
+    output: str | None = arg(None, "tags.parquet (default: run dir)")
+    num_lists: int = arg(1000, "how many unique, valid lists to write")
+    temperature: float = arg(1.0, "scale of the prior's spread; higher is more diverse")
+    decode: str = arg("bernoulli", "'bernoulli' (draw each concept with its probability) or 'threshold'")
+    threshold: float = arg(0.5, "with decode=threshold: probability a concept needs")
+    min_per_category: int = arg(0, "always take the top-k concepts of each category")
+    max_per_category: int = arg(3, "keep at most the k most probable per category")
+    min_categories: int = arg(3, "categories a list must reach")
+    reject_seen: bool = arg(True, "reject exact copies of MusicCaps lists")
+    batch_size: int = arg(4096, "latents decoded at once")
+    max_draws_per_list: int = arg(50, "give up after num_lists x this many draws")
+    seed: int = arg(0, "sampling seed; batch b uses the stream (seed, b)")
+    id_prefix: str = arg("cc", "ids are <prefix>-s<seed>-<index>")
+    min_positives_per_concept: int = arg(
+        0,
+        "K: after the VAE's own lists, add lists drawn for every concept the backend carries until it has "
+        "enough positives for K in each split (generation.sample_tags.planned_positives); 0: no balancing",
     )
-    threshold: float = field(default=0.5, metadata={"help": "with decode=threshold: probability a concept needs"})
-    min_per_category: int = field(default=0, metadata={"help": "always take the top-k concepts of each category"})
-    max_per_category: int = field(default=3, metadata={"help": "keep at most the k most probable per category"})
-    min_categories: int = field(default=3, metadata={"help": "categories a list must reach"})
-    reject_seen: bool = field(default=True, metadata={"help": "reject exact copies of MusicCaps lists"})
-    batch_size: int = field(default=4096, metadata={"help": "latents decoded at once"})
-    max_draws_per_list: int = field(default=50, metadata={"help": "give up after num_lists x this many draws"})
-    seed: int = field(default=0, metadata={"help": "sampling seed; batch b uses the stream (seed, b)"})
-    id_prefix: str = field(default="cc", metadata={"help": "ids are <prefix>-s<seed>-<index>"})
-    min_positives_per_concept: int = field(
-        default=0,
-        metadata={
-            "help": "K: after the VAE's own lists, add lists drawn for every concept the backend carries until it has "
-            "enough positives for K in each split (generation.sample_tags.planned_positives); 0: no balancing"
-        },
-    )
-    synthesis_backend: str = field(
-        default="any",
-        metadata={
-            "help": "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
-            "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all"
-        },
+    synthesis_backend: str = arg(
+        "any",
+        "the backend the lists are for: 'symbolic' excludes, at decoding, every concept the renderer "
+        "cannot play (its tables' reasons) and needs an instrument per list; 'any' (MusicGen) carries all",
     )
 
     def __post_init__(self):

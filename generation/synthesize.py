@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import DataError, ModelLoadError
 from core.io import sha256_bytes, sha256_file, write_json
@@ -75,45 +75,37 @@ AUDIO_SCHEMA = pa.schema(
 class SynthesisArguments:
     """Synthesise audio shards from captions.parquet with MusicGen."""
 
-    captions: str | None = field(default=None, metadata={"help": "captions.parquet (default: run dir)"})
-    output_dir: str | None = field(default=None, metadata={"help": "shard folder (default: run dir/audio_shards)"})
-    backend: str = field(
-        default="musicgen",
-        metadata={
-            "help": "'musicgen' (audio from the caption) or 'symbolic' (MIDI + SoundFont from the attribute list, with "
-            "ground truth: generation/symbolic.py)"
-        },
+    captions: str | None = arg(None, "captions.parquet (default: run dir)")
+    output_dir: str | None = arg(None, "shard folder (default: run dir/audio_shards)")
+    backend: str = arg(
+        "musicgen",
+        "'musicgen' (audio from the caption) or 'symbolic' (MIDI + SoundFont from the attribute list, with "
+        "ground truth: generation/symbolic.py)",
     )
-    soundfont: str = field(default=str(SOUNDFONT), metadata={"help": "with backend=symbolic: the .sf2 to render with"})
-    taxonomy: str | None = field(
-        default=None, metadata={"help": "with backend=symbolic: taxonomy.json (default: beside captions.parquet)"}
+    soundfont: str = arg(str(SOUNDFONT), "with backend=symbolic: the .sf2 to render with")
+    taxonomy: str | None = arg(None, "with backend=symbolic: taxonomy.json (default: beside captions.parquet)")
+    model: str = arg("facebook/musicgen-large", "MusicGen id or path")
+    revision: str | None = arg(None, "model revision (commit) to pin")
+    duration_s: float = arg(30.0, "seconds of audio per clip")
+    guidance_scale: float = arg(3.3, "classifier-free guidance (paper: 3.3)")
+    do_sample: bool = arg(True, "sample (True) or greedy")
+    top_k: int = arg(250, "top-k sampling")
+    top_p: float = arg(0.0, "nucleus sampling (0 = off)")
+    temperature: float = arg(1.0, "sampling temperature")
+    batch_size: int = arg(16, "clips generated at once")
+    codec_batch_size: int = arg(
+        0,
+        "clips EnCodec turns into audio at once (0: one on CPU, where its convolutions over a batch of "
+        "long signals run slower per clip, the whole batch on GPU); lower it if decoding a batch runs out of memory",
     )
-    model: str = field(default="facebook/musicgen-large", metadata={"help": "MusicGen id or path"})
-    revision: str | None = field(default=None, metadata={"help": "model revision (commit) to pin"})
-    duration_s: float = field(default=30.0, metadata={"help": "seconds of audio per clip"})
-    guidance_scale: float = field(default=3.3, metadata={"help": "classifier-free guidance (paper: 3.3)"})
-    do_sample: bool = field(default=True, metadata={"help": "sample (True) or greedy"})
-    top_k: int = field(default=250, metadata={"help": "top-k sampling"})
-    top_p: float = field(default=0.0, metadata={"help": "nucleus sampling (0 = off)"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature"})
-    batch_size: int = field(default=16, metadata={"help": "clips generated at once"})
-    codec_batch_size: int = field(
-        default=0,
-        metadata={
-            "help": "clips EnCodec turns into audio at once (0: one on CPU, where its convolutions over a batch of "
-            "long signals run slower per clip, the whole batch on GPU); lower it if decoding a batch runs out of memory"
-        },
-    )
-    shard_size: int = field(default=64, metadata={"help": "clips per shard (unit of resume and of work split)"})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the decoder with a static KV cache"})
-    max_attempts: int = field(default=3, metadata={"help": "generations per clip before it is rejected"})
-    silence_dbfs: float = field(default=-60.0, metadata={"help": "RMS level below which a clip is silent"})
-    max_clipped_fraction: float = field(default=0.001, metadata={"help": "share of clipped samples allowed"})
-    include_rejected_captions: bool = field(
-        default=False, metadata={"help": "also synthesise captions that failed their checks"}
-    )
-    seed: int = field(default=0, metadata={"help": "base seed; shard, batch and attempt derive their own"})
+    shard_size: int = arg(64, "clips per shard (unit of resume and of work split)")
+    dtype: str = arg("auto", "auto (bf16 on GPU, fp32 on CPU), bfloat16, float16, float32")
+    compile: bool = arg(False, "torch.compile the decoder with a static KV cache")
+    max_attempts: int = arg(3, "generations per clip before it is rejected")
+    silence_dbfs: float = arg(-60.0, "RMS level below which a clip is silent")
+    max_clipped_fraction: float = arg(0.001, "share of clipped samples allowed")
+    include_rejected_captions: bool = arg(False, "also synthesise captions that failed their checks")
+    seed: int = arg(0, "base seed; shard, batch and attempt derive their own")
 
     def __post_init__(self):
         if self.duration_s <= 0 or self.batch_size < 1 or self.shard_size < 1 or self.max_attempts < 1:

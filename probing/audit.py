@@ -16,7 +16,7 @@ a counted skip (`clips_too_short`). Writes a JSON report and a plot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import ConfigError, DataError
 from core.io import write_json
@@ -41,20 +41,17 @@ CONTRADICTED = "contradicted by an independent tagger"
 class AuditArguments:
     """Audit every concept set with pretrained musicnn taggers (ROC-AUC of the paired tag, positives vs negatives)."""
 
-    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    models: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TAGGERS),
-        metadata={"help": "musicnn models (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)"},
+    dataset: str | None = arg(None, "dataset folder or Hub id (default: run dir/dataset)")
+    models: list[str] = arg(
+        factory=lambda: list(DEFAULT_TAGGERS), help="musicnn models (MTT_musicnn, MSD_musicnn, MTT_vgg, MSD_vgg)"
     )
-    weights_dir: str | None = field(
-        default=None, metadata={"help": "converted weights (default: ~/.cache/conceptcaps/musicnn)"}
-    )
-    seconds: float = field(default=30.0, metadata={"help": "at most this many seconds of each clip are tagged"})
-    min_examples: int = field(default=5, metadata={"help": "fewest positives (and negatives) for a concept's AUC"})
-    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples"})
-    seed: int = field(default=0, metadata={"help": "seed of the bootstrap"})
-    batch_size: int = field(default=8, metadata={"help": "clips tagged at a time"})
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tagger_audit.json)"})
+    weights_dir: str | None = arg(None, "converted weights (default: ~/.cache/conceptcaps/musicnn)")
+    seconds: float = arg(30.0, "at most this many seconds of each clip are tagged")
+    min_examples: int = arg(5, "fewest positives (and negatives) for a concept's AUC")
+    bootstrap: int = arg(1000, "bootstrap resamples")
+    seed: int = arg(0, "seed of the bootstrap")
+    batch_size: int = arg(8, "clips tagged at a time")
+    output: str | None = arg(None, "report JSON (default: run dir/tagger_audit.json)")
 
 
 def auc_with_interval(pos: np.ndarray, neg: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, list[float]]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from core.cli import cli
-from core.config import parse_args
+from core.config import arg, parse_args
 from core.errors import ConfigError, DataError
 from core.io import sha256_file, write_json
 from core.log import get_logger
@@ -166,11 +166,9 @@ def download_wheel(folder: Path) -> Path:
 class ConvertArguments:
     """Convert musicnn's TF checkpoints (PyPI wheel) to safetensors."""
 
-    wheel: str | None = field(default=None, metadata={"help": f"the {WHEEL} wheel (default: pip-download it)"})
-    output_dir: str | None = field(
-        default=None, metadata={"help": "where to write (default: ~/.cache/conceptcaps/musicnn)"}
-    )
-    models: list[str] = field(default_factory=lambda: list(MODELS), metadata={"help": f"which of {list(MODELS)}"})
+    wheel: str | None = arg(None, f"the {WHEEL} wheel (default: pip-download it)")
+    output_dir: str | None = arg(None, "where to write (default: ~/.cache/conceptcaps/musicnn)")
+    models: list[str] = arg(factory=lambda: list(MODELS), help=f"which of {list(MODELS)}")
 
     def __post_init__(self):
         unknown = [m for m in self.models if m not in MODELS]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +25,7 @@ from transformers import set_seed
 
 from builder.reader import AudioSplit
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import write_json
 from core.log import get_logger
@@ -125,24 +125,20 @@ ARCHITECTURES = {"pooled": GenreCNN, "frames": FrameCNN}
 class GenreClassifierArguments:
     """Train the log-mel CNN genre classifier on the assembled dataset's audio."""
 
-    dataset: str | None = field(
-        default=None, metadata={"help": "assembled dataset folder or Hub id (default: run dir/dataset)"}
+    dataset: str | None = arg(None, "assembled dataset folder or Hub id (default: run dir/dataset)")
+    output_dir: str | None = arg(None, "checkpoint folder (default: run dir/genre_cnn)")
+    num_classes: int = arg(5, "most frequent single genres used as classes")
+    duration_s: float = arg(3.0, "seconds of each clip the classifier sees")
+    channels: int = arg(16, "CNN width")
+    architecture: str = arg(
+        "pooled",
+        "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-step logits pooled "
+        "by log-mean-exp; gradients that differ per clip, which TCAV's sign counts need)",
     )
-    output_dir: str | None = field(default=None, metadata={"help": "checkpoint folder (default: run dir/genre_cnn)"})
-    num_classes: int = field(default=5, metadata={"help": "most frequent single genres used as classes"})
-    duration_s: float = field(default=3.0, metadata={"help": "seconds of each clip the classifier sees"})
-    channels: int = field(default=16, metadata={"help": "CNN width"})
-    architecture: str = field(
-        default="pooled",
-        metadata={
-            "help": "'pooled' (GenreCNN: features averaged over time) or 'frames' (FrameCNN: per-step logits pooled "
-            "by log-mean-exp; gradients that differ per clip, which TCAV's sign counts need)"
-        },
-    )
-    epochs: int = field(default=10, metadata={"help": "training epochs"})
-    batch_size: int = field(default=16, metadata={"help": "batch size"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
-    seed: int = field(default=0, metadata={"help": "seed"})
+    epochs: int = arg(10, "training epochs")
+    batch_size: int = arg(16, "batch size")
+    learning_rate: float = arg(1e-3, "Adam learning rate")
+    seed: int = arg(0, "seed")
 
 
 def choose_labels(rows: Sequence[dict], num_classes: int) -> tuple[list[str], list[int], Counter]:

@@ -20,14 +20,14 @@ sample), so memory stays flat in the dataset's size. Writes a JSON report, a lay
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError
 from core.io import write_json, write_text
@@ -42,34 +42,25 @@ logger = get_logger(__name__)
 class ProbeArguments:
     """Fit layer-wise linear concept probes on a model's activations, with random-init and shuffled-label controls."""
 
-    model: str = field(
-        default="",
-        metadata={
-            "help": "Hub id or folder of an audio model, a genre CNN folder, musicnn:MTT_musicnn, or pkg.module:factory"
-        },
+    model: str = arg(
+        "", "Hub id or folder of an audio model, a genre CNN folder, musicnn:MTT_musicnn, or pkg.module:factory"
     )
-    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    concepts: list[str] = field(
-        default_factory=list, metadata={"help": "concepts to probe (default: every concept with sets)"}
-    )
-    layers: list[str] = field(default_factory=list, metadata={"help": "layers (default: the model's probing layers)"})
-    pooling: str = field(default="mean", metadata={"help": f"pooling of a layer's activations over time: {POOLINGS}"})
-    seconds: float | None = field(
-        default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"}
-    )
-    train_split: str = field(default="train", metadata={"help": "split whose sets train the probes"})
-    test_split: str = field(default="test", metadata={"help": "split whose sets score them"})
-    min_train: int = field(default=5, metadata={"help": "fewest train positives (and negatives) for a concept"})
-    min_test: int = field(default=5, metadata={"help": "fewest test positives (and negatives) for a concept"})
-    max_set_size: int = field(
-        default=500, metadata={"help": "at most this many clips per role and split (seeded sample)"}
-    )
-    regularisation: float = field(default=1.0, metadata={"help": "inverse L2 strength C of the logistic regression"})
-    bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples of the test clips"})
-    seed: int = field(default=0, metadata={"help": "seed of sampling, the control's weights, shuffling and bootstrap"})
-    batch_size: int = field(default=16, metadata={"help": "clips per forward pass"})
-    cache_dir: str | None = field(default=None, metadata={"help": "activation store (default: run dir/activations)"})
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/probe_report.json)"})
+    dataset: str | None = arg(None, "dataset folder or Hub id (default: run dir/dataset)")
+    concepts: list[str] = arg(factory=list, help="concepts to probe (default: every concept with sets)")
+    layers: list[str] = arg(factory=list, help="layers (default: the model's probing layers)")
+    pooling: str = arg("mean", f"pooling of a layer's activations over time: {POOLINGS}")
+    seconds: float | None = arg(None, "seconds of each clip the model reads (default: its own)")
+    train_split: str = arg("train", "split whose sets train the probes")
+    test_split: str = arg("test", "split whose sets score them")
+    min_train: int = arg(5, "fewest train positives (and negatives) for a concept")
+    min_test: int = arg(5, "fewest test positives (and negatives) for a concept")
+    max_set_size: int = arg(500, "at most this many clips per role and split (seeded sample)")
+    regularisation: float = arg(1.0, "inverse L2 strength C of the logistic regression")
+    bootstrap: int = arg(1000, "bootstrap resamples of the test clips")
+    seed: int = arg(0, "seed of sampling, the control's weights, shuffling and bootstrap")
+    batch_size: int = arg(16, "clips per forward pass")
+    cache_dir: str | None = arg(None, "activation store (default: run dir/activations)")
+    output: str | None = arg(None, "report JSON (default: run dir/probe_report.json)")
 
     def __post_init__(self):
         if not self.model:

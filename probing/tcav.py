@@ -19,14 +19,14 @@ plot (non-significant hatched).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import write_json
 from core.log import get_logger
@@ -48,52 +48,41 @@ logger = get_logger(__name__)
 class TCAVArguments:
     """Run TCAV for concepts of a dataset on any model's outputs."""
 
-    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    model: str | None = field(
-        default=None,
-        metadata={
-            "help": "genre CNN folder (default: run dir/genre_cnn), musicnn:MTT_musicnn, a Hub audio classifier, "
-            "or pkg.module:factory"
-        },
+    dataset: str | None = arg(None, "dataset folder or Hub id (default: run dir/dataset)")
+    model: str | None = arg(
+        None,
+        "genre CNN folder (default: run dir/genre_cnn), musicnn:MTT_musicnn, a Hub audio classifier, "
+        "or pkg.module:factory",
     )
-    layer: str = field(default="block2", metadata={"help": "layer name (the model's named modules)"})
-    classes: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "output names or taxonomy concepts (default: every output paired with a genre that has examples)"
-        },
+    layer: str = arg("block2", "layer name (the model's named modules)")
+    classes: list[str] = arg(
+        factory=list,
+        help="output names or taxonomy concepts (default: every output paired with a genre that has examples)",
     )
-    max_classes: int = field(default=8, metadata={"help": "with no --classes, at most this many (most examples first)"})
-    concepts: list[str] = field(default_factory=list, metadata={"help": "concepts to test (default: the largest sets)"})
-    max_concepts: int = field(default=4, metadata={"help": "with no --concepts, test this many of the largest"})
-    split: str = field(default="train", metadata={"help": "split whose concept sets and examples are used"})
-    seconds: float | None = field(
-        default=None, metadata={"help": "seconds of each clip the model reads (default: its own)"}
+    max_classes: int = arg(8, "with no --classes, at most this many (most examples first)")
+    concepts: list[str] = arg(factory=list, help="concepts to test (default: the largest sets)")
+    max_concepts: int = arg(4, "with no --concepts, test this many of the largest")
+    split: str = arg("train", "split whose concept sets and examples are used")
+    seconds: float | None = arg(None, "seconds of each clip the model reads (default: its own)")
+    min_examples: int = arg(5, "fewest positives (and per random set) for a concept")
+    alpha: float = arg(0.05, "significance level after correction (Bonferroni; and FDR)")
+    seed: int = arg(0, "seed of CAV training")
+    batch_size: int = arg(32, "clips decoded and differentiated at a time")
+    concept_sets: int = arg(
+        3,
+        "K: deal each concept's positives into this many disjoint sets, tested together (Welch's test of "
+        "their mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test",
     )
-    min_examples: int = field(default=5, metadata={"help": "fewest positives (and per random set) for a concept"})
-    alpha: float = field(default=0.05, metadata={"help": "significance level after correction (Bonferroni; and FDR)"})
-    seed: int = field(default=0, metadata={"help": "seed of CAV training"})
-    batch_size: int = field(default=32, metadata={"help": "clips decoded and differentiated at a time"})
-    concept_sets: int = field(
-        default=3,
-        metadata={
-            "help": "K: deal each concept's positives into this many disjoint sets, tested together (Welch's test of "
-            "their mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test"
-        },
+    random_sets: int = arg(
+        10, "R: random sets per concept, drawn from the split's random-set clips free of its positives"
     )
-    random_sets: int = field(
-        default=10,
-        metadata={"help": "R: random sets per concept, drawn from the split's random-set clips free of its positives"},
+    cav: str = arg("logistic", f"CAV estimator: one of {sorted(CAV_ESTIMATORS)}")
+    max_set_size: int = arg(
+        500,
+        "at most this many examples of a concept, random set or class (a seeded sample): CAV training "
+        "holds a set's activations in memory, which must not grow with the dataset",
     )
-    cav: str = field(default="logistic", metadata={"help": f"CAV estimator: one of {sorted(CAV_ESTIMATORS)}"})
-    max_set_size: int = field(
-        default=500,
-        metadata={
-            "help": "at most this many examples of a concept, random set or class (a seeded sample): CAV training "
-            "holds a set's activations in memory, which must not grow with the dataset"
-        },
-    )
-    output: str | None = field(default=None, metadata={"help": "report JSON (default: run dir/tcav_report.json)"})
+    output: str | None = arg(None, "report JSON (default: run dir/tcav_report.json)")
 
 
 def resolve_classes(
@@ -215,14 +204,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
         first = next(iter(inputs(next(ids for ids in class_ids.values() if ids))))
         check_logits(model.module, first, len(model.output_names))
         check_one_row_per_clip(model, args.layer, first)
-        design = ExperimentDesign(
-            concept_sets=args.concept_sets,
-            random_sets=args.random_sets,
-            min_examples=args.min_examples,
-            alpha=args.alpha,
-            cav=args.cav,
-            seed=args.seed,
-        )
+        design = ExperimentDesign.of(args)
         report = run_experiment(
             model.module, args.layer, inputs, {c: members[c]["positive"] for c in chosen}, pools, class_ids, design
         )

@@ -354,6 +354,13 @@ class ExperimentDesign:
     cav: str = "logistic"  # a key of CAV_ESTIMATORS
     seed: int = 0
 
+    @classmethod
+    def of(cls, args, **overrides) -> "ExperimentDesign":
+        """The design a caller's arguments hold (the fields they share by name), with `overrides`."""
+        from dataclasses import fields
+
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}, **overrides)
+
 
 def deal(ids: Sequence, design: ExperimentDesign, rng: np.random.Generator) -> list[list]:
     """A concept's positives dealt into at most K disjoint sets (in a seeded order): of `set_size` each, or all of

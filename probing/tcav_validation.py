@@ -169,13 +169,7 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     if args.planted not in tested:
         raise ConfigError(f"fewer than {args.set_size} clips with {args.planted!r} to test: render more clips")
 
-    design = ExperimentDesign(
-        concept_sets=args.concept_sets,
-        random_sets=args.random_sets,
-        set_size=args.set_size,
-        alpha=args.alpha,
-        seed=args.seed,
-    )
+    design = ExperimentDesign.of(args)
     # a concept's random sets: clips of the other part whose lists do not hold it
     concepts = {c: [i for i in pool if c in lists[i]] for c in tested}
     pools = {c: [i for i in others if c not in lists[i]] for c in tested}

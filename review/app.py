@@ -15,7 +15,7 @@ link and serves the dataset's audio by (split, id) and nothing else: Gradio's ow
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +23,7 @@ from fastapi import Request
 
 from builder.reviews import QUESTIONS, Verdict
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import DataError
 from core.log import get_logger
@@ -80,18 +80,12 @@ new MutationObserver(() => {
 class ReviewArguments:
     """Listen to a dataset's concept sets and record verdicts."""
 
-    dataset: str | None = field(default=None, metadata={"help": "dataset folder or Hub id (default: run dir/dataset)"})
-    run_dir: str | None = field(
-        default=None,
-        metadata={"help": "where reviews.jsonl is written (default: $CONCEPTCAPS_RUN_DIR, else runs/demo)"},
-    )
-    host: str = field(
-        default="127.0.0.1", metadata={"help": "address to bind (0.0.0.0 exposes the app to the network)"}
-    )
-    port: int = field(default=7860, metadata={"help": "port"})
-    judges: list[str] = field(
-        default_factory=lambda: list(DEFAULT_TAGGERS),
-        metadata={"help": "musicnn models whose tag scores are shown ('none' for no judge)"},
+    dataset: str | None = arg(None, "dataset folder or Hub id (default: run dir/dataset)")
+    run_dir: str | None = arg(None, "where reviews.jsonl is written (default: $CONCEPTCAPS_RUN_DIR, else runs/demo)")
+    host: str = arg("127.0.0.1", "address to bind (0.0.0.0 exposes the app to the network)")
+    port: int = arg(7860, "port")
+    judges: list[str] = arg(
+        factory=lambda: list(DEFAULT_TAGGERS), help="musicnn models whose tag scores are shown ('none' for no judge)"
     )
 
 

@@ -112,42 +112,15 @@ def tiny_models(tmp_path_factory, musiccaps_csv):
 def sft_argv(model_dir, distilled_dir, output_dir, *extra):
     """Command-line arguments for a seconds-long SFT run of the tiny Llama on CPU."""
     return [
-        "--model_name_or_path",
-        str(model_dir),
-        "--distilled",
-        str(distilled_dir / "distilled.parquet"),
-        "--output_dir",
-        str(output_dir),
-        "--dtype",
-        "float32",
-        "--bf16",
-        "false",
-        "--use_cpu",
-        "true",
-        "--max_train_rows",
-        "48",
-        "--max_eval_rows",
-        "16",
-        "--num_train_epochs",
-        "1",
-        "--learning_rate",
-        "1e-2",
-        "--per_device_train_batch_size",
-        "16",
-        "--gradient_accumulation_steps",
-        "1",
-        "--lora_r",
-        "8",
-        "--lora_alpha",
-        "16",
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--logging_steps",
-        "1",
-        "--disable_tqdm",
-        "true",
+        f"--model_name_or_path={model_dir}",
+        f"--distilled={distilled_dir / 'distilled.parquet'}",
+        f"--output_dir={output_dir}",
+        *(
+            "--dtype float32 --bf16 false --use_cpu true --max_train_rows 48 --max_eval_rows 16 "
+            "--num_train_epochs 1 --learning_rate 1e-2 --per_device_train_batch_size 16 "
+            "--gradient_accumulation_steps 1 --lora_r 8 --lora_alpha 16 --eval_strategy no --save_strategy no "
+            "--logging_steps 1 --disable_tqdm true"
+        ).split(),
         *extra,
     ]
 

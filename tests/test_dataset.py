@@ -33,20 +33,10 @@ def build_run(root: Path, tiny_models: Path, taxonomy, n: int = 48) -> Path:
     write_captions(root / "captions.parquet", [LISTS[i % len(LISTS)] for i in range(n)], rejected=(n - 1,))
     synth_main(
         [
-            "--captions",
-            str(root / "captions.parquet"),
-            "--output_dir",
-            str(root / "audio_shards"),
-            "--model",
-            str(tiny_models / "tiny-musicgen"),
-            "--duration_s",
-            "1",
-            "--batch_size",
-            "8",
-            "--shard_size",
-            "16",
-            "--top_k",
-            "50",
+            f"--captions={root / 'captions.parquet'}",
+            f"--output_dir={root / 'audio_shards'}",
+            f"--model={tiny_models / 'tiny-musicgen'}",
+            *"--duration_s 1 --batch_size 8 --shard_size 16 --top_k 50".split(),
         ]
     )
     clap_main(
@@ -63,7 +53,7 @@ def build_run(root: Path, tiny_models: Path, taxonomy, n: int = 48) -> Path:
 
 
 def assemble_argv(run: Path, *extra):
-    return ["--run_dir", str(run), "--min_positives", "3", "--num_random_sets", "2", "--version", "0.1.0", *extra]
+    return [f"--run_dir={run}", *"--min_positives 3 --num_random_sets 2 --version 0.1.0".split(), *extra]
 
 
 def assemble_with_card(run: Path, *card_extra) -> dict:
@@ -420,14 +410,10 @@ def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path)
     report_path = tmp_path / "fad_report.json"
     report = fad_main(
         [
-            "--reference",
-            str(reference),
-            "--dataset",
-            str(folder),
-            "--clap_dir",
-            str(run / "clap_scores"),
-            "--output",
-            str(report_path),
+            f"--reference={reference}",
+            f"--dataset={folder}",
+            f"--clap_dir={run / 'clap_scores'}",
+            f"--output={report_path}",
         ]
     )
     assert set(report["fad_per_split"]) == {"train", "validation", "test"}
@@ -446,14 +432,10 @@ def test_fad_per_split_against_a_reference_set(assembled, tiny_models, tmp_path)
     with pytest.raises(DataError, match="nope.npy: FAD reference embeddings not found"):
         fad_main(
             [
-                "--reference",
-                str(tmp_path / "nope.npy"),
-                "--dataset",
-                str(folder),
-                "--clap_dir",
-                str(run / "clap_scores"),
-                "--output",
-                str(report_path),
+                f"--reference={tmp_path / 'nope.npy'}",
+                f"--dataset={folder}",
+                f"--clap_dir={run / 'clap_scores'}",
+                f"--output={report_path}",
             ]
         )
 

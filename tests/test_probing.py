@@ -11,6 +11,7 @@ from torch import nn
 
 from core.errors import ConfigError, DataError
 from fixtures.published import write_published
+from fixtures.tiny_models import TINY_ENCODER
 from probing.models import ProbedModel, load_model
 
 RATE, N_FFT = 16000, 512
@@ -84,17 +85,10 @@ def test_probe_finds_the_planted_instrument_at_its_layer_only(planted_dataset, t
 
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     argv = [
-        "--model",
-        "tests.test_probing:planted_model",
-        "--dataset",
-        str(planted_dataset),
-        "--concepts",
-        "piano",
-        "rock",
-        "--bootstrap",
-        "200",
-        "--output",
-        str(tmp_path / "probe.json"),
+        *"--model tests.test_probing:planted_model".split(),
+        f"--dataset={planted_dataset}",
+        *"--concepts piano rock --bootstrap 200".split(),
+        f"--output={tmp_path / 'probe.json'}",
     ]
     report = main(argv)
     by = {(r["concept"], r["layer"]): r for r in report["results"]}
@@ -155,46 +149,23 @@ def tiny_ast(folder):
     return build_tiny_ast(folder)
 
 
-def tiny_wav2vec2(folder):
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+def tiny_wav2vec2(folder, kind: str = "wav2vec2"):
+    """A tiny Wav2Vec2 or HuBERT encoder (the same convolutional front end and geometry) and its extractor."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
+    config_class, model_class = {"wav2vec2": (Wav2Vec2Config, Wav2Vec2Model), "hubert": (HubertConfig, HubertModel)}[
+        kind
+    ]
     torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8, 8),
-        conv_kernel=(10, 3),
-        conv_stride=(5, 2),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        vocab_size=10,
-    )
-    Wav2Vec2Model(config).save_pretrained(folder)
+    config = config_class(**TINY_ENCODER, conv_dim=(8, 8), conv_kernel=(10, 3), conv_stride=(5, 2),
+                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, vocab_size=10)  # fmt: skip
+    model_class(config).save_pretrained(folder)
     Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
     return folder
 
 
 def tiny_hubert(folder):
-    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
-
-    torch.manual_seed(0)
-    config = HubertConfig(
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        conv_dim=(8, 8),
-        conv_kernel=(10, 3),
-        conv_stride=(5, 2),
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        vocab_size=10,
-    )
-    HubertModel(config).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(folder)
-    return folder
+    return tiny_wav2vec2(folder, "hubert")
 
 
 def tiny_whisper(folder):
@@ -285,24 +256,13 @@ def test_tcav_on_a_hugging_face_classifier_maps_its_outputs_to_concepts(tmp_path
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     report = main(
         [
-            "--dataset",
-            str(folder),
-            "--model",
-            str(tmp_path / "ast"),
-            "--seconds",
-            "0.5",
-            "--layer",
-            model.layers[-1],
-            "--classes",
-            "Rock music",
-            "--concepts",
-            "piano",
-            "--min_examples",
-            "3",
-            "--batch_size",
-            "4",
-            "--output",
-            str(tmp_path / "tcav.json"),
+            f"--dataset={folder}",
+            f"--model={tmp_path / 'ast'}",
+            *"--seconds 0.5".split(),
+            f"--layer={model.layers[-1]}",
+            f"--classes={'Rock music'}",
+            *"--concepts piano --min_examples 3 --batch_size 4".split(),
+            f"--output={tmp_path / 'tcav.json'}",
         ]
     )
     assert {r["class"] for r in report["results"]} == {0} and report["class_concepts"] == {"0": "rock"}

@@ -136,43 +136,23 @@ def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, 
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     result = classifier_main(
         [
-            "--dataset",
-            str(folder),
-            "--output_dir",
-            str(tmp_path / "cnn"),
-            "--epochs",
-            "1",
-            "--duration_s",
-            "0.5",
-            "--channels",
-            "4",
-            "--num_classes",
-            "2",
-            "--architecture",
-            "frames",
+            f"--dataset={folder}",
+            f"--output_dir={tmp_path / 'cnn'}",
+            *"--epochs 1 --duration_s 0.5 --channels 4 --num_classes 2 --architecture frames".split(),
         ]
     )
     assert result["source"]["dropped"] and len(result["classes"]) == 2
     assert not list((tmp_path / "cnn").glob("*.tmp"))  # the feature file is gone
     report = tcav_main(
         [
-            "--dataset",
-            str(folder),
-            "--model",
-            str(tmp_path / "cnn"),
-            "--layer",
-            "frames",
+            f"--dataset={folder}",
+            f"--model={tmp_path / 'cnn'}",
+            *"--layer frames".split(),
             "--concepts",
             "piano",
             "electronic music",
-            "--min_examples",
-            "3",
-            "--batch_size",
-            "4",
-            "--concept_sets",
-            "2",
-            "--output",
-            str(tmp_path / "tcav.json"),
+            *"--min_examples 3 --batch_size 4 --concept_sets 2".split(),
+            f"--output={tmp_path / 'tcav.json'}",
         ]
     )
     assert {len(r["set_means"]) for r in report["results"]} == {2}  # each concept's positives dealt into two sets

@@ -117,18 +117,9 @@ def test_the_synthesis_stage_renders_counts_skips_and_resumes_identically(taxono
     taxonomy.save(tmp_path / "taxonomy.json")
     write_captions(tmp_path / "captions.parquet", LISTS)
     argv = [
-        "--captions",
-        str(tmp_path / "captions.parquet"),
-        "--output_dir",
-        str(tmp_path / "audio_shards"),
-        "--backend",
-        "symbolic",
-        "--duration_s",
-        "2",
-        "--batch_size",
-        "3",
-        "--shard_size",
-        "3",
+        f"--captions={tmp_path / 'captions.parquet'}",
+        f"--output_dir={tmp_path / 'audio_shards'}",
+        *"--backend symbolic --duration_s 2 --batch_size 3 --shard_size 3".split(),
     ]
     summary = synth_main(argv)
     assert summary["total"]["ok"] == 7 and summary["total"]["captions_skipped"] == {"not renderable: female vocal": 1}

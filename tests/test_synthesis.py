@@ -14,12 +14,12 @@ from core.shards import merge_shards
 from evaluation.fad import frechet_audio_distance
 from evaluation.score import fixed_windows
 from evaluation.score import main as clap_main
+from fixtures.runs import accelerate_cpu, caption_row, write_caption_rows
 from generation import synthesize as synth_module
 from generation.audio_checks import AudioCheck, decode_audio
 from generation.caption import CAPTION_SCHEMA
 from generation.synthesize import decode_in_chunks
 from generation.synthesize import main as synth_main
-from generation.template_captioner import template_caption
 
 REPO = Path(__file__).resolve().parents[1]
 LISTS = [
@@ -37,43 +37,16 @@ def write_captions(path, lists=LISTS, rejected=()):
     rows = []
     for i, tags in enumerate(lists):
         attrs = {"genre": tags[:1], "mood": tags[1:2], "instrument": tags[2:3], "tempo": tags[3:]}
-        rows.append(
-            {
-                "id": f"cc-{i:03d}",
-                "tags": tags,
-                **attrs,
-                "caption": template_caption(attrs, str(i)),
-                "status": "rejected" if i in rejected else "ok",
-                "reasons": [],
-                "missing": [],
-                "hallucinated": [],
-                "attempts": 1,
-                "seed": 0,
-                "backend": "template",
-                "model": "template",
-                "prompt_version": "1",
-            }
-        )
-    pq.write_table(pa.Table.from_pylist(rows, schema=CAPTION_SCHEMA), path)
-    return path
+        rows.append(caption_row(f"cc-{i:03d}", tags, attrs, str(i), "rejected" if i in rejected else "ok"))
+    return write_caption_rows(path, rows)
 
 
 def argv(tiny_models, run, *extra):
     return [
-        "--captions",
-        str(run / "captions.parquet"),
-        "--output_dir",
-        str(run / "audio_shards"),
-        "--model",
-        str(tiny_models / "tiny-musicgen"),
-        "--duration_s",
-        "1",
-        "--batch_size",
-        "3",
-        "--shard_size",
-        "3",
-        "--top_k",
-        "50",
+        f"--captions={run / 'captions.parquet'}",
+        f"--output_dir={run / 'audio_shards'}",
+        f"--model={tiny_models / 'tiny-musicgen'}",
+        *"--duration_s 1 --batch_size 3 --shard_size 3 --top_k 50".split(),
         *extra,
     ]
 
@@ -260,17 +233,7 @@ def test_two_accelerate_processes_write_disjoint_shards_covering_every_id(synthe
     shutil.copy(run / "captions.parquet", tmp_path / "captions.parquet")
     env = dict(os.environ, ACCELERATE_USE_CPU="1", CONCEPTCAPS_RUN_DIR=str(tmp_path), OMP_NUM_THREADS="1")
     cmd = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *accelerate_cpu(2),
         "-m",
         "generation.synthesize",
         *argv(tiny_models, tmp_path),

@@ -8,6 +8,7 @@ from builder.taxonomy import Concept, Taxonomy
 from core.errors import DataError
 from evaluation.vae_report import collapse_warning, reconstruction_metrics, sample_metrics
 from evaluation.vae_report import main as report_main
+from fixtures.runs import accelerate_cpu
 from generation.sample_tags import SamplingArguments, SamplingExhaustedError, reference_lists, sample_tag_lists
 from generation.sample_tags import main as sample_main
 from training import train_vae as train_module
@@ -203,39 +204,18 @@ def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp
     import json
     import os
     import subprocess
-    import sys
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
     env = dict(os.environ, ACCELERATE_USE_CPU="1", CONCEPTCAPS_RUN_DIR=str(tmp_path), OMP_NUM_THREADS="1")
     cmd = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
+        *accelerate_cpu(2),
         "-m",
         "training.train_vae",
-        "--tagged",
-        str(distilled_dir / "musiccaps_tagged.parquet"),
-        "--taxonomy",
-        str(distilled_dir / "taxonomy.json"),
-        "--output_dir",
-        str(tmp_path / "vae"),
-        "--hidden_dim",
-        "32",
-        "--latent_dim",
-        "8",
-        "--max_epochs",
-        "2",
-        "--batch_size",
-        "64",
+        f"--tagged={distilled_dir / 'musiccaps_tagged.parquet'}",
+        f"--taxonomy={distilled_dir / 'taxonomy.json'}",
+        f"--output_dir={tmp_path / 'vae'}",
+        *"--hidden_dim 32 --latent_dim 8 --max_epochs 2 --batch_size 64".split(),
     ]
     subprocess.run(cmd, cwd=repo, env=env, check=True, capture_output=True, timeout=600)
     config = json.loads((tmp_path / "vae" / "config.json").read_text())

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +33,7 @@ from builder.caption_checks import CaptionChecker
 from builder.prompting import PROMPT_VERSION, build_example
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError, ModelLoadError
 from core.io import sha256_file, write_json
@@ -79,28 +79,23 @@ MIN_CATEGORIES = 3
 class CaptionerArguments:
     """Data for the caption SFT (the model and training arguments are TRL's ModelConfig and SFTConfig)."""
 
-    distilled: str | None = field(default=None, metadata={"help": "distilled.parquet (default: run dir)"})
-    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: beside distilled.parquet)"})
-    pairing: str = field(
-        default="caption",
-        metadata={
-            "help": "each example's attribute list: 'caption' (the concepts its caption names, negation-aware, so that "
-            "every pair passes the caption checks) or 'aspects' (the concepts of its MusicCaps aspect list)"
-        },
+    distilled: str | None = arg(None, "distilled.parquet (default: run dir)")
+    taxonomy: str | None = arg(None, "taxonomy.json (default: beside distilled.parquet)")
+    pairing: str = arg(
+        "caption",
+        "each example's attribute list: 'caption' (the concepts its caption names, negation-aware, so that "
+        "every pair passes the caption checks) or 'aspects' (the concepts of its MusicCaps aspect list)",
     )
-    min_categories: int = field(
-        default=MIN_CATEGORIES,
-        metadata={"help": "with pairing=caption: categories a caption must name, else the row is dropped (counted)"},
+    min_categories: int = arg(
+        MIN_CATEGORIES, "with pairing=caption: categories a caption must name, else the row is dropped (counted)"
     )
-    max_train_rows: int | None = field(default=None, metadata={"help": "use only the first N train rows (demo/tests)"})
-    max_eval_rows: int | None = field(default=None, metadata={"help": "use only the first N validation rows"})
-    effective_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "examples per optimiser step over all processes (default: per_device_train_batch_size x "
-            "gradient_accumulation_steps, the recipe as written for one process); kept whatever the number of "
-            "processes by scaling gradient accumulation"
-        },
+    max_train_rows: int | None = arg(None, "use only the first N train rows (demo/tests)")
+    max_eval_rows: int | None = arg(None, "use only the first N validation rows")
+    effective_batch_size: int | None = arg(
+        None,
+        "examples per optimiser step over all processes (default: per_device_train_batch_size x "
+        "gradient_accumulation_steps, the recipe as written for one process); kept whatever the number of "
+        "processes by scaling gradient accumulation",
     )
 
     def __post_init__(self):

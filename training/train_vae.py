@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -24,7 +24,7 @@ from transformers import set_seed
 
 from builder.taxonomy import Taxonomy
 from core.cli import cli
-from core.config import parse_args, run_dir
+from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.io import sha256_file, write_json
 from core.log import get_logger
@@ -39,28 +39,22 @@ logger = get_logger(__name__)
 class VAETrainingArguments:
     """Train the β-VAE over multi-hot concept vectors."""
 
-    tagged: str | None = field(default=None, metadata={"help": "musiccaps_tagged.parquet (default: run dir)"})
-    taxonomy: str | None = field(default=None, metadata={"help": "taxonomy.json (default: run dir)"})
-    output_dir: str | None = field(default=None, metadata={"help": "checkpoint folder (default: run dir/vae)"})
-    hidden_dim: int = field(default=1024, metadata={"help": "encoder/decoder hidden width (paper: 1024)"})
-    latent_dim: int = field(default=256, metadata={"help": "latent size (paper: 256)"})
-    beta: float = field(default=0.25, metadata={"help": "weight of the KL term"})
-    input_dropout: float = field(default=0.1, metadata={"help": "dropout on the multi-hot input"})
-    learning_rate: float = field(default=5e-4, metadata={"help": "Adam learning rate"})
-    batch_size: int = field(
-        default=32,
-        metadata={
-            "help": "effective batch size: split across processes under accelerate "
-            "(the paper's recipe whatever their number)"
-        },
+    tagged: str | None = arg(None, "musiccaps_tagged.parquet (default: run dir)")
+    taxonomy: str | None = arg(None, "taxonomy.json (default: run dir)")
+    output_dir: str | None = arg(None, "checkpoint folder (default: run dir/vae)")
+    hidden_dim: int = arg(1024, "encoder/decoder hidden width (paper: 1024)")
+    latent_dim: int = arg(256, "latent size (paper: 256)")
+    beta: float = arg(0.25, "weight of the KL term")
+    input_dropout: float = arg(0.1, "dropout on the multi-hot input")
+    learning_rate: float = arg(5e-4, "Adam learning rate")
+    batch_size: int = arg(
+        32, "effective batch size: split across processes under accelerate (the paper's recipe whatever their number)"
     )
-    max_epochs: int = field(default=200, metadata={"help": "upper bound on epochs"})
-    patience: int = field(default=10, metadata={"help": "epochs without validation improvement before stopping"})
-    min_delta: float = field(default=1e-3, metadata={"help": "smallest validation-loss drop that counts"})
-    min_expected: float = field(
-        default=MIN_EXPECTED, metadata={"help": "learned contradiction: expected co-occurrences"}
-    )
-    seed: int = field(default=0, metadata={"help": "seed of initialisation, shuffling and the reparameterisation"})
+    max_epochs: int = arg(200, "upper bound on epochs")
+    patience: int = arg(10, "epochs without validation improvement before stopping")
+    min_delta: float = arg(1e-3, "smallest validation-loss drop that counts")
+    min_expected: float = arg(MIN_EXPECTED, "learned contradiction: expected co-occurrences")
+    seed: int = arg(0, "seed of initialisation, shuffling and the reparameterisation")
 
     def __post_init__(self):
         if self.beta < 0 or self.hidden_dim < 1 or self.latent_dim < 1 or self.batch_size < 1:
