@@ -102,9 +102,9 @@ class FrameCNN(_ConvFrontEnd):
     earlier layer differs from clip to clip (where and what the instrument plays). After `GenreCNN`'s average
     pooling the network is nearly linear and the gradient nearly the same for every clip, which makes TCAV's sign
     counts all or nothing (see `probing.tcav_validation`). The 0.32 s steps keep `frames` small (64 values per
-    step), so a linear CAV there is learnt from few examples: at 80 ms steps, 4x as many values, instruments that
-    play sparsely (hand claps) or resemble others (piano, saxophone) were separated at 0.69-0.81; at 0.32 s steps
-    the same instruments at 0.82-0.91, with the first renderer and sets of 60 (README, the ground-truth experiment).
+    step), so a linear CAV there is learnt from few examples; at 80 ms steps, four times as many values, sparsely
+    playing or similar-sounding instruments were separated less well (docs/benchmarks.md, the ground-truth
+    experiment).
     """
 
     def __init__(self, n_classes: int, n_mels: int = 64, channels: int = 16):

@@ -175,15 +175,14 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     for c in chosen:
         validate_sets(c, members[c]["positive"], list(members[c]["random"].values()), args.min_examples, dataset)
         members[c]["positive"] = capped(members[c]["positive"])
-    # each concept's random sets are drawn from its own random-set clips (none names it), free of its positives
-    pools = {
-        c: capped(sorted({i for s in members[c]["random"].values() for i in s}), args.max_set_size * args.random_sets)
-        for c in chosen
-    }
+    # one null for every concept: random sets drawn from the tested concepts' random-set clips (none names its
+    # concept), free of every tested concept's positives
+    pool = capped(sorted({i for c in chosen for s in members[c]["random"].values() for i in s}),
+                  args.max_set_size * args.random_sets)  # fmt: skip
     class_ids = {k: capped([r["id"] for r in audio.rows if c in r["tags"]]) for k, c in classes}
     needed = (
         [i for c in chosen for i in members[c]["positive"]]
-        + [i for p in pools.values() for i in p]
+        + list(pool)
         + [i for ids in class_ids.values() for i in ids]
     )
     output = Path(args.output or out / "tcav_report.json")
@@ -206,7 +205,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
         check_one_row_per_clip(model, args.layer, first)
         design = ExperimentDesign.of(args)
         report = run_experiment(
-            model.module, args.layer, inputs, {c: members[c]["positive"] for c in chosen}, pools, class_ids, design
+            model.module, args.layer, inputs, {c: members[c]["positive"] for c in chosen}, pool, class_ids, design
         )
     finally:
         store.close()

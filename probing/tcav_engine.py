@@ -388,8 +388,9 @@ def run_experiment(
     Args:
         inputs: a list of example ids -> their model inputs (a tensor, or an iterable of batches).
         concepts: concept name -> ids of its positives ("concepts" of random examples check the test itself).
-        random_pool: ids the random sets are drawn from, for every concept; or concept -> its own pool (e.g. the
-            examples whose attributes do not list it). A concept's own positives are always removed.
+        random_pool: concept -> the ids its own random sets are drawn from (e.g. the examples whose attributes do
+            not list it); or one pool for every concept, from which R random sets free of every tested concept's
+            positives are drawn once, so that all concepts share one null and one pass over each class.
         classes: output index -> ids of the examples whose directional derivatives are counted.
     Returns:
         {"results": [... `tcav_scores` rows with `correct`'s fields], "tests", "alpha", "left_out": {concept:
@@ -397,25 +398,34 @@ def run_experiment(
     """
     rng = np.random.default_rng(design.seed)
     class_inputs = {k: inputs(list(ids)) for k, ids in classes.items() if len(ids)}
-    results, left_out, random_counts, sizes = [], {}, {}, {}
+    left_out, dealt = {}, {}
     for name, ids in concepts.items():
         sets = deal(list(ids), design, rng)
         if len(sets) < max(design.min_sets, 1):
             size = design.set_size or design.min_examples
             left_out[name] = f"{len(ids)} positives, too few for {max(design.min_sets, 1)} set(s) of {size}"
+        else:
+            dealt[name] = sets
+
+    def random_sets(pool: Sequence, exclude: set, size: int) -> list[list]:
+        free = [i for i in (pool[j] for j in rng.permutation(len(pool))) if i not in exclude]
+        return [free[j * size : (j + 1) * size] for j in range(min(design.random_sets, len(free) // size))]
+
+    if isinstance(random_pool, Mapping):
+        runs = [({name: sets}, random_sets(random_pool[name], set(concepts[name]), len(sets[0])))
+                for name, sets in dealt.items()]  # fmt: skip
+    else:
+        size = design.set_size or min((len(sets[0]) for sets in dealt.values()), default=1)
+        runs = [(dealt, random_sets(random_pool, {i for ids in concepts.values() for i in ids}, size))]
+    results, random_counts, sizes = [], {}, {}
+    for tested, randoms in runs:
+        if len(randoms) < 2:
+            left_out.update({n: "too few examples free of the positives for two random sets" for n in tested})
             continue
-        size, positives = len(sets[0]), set(ids)
-        pool = random_pool[name] if isinstance(random_pool, Mapping) else random_pool
-        free = [i for i in (pool[j] for j in rng.permutation(len(pool))) if i not in positives]
-        r = min(design.random_sets, len(free) // size)
-        if r < 2:
-            left_out[name] = f"{len(free)} examples free of its positives, too few for two random sets of {size}"
-            continue
-        randoms = [free[j * size : (j + 1) * size] for j in range(r)]
         out = tcav_scores(
             model,
             layer,
-            {name: ConceptSets(inputs(s) for s in sets)},
+            {name: ConceptSets(inputs(s) for s in sets) for name, sets in tested.items()},
             [inputs(s) for s in randoms],
             class_inputs,
             seed=design.seed,
@@ -423,7 +433,8 @@ def run_experiment(
             cav=design.cav,
         )
         results += out["results"]
-        random_counts[name], sizes[name] = r, size
+        random_counts.update(dict.fromkeys(tested, len(randoms)))
+        sizes.update({name: len(sets[0]) for name, sets in tested.items()})
     correct(results, design.alpha)
     return {
         "results": results,
