@@ -11,6 +11,7 @@ and the version tag last, so an interrupted push never looks like a complete ver
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -52,7 +53,8 @@ def push_plan(folder: Path, repo_id: str, version: str) -> dict:
         raise DataError(
             folder, f"does not match its record: {why}; rerun the pipeline (it redoes what changed) before pushing"
         )
-    files = sorted(file_record(folder, hash_limit=0).items())
+    check_dataset(folder)
+    files = sorted(file_record(folder, hash_limit=0, links=False).items())
     return {
         "repo_id": repo_id,
         "repo_type": "dataset",
@@ -61,6 +63,68 @@ def push_plan(folder: Path, repo_id: str, version: str) -> dict:
         "total_bytes": sum(size for _, (size, _) in files),
         "order": ["data files", "README.md", f"tag {version}"],
     }
+
+
+def card_configs(folder: Path) -> list[dict]:
+    """The `configs:` of the card's YAML front matter (what `load_dataset` reads)."""
+    import yaml
+
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    if not text.startswith("---\n") or "\n---" not in text[4:]:
+        raise DataError(folder / "README.md", "no YAML front matter: the card stage writes it (card.render)")
+    try:
+        configs = (yaml.safe_load(text[4 : text.index("\n---", 4)]) or {}).get("configs")
+    except yaml.YAMLError as e:
+        raise DataError(folder / "README.md", f"front matter is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(configs, list) or not configs:
+        raise DataError(folder / "README.md", "the front matter declares no configs")
+    return configs
+
+
+def check_dataset(folder: Path) -> None:
+    """The dataset's own checks, before anything is uploaded: every split of every config the card declares has
+    files, all of them recorded in checksums.json; ids are unique and disjoint across splits; every concept-set row
+    names an example of its split."""
+    import pyarrow.parquet as pq
+
+    from core.io import FOLDER_RECORD, read_json
+
+    recorded = set(read_json(folder / FOLDER_RECORD).get("files", {}))
+    files: dict[tuple[str, str], list[str]] = {}
+    for config in card_configs(folder):
+        for entry in config.get("data_files") or []:
+            name, split, pattern = config.get("config_name"), entry.get("split"), entry.get("path")
+            found = sorted(p.relative_to(folder).as_posix() for p in folder.glob(str(pattern)) if p.is_file())
+            if not found:
+                raise DataError(folder / "README.md", f"config {name!r} declares split {split!r} ({pattern}), "
+                                "which matches no file: rerun the pipeline before pushing")  # fmt: skip
+            unrecorded = [f for f in found if f not in recorded]
+            if unrecorded:
+                raise DataError(folder, f"{unrecorded[0]} (config {name!r}) is not in {FOLDER_RECORD}")
+            files[name, split] = found
+
+    def ids(config: str, split: str) -> list[str]:
+        return [
+            i
+            for f in files.get((config, split), [])
+            for i in pq.read_table(folder / f, columns=["id"])["id"].to_pylist()
+        ]
+
+    seen: dict[str, str] = {}
+    for split in sorted({s for c, s in files if c == "default"}):
+        split_ids = ids("default", split)
+        twice = next((i for i, n in Counter(split_ids).items() if n > 1), None)
+        duplicate = next((i for i in split_ids if i in seen), twice)
+        if duplicate is not None:
+            where = seen.get(duplicate, split)
+            raise DataError(
+                folder, f"id {duplicate!r} is in split {where!r} and again in {split!r}: ids must be unique"
+            )
+        seen.update(dict.fromkeys(split_ids, split))
+        orphans = sorted(set(ids("concepts", split)) - set(split_ids))
+        if orphans:
+            raise DataError(folder, f"the concepts config's {split} split names {len(orphans)} id(s) the split lacks, "
+                            f"e.g. {orphans[0]!r}")  # fmt: skip
 
 
 def transport_errors() -> tuple[type[Exception], ...]:

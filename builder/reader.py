@@ -4,14 +4,18 @@ from the dataset's features.
 
 Nothing holds a split's audio in memory, and nothing copies it: the split's files (a local folder's, or the Hub's
 through `hf://`) are read with pyarrow one row group at a time, in storage order; only the clips asked for are
-decoded, and only the seconds a caller looks at. `conceptcaps.py` is the public face over it; probing, the review
+decoded, and only the seconds a caller looks at. Every clip goes through one checked path (`AudioSplit.encoded`,
+`decode`, `clips`): its bytes must match the row's `audio_sha256` where the dataset records one, decode, and not
+be silent. A clip that fails is a counted, reported skip (`skipped`, `skip_report`), named by split, id and
+file, or with `strict` a one-line error. `conceptcaps.py` is the public face over it; probing, the review
 app and the card read datasets through it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -22,6 +26,16 @@ import soundfile as sf
 
 from core.constants import CATEGORIES, SAMPLING_RATE, SPLITS
 from core.errors import ConfigError, DataError
+from core.log import get_logger
+
+logger = get_logger(__name__)
+
+SILENT_PEAK = 1e-5  # a decoded clip whose every sample stays below this is silence, not music
+
+
+class ClipError(DataError):
+    """A clip that cannot be used: its bytes differ from the recorded sha256, it cannot be decoded, or it is
+    silent. The message names the file, the split and the id."""
 
 
 def open_dataset(path: str, config: str = "default", split: str | None = None, **kwargs):
@@ -124,13 +138,19 @@ class AudioSplit:
         columns = list(TEXT_FIELDS) if self.published else ["id", "tags", *CATEGORIES]
         self.files = split_files(dataset, "audio", split)
         source, self._where = [], []  # per source row: (file, row group, row within the group)
+        recorded = True  # every file records each clip's audio_sha256 (our layout since the review app)
         for f, path in enumerate(self.files):
             with open_file(path) as handle:
-                parquet = pq.ParquetFile(handle)
+                try:
+                    parquet = pq.ParquetFile(handle)
+                except (OSError, ValueError) as e:  # not parquet, or its footer damaged
+                    raise DataError(path, f"not a readable parquet file ({str(e).splitlines()[0][:160]})") from None
                 missing = [c for c in (*columns, self.audio_column) if c not in parquet.schema_arrow.names]
                 if missing:
                     raise DataError(path, f"no column(s) {missing}: not this dataset's audio config")
-                source += parquet.read(columns=columns).to_pylist()
+                recorded &= "audio_sha256" in parquet.schema_arrow.names
+                read = columns + (["audio_sha256"] if "audio_sha256" in parquet.schema_arrow.names else [])
+                source += parquet.read(columns=read).to_pylist()
                 for g in range(parquet.metadata.num_row_groups):
                     self._where += [(f, g, r) for r in range(parquet.metadata.row_group(g).num_rows)]
         if self.published:
@@ -141,13 +161,60 @@ class AudioSplit:
             self.reader = None
             self.rows = [{**r, "index": i} for i, r in enumerate(source)]
         self.position = {r["id"]: r["index"] for r in self.rows}
+        self.sha256 = {r["id"]: r["audio_sha256"] for r in source if r.get("audio_sha256")} if recorded else {}
+        self.skipped: dict[str, str] = {}  # id -> why its clip was skipped
+
+    def _file_name(self, f: int) -> str:
+        """A file as reports name it: a Hub URL, or the path inside a local dataset folder (never a local path)."""
+        path = self.files[f]
+        if "://" in path:
+            return path
+        try:
+            return str(Path(path).resolve().relative_to(Path(self.dataset).resolve()))
+        except ValueError:  # a data file outside the folder (a card's configs may point anywhere)
+            return Path(path).name
+
+    def _bad(self, f: int, id_: str, reason: str, strict: bool) -> None:
+        message = f"split {self.split_name!r}, id {id_!r}: {reason}"
+        if strict:
+            raise ClipError(self._file_name(f), message)
+        if id_ not in self.skipped:
+            logger.warning("%s: %s; skipped", self._file_name(f), message)
+        self.skipped[id_] = reason
+
+    def skip_report(self) -> dict:
+        """The clips skipped so far: how many, by reason, and each id's reason."""
+        return {"count": len(self.skipped), "by_reason": dict(Counter(r.split(" (")[0] for r in self.skipped.values())),
+                "clips": dict(sorted(self.skipped.items()))}  # fmt: skip
+
+    def decode(self, id_: str, data: bytes, seconds: float | None = None, sampling_rate: int = SAMPLING_RATE,
+               strict: bool = False) -> np.ndarray | None:  # fmt: skip
+        """A clip's waveform (mono float32 at `sampling_rate`, its first `seconds`), or None for a clip that cannot
+        be decoded or is silent (a counted skip; an error with `strict`)."""
+        try:
+            wave = read_wave(data, seconds, sampling_rate)
+        except Exception as e:  # libsndfile, soxr: whatever the bytes make them raise
+            reason = f"undecodable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
+            self._bad(self._file_of(id_), id_, reason, strict)
+            return None
+        if not len(wave) or float(np.abs(wave).max()) < SILENT_PEAK:
+            where = "" if seconds is None else f" in its first {seconds:g} s"
+            self._bad(self._file_of(id_), id_, f"silent{where}", strict)
+            return None
+        return wave
+
+    def _file_of(self, id_: str) -> int:
+        return self._where[self.position[id_]][0]
 
     def clips(
-        self, ids: Sequence[str], seconds: float | None = None, sampling_rate: int = SAMPLING_RATE
+        self, ids: Sequence[str], seconds: float | None = None, sampling_rate: int = SAMPLING_RATE, strict: bool = False
     ) -> Iterator[tuple[str, np.ndarray]]:
-        """(id, waveform) for every id, in storage order: each needed row group is read once."""
-        for id_, data in self.encoded(ids):
-            yield id_, read_wave(data, seconds, sampling_rate)
+        """(id, waveform) for every usable id, in storage order: each needed row group is read once; a clip that
+        fails a check is skipped and counted (`skipped`), or with `strict` an error."""
+        for id_, data in self.encoded(ids, strict):
+            wave = self.decode(id_, data, seconds, sampling_rate, strict)
+            if wave is not None:
+                yield id_, wave
 
     def _row_groups(self, ids: Sequence[str]) -> Iterator[tuple[int, pq.ParquetFile, int, list[tuple[int, str]]]]:
         """(file index, open file, row group, [(row in the group, id)]) for the row groups holding `ids`, in
@@ -165,38 +232,59 @@ class AudioSplit:
                 for g in sorted(g for ff, g in wanted if ff == f):
                     yield f, parquet, g, sorted(wanted[f, g])
 
-    def encoded(self, ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
-        """(id, encoded audio bytes) for every id, in storage order, nothing decoded."""
+    def encoded(self, ids: Sequence[str], strict: bool = False) -> Iterator[tuple[str, bytes]]:
+        """(id, encoded audio bytes) for every usable id, in storage order, nothing decoded: a clip without bytes,
+        or whose bytes differ from its recorded sha256, is skipped and counted (an error with `strict`)."""
         for f, parquet, g, rows in self._row_groups(ids):
-            column = parquet.read_row_group(g, columns=[self.audio_column]).column(0)
+            column = self._read_group(f, parquet, g, [self.audio_column]).column(0)
             for r, id_ in rows:
                 clip = column[r].as_py()
-                if not clip or not clip.get("bytes"):
-                    raise DataError(
-                        self.files[f],
-                        f"split {self.split_name!r}, id {id_!r}, field {self.audio_column!r}: no audio bytes",
-                    )
-                yield id_, clip["bytes"]
+                data = clip.get("bytes") if clip else None
+                if not data:
+                    self._bad(f, id_, f"no audio bytes in {self.audio_column!r}", strict)
+                elif id_ in self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256[id_]:
+                    self._bad(f, id_, "its audio bytes do not match the recorded audio_sha256", strict)
+                else:
+                    yield id_, data
+
+    def _read_group(self, f: int, parquet: pq.ParquetFile, g: int, columns: list[str]):
+        """One row group's columns; a damaged file is one line naming it (a byte flipped in a page, a cut-off
+        download): the split cannot be read further, so it stops here."""
+        try:
+            return parquet.read_row_group(g, columns=columns)
+        except (OSError, ValueError) as e:  # pyarrow: corrupt compressed data, bad page headers, truncation
+            reason = str(e).splitlines()[0][:160]
+            raise DataError(self._file_name(f), f"row group {g} cannot be read ({reason}); re-download or regenerate "
+                            "the dataset (its checksums.json names each file's sha256)") from None  # fmt: skip
 
     def metadata(self, ids: Sequence[str]) -> dict[str, dict]:
         """{id: its row without the audio and MIDI columns}, reading only those ids' row groups."""
         out = {}
-        for _, parquet, g, rows in self._row_groups(ids):
+        for f, parquet, g, rows in self._row_groups(ids):
             columns = [c for c in parquet.schema_arrow.names if c not in (self.audio_column, "midi")]
-            table = parquet.read_row_group(g, columns=columns)
+            table = self._read_group(f, parquet, g, columns)
             out.update((id_, table.slice(r, 1).to_pylist()[0]) for r, id_ in rows)
         return out
 
     def resolve(self, concept: str) -> str:
-        """Our concept for a name: as given, or for a published dataset through either taxonomy's names."""
-        if not self.published:
-            return concept
-        from builder.published import resolve_concept
+        """Our concept for a name (a concept, an alias, for a published dataset one of the paper's tags; a family's
+        name as it is); a name no taxonomy knows is a ConfigError with the closest concepts, never "too few
+        examples"."""
+        import difflib
 
-        try:
-            return resolve_concept(concept, self.reader.taxonomy)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+        from builder.splits import FAMILY_SUFFIX
+        from builder.taxonomy import Taxonomy
+
+        taxonomy = self.reader.taxonomy if self.published else Taxonomy.from_concept_table()
+        base = concept.removesuffix(FAMILY_SUFFIX)
+        found = taxonomy.concept_for(base)
+        if found is None:
+            close = difflib.get_close_matches(base, taxonomy.names, n=3)
+            raise ConfigError(
+                f"{concept!r} is not a concept of the taxonomy (nor an alias of one: "
+                f"builder/data/concepts.tsv){'; did you mean ' + ' or '.join(close) + '?' if close else ''}"
+            )
+        return found + (FAMILY_SUFFIX if base != concept else "")
 
     def concept_sets(self, concepts: Sequence[str] | None = None) -> dict[str, dict]:
         """{concept: {"positive": [ids], "negative": [ids], "random": {set index: [ids]}}}: the dataset's `concepts`

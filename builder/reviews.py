@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import unicodedata
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -23,6 +24,7 @@ REVIEWS_FILE = "reviews.jsonl"
 QUESTIONS = {"audible": ("yes", "no", "unsure"), "caption": ("right", "wrong", "unsure")}
 FIELDS = ("dataset", "dataset_version", "id", "audio_sha256", "concept", "question", "answer", "reviewer", "time")
 MAX_NAME = 80
+UNPRINTABLE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,27 @@ class Verdict:
     time: float  # seconds since the epoch
 
     def check(self) -> "Verdict":
+        """The verdict, every field of its type and allowed value; else a ValueError that names the field."""
+        for name in FIELDS:
+            kind, value = ((int, float), "a number") if name == "time" else ((str,), "a string")
+            if not isinstance(getattr(self, name), kind) or isinstance(getattr(self, name), bool):
+                raise ValueError(f"field {name!r}: {value} is required, not {type(getattr(self, name)).__name__}")
         if self.question not in QUESTIONS:
-            raise ValueError(f"unknown question {self.question!r}: one of {sorted(QUESTIONS)}")
+            raise ValueError(f"field 'question': {self.question[:40]!r} is not one of {sorted(QUESTIONS)}")
         if self.answer not in QUESTIONS[self.question]:
-            raise ValueError(f"answer {self.answer!r} to {self.question!r}: one of {QUESTIONS[self.question]}")
+            raise ValueError(f"field 'answer': {self.answer[:40]!r} to {self.question!r} is not one of "
+                             f"{QUESTIONS[self.question]}")  # fmt: skip
         name = self.reviewer
-        if not name.strip() or len(name) > MAX_NAME or any(ord(ch) < 32 for ch in name):
-            raise ValueError(f"a reviewer's name is 1-{MAX_NAME} printable characters")
+        if not name.strip() or len(name) > MAX_NAME or not printable(name):
+            raise ValueError(f"field 'reviewer': a name is 1-{MAX_NAME} printable characters on one line (no control, "
+                             "format, bidi or line-separator characters)")  # fmt: skip
         return self
+
+
+def printable(text: str) -> bool:
+    """No control (Cc), format (Cf: bidi overrides, zero-width), line or paragraph separator, surrogate, private or
+    unassigned character: what a name shown to other reviewers and written into the card may hold."""
+    return not any(unicodedata.category(ch) in UNPRINTABLE for ch in text)
 
 
 def read_verdicts(path: str | os.PathLike) -> tuple[list[Verdict], int]:

@@ -49,9 +49,17 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """A JSON file's object, or {} if there is no such file."""
+    """A JSON file's object, or {} if there is no such file; a file that is not a JSON object is a DataError."""
     path = Path(path)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(path, f"not valid JSON ({str(e).splitlines()[0][:120]})") from None
+    if not isinstance(value, dict):
+        raise DataError(path, f"expected a JSON object, found {type(value).__name__}")
+    return value
 
 
 def write_parquet(path: str | os.PathLike, table) -> None:
@@ -89,19 +97,30 @@ def read_tsv(path: str | os.PathLike, n_fields: int) -> list[tuple[int, list[str
 TRANSIENT_PARTS = ("_claims",)  # folders of work in progress, never part of a record
 
 
-def file_record(root: Path, names: Sequence[str] | None = None, hash_limit: int | None = None) -> dict[str, list]:
+def file_record(
+    root: Path, names: Sequence[str] | None = None, hash_limit: int | None = None, links: bool = True
+) -> dict[str, list]:
     """{path relative to `root`: [size, sha256]} of every file under `names` (paths relative to `root`; default:
     all of it). Hidden files and folders (temporary files, caches, the lock) and claims are left out; files larger
-    than `hash_limit` are recorded by size alone (sha256 None)."""
+    than `hash_limit` are recorded by size alone (sha256 None). With `links` False a symbolic link (to a file or a
+    folder, which could lie outside `root`) is refused, naming it."""
     root = Path(root)
     files = {}
     for name in names if names is not None else ["."]:
         top = root / name
         if not top.exists():
             raise DataError(top, "expected output missing")
-        for path in sorted([top] if top.is_file() else (p for p in top.rglob("*") if p.is_file())):
+        found = [top] if top.is_file() else (p for p in top.rglob("*") if p.is_file() or p.is_symlink())
+        for path in sorted(found):
             relative = path.relative_to(root)
             if any(part.startswith(".") or part in TRANSIENT_PARTS for part in relative.parts):
+                continue
+            if not links and any(
+                (root / Path(*relative.parts[: k + 1])).is_symlink() for k in range(len(relative.parts))
+            ):
+                raise DataError(root, f"{relative.as_posix()} is a symbolic link: a dataset holds its own files, "
+                                "never links (copy the file in instead)")  # fmt: skip
+            if not path.is_file():
                 continue
             size = path.stat().st_size
             files[relative.as_posix()] = [size, sha256_file(path) if hash_limit is None or size <= hash_limit else None]
@@ -127,8 +146,8 @@ FOLDER_RECORD = "checksums.json"
 def write_folder_record(folder: Path) -> dict[str, list]:
     """Record every file of a finished folder (size and sha256) in its own `checksums.json`, last."""
     folder = Path(folder)
-    (folder / FOLDER_RECORD).unlink(missing_ok=True)
-    record = file_record(folder)
+    record = file_record(folder, links=False)  # a link refused before the old record is touched
+    record.pop(FOLDER_RECORD, None)
     write_json(folder / FOLDER_RECORD, {"files": record})
     return record
 
@@ -139,7 +158,12 @@ def folder_mismatch(folder: Path) -> str | None:
     recorded = read_json(folder / FOLDER_RECORD).get("files")
     if recorded is None:
         return f"it has no {FOLDER_RECORD} (not a finished folder)"
-    extra = sorted(set(file_record(folder, hash_limit=0)) - set(recorded) - {FOLDER_RECORD})
+    if not isinstance(recorded, dict) or not all(isinstance(v, list) and len(v) == 2 for v in recorded.values()):
+        return f"its {FOLDER_RECORD} is not a record of files (path: [size, sha256])"
+    outside = [n for n in recorded if Path(n).is_absolute() or ".." in Path(n).parts]
+    if outside:
+        return f"its {FOLDER_RECORD} names {outside[0]!r}, outside the folder"
+    extra = sorted(set(file_record(folder, hash_limit=0, links=False)) - set(recorded) - {FOLDER_RECORD})
     if extra:
         return f"{extra[0]} is not in its record ({len(extra)} such files)"
     return record_mismatch(folder, recorded)

@@ -103,8 +103,8 @@ def fill_caches(
 ) -> dict[str, str]:
     """Make sure every (clip, layer) is stored in every cache: one pass over the split, each clip decoded once
     (for every model that lacks one of its layers) and each model run only on clips it lacks. The caches' models
-    must read the same seconds at the same rate (a model and its random-init control do). Returns {id: checksum}."""
-    from builder.reader import read_wave
+    must read the same seconds at the same rate (a model and its random-init control do). Returns {id: checksum} of
+    every usable clip: the reader's checks skip (and count) the others."""
     from probing.features import pad_stack
 
     layers, first = list(layers), caches[0].model
@@ -113,7 +113,15 @@ def fill_caches(
     checksums, batch, queued = {}, [], set()
 
     def flush():
-        waves = pad_stack([read_wave(data, first.seconds, first.sampling_rate) for _, _, data in batch], first.samples)
+        decoded = [audio.decode(id_, data, first.seconds, first.sampling_rate) for id_, _, data in batch]
+        bad = {c for (_, c, _), w in zip(batch, decoded) if w is None}  # counted by the reader; no activations
+        for id_ in [i for i, c in checksums.items() if c in bad]:
+            del checksums[id_]
+        batch[:] = [b for b, w in zip(batch, decoded) if w is not None]
+        if not batch:
+            queued.clear()
+            return
+        waves = pad_stack([w for w in decoded if w is not None], first.samples)
         for cache in caches:
             todo = [k for k, (_, c, _) in enumerate(batch) if cache.missing(c, layers)]
             if not todo:

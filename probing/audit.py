@@ -153,6 +153,8 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
         mapped = {c for p in pairs.values() for c in p if c in members}
         ids = sorted({i for c in mapped for role in ("positive", "negative") for i in members[c][role]})
         scores, overflow, too_short = tag_clips(audio, ids, taggers, args.seconds, args.batch_size)
+        if audio.skipped:
+            report.setdefault("skipped_clips", {})[split] = audio.skip_report()
         if too_short:
             report["clips_too_short"][split] = len(too_short)
             logger.warning(

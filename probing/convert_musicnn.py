@@ -183,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Path]:
     args = parse_args(ARGUMENTS, "convert_musicnn", argv)
     output_dir = Path(args.output_dir).expanduser() if args.output_dir else cache_dir() / "musicnn"
     if args.wheel:
+        if not Path(args.wheel).is_file():
+            raise DataError(args.wheel, f"no such file: the {WHEEL} wheel (pip download musicnn==0.1.0 --no-deps)")
         return convert_wheel(Path(args.wheel), output_dir, args.models)
     with tempfile.TemporaryDirectory() as tmp:
         return convert_wheel(download_wheel(Path(tmp)), output_dir, args.models)

@@ -222,6 +222,7 @@ def train_genre_classifier(args: GenreClassifierArguments, dataset: str, output_
     finally:
         features.close()
     result = {
+        "skipped_clips": audio.skip_report(),
         "classes": classes,
         "train_examples": len(y),
         "skipped": dict(skipped),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,11 +295,18 @@ def hf_model(name: str, seconds: float | None = None, revision: str | None = Non
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+    if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
+        raise ConfigError(
+            f"{name}: a folder without config.json is not a model; give a Hub id, a model folder (config.json, "
+            "weights, preprocessor_config.json), a genre CNN folder, musicnn:MTT_musicnn or pkg.module:factory"
+        )
     try:
         config_dict, _ = transformers.PretrainedConfig.get_config_dict(name, revision=revision)
     except (OSError, ValueError) as e:
         raise ModelLoadError(name, "a model config", e) from None
     model_type = config_dict.get("model_type")
+    if not model_type:
+        raise ConfigError(f"{name}: its config.json names no model_type, so transformers cannot build it")
     if model_type not in CONFIG_MAPPING:
         raise ConfigError(
             f"{name}: model type {model_type!r} needs its repository's own code (trust_remote_code), which "
@@ -333,6 +341,11 @@ def hf_model(name: str, seconds: float | None = None, revision: str | None = Non
 
     backbone = tower(loaded)
     input_name = extractor.model_input_names[0]
+    if input_name not in inspect.signature(backbone.forward).parameters:
+        raise ConfigError(
+            f"{name}: a {model_type} model takes no {input_name!r}, what its audio feature extractor "
+            f"({type(extractor).__name__}) gives: not an audio model"
+        )
     module = _HFAudio(backbone, input_name, head).eval()
     block = _block_list(module)
     layers = [f"{block}.{i}" for i in range(len(dict(module.named_modules())[block]))] if block else []

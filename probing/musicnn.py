@@ -326,6 +326,27 @@ def weights_path(name: str, folder: str | Path | None = None) -> Path:
     return Path(folder or cache_dir() / "musicnn") / f"{name}.safetensors"
 
 
+RECONVERT = "re-convert it: `python -m probing.convert_musicnn`"
+
+
+def verify_weights(name: str, path: Path) -> None:
+    """The converted file is the one its conversion recorded (`<name>.json`'s weights_sha256): a file changed since
+    (a flipped bit loads silently and judges with corrupted weights) is refused."""
+    import json
+
+    from core.io import sha256_file
+
+    record = path.with_suffix(".json")
+    try:
+        expected = json.loads(record.read_text())["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DataError(record, f"no readable conversion record of musicnn {name}; {RECONVERT}") from None
+    actual = sha256_file(path)
+    if actual != expected:
+        raise DataError(path, f"sha256 {actual[:16]}... is not the {expected[:16]}... recorded at conversion (the file "
+                        f"changed since); {RECONVERT}")  # fmt: skip
+
+
 def load_musicnn(name: str, folder: str | Path | None = None) -> Musicnn:
     """A pretrained musicnn tagger from its converted weights (`python -m probing.convert_musicnn`), loaded strictly."""
     from safetensors import SafetensorError, safe_open
@@ -338,6 +359,7 @@ def load_musicnn(name: str, folder: str | Path | None = None) -> Musicnn:
         raise ConfigError(
             f"musicnn {name} is not converted yet ({path} is missing): run `python -m probing.convert_musicnn` once"
         )
+    verify_weights(name, path)
     model = Musicnn(MODELS[name])
     try:
         model.net.load_state_dict(load_file(str(path)), strict=True)

@@ -185,7 +185,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     for c, s in sets.items():
 
         def xy(split_name, which, layer):
-            pos, neg = s[split_name]["positive"], s[split_name]["negative"]
+            pos, neg = ([i for i in s[split_name][r] if i in checksums] for r in ("positive", "negative"))
             store = caches[which][layer]
             x = store.get([checksums[i] for i in pos + neg])
             return x, np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
@@ -215,6 +215,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         "results": results,
         "skipped": {reason: names for reason, names in skipped.items()},
         "skipped_count": sum(len(v) for v in skipped.values()),
+        "skipped_clips": {name: split.skip_report() for name, split in splits.items() if split.skipped},
         "forward_calls": {k: v.forward_calls for k, v in caches.items()},
         "clips_run": {k: v.clips_run for k, v in caches.items()},
         "arguments": {

@@ -198,7 +198,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     try:
 
         def inputs(ids: Sequence[str]) -> StoreBatches:
-            return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
+            return StoreBatches(store, [row_of[i] for i in ids if i in row_of], args.batch_size)  # skips: counted
 
         first = next(iter(inputs(next(ids for ids in class_ids.values() if ids))))
         check_logits(model.module, first, len(model.output_names))
@@ -211,6 +211,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
         store.close()
     if not report["results"]:
         raise DataError(dataset, f"no concept could be tested: {report['left_out']}")
+    report["skipped_clips"] = audio.skip_report()
     report.update(
         layer=args.layer,
         classes=list(model.output_names),

@@ -21,6 +21,7 @@ from typing import Sequence
 
 from fastapi import Request
 
+from builder.reader import ClipError
 from builder.reviews import QUESTIONS, Verdict
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
@@ -106,7 +107,8 @@ class Judge:
             self.error = str(e).splitlines()[0][:200]
         self.cache = LRU(512)
 
-    def text(self, data: bytes, sha: str, concept: str) -> str:
+    def text(self, wave_of, sha: str, concept: str) -> str:
+        """The judge's score of the clip for `concept`; `wave_of(seconds, rate)` decodes it (checked) if needed."""
         if self.tagger is None:
             return f"{self.name}: unavailable ({self.error})"
         tag = self.pairs.get(concept)
@@ -116,10 +118,9 @@ class Judge:
             import numpy as np
             import torch
 
-            from builder.reader import read_wave
             from probing.musicnn import SAMPLING_RATE, seconds_for
 
-            wave = read_wave(data, seconds_for(1), SAMPLING_RATE)
+            wave = wave_of(seconds_for(1), SAMPLING_RATE)
             if len(wave) < int(seconds_for(1) * SAMPLING_RATE):
                 return f"{self.name}: the clip is shorter than its 3 s patch"
             with torch.no_grad():
@@ -164,6 +165,26 @@ def clip_card(row: dict, split: str, concept: str, given: dict[str, str]) -> str
     )
 
 
+VERDICT_FIELDS = ("split", "id", "concept", "question", "answer", "reviewer")
+MAX_FIELD = 200  # characters of any field a browser sends
+
+
+def verdict_fields(body) -> dict[str, str]:
+    """The fields of a posted verdict, each a string of at most MAX_FIELD characters; else a ValueError naming the
+    field (a JSON object, number or list is never turned into text)."""
+    if not isinstance(body, dict):
+        raise ValueError("a verdict is a JSON object: " + ", ".join(VERDICT_FIELDS))
+    out = {}
+    for name in VERDICT_FIELDS:
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise ValueError(f"field {name!r}: a string is required, not {type(value).__name__}")
+        if len(value) > MAX_FIELD:
+            raise ValueError(f"field {name!r}: at most {MAX_FIELD} characters")
+        out[name] = value
+    return out
+
+
 def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()):
     """The FastAPI app: the review API under /review_api and the Gradio page at /."""
     import gradio as gr
@@ -180,8 +201,17 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
             if not data.has(split, id_):
                 raise KeyError(id_)
             return data.encoded(split, id_)
+        except ClipError as e:  # a clip whose bytes changed: named, never served
+            raise HTTPException(422, str(e)) from None
         except (KeyError, DataError):
             raise HTTPException(404, "no such clip in this dataset") from None
+
+    def wave_or_422(split: str, id_: str, seconds: float, rate: int):
+        clip_or_404(split, id_)
+        try:
+            return data.wave(split, id_, seconds, rate)
+        except ClipError as e:  # undecodable or silent: the page says which clip and why
+            raise HTTPException(422, str(e)) from None
 
     @app.get("/review_api/clip/{split}/{id_}/audio")
     def audio(split: str, id_: str):
@@ -190,40 +220,41 @@ def build_app(data: ReviewData, store: ReviewStore, judges: Sequence[Judge] = ()
 
     @app.get("/review_api/clip/{split}/{id_}/spectrogram.png")
     def spectrogram(split: str, id_: str):
-        body, _ = clip_or_404(split, id_)
-        return Response(spectrogram_png(body), media_type="image/png")
+        return Response(spectrogram_png(wave_or_422(split, id_, 30.0, 16000)), media_type="image/png")
 
     @app.get("/review_api/clip/{split}/{id_}/judge")
     def judge_score(split: str, id_: str, concept: str):
-        body, sha = clip_or_404(split, id_)
-        return JSONResponse({"text": " · ".join(j.text(body, sha, concept) for j in judges) or "judge: none"})
+        _, sha = clip_or_404(split, id_)
+
+        def wave_of(seconds: float, rate: int):
+            return wave_or_422(split, id_, seconds, rate)
+
+        return JSONResponse({"text": " · ".join(j.text(wave_of, sha, concept) for j in judges) or "judge: none"})
 
     @app.post("/review_api/verdict")
     async def verdict(request: Request):
         try:
             body = await request.json()
-            split, id_, concept = str(body["split"]), str(body["id"]), str(body["concept"])
-        except (ValueError, KeyError, TypeError):
-            return PlainTextResponse("a verdict is JSON with split, id, concept, question, answer, reviewer", 400)
-        if not data.has(split, id_):
-            raise HTTPException(404, "no such clip in this dataset")
-        if concept not in data.concepts(split):
-            return PlainTextResponse(f"the split has no sets for {concept[:80]!r}", 400)
-        sha = data.audio_sha256(split, id_)
+        except ValueError:
+            return PlainTextResponse("a verdict is a JSON object: " + ", ".join(VERDICT_FIELDS), 400)
         try:
-            store.append(
-                Verdict(
-                    data.name,
-                    data.version,
-                    id_,
-                    sha,
-                    concept,
-                    str(body.get("question")),
-                    str(body.get("answer")),
-                    str(body.get("reviewer", "")).strip(),
-                    now(),
-                )
-            )
+            fields = verdict_fields(body)
+        except ValueError as e:
+            return PlainTextResponse(str(e), 400)
+        split, id_, concept = fields["split"], fields["id"], fields["concept"]
+        if split not in SPLITS:
+            return PlainTextResponse(f"field 'split': {split[:40]!r} is not one of {list(SPLITS)}", 400)
+        if not data.has(split, id_):
+            return PlainTextResponse(f"field 'id': no clip {id_[:80]!r} in the {split} split of this dataset", 404)
+        if concept not in data.concepts(split):
+            return PlainTextResponse(f"field 'concept': the {split} split has no sets for {concept[:80]!r}", 400)
+        try:
+            sha = data.audio_sha256(split, id_)
+            verdict = Verdict(data.name, data.version, id_, sha, concept, fields["question"], fields["answer"],
+                              fields["reviewer"].strip(), now())  # fmt: skip
+            store.append(verdict)
+        except ClipError as e:
+            return PlainTextResponse(str(e), 422)
         except ValueError as e:
             return PlainTextResponse(str(e), 400)
         return JSONResponse({"ok": True})

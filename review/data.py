@@ -172,9 +172,14 @@ class ReviewData:
                 return self._clips[key]
         audio = self.split(split)
         self._check(audio, [id_])
-        data = next(audio.encoded([id_]))[1]
+        data = next(audio.encoded([id_], strict=True))[1]  # bytes that differ from the recorded sha256: an error
         with self._lock:
             return self._clips.put(key, (data, hashlib.sha256(data).hexdigest()))
+
+    def wave(self, split: str, id_: str, seconds: float, sampling_rate: int) -> np.ndarray:
+        """A clip's first `seconds` decoded through the reader's checked path (`ClipError` for a bad clip)."""
+        data, _ = self.encoded(split, id_)
+        return self.split(split).decode(id_, data, seconds, sampling_rate, strict=True)
 
     def _check(self, audio, ids: Sequence[str]) -> None:
         missing = [i for i in ids if i not in audio.position]
@@ -223,14 +228,12 @@ def log_mel_db(wave: np.ndarray) -> np.ndarray:
     return 10 * np.log10(np.maximum(mel, 1e-10))
 
 
-def spectrogram_png(data: bytes, seconds: float = 30.0) -> bytes:
-    """A log-mel spectrogram of the clip's first `seconds` as a PNG, the top 80 dB shown."""
+def spectrogram_png(wave: np.ndarray) -> bytes:
+    """A log-mel spectrogram of a 16 kHz waveform as a PNG, the top 80 dB shown."""
     from matplotlib import colormaps
     from PIL import Image
 
-    from builder.reader import read_wave
-
-    db = log_mel_db(read_wave(data, seconds, 16000))
+    db = log_mel_db(wave)
     db = np.clip((db - (db.max() - 80)) / 80, 0, 1)
     rgb = (colormaps["magma"](db[::-1])[..., :3] * 255).astype(np.uint8)
     image = Image.fromarray(rgb).resize((min(600, max(200, rgb.shape[1])), 96))

@@ -273,6 +273,71 @@ def test_push_dry_run_and_calls_at_the_hub_boundary(assembled, monkeypatch):
     assert calls[3][2]["tag"] == "0.1.0"
 
 
+def test_the_push_checks_the_dataset_not_only_its_record(assembled, tmp_path):
+    """A split's file deleted together with its line in checksums.json, a symbolic link to a file outside the
+    folder, ids repeated across splits, a concept set naming an id its split lacks, an unreadable record: each
+    refused in one line before anything is uploaded."""
+    import json
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from core.io import write_folder_record
+
+    _, folder, _ = assembled
+
+    def copy(name):
+        out = tmp_path / name
+        shutil.copytree(folder, out, ignore=shutil.ignore_patterns(".cache"))
+        return out
+
+    def push(path):
+        return push_dataset(PushArguments(repo_id="someone/cc", dry_run=True), path)
+
+    gone = copy("gone")
+    test_file = next((gone / "data").glob("test-*.parquet"))
+    record = json.loads((gone / "checksums.json").read_text())
+    del record["files"][test_file.relative_to(gone).as_posix()]
+    test_file.unlink()
+    (gone / "checksums.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match=r"README.md: config 'default' declares split 'test' \(data/test-\*\), which "
+                       "matches no file"):  # fmt: skip
+        push(gone)
+
+    linked = copy("linked")
+    (linked / "data" / "extra.parquet").symlink_to("/etc/passwd")
+    with pytest.raises(DataError, match="data/extra.parquet is a symbolic link"):
+        write_folder_record(linked)  # the card stage refuses to record it
+    with pytest.raises(DataError, match="data/extra.parquet is a symbolic link"):
+        push(linked)
+
+    twice = copy("twice")
+    train = next((twice / "data").glob("train-*.parquet"))
+    validation = next((twice / "data").glob("validation-*.parquet"))
+    rows = pq.read_table(validation)
+    first = pq.read_table(train, columns=["id"])["id"][0].as_py()
+    pq.write_table(rows.set_column(rows.schema.get_field_index("id"), "id", [[first] + rows["id"].to_pylist()[1:]]),
+                   validation)  # fmt: skip
+    write_folder_record(twice)  # recorded as it is: only the dataset's own checks can tell
+    with pytest.raises(DataError, match=f"id '{first}' is in split 'train' and again in 'validation'"):
+        push(twice)
+
+    orphan = copy("orphan")
+    sets = next((orphan / "concepts").glob("test-*.parquet"))
+    rows = pq.read_table(sets)
+    pq.write_table(rows.set_column(rows.schema.get_field_index("id"), "id", [["nobody"] * len(rows)]), sets)
+    write_folder_record(orphan)
+    with pytest.raises(
+        DataError, match="the concepts config's test split names 1 id.s. the split lacks, e.g. 'nobody'"
+    ):
+        push(orphan)
+
+    broken = copy("broken")
+    (broken / "checksums.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"checksums.json: not valid JSON \("):
+        push(broken)
+
+
 def test_push_without_token_or_permission(assembled, monkeypatch, caplog):
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError, DataError
+from core.io import sha256_file, write_json
 from probing.musicnn import (
     MODELS,
     MTT_LABELS,
@@ -149,9 +150,34 @@ def test_missing_or_corrupt_weights_fail_loudly(tmp_path):
 
     with pytest.raises(ConfigError, match="python -m probing.convert_musicnn"):
         load_musicnn("MTT_musicnn", tmp_path)
-    weights_path("MTT_musicnn", tmp_path).write_bytes(b"not a safetensors file")
+    path = weights_path("MTT_musicnn", tmp_path)
+    path.write_bytes(b"not a safetensors file")
+    with pytest.raises(DataError, match="no readable conversion record of musicnn MTT_musicnn; re-convert it"):
+        load_musicnn("MTT_musicnn", tmp_path)
+    write_json(path.with_suffix(".json"), {"weights_sha256": sha256_file(path)})  # recorded, yet not a checkpoint
     with pytest.raises(DataError, match="not a complete musicnn MTT_musicnn checkpoint"):
         load_musicnn("MTT_musicnn", tmp_path)
+
+
+def test_a_converted_file_changed_since_its_conversion_is_refused(tmp_path):
+    """A same-size bit flip in a converted file would load silently: its sha256 is compared with the record."""
+    from safetensors.torch import save_file
+
+    from probing.musicnn import MODELS, build_net, load_musicnn
+
+    path = weights_path("MSD_musicnn", tmp_path)
+    save_file({k: v.contiguous() for k, v in build_net(MODELS["MSD_musicnn"]).state_dict().items()}, str(path))
+    write_json(path.with_suffix(".json"), {"weights_sha256": sha256_file(path)})
+    assert load_musicnn("MSD_musicnn", tmp_path).labels[0] == "rock"  # as recorded: loads
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 0x01  # one bit of one weight: the file still loads as safetensors
+    path.write_bytes(bytes(raw))
+    with pytest.raises(
+        DataError,
+        match=r"MSD_musicnn.safetensors: sha256 \w+\.\.\. is not the \w+\.\.\. recorded at "
+        r"conversion \(the file changed since\); re-convert it: `python -m probing.convert_musicnn`",
+    ):
+        load_musicnn("MSD_musicnn", tmp_path)
 
 
 class Planted(torch.nn.Module):

@@ -226,8 +226,38 @@ def test_model_errors_are_one_line(tmp_path):
     ).save_pretrained(tmp_path / "bert")
     with pytest.raises(ConfigError, match="no audio feature extractor"):
         load_model(str(tmp_path / "bert"))
+    from transformers import Wav2Vec2FeatureExtractor
+
+    Wav2Vec2FeatureExtractor(sampling_rate=16000).save_pretrained(tmp_path / "bert")  # an audio extractor, text weights
+    with pytest.raises(ConfigError, match="a bert model takes no 'input_values', .* not an audio model"):
+        load_model(str(tmp_path / "bert"))
     with pytest.raises(ConfigError, match="cannot import model factory"):
         load_model("no_such_module:factory")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="empty: a folder without config.json is not a model"):
+        load_model(str(tmp_path / "empty"))
+    (tmp_path / "typeless").mkdir()
+    (tmp_path / "typeless" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="its config.json names no model_type"):
+        load_model(str(tmp_path / "typeless"))
+
+
+def test_a_name_no_taxonomy_knows_is_named_as_such(tmp_path):
+    from builder.reader import AudioSplit
+    from fixtures.reviewable import write_reviewable
+
+    write_reviewable(tmp_path / "ds", rows=20, seconds=0.5)
+    audio = AudioSplit(str(tmp_path / "ds"), "train")
+    assert audio.resolve("piano") == "piano" and audio.resolve("Rock (family)") == "rock (family)"
+    with pytest.raises(ConfigError, match="'pianno' is not a concept of the taxonomy .*; did you mean piano"):
+        audio.resolve("pianno")
+
+
+def test_a_missing_wheel_is_one_line(tmp_path):
+    from probing.convert_musicnn import main
+
+    with pytest.raises(DataError, match="nope.whl: no such file: the musicnn==0.1.0 wheel"):
+        main(["--wheel", str(tmp_path / "nope.whl"), "--output_dir", str(tmp_path / "out")])
 
 
 def test_a_dataset_without_audio_is_one_line(tmp_path, monkeypatch):

@@ -221,6 +221,8 @@ def test_the_run_directory_lock(tmp_path):
 
 
 def test_push_with_the_hub_out_of_reach(tmp_path, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
     from huggingface_hub import HfApi
 
     from builder.push import PushArguments, push_dataset
@@ -228,7 +230,10 @@ def test_push_with_the_hub_out_of_reach(tmp_path, monkeypatch):
 
     folder = tmp_path / "dataset"
     folder.mkdir()
-    (folder / "README.md").write_text("card")
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n"
+                                      "    path: data/train-*\n---\ncard")  # fmt: skip
+    (folder / "data").mkdir()
+    pq.write_table(pa.table({"id": ["a", "b"]}), folder / "data" / "train-00000.parquet")
     (folder / "build_summary.json").write_text('{"version": "0.1.0"}')
     write_folder_record(folder)
     with socket.socket() as s:  # a port nothing listens on

@@ -206,6 +206,18 @@ def test_the_app_serves_the_datasets_audio_and_nothing_else(server):
         {"split": "train", "id": "../x", "concept": "rock", "question": "audible", "answer": "no", "reviewer": "Ann"}
     ).encode()
     assert status("/review_api/verdict", missing) == 404
+    typed = json.dumps(
+        {
+            "split": "train",
+            "id": "rv000000",
+            "concept": "rock",
+            "question": "audible",
+            "answer": "no",
+            "reviewer": {"a": 1},
+        }
+    ).encode()
+    assert status("/review_api/verdict", typed) == 400  # an object is never stored as the name "{'a': 1}"
+    assert not (root / "reviews.jsonl").exists() or "{'a': 1}" not in (root / "reviews.jsonl").read_text()
 
 
 def _append_many(run, name, n):
@@ -294,17 +306,25 @@ def test_the_judge_scores_a_clip_or_says_why_not(tmp_path):
     import numpy as np
     import soundfile as sf
 
+    from builder.reader import read_wave
     from review.app import Judge
 
     t = np.arange(4 * 32000) / 32000
     buffer = io.BytesIO()
     sf.write(buffer, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 32000, format="FLAC")
+
+    def wave_of(seconds, rate):
+        return read_wave(buffer.getvalue(), seconds, rate)
+
+    def never(seconds, rate):
+        raise AssertionError("decoded twice")
+
     judge = Judge("MTT_musicnn")
-    text = judge.text(buffer.getvalue(), "a" * 64, "piano")
+    text = judge.text(wave_of, "a" * 64, "piano")
     if judge.tagger is None:  # no converted weights on this machine: the page says so
         assert text.startswith("MTT_musicnn: unavailable (")
     else:
         assert text.startswith("MTT_musicnn 'piano' 0.") and "of 50)" in text
-        assert judge.text(b"", "a" * 64, "piano") == text  # scored once per audio sha256
-    assert "no tag for 'jazz'" in judge.text(buffer.getvalue(), "b" * 64, "jazz") or judge.tagger is None
-    assert Judge("MSD_nope").text(b"", "c" * 64, "rock").startswith("MSD_nope: unavailable")
+        assert judge.text(never, "a" * 64, "piano") == text  # scored once per audio sha256
+    assert "no tag for 'jazz'" in judge.text(wave_of, "b" * 64, "jazz") or judge.tagger is None
+    assert Judge("MSD_nope").text(never, "c" * 64, "rock").startswith("MSD_nope: unavailable")
