@@ -4,6 +4,7 @@ electronic, ...)?
 
     python -m benchmarks.bench_judge_tcav --cache runs/judge_clips.npz  # 3,000 rendered clips of 10 s, both models
     python -m benchmarks.bench_judge_tcav --clips 600 --set_size 30 --models MTT_musicnn   # a quick run
+    python -m benchmarks.bench_judge_tcav --lists runs/vae3000/tags.parquet --cache runs/judge_vae.npz  # VAE lists
 
 Clips are rendered by the symbolic backend from attribute lists that draw a genre (of those musicnn has a tag for),
 a tempo, a mood and each instrument of a pool independently (rate 0.3), so that a concept's sensitivity is the
@@ -80,6 +81,7 @@ EXPECTED = {
     ("saxophone", "jazz"),
     ("fast tempo", "metal"),
     ("slow tempo", "ambient"),
+    ("slow tempo", "classical"),
 }
 
 
@@ -237,10 +239,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_TAGGERS))
     parser.add_argument("--layer", default="net.penultimate")
-    parser.add_argument("--set_size", type=int, default=50)
-    parser.add_argument("--random_sets", type=int, default=10)
-    parser.add_argument("--concept_sets", type=int, default=3)
-    parser.add_argument("--cav", default="logistic", help="CAV estimator: logistic or mean_difference")
+    parser.add_argument("--set_size", type=int, default=30)
+    parser.add_argument("--random_sets", type=int, default=50, help="R (benchmarks/bench_tcav_power.py: the power)")
+    parser.add_argument("--concept_sets", type=int, default=10, help="K disjoint positive sets per concept")
+    parser.add_argument("--cav", default="mean_difference", help="CAV estimator: mean_difference (FastCAV) or logistic")
+    parser.add_argument("--lists", default=None, help="a tags.parquet of VAE-sampled lists (`python -m "
+                        "generation.sample_tags --synthesis_backend symbolic`): the dataset's design, instead of "
+                        "independent draws")  # fmt: skip
     parser.add_argument("--random_concepts", type=int, default=5)
     parser.add_argument("--class_size", type=int, default=100)
     parser.add_argument("--instrument_rate", type=float, default=0.3)
@@ -265,7 +270,13 @@ def main(argv=None) -> dict:
         lists, patches = [json.loads(t) for t in cached["lists"]], torch.from_numpy(cached["patches"])
         render_s, left_out = float(cached["render_seconds"]), int(cached["left_out"])
     else:
-        lists = draw_lists(int(args.clips * 1.12), rng, args.instrument_rate)
+        if args.lists:  # what the dataset holds: concepts as the VAE draws them together
+            import pyarrow.parquet as pq
+
+            lists = [list(t) for t in pq.read_table(args.lists, columns=["tags"])["tags"].to_pylist()]
+            lists = lists[: int(args.clips * 1.12)]
+        else:  # independent draws: the classifier's own associations, nothing planted by the data
+            lists = draw_lists(int(args.clips * 1.12), rng, args.instrument_rate)
         waves = render(lists, args.seconds, args.workers)
         kept = [(t, w) for t, w in zip(lists, waves) if w is not None][: args.clips]
         render_s, left_out = time.perf_counter() - start, sum(w is None for w in waves)

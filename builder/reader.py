@@ -275,7 +275,9 @@ class AudioSplit:
         from builder.splits import FAMILY_SUFFIX
         from builder.taxonomy import Taxonomy
 
-        taxonomy = self.reader.taxonomy if self.published else Taxonomy.from_concept_table()
+        own = Path(self.dataset) / "taxonomy.json"  # what assembly wrote beside the data
+        taxonomy = self.reader.taxonomy if self.published else (
+            Taxonomy.load(own) if own.is_file() else Taxonomy.from_concept_table())  # fmt: skip
         base = concept.removesuffix(FAMILY_SUFFIX)
         found = taxonomy.concept_for(base)
         if found is None:

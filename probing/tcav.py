@@ -76,13 +76,21 @@ class TCAVArguments:
     random_sets: int = arg(
         10, "R: random sets per concept, drawn from the split's random-set clips free of its positives"
     )
-    cav: str = arg("logistic", f"CAV estimator: one of {sorted(CAV_ESTIMATORS)}")
+    cav: str = arg("logistic", f"CAV estimator: one of {sorted(CAV_ESTIMATORS)} (FastCAV: the difference of means)")
+    correction: str = arg("bonferroni", "which correction the table and plot mark: bonferroni (family-wise) or fdr "
+                          "(Benjamini-Hochberg); the report holds both")  # fmt: skip
     max_set_size: int = arg(
         500,
         "at most this many examples of a concept, random set or class (a seeded sample): CAV training "
         "holds a set's activations in memory, which must not grow with the dataset",
     )
     output: str | None = arg(None, "report JSON (default: run dir/tcav_report.json)")
+
+    def __post_init__(self):
+        if self.correction not in ("bonferroni", "fdr"):
+            raise ValueError(f"--correction must be bonferroni or fdr, not {self.correction!r}")
+        if self.cav not in CAV_ESTIMATORS:
+            raise ValueError(f"--cav must be one of {sorted(CAV_ESTIMATORS)}, not {self.cav!r}")
 
 
 def resolve_classes(
@@ -212,6 +220,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     if not report["results"]:
         raise DataError(dataset, f"no concept could be tested: {report['left_out']}")
     report["skipped_clips"] = audio.skip_report()
+    report["correction"] = args.correction
     report.update(
         layer=args.layer,
         classes=list(model.output_names),
@@ -242,26 +251,41 @@ def plot_report(report: dict, path: Path) -> None:
         xs = np.arange(len(concepts)) + j * width
         bars = ax.bar(xs, [r["score_mean"] for r in rows], width, yerr=[r["score_std"] for r in rows], label=cls)
         for bar, r in zip(bars, rows):
-            if not r["significant"]:
+            if not significant(report, r):
                 bar.set_hatch("//")
                 bar.set_alpha(0.4)
     ax.axhline(0.5, color="grey", linewidth=0.8)
     ax.set_xticks(np.arange(len(concepts)) + 0.4 - width / 2, concepts, rotation=20)
     ax.set_ylabel("TCAV score")
-    ax.set_title(f"TCAV at layer {report['layer']} (hatched: not significant after correction)")
+    ax.set_title(f"TCAV at {report['layer']}\n(hatched: not significant, {report.get('correction', 'bonferroni')})",
+                 fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
+def significant(report: dict, row: dict) -> bool:
+    """Whether a result is significant under the report's chosen correction."""
+    return row["significant_fdr"] if report.get("correction") == "fdr" else row["significant"]
+
+
 def format_table(report: dict) -> str:
-    lines = [f"{'concept':<22} {'class':<14} {'TCAV':>6} {'random':>7} {'p corr':>8} {'CAV acc':>8}  significant"]
+    head = (
+        f"{'concept':<22} {'class':<14} {'TCAV':>6} {'random':>7} {'p Bonf':>8} {'q BH':>8} {'CAV acc':>8}  significant"
+    )
+    lines = [head]
     for r in report["results"]:
         lines.append(
             f"{r['concept']:<22} {report['classes'][r['class']]:<14} {r['score_mean']:>6.3f} {r['random_mean']:>7.3f} "
-            f"{r['p_corrected']:>8.4f} {r['cav_accuracy']:>8.3f}  {'yes' if r['significant'] else 'no'}"
+            f"{r['p_corrected']:>8.4f} {r.get('q_value', float('nan')):>8.4f} {r['cav_accuracy']:>8.3f}  "
+            f"{'yes' if significant(report, r) else 'no'}"
         )
+    tests, correction = report.get("tests", len(report["results"])), report.get("correction", "bonferroni")
+    detectable = report.get("detectable_difference") or float("nan")
+    lines.append(
+        f"{tests} tests corrected ({correction}); smallest detectable difference from random: {detectable:.3f}"
+    )
     return "\n".join(lines)
 
 

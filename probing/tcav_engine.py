@@ -24,6 +24,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -219,6 +220,92 @@ def _tcav_class():
 RANDOM_ID = 1_000_000  # captum concept ids of random sets; concept sets count up from 0
 
 
+def _captum_counts(model, layer, sets: dict, randoms: list, class_inputs: dict, seed: int, cav: str):
+    """Positive directional-derivative counts per class and (set, random set) pair, and each pair's CAV accuracy,
+    through captum's TCAV: the CAV fitted by `CAV_ESTIMATORS[cav]`."""
+    from captum.concept import Concept
+    from transformers import set_seed
+
+    with tempfile.TemporaryDirectory() as cache:
+        set_seed(seed)  # captum draws its train/test split from global state
+        ids = {key: RANDOM_ID + i if key[0] == "random" else i for i, key in enumerate([*sets, *randoms])}
+        if len(sets) >= RANDOM_ID:
+            raise ConfigError(f"too many concept sets ({len(sets)}): at most {RANDOM_ID - 1}")
+        concept = {
+            key: Concept(ids[key], "-".join(map(str, key)), _batches(x)) for key, x in {**sets, **randoms}.items()
+        }
+        pairs = _pairs(sets, randoms)
+        tcav = _tcav_class()(model, layers=[layer], classifier=CAV_ESTIMATORS[cav](seed), save_path=cache)
+        set_seed(seed)
+        experimental = [[concept[a], concept[b]] for a, b in pairs]
+        tcav.compute_cavs(experimental)  # once: every class and batch uses the same CAVs
+        positive, totals = {}, {}
+        for k, inputs in class_inputs.items():
+            counts, total = dict.fromkeys(pairs, 0), 0
+            for x in _batches(inputs):
+                out = tcav.interpret(x, experimental_sets=experimental, target=k)
+                for a, b in pairs:
+                    # captum gives the share as float32: back to a whole count, so batches add up exactly
+                    share = float(out[f"{ids[a]}-{ids[b]}"][layer]["sign_count"][0])
+                    counts[a, b] += round(share * len(x))
+                total += len(x)
+            positive[k], totals[k] = counts, total
+        accuracy = {(a, b): float(tcav.cavs[f"{ids[a]}-{ids[b]}"][layer].stats["accs"]) for a, b in pairs}
+    return positive, totals, accuracy
+
+
+def _pairs(sets: dict, randoms: dict) -> list[tuple]:
+    """Every concept set against every random set, then the null: each random set against each other one."""
+    return [(c, r) for c in sets for r in randoms] + [(a, b) for a in randoms for b in randoms if a != b]
+
+
+def _layer_rows(model: nn.Module, module: nn.Module, x: torch.Tensor, target: int | None = None) -> np.ndarray:
+    """The layer's activations of a batch, one flattened row per example (as captum stores them); with `target`,
+    the gradients of that output with respect to them instead."""
+    seen = []
+    hook = module.register_forward_hook(lambda m, args, out: seen.append(out))
+    try:
+        if target is None:
+            with torch.no_grad():
+                model(x)
+            return seen[0].reshape(len(x), -1).float().numpy()
+        out = model(x)
+        (grad,) = torch.autograd.grad(out[:, target].sum(), seen[0])
+        return grad.reshape(len(x), -1).float().numpy()
+    finally:
+        hook.remove()
+
+
+def _direct_counts(model, layer, sets: dict, randoms: list, class_inputs: dict, seed: int, test_fraction=0.33):
+    """What `_captum_counts` gives for the difference-of-means CAV (FastCAV), computed directly: each set's
+    activations and each class's gradients once, then every CAV a difference of two means, every directional
+    derivative a matrix product, hundreds of CAVs in a second."""
+    module = resolve_layer(model, layer)
+    acts = {key: np.concatenate([_layer_rows(model, module, x) for x in _batches(v)]) for key, v in
+            {**sets, **randoms}.items()}  # fmt: skip
+    pairs = _pairs(sets, randoms)
+    directions, accuracy = [], {}
+    for a, b in pairs:
+        x = np.concatenate([acts[a], acts[b]])
+        first = np.r_[np.ones(len(acts[a]), bool), np.zeros(len(acts[b]), bool)]
+        test, train = _split(len(x), seed, test_fraction)
+        mean_a, mean_b = x[train][first[train]].mean(0), x[train][~first[train]].mean(0)
+        direction = mean_a - mean_b  # toward the first set: the concept (or the random set playing it)
+        threshold = float((mean_a + mean_b) @ direction / 2)
+        accuracy[a, b] = float(((x[test] @ direction > threshold) == first[test]).mean())
+        directions.append(direction)
+    directions = np.stack(directions)
+    positive, totals = {}, {}
+    for k, inputs in class_inputs.items():
+        counts, total = np.zeros(len(pairs), dtype=np.int64), 0
+        for x in _batches(inputs):
+            grads = _layer_rows(model, module, x, target=k)
+            counts += (grads @ directions.T > 0).sum(0)
+            total += len(x)
+        positive[k], totals[k] = {pair: int(n) for pair, n in zip(pairs, counts)}, total
+    return positive, totals, accuracy
+
+
 def tcav_scores(
     model: nn.Module,
     layer: str,
@@ -232,95 +319,81 @@ def tcav_scores(
     """TCAV scores with significance for every (concept, class).
 
     Every input is a tensor of model inputs or an iterable of such batches (`probing.features.StoreBatches`),
-    read batch by batch: activations go to captum's files, directional derivatives are taken one batch at a
-    time and the sign counts summed, so memory does not grow with the sets.
+    read batch by batch: directional derivatives are taken one batch at a time and the sign counts summed.
 
     Args:
         concept_inputs: concept name -> model inputs of its positives, or a `ConceptSets` of several disjoint
             positive sets (tested by `concept_test` on their mean scores).
         random_inputs: R model inputs, the random sets (R >= 2).
         class_inputs: class index -> model inputs of that class's examples.
-        cav: a key of `CAV_ESTIMATORS`.
+        cav: a key of `CAV_ESTIMATORS`: "logistic" through captum, "mean_difference" (FastCAV) computed directly.
     Returns:
         {"results": [{concept, class, score_mean, score_std, set_means, random_mean, p_value, p_corrected,
-        significant, cav_accuracy}], "tests": n}
+        significant, cav_accuracy, detectable_difference}], "tests": n}
     """
-    from captum.concept import Concept
-    from transformers import set_seed
-
     if len(random_inputs) < 2:
         raise ConfigError("TCAV needs at least two random sets")
     if cav not in CAV_ESTIMATORS:
         raise ConfigError(f"unknown CAV estimator {cav!r}: one of {sorted(CAV_ESTIMATORS)}")
     resolve_layer(model, layer)
     model.eval()
+    sets = {}
+    for name, x in concept_inputs.items():
+        given = list(x) if isinstance(x, ConceptSets) else [x]
+        if not given:
+            raise ConfigError(f"concept {name!r} has no positive set")
+        sets.update({(name, k): s for k, s in enumerate(given)})
+    randoms = {("random", i): x for i, x in enumerate(random_inputs)}
+    counts = _direct_counts if cav == "mean_difference" else partial(_captum_counts, cav=cav)
+    positive, totals, accuracy = counts(model, layer, sets, randoms, class_inputs, seed)
+    R, tests = len(randoms), len(concept_inputs) * len(class_inputs)
+    results = []
+    for k in class_inputs:
 
-    def concept(cid: int, name: str, x) -> Concept:
-        return Concept(cid, name, _batches(x))
+        def score(a, b):
+            return positive[k][a, b] / totals[k]
 
-    with tempfile.TemporaryDirectory() as cache:
-        set_seed(seed)  # captum draws its train/test split from global state
-        randoms = [concept(RANDOM_ID + i, f"random_{i}", x) for i, x in enumerate(random_inputs)]
-        concepts, next_id = {}, 0
-        for name, x in concept_inputs.items():
-            sets = list(x) if isinstance(x, ConceptSets) else [x]
-            if not sets:
-                raise ConfigError(f"concept {name!r} has no positive set")
-            concepts[name] = [
-                concept(next_id + k, name if len(sets) == 1 else f"{name}#{k}", s) for k, s in enumerate(sets)
-            ]
-            next_id += len(sets)
-        if next_id >= RANDOM_ID:
-            raise ConfigError(f"too many concept sets ({next_id}): at most {RANDOM_ID - 1}")
-        R = len(randoms)
-        concept_sets = [[c, r] for sets in concepts.values() for c in sets for r in randoms]
-        # the null: every random set in turn plays a concept against each other random set
-        random_sets = [[randoms[i], randoms[j]] for i in range(R) for j in range(R) if i != j]
-        tcav = _tcav_class()(model, layers=[layer], classifier=CAV_ESTIMATORS[cav](seed), save_path=cache)
-        set_seed(seed)
-        tcav.compute_cavs(concept_sets + random_sets)  # once: every class and batch uses the same CAVs
-        results, tests = [], len(concepts) * len(class_inputs)
-        for k, inputs in class_inputs.items():
-            positive, total = {}, 0
-            for x in _batches(inputs):
-                out = tcav.interpret(x, experimental_sets=concept_sets + random_sets, target=k)
-                for a, b in concept_sets + random_sets:
-                    key = f"{a.id}-{b.id}"
-                    # captum gives the share as float32: back to a whole count, so batches add up exactly
-                    positive[key] = positive.get(key, 0) + round(float(out[key][layer]["sign_count"][0]) * len(x))
-                total += len(x)
-
-            def score(a, b):
-                return positive[f"{a.id}-{b.id}"] / total
-
-            null_runs = [score(a, b) for a, b in random_sets]
-            null_means = [float(np.mean([score(randoms[i], randoms[j]) for j in range(R) if j != i])) for i in range(R)]
-            for name, sets in concepts.items():
-                per_set = [[score(c, r) for r in randoms] for c in sets]
-                scores = [v for runs in per_set for v in runs]
-                set_means = [float(np.mean(runs)) for runs in per_set]
-                accuracy = [float(tcav.cavs[f"{c.id}-{r.id}"][layer].stats["accs"]) for c in sets for r in randoms]
-                p = concept_test(set_means, null_means)
-                p_corrected = min(1.0, p * tests)
-                results.append(
-                    {
-                        "concept": name,
-                        "class": int(k),
-                        "score_mean": float(np.mean(scores)),
-                        "score_std": float(np.std(scores)),
-                        "scores": scores,
-                        "set_means": set_means,
-                        "random_mean": float(np.mean(null_runs)),
-                        "random_concept_means": null_means,
-                        "p_value": p,
-                        "p_corrected": p_corrected,
-                        "significant": bool(p_corrected < alpha),
-                        "p_value_runs_ttest": _welch(scores, null_runs),
-                        "cav_accuracy": float(np.mean(accuracy)),
-                        "class_examples": total,
-                    }
-                )
+        null_runs = [score(a, b) for a in randoms for b in randoms if a != b]
+        null_means = [float(np.mean([score(a, b) for b in randoms if b != a])) for a in randoms]
+        for name in concept_inputs:
+            mine = [key for key in sets if key[0] == name]
+            per_set = [[score(c, r) for r in randoms] for c in mine]
+            scores = [v for runs in per_set for v in runs]
+            set_means = [float(np.mean(runs)) for runs in per_set]
+            p = concept_test(set_means, null_means)
+            p_corrected = min(1.0, p * tests)
+            results.append(
+                {
+                    "concept": name,
+                    "class": int(k),
+                    "score_mean": float(np.mean(scores)),
+                    "score_std": float(np.std(scores)),
+                    "scores": scores,
+                    "set_means": set_means,
+                    "random_mean": float(np.mean(null_runs)),
+                    "random_concept_means": null_means,
+                    "p_value": p,
+                    "p_corrected": p_corrected,
+                    "significant": bool(p_corrected < alpha),
+                    "p_value_runs_ttest": _welch(scores, null_runs),
+                    "cav_accuracy": float(np.mean([accuracy[c, r] for c in mine for r in randoms])),
+                    "class_examples": totals[k],
+                    "detectable_difference": detectable_difference(null_means, len(mine), alpha / tests),
+                }
+            )
     return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
+
+
+def detectable_difference(null_means: Sequence[float], k: int, alpha: float, power: float = 0.8) -> float:
+    """The smallest difference between a concept's mean TCAV score and the random pseudo-concepts' that K set
+    means would show at level `alpha` (two-sided, already corrected) with the given power, the sets' scores
+    spreading as the null's do: (t(1 - alpha/2) + t(power)) * sd * sqrt(1/K + 1/R)."""
+    from scipy.stats import t
+
+    r = len(null_means)
+    sd = float(np.std(null_means, ddof=1)) if r > 1 else 0.0
+    df = max(k + r - 2, 1)
+    return float((t.ppf(1 - alpha / 2, df) + t.ppf(power, df)) * sd * np.sqrt(1 / max(k, 1) + 1 / r))
 
 
 def correct(results: list[dict], alpha: float) -> None:
@@ -408,8 +481,16 @@ def run_experiment(
             dealt[name] = sets
 
     def random_sets(pool: Sequence, exclude: set, size: int) -> list[list]:
+        """R sets of `size` from the pool free of `exclude`: disjoint where the pool holds R of them, else each
+        drawn on its own (sets may then share examples, as TCAV's random sets from a large pool do)."""
         free = [i for i in (pool[j] for j in rng.permutation(len(pool))) if i not in exclude]
-        return [free[j * size : (j + 1) * size] for j in range(min(design.random_sets, len(free) // size))]
+        if len(free) < 2 * size:
+            return []
+        if len(free) >= design.random_sets * size:
+            return [free[j * size : (j + 1) * size] for j in range(design.random_sets)]
+        return [
+            [free[j] for j in sorted(rng.choice(len(free), size, replace=False))] for _ in range(design.random_sets)
+        ]
 
     if isinstance(random_pool, Mapping):
         runs = [({name: sets}, random_sets(random_pool[name], set(concepts[name]), len(sets[0])))
@@ -436,9 +517,16 @@ def run_experiment(
         random_counts.update(dict.fromkeys(tested, len(randoms)))
         sizes.update({name: len(sets[0]) for name, sets in tested.items()})
     correct(results, design.alpha)
+    for r in results:  # over the whole family's tests, as the correction is
+        r["detectable_difference"] = detectable_difference(r["random_concept_means"], len(r["set_means"]),
+                                                           design.alpha / max(len(results), 1))  # fmt: skip
+    detectable = [r["detectable_difference"] for r in results]
     return {
         "results": results,
         "tests": len(results),
+        # the smallest difference from the random pseudo-concepts' mean score that this K and R detect with power
+        # 0.8 after Bonferroni over every test (median over the (concept, class) tests)
+        "detectable_difference": float(np.median(detectable)) if detectable else None,
         "alpha": design.alpha,
         "left_out": left_out,
         "random_sets": random_counts,

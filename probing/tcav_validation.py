@@ -109,8 +109,26 @@ def draw_lists(args: ValidationArguments, rng: np.random.Generator, n: int) -> l
     return [lists[i] for i in order]
 
 
-def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
-    rng = np.random.default_rng(args.seed)
+@dataclass
+class Prepared:
+    """What the validation tests on: the trained classifier, every clip's log-mel, the lists, and the held-out
+    clips dealt into the class's clips, a part for concept sets (`pool`) and a part for random sets (`others`)."""
+
+    model: torch.nn.Module
+    x: torch.Tensor
+    lists: list[list[str]]
+    target: int
+    outputs: list[str]
+    per_output: list[float]
+    losses: list[float]
+    inaudible: int
+    class_ids: list[int]
+    pool: list[int]
+    others: list[int]
+
+
+def prepare_validation(args: ValidationArguments, taxonomy: Taxonomy, rng: np.random.Generator) -> Prepared:
+    """Render the clips, train the classifier on half of them, deal the other half (see the module docstring)."""
     synth = SymbolicSynthesizer(taxonomy)
     # as in the synthesis stage, a clip with an inaudible listed instrument is left out: every label is audible
     lists, waves, inaudible = [], [], 0
@@ -162,7 +180,15 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     class_ids = [i for i in held if y[i] == 1][: args.class_size]
     in_class = set(class_ids)
     rest = [i for i in held if i not in in_class]
-    pool, others = rest[: len(rest) // 2], rest[len(rest) // 2 :]
+    return Prepared(model, x, lists, target, outputs if args.multi_label else [args.planted], per_output, losses,
+                    inaudible, class_ids, rest[: len(rest) // 2], rest[len(rest) // 2 :])  # fmt: skip
+
+
+def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
+    rng = np.random.default_rng(args.seed)
+    prepared = prepare_validation(args, taxonomy, rng)
+    model, x, lists, pool, others = prepared.model, prepared.x, prepared.lists, prepared.pool, prepared.others
+    target, class_ids, per_output, losses = prepared.target, prepared.class_ids, prepared.per_output, prepared.losses
     candidates = [args.planted, *args.instruments, *args.genres, *args.tempi]
     tested = [c for c in candidates if sum(c in lists[i] for i in pool) >= args.set_size]
     tested = tested[: None if args.max_independent is None else args.max_independent + 1]
@@ -199,12 +225,10 @@ def run_validation(args: ValidationArguments, taxonomy: Taxonomy) -> dict:
     return {
         "planted": args.planted,
         "clips": len(lists),
-        "left_out_inaudible": inaudible,
+        "left_out_inaudible": prepared.inaudible,
         "classifier_held_out_accuracy": per_output[0],
         "classifier_losses": losses,
-        "classifier_held_out_accuracy_per_output": dict(
-            zip(outputs if args.multi_label else [args.planted], [round(a, 3) for a in per_output])
-        ),
+        "classifier_held_out_accuracy_per_output": dict(zip(prepared.outputs, [round(a, 3) for a in per_output])),
         "planted_score": planted["score_mean"],
         "planted_p_corrected": planted["p_corrected"],
         "planted_significant": planted["significant"],

@@ -234,3 +234,28 @@ def test_the_experiment_deals_sets_draws_random_sets_free_of_positives_and_corre
     dealt = seen[1:4]  # after the class: the planted concept's three sets, then its six random sets
     assert sorted(i for s in dealt for i in s) == list(range(90))
     assert not {i for s in seen[4:10] for i in s} & set(range(90))
+
+
+def test_the_direct_fast_cav_is_captums_with_the_same_estimator(planted_report):
+    """FastCAV computed directly (activations and gradients once, CAVs as differences of means) gives the counts and
+    accuracies captum gives with the same estimator, pair by pair, the null's pairs in both orders included."""
+    from probing.tcav_engine import _captum_counts, _direct_counts
+
+    _, (concepts, randoms, classes) = planted_report
+    sets = {(name, 0): x for name, x in concepts.items()}
+    randoms = {("random", i): x for i, x in enumerate(randoms[:4])}
+    direct = _direct_counts(PlantedModel(), "hidden", sets, randoms, classes, seed=3)
+    captum = _captum_counts(PlantedModel(), "hidden", sets, randoms, classes, seed=3, cav="mean_difference")
+    assert direct[1] == captum[1] and direct[0] == captum[0]
+    assert direct[2] == pytest.approx(captum[2])
+    assert len(direct[2]) == 2 * 4 + 4 * 3
+
+
+def test_the_report_says_the_smallest_difference_it_could_detect():
+    from probing.tcav_engine import detectable_difference
+
+    null = [0.2, 0.4, 0.6, 0.8, 0.5]
+    small, large = detectable_difference(null, 10, 0.05), detectable_difference(null, 2, 0.05)
+    assert 0 < small < large  # more positive sets, a smaller detectable effect
+    assert detectable_difference(null, 10, 0.05 / 100) > small  # corrected over more tests, a larger one
+    assert detectable_difference([0.5] * 5, 10, 0.05) == 0.0
