@@ -47,11 +47,15 @@ def download_musiccaps(cache_dir: str | None = None) -> Path:
     """Fetch the CSV from the Hub and check its sha256; without network, one line naming the variable to set."""
     from huggingface_hub import hf_hub_download
 
+    from core.hub import HubUnreachable, require_hub
+
     try:
+        require_hub(f"{MUSICCAPS_REPO}'s {MUSICCAPS_FILE}")
         path = Path(hf_hub_download(MUSICCAPS_REPO, MUSICCAPS_FILE, repo_type="dataset", cache_dir=cache_dir))
     except Exception as e:  # offline, no Hub access, a proxy: whatever the client raises, the remedy is the same
+        why = str(e).split(" to read ")[0] if isinstance(e, HubUnreachable) else type(e).__name__
         raise ConfigError(
-            f"cannot download {MUSICCAPS_FILE} from {MUSICCAPS_REPO} ({type(e).__name__}); without Hub "
+            f"cannot download {MUSICCAPS_FILE} from {MUSICCAPS_REPO} ({why}); without Hub "
             f"access set {MUSICCAPS_ENV}=/path/to/{MUSICCAPS_FILE} (or pass --musiccaps_csv)"
         ) from None
     if sha256_file(path) != MUSICCAPS_SHA256:

@@ -30,3 +30,9 @@ def cli(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, loc
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except ConnectionError as e:  # datasets' "Couldn't reach ... on the Hub": offline, and not in the cache
+        if debug:
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"error: {first[:300]}; give a local folder, or run once with Hub access to cache it", file=sys.stderr)
+        sys.exit(2)

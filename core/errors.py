@@ -30,7 +30,8 @@ class ModelLoadError(ConceptCapsError, RuntimeError):
     """A model or tokenizer that cannot be loaded (a wrong id or path, no network, a gated model without access)."""
 
     def __init__(self, name: str | os.PathLike, what: str, cause: BaseException):
-        super().__init__(f"{name}: cannot load {what} ({cause.__class__.__name__}: {str(cause)[:200]})")
+        first = (str(cause).strip().splitlines() or [""])[0]
+        super().__init__(f"{name}: cannot load {what} ({cause.__class__.__name__}: {first[:200]})")
         self.name = str(name)
 
 

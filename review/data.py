@@ -56,6 +56,10 @@ class ReviewData:
     """One dataset, opened lazily split by split."""
 
     def __init__(self, dataset: str):
+        from core.hub import require_hub
+
+        if not Path(dataset).exists():
+            require_hub(f"the dataset {dataset!r}")
         self.dataset = dataset
         local = Path(
             dataset
