@@ -39,6 +39,15 @@ from probing.models import POOLINGS, describe, load_model
 logger = get_logger(__name__)
 
 
+# why a concept has no set in a split, and what gives it one
+SKIPPED_REMEDY = (
+    "assembly gives a concept sets in a split only when it has at least `min_positives` positives there (the "
+    "preset's `assemble` section; the tiny demo's is 5): sample more lists, balance them with `sample`'s "
+    "--min_positives_per_concept, or probe another split (--train_split, --test_split); --min_train and --min_test "
+    "only lower the probe's own thresholds"
+)
+
+
 @dataclass
 class ProbeArguments:
     """Fit layer-wise linear concept probes on a model's activations, with random-init and shuffled-label controls."""
@@ -149,17 +158,14 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     sets, skipped = {}, defaultdict(list)
     for c in concepts:
         tr, te = members[args.train_split].get(c), members[args.test_split].get(c)
-        short = [
-            f"{role} {split_name}"
-            for split_name, entry, least in (
-                (args.train_split, tr, args.min_train),
-                (args.test_split, te, args.min_test),
-            )
-            for role in ("positive", "negative")
-            if not entry or len(entry[role]) < least
-        ]
-        if short:
-            skipped["too few " + " and ".join(short)].append(c)
+        why = [f"no concept set in the {name} split" for name, entry in ((args.train_split, tr), (args.test_split, te))
+               if entry is None]  # fmt: skip
+        why += [f"fewer than --min_{kind} ({least}) {role}s in the {name} split"
+                for kind, name, entry, least in (("train", args.train_split, tr, args.min_train),
+                                                 ("test", args.test_split, te, args.min_test))
+                for role in ("positive", "negative") if entry is not None and len(entry[role]) < least]  # fmt: skip
+        if why:
+            skipped["; ".join(why)].append(c)
             continue
         sets[c] = {
             args.train_split: {r: capped(tr[r]) for r in ("positive", "negative")},
@@ -217,6 +223,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         "pooling": args.pooling,
         "results": results,
         "skipped": {reason: names for reason, names in skipped.items()},
+        "skipped_remedy": SKIPPED_REMEDY if skipped else None,
         "skipped_count": sum(len(v) for v in skipped.values()),
         "skipped_clips": {name: split.skip_report() for name, split in splits.items() if split.skipped},
         "forward_calls": {k: v.forward_calls for k, v in caches.items()},
@@ -248,6 +255,8 @@ def format_markdown(report: dict) -> str:
         lines += [
             "",
             "Skipped: " + "; ".join(f"{reason}: {', '.join(names)}" for reason, names in report["skipped"].items()),
+            "",
+            f"A concept without a set: {report['skipped_remedy']}.",
         ]
     return "\n".join(lines) + "\n"
 

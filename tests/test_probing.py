@@ -114,7 +114,7 @@ def test_probe_finds_the_planted_instrument_at_its_layer_only(planted_dataset, t
 
 
 def test_probe_counts_a_concept_with_too_few_test_examples_and_names_bad_layers(planted_dataset, tmp_path, monkeypatch):
-    from probing.probe import main
+    from probing.probe import format_markdown, main
 
     monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
     base = ["--model", "tests.test_probing:planted_model", "--dataset", str(planted_dataset), "--bootstrap", "10"]
@@ -122,7 +122,10 @@ def test_probe_counts_a_concept_with_too_few_test_examples_and_names_bad_layers(
         main([*base, "--concepts", "piano", "--min_test", "1000"])
     report = main([*base, "--min_test", "20", "--layers", "planted"])
     assert {r["concept"] for r in report["results"]} == {"piano"}  # a third of the clips list the piano
-    assert report["skipped_count"] > 0 and all(reason.startswith("too few") for reason in report["skipped"])
+    assert report["skipped_count"] > 0 and all("fewer than --min_test (20)" in reason for reason in report["skipped"])
+    assert "min_positives" in report["skipped_remedy"] and "Skipped: fewer than --min_test (20)" in format_markdown(
+        report
+    )
     with pytest.raises(ConfigError, match=r"no layer 'block9'; its probing layers are \['planted', 'noise'\]"):
         main([*base, "--layers", "block9"])
 
