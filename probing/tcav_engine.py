@@ -269,6 +269,8 @@ def _layer_rows(model: nn.Module, module: nn.Module, x: torch.Tensor, target: in
             with torch.no_grad():
                 model(x)
             return seen[0].reshape(len(x), -1).float().numpy()
+        if x.is_floating_point() and not x.requires_grad:  # a layer that passes its input on needs the input's graph
+            x = x.detach().requires_grad_(True)
         out = model(x)
         (grad,) = torch.autograd.grad(out[:, target].sum(), seen[0])
         return grad.reshape(len(x), -1).float().numpy()
@@ -276,13 +278,22 @@ def _layer_rows(model: nn.Module, module: nn.Module, x: torch.Tensor, target: in
         hook.remove()
 
 
-def _direct_counts(model, layer, sets: dict, randoms: list, class_inputs: dict, seed: int, test_fraction=0.33):
+def _direct_counts(model, layer, sets: dict, randoms: list, class_inputs: dict, seed: int):
     """What `_captum_counts` gives for the difference-of-means CAV (FastCAV), computed directly: each set's
-    activations and each class's gradients once, then every CAV a difference of two means, every directional
-    derivative a matrix product, hundreds of CAVs in a second."""
+    activations and each class's gradients once, then `_fast_counts`."""
     module = resolve_layer(model, layer)
     acts = {key: np.concatenate([_layer_rows(model, module, x) for x in _batches(v)]) for key, v in
             {**sets, **randoms}.items()}  # fmt: skip
+    grads = {k: np.concatenate([_layer_rows(model, module, x, target=k) for x in _batches(v)])
+             for k, v in class_inputs.items()}  # fmt: skip
+    return _fast_counts(acts, list(sets), list(randoms), grads, seed)
+
+
+def _fast_counts(acts: dict, sets: list, randoms: list, grads: dict, seed: int, test_fraction: float = 0.33):
+    """Positive directional-derivative counts per class and (set, random set) pair, and each pair's held-out CAV
+    accuracy, for difference-of-means CAVs: every CAV a difference of two means, every directional derivative a
+    matrix product, hundreds of CAVs in a second. `acts`: set key -> its activations (rows); `grads`: class ->
+    its examples' gradients at the same layer."""
     pairs = _pairs(sets, randoms)
     directions, accuracy = [], {}
     for a, b in pairs:
@@ -295,15 +306,8 @@ def _direct_counts(model, layer, sets: dict, randoms: list, class_inputs: dict, 
         accuracy[a, b] = float(((x[test] @ direction > threshold) == first[test]).mean())
         directions.append(direction)
     directions = np.stack(directions)
-    positive, totals = {}, {}
-    for k, inputs in class_inputs.items():
-        counts, total = np.zeros(len(pairs), dtype=np.int64), 0
-        for x in _batches(inputs):
-            grads = _layer_rows(model, module, x, target=k)
-            counts += (grads @ directions.T > 0).sum(0)
-            total += len(x)
-        positive[k], totals[k] = {pair: int(n) for pair, n in zip(pairs, counts)}, total
-    return positive, totals, accuracy
+    positive = {k: dict(zip(pairs, (g @ directions.T > 0).sum(0).tolist())) for k, g in grads.items()}
+    return positive, {k: len(g) for k, g in grads.items()}, accuracy
 
 
 def tcav_scores(
@@ -347,15 +351,22 @@ def tcav_scores(
     counts = _direct_counts if cav == "mean_difference" else partial(_captum_counts, cav=cav)
     positive, totals, accuracy = counts(model, layer, sets, randoms, class_inputs, seed)
     R, tests = len(randoms), len(concept_inputs) * len(class_inputs)
+    results = _statistics(list(concept_inputs), list(sets), list(randoms), positive, totals, accuracy, alpha, tests)
+    return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
+
+
+def _statistics(names, sets, randoms, positive, totals, accuracy, alpha: float, tests: int) -> list[dict]:
+    """Every (concept, class) result from the counts: scores per (set, random set) pair, the structured null, the
+    concept's test and its Bonferroni correction over `tests`."""
     results = []
-    for k in class_inputs:
+    for k in totals:
 
         def score(a, b):
             return positive[k][a, b] / totals[k]
 
         null_runs = [score(a, b) for a in randoms for b in randoms if a != b]
         null_means = [float(np.mean([score(a, b) for b in randoms if b != a])) for a in randoms]
-        for name in concept_inputs:
+        for name in names:
             mine = [key for key in sets if key[0] == name]
             per_set = [[score(c, r) for r in randoms] for c in mine]
             scores = [v for runs in per_set for v in runs]
@@ -381,7 +392,7 @@ def tcav_scores(
                     "detectable_difference": detectable_difference(null_means, len(mine), alpha / tests),
                 }
             )
-    return {"results": results, "tests": tests, "alpha": alpha, "random_runs": R}
+    return results
 
 
 def detectable_difference(null_means: Sequence[float], k: int, alpha: float, power: float = 0.8) -> float:
@@ -433,6 +444,32 @@ class ExperimentDesign:
         from dataclasses import fields
 
         return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}, **overrides)
+
+
+class _Rows:
+    """Activation rows of examples by id, over an index built once: `rows[ids]` stacks them."""
+
+    def __init__(self, index: dict, matrix: np.ndarray):
+        self.index, self.matrix = index, matrix
+
+    def __getitem__(self, ids) -> np.ndarray:
+        return self.matrix[[self.index[i] for i in ids]]
+
+
+def _id_rows(model, layer, inputs, runs, classes) -> tuple[_Rows, dict]:
+    """FastCAV's inputs for a whole experiment: the layer's activations of every example any set holds, each
+    computed once however many sets share it, and every class's gradients, once."""
+    module = resolve_layer(model, layer)
+    model.eval()
+    needed = list(dict.fromkeys(i for tested, randoms in runs for group in [*tested.values(), randoms]
+                                for s in group for i in s))  # fmt: skip
+    if not needed:
+        return _Rows({}, np.zeros((0, 0), np.float32)), {}
+    matrix = np.concatenate([_layer_rows(model, module, x) for b in range(0, len(needed), 256)
+                             for x in _batches(inputs(needed[b : b + 256]))])  # fmt: skip
+    grads = {k: np.concatenate([_layer_rows(model, module, x, target=k) for x in _batches(inputs(list(ids)))])
+             for k, ids in classes.items() if len(ids)}  # fmt: skip
+    return _Rows({i: n for n, i in enumerate(needed)}, matrix), grads
 
 
 def deal(ids: Sequence, design: ExperimentDesign, rng: np.random.Generator) -> list[list]:
@@ -499,9 +536,23 @@ def run_experiment(
         size = design.set_size or min((len(sets[0]) for sets in dealt.values()), default=1)
         runs = [(dealt, random_sets(random_pool, {i for ids in concepts.values() for i in ids}, size))]
     results, random_counts, sizes = [], {}, {}
+    rows = _id_rows(model, layer, inputs, runs, classes) if design.cav == "mean_difference" else None
     for tested, randoms in runs:
         if len(randoms) < 2:
             left_out.update({n: "too few examples free of the positives for two random sets" for n in tested})
+            continue
+        random_counts.update(dict.fromkeys(tested, len(randoms)))
+        sizes.update({name: len(sets[0]) for name, sets in tested.items()})
+        if rows is not None:  # FastCAV: every clip's activations and every class's gradients computed once
+            acts, grads = rows
+            keyed = {(name, j): s for name, sets in tested.items() for j, s in enumerate(sets)}
+            concept_keys = list(keyed)
+            keyed.update({("random", j): s for j, s in enumerate(randoms)})
+            random_keys = [k for k in keyed if k not in concept_keys]
+            counts = _fast_counts({key: acts[ids] for key, ids in keyed.items()}, concept_keys, random_keys, grads,
+                                  design.seed)  # fmt: skip
+            results += _statistics(list(tested), concept_keys, random_keys, *counts, design.alpha,
+                                   len(tested) * len(grads))  # fmt: skip
             continue
         out = tcav_scores(
             model,
@@ -514,8 +565,6 @@ def run_experiment(
             cav=design.cav,
         )
         results += out["results"]
-        random_counts.update(dict.fromkeys(tested, len(randoms)))
-        sizes.update({name: len(sets[0]) for name, sets in tested.items()})
     correct(results, design.alpha)
     for r in results:  # over the whole family's tests, as the correction is
         r["detectable_difference"] = detectable_difference(r["random_concept_means"], len(r["set_means"]),

@@ -259,3 +259,26 @@ def test_the_report_says_the_smallest_difference_it_could_detect():
     assert 0 < small < large  # more positive sets, a smaller detectable effect
     assert detectable_difference(null, 10, 0.05 / 100) > small  # corrected over more tests, a larger one
     assert detectable_difference([0.5] * 5, 10, 0.05) == 0.0
+
+
+def test_the_experiment_computes_each_clips_activations_once_for_fastcav(monkeypatch):
+    """With FastCAV the experiment computes every clip's activations once, however many sets share it, and gives
+    what scoring each concept's sets separately gives."""
+    import probing.tcav_engine as engine
+
+    x = torch.cat([data(1, 90, shift=1.5), data(2, 300), data(3, 60)])
+    concepts = {"planted": list(range(90)), "random concept": list(range(90, 180))}
+    pools = {"planted": list(range(90, 390)), "random concept": list(range(180, 390))}
+    design = engine.ExperimentDesign(concept_sets=3, random_sets=20, set_size=30, cav="mean_difference")
+    forwards = []
+    model = PlantedModel()
+    model.register_forward_hook(lambda module, inputs, output: forwards.append(len(inputs[0])))
+    fast = engine.run_experiment(model, "hidden", lambda ids: x[list(ids)], concepts, pools, {0: list(range(390, 450))},
+                                 design)  # fmt: skip
+    assert sum(forwards) <= 390 + 60  # each clip once, and the class once (its gradients)
+    monkeypatch.setattr(engine, "_id_rows", lambda *args: None)  # each concept's sets scored on their own
+    slow = engine.run_experiment(PlantedModel(), "hidden", lambda ids: x[list(ids)], concepts, pools,
+                                 {0: list(range(390, 450))}, design)  # fmt: skip
+    assert [r["scores"] for r in fast["results"]] == [r["scores"] for r in slow["results"]]
+    assert [r["p_corrected"] for r in fast["results"]] == pytest.approx([r["p_corrected"] for r in slow["results"]])
+    assert fast["random_sets"] == {"planted": 20, "random concept": 20}  # R sets drawn on their own from 300 and 210
