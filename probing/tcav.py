@@ -70,14 +70,12 @@ class TCAVArguments:
     seed: int = arg(0, "seed of CAV training")
     batch_size: int = arg(32, "clips decoded and differentiated at a time")
     concept_sets: int = arg(
-        3,
-        "K: deal each concept's positives into this many disjoint sets, tested together (Welch's test of "
-        "their mean scores against the random pseudo-concepts'); 1: one set, the prediction t-test",
+        10,
+        "K (default: benchmarks/bench_tcav_power.py): deal each concept's positives into this many disjoint sets, "
+        "tested together (Welch's test of their mean scores against the random pseudo-concepts'); 1: one set",
     )
-    random_sets: int = arg(
-        10, "R: random sets per concept, drawn from the split's random-set clips free of its positives"
-    )
-    cav: str = arg("logistic", f"CAV estimator: one of {sorted(CAV_ESTIMATORS)} (FastCAV: the difference of means)")
+    random_sets: int = arg(50, "R: random sets, drawn from the split's random-set clips free of the positives")
+    cav: str = arg("mean_difference", f"CAV estimator: one of {sorted(CAV_ESTIMATORS)} (mean_difference: FastCAV)")
     correction: str = arg("bonferroni", "which correction the table and plot mark: bonferroni (family-wise) or fdr "
                           "(Benjamini-Hochberg); the report holds both")  # fmt: skip
     max_set_size: int = arg(
