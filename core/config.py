@@ -109,6 +109,11 @@ def parse_args(
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = (parser_class or HfArgumentParser)(types, description=types[0].__doc__)
     parser.add_argument("--config", default=None, help="YAML preset whose keys set this stage's defaults")
+    if not any("--debug" in a.option_strings for a in parser._actions):  # TrainingArguments has its own
+        parser.add_argument("--debug", action="store_true", help="an error's traceback instead of its one line")
+    for action in parser._actions:  # a help text that says its own default is not given a second one
+        if action.help and "(default" in action.help:
+            action.help += "%(default).0s"
     names = field_names(types)
     parser.set_defaults(**{k: v for k, v in (defaults or {}).items() if k in names})
     known, _ = parser.parse_known_args(argv)
