@@ -22,16 +22,18 @@ GENRE_NAMES = {"hiphop": "hip hop"}  # GTZAN's class names that differ from our 
 
 
 def reference_pairs(reference: dict, taxonomy) -> dict[tuple[str, str], dict]:
-    """{(our concept, our genre): {"score", "cav_accuracy", "their_concept"}} of the reference's results."""
+    """{(our concept, our genre): {"score", "cav_accuracy", "their"}} of the reference's results ("their": the tag
+    it was measured for)."""
     out = {}
-    for concepts in reference.values():
-        for name, row in concepts.items():
-            concept = taxonomy.concept_for(name)
-            if concept is None:
-                continue
-            for genre, score in row["genre_scores"].items():
-                ours = GENRE_NAMES.get(genre, genre)
-                out[concept, ours] = {"score": float(score), "cav_accuracy": float(row["cav_accuracy"]), "their": name}
+    rows = [(name, row) for concepts in reference.values() for name, row in concepts.items()]
+    # a tag that is our concept's own name wins over one that is only an alias of it ("uptempo" is fast tempo too)
+    for name, row in sorted(rows, key=lambda item: taxonomy.concept_for(item[0]) == item[0]):
+        concept = taxonomy.concept_for(name)
+        if concept is None:
+            continue
+        for genre, score in row["genre_scores"].items():
+            ours = GENRE_NAMES.get(genre, genre)
+            out[concept, ours] = {"score": float(score), "cav_accuracy": float(row["cav_accuracy"]), "their": name}
     return out
 
 
