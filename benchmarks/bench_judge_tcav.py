@@ -176,6 +176,7 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
         "classes": sorted(classes.values()),
         "tests": report["tests"],
         "design": report["design"],
+        "detectable_difference": report["detectable_difference"],
         "left_out": report["left_out"],
         "random_sets": report["random_sets"],
         "significant": significant,
@@ -183,6 +184,9 @@ def experiment(model_name: str, lists, patches: torch.Tensor, args, rng) -> dict
         "significant_fdr": pairs("significant_fdr"),
         "expected_tested": expected_tested,
         "expected_significant_up": sorted(set(expected_tested) & {(c, g) for c, g, s in significant if s > 0.5}),
+        "expected_significant_up_fdr": sorted(
+            set(expected_tested) & {(c, g) for c, g, s in pairs("significant_fdr") if s > 0.5}
+        ),
         "random_concepts_significant_share": sum(r["significant"] for r in chance) / max(len(chance), 1),
         "random_concepts_significant_fdr_share": sum(r["significant_fdr"] for r in chance) / max(len(chance), 1),
         "cav_accuracy": {
