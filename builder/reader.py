@@ -26,7 +26,7 @@ import soundfile as sf
 
 from core.constants import CATEGORIES, SAMPLING_RATE, SPLITS
 from core.errors import ConfigError, DataError
-from core.hub import require_hub
+from core.hub import require_source
 from core.log import get_logger
 
 logger = get_logger(__name__)
@@ -46,7 +46,7 @@ def open_dataset(path: str, config: str = "default", split: str | None = None, *
     if Path(path).is_dir():
         kwargs.setdefault("cache_dir", str(Path(path) / ".cache"))
     else:
-        require_hub(f"the dataset {path!r}")
+        require_source(str(path), "dataset")
     return datasets.load_dataset(str(path), config, split=split, **kwargs)
 
 
@@ -101,8 +101,8 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
     import datasets
 
     layout = assembled_layout(dataset)
-    if layout is None and not Path(dataset).exists():
-        require_hub(f"the dataset {dataset!r}")
+    if layout is None:
+        require_source(dataset, "dataset")
     if layout is not None:
         if config not in layout:
             raise DataError(dataset, f"no {config!r} config (it has {sorted(layout)})")

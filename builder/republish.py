@@ -60,9 +60,9 @@ def resolve_source(source: str, revision: str | None) -> tuple[str | None, str]:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    from core.hub import require_hub
+    from core.hub import require_source
 
-    require_hub(f"the dataset {source!r}")
+    require_source(source, "dataset")
     try:
         sha = HfApi().dataset_info(source, revision=revision).sha
     except (HfHubHTTPError, OSError) as e:

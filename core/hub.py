@@ -4,11 +4,13 @@ neither the Hub nor what was being read."""
 
 from __future__ import annotations
 
+import re
 import socket
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import urlparse
 
-from core.errors import ConceptCapsError
+from core.errors import ConceptCapsError, DataError
 
 CONNECT_TIMEOUT_S = 3.0
 
@@ -41,3 +43,13 @@ def require_hub(what: str) -> None:
             f"cannot reach the Hugging Face Hub at {constants.ENDPOINT} ({reason}) to read {what}: give a local "
             "folder instead, or set HF_HUB_OFFLINE=1 to use a copy already in the cache"
         )
+
+
+def require_source(name: str, what: str) -> None:
+    """`name` is a local path that exists, or a Hub id (owner/name) and the Hub answers; a path that exists nowhere
+    (a typo, a run directory elsewhere) is one line saying so, not a question to the Hub."""
+    if Path(name).exists():
+        return
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(name)):
+        raise DataError(name, f"no such file or folder (and not a Hub id, owner/name): give the {what}'s path")
+    require_hub(f"the {what} {str(name)!r}")

@@ -27,7 +27,7 @@ from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import SPLITS
 from core.errors import ConfigError, DataError
-from core.hub import require_hub
+from core.hub import require_source
 from core.io import write_json
 from core.log import get_logger
 from probing.musicnn import DEFAULT_TAGGERS, MODELS
@@ -116,8 +116,7 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
     from probing.tagger_tags import concept_tags
 
     dataset = args.dataset or str(out / "dataset")
-    if not Path(dataset).exists():  # before any model is loaded: a dataset out of reach is one line at once
-        require_hub(f"the dataset {dataset!r}")
+    require_source(dataset, "dataset")  # before any model is loaded: a dataset out of reach is one line at once
     unknown = [m for m in args.models if m not in MODELS]
     if unknown:
         raise ConfigError(f"unknown musicnn model(s) {unknown}; choose from {list(MODELS)}")

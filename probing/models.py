@@ -295,10 +295,9 @@ def hf_model(name: str, seconds: float | None = None, revision: str | None = Non
     from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoModelForAudioClassification
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if not Path(name).exists():
-        from core.hub import require_hub
+    from core.hub import require_source
 
-        require_hub(f"the model {name!r}")
+    require_source(name, "model")
     if Path(name).is_dir() and not (Path(name) / "config.json").is_file():
         raise ConfigError(
             f"{name}: a folder without config.json is not a model; give a Hub id, a model folder (config.json, "

@@ -30,7 +30,7 @@ from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
 from core.errors import ConfigError, DataError
-from core.hub import require_hub
+from core.hub import require_source
 from core.io import write_json, write_text
 from core.log import get_logger
 from probing.activations import ActivationCache, fill_caches
@@ -131,8 +131,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     from builder.reader import AudioSplit
 
     dataset = args.dataset or str(out / "dataset")
-    if not Path(dataset).exists():  # before any model is loaded: a dataset out of reach is one line at once
-        require_hub(f"the dataset {dataset!r}")
+    require_source(dataset, "dataset")  # before any model is loaded: a dataset out of reach is one line at once
     model = load_model(args.model, args.seconds)
     layers = model.check_layers(args.layers or model.layers)
     if not layers:

@@ -28,7 +28,7 @@ import numpy as np
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
-from core.hub import require_hub
+from core.hub import require_source
 from core.io import write_json
 from core.log import get_logger
 from probing.models import ProbedModel, describe, load_model
@@ -154,8 +154,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     from probing.features import StoreBatches, model_inputs
 
     dataset = args.dataset or str(out / "dataset")
-    if not Path(dataset).exists():  # before any model is loaded: a dataset out of reach is one line at once
-        require_hub(f"the dataset {dataset!r}")
+    require_source(dataset, "dataset")  # before any model is loaded: a dataset out of reach is one line at once
     model = load_model(args.model or str(out / "genre_cnn"), args.seconds)
     resolve_layer(model.module, args.layer)
     audio = AudioSplit(dataset, args.split)

@@ -56,10 +56,9 @@ class ReviewData:
     """One dataset, opened lazily split by split."""
 
     def __init__(self, dataset: str):
-        from core.hub import require_hub
+        from core.hub import require_source
 
-        if not Path(dataset).exists():
-            require_hub(f"the dataset {dataset!r}")
+        require_source(dataset, "dataset")
         self.dataset = dataset
         local = Path(
             dataset

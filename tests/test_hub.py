@@ -54,3 +54,15 @@ def test_a_hub_model_id_and_musiccaps_say_so_in_one_line(no_hub, tmp_path):
     with pytest.raises(ConfigError, match=r"cannot download musiccaps-public.csv from google/MusicCaps \(cannot reach "
                        r"the Hugging Face Hub at .*\); without Hub access set CONCEPTCAPS_MUSICCAPS_CSV"):  # fmt: skip
         download_musiccaps(str(tmp_path))
+
+
+def test_a_local_path_that_does_not_exist_is_not_asked_of_the_hub(tmp_path, monkeypatch, capsys):
+    from probing.probe import main
+
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    missing = tmp_path / "runs" / "demo" / "dataset"
+    with pytest.raises(SystemExit) as e:
+        cli(main, ["--dataset", str(missing), "--model", "musicnn:MTT_musicnn"], lock=False)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err == (f"error: {missing}: no such file or folder (and not a Hub id, owner/name): "
+                                         "give the dataset's path")  # fmt: skip
