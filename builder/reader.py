@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import Counter, defaultdict
+from functools import cached_property
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -98,11 +99,7 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
     """The parquet files of a config's split: in a folder assembly wrote, from its layout; else as the dataset's
     card (`configs:`) lists them: local paths, or `hf://` URLs read by range requests (nothing downloaded whole,
     nothing cached)."""
-    import datasets
-
     layout = assembled_layout(dataset)
-    if layout is None:
-        require_source(dataset, "dataset")
     if layout is not None:
         if config not in layout:
             raise DataError(dataset, f"no {config!r} config (it has {sorted(layout)})")
@@ -110,6 +107,7 @@ def split_files(dataset: str, config: str, split: str) -> list[str]:
         if not files:
             raise DataError(Path(dataset) / layout[config], f"config {config!r} has no split {split!r}")
         return files
+    require_source(dataset, "dataset")
     try:
         files = datasets.load_dataset_builder(dataset, config).config.data_files
     except ValueError as e:  # no such config: a dataset without audio, or a folder without its card
@@ -143,7 +141,6 @@ class AudioSplit:
         columns = list(TEXT_FIELDS) if self.published else ["id", "tags", *CATEGORIES]
         self.files = split_files(dataset, "audio", split)
         source, self._where = [], []  # per source row: (file, row group, row within the group)
-        recorded = True  # every file records each clip's audio_sha256 (our layout since the review app)
         for f, path in enumerate(self.files):
             with open_file(path) as handle:
                 try:
@@ -153,7 +150,6 @@ class AudioSplit:
                 missing = [c for c in (*columns, self.audio_column) if c not in parquet.schema_arrow.names]
                 if missing:
                     raise DataError(path, f"no column(s) {missing}: not this dataset's audio config")
-                recorded &= "audio_sha256" in parquet.schema_arrow.names
                 read = columns + (["audio_sha256"] if "audio_sha256" in parquet.schema_arrow.names else [])
                 source += parquet.read(columns=read).to_pylist()
                 for g in range(parquet.metadata.num_row_groups):
@@ -166,7 +162,7 @@ class AudioSplit:
             self.reader = None
             self.rows = [{**r, "index": i} for i, r in enumerate(source)]
         self.position = {r["id"]: r["index"] for r in self.rows}
-        self.sha256 = {r["id"]: r["audio_sha256"] for r in source if r.get("audio_sha256")} if recorded else {}
+        self.sha256 = {r["id"]: r["audio_sha256"] for r in source if r.get("audio_sha256")}  # where recorded
         self.skipped: dict[str, str] = {}  # id -> why its clip was skipped
 
     def _file_name(self, f: int) -> str:
@@ -179,12 +175,14 @@ class AudioSplit:
         except ValueError:  # a data file outside the folder (a card's configs may point anywhere)
             return Path(path).name
 
-    def _bad(self, f: int, id_: str, reason: str, strict: bool) -> None:
+    def _bad(self, id_: str, reason: str, strict: bool) -> None:
+        """A clip that failed a check: an error with `strict`, else a logged, counted skip."""
         message = f"split {self.split_name!r}, id {id_!r}: {reason}"
+        file = self._file_name(self._where[self.position[id_]][0])
         if strict:
-            raise ClipError(self._file_name(f), message)
+            raise ClipError(file, message)
         if id_ not in self.skipped:
-            logger.warning("%s: %s; skipped", self._file_name(f), message)
+            logger.warning("%s: %s; skipped", file, message)
         self.skipped[id_] = reason
 
     def skip_report(self) -> dict:
@@ -200,16 +198,13 @@ class AudioSplit:
             wave = read_wave(data, seconds, sampling_rate)
         except Exception as e:  # libsndfile, soxr: whatever the bytes make them raise
             reason = f"undecodable ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
-            self._bad(self._file_of(id_), id_, reason, strict)
+            self._bad(id_, reason, strict)
             return None
         if not len(wave) or float(np.abs(wave).max()) < SILENT_PEAK:
             where = "" if seconds is None else f" in its first {seconds:g} s"
-            self._bad(self._file_of(id_), id_, f"silent{where}", strict)
+            self._bad(id_, f"silent{where}", strict)
             return None
         return wave
-
-    def _file_of(self, id_: str) -> int:
-        return self._where[self.position[id_]][0]
 
     def clips(
         self, ids: Sequence[str], seconds: float | None = None, sampling_rate: int = SAMPLING_RATE, strict: bool = False
@@ -246,9 +241,9 @@ class AudioSplit:
                 clip = column[r].as_py()
                 data = clip.get("bytes") if clip else None
                 if not data:
-                    self._bad(f, id_, f"no audio bytes in {self.audio_column!r}", strict)
+                    self._bad(id_, f"no audio bytes in {self.audio_column!r}", strict)
                 elif id_ in self.sha256 and hashlib.sha256(data).hexdigest() != self.sha256[id_]:
-                    self._bad(f, id_, "its audio bytes do not match the recorded audio_sha256", strict)
+                    self._bad(id_, "its audio bytes do not match the recorded audio_sha256", strict)
                 else:
                     yield id_, data
 
@@ -271,6 +266,17 @@ class AudioSplit:
             out.update((id_, table.slice(r, 1).to_pylist()[0]) for r, id_ in rows)
         return out
 
+    @cached_property
+    def taxonomy(self):
+        """The names a concept is resolved against: the published reader's, else the taxonomy.json assembly wrote
+        beside the data, else the reviewed concept table."""
+        from builder.taxonomy import Taxonomy
+
+        own = Path(self.dataset) / "taxonomy.json"
+        if self.published:
+            return self.reader.taxonomy
+        return Taxonomy.load(own) if own.is_file() else Taxonomy.from_concept_table()
+
     def resolve(self, concept: str) -> str:
         """Our concept for a name (a concept, an alias, for a published dataset one of the paper's tags; a family's
         name as it is); a name no taxonomy knows is a ConfigError with the closest concepts, never "too few
@@ -278,11 +284,8 @@ class AudioSplit:
         import difflib
 
         from builder.splits import FAMILY_SUFFIX
-        from builder.taxonomy import Taxonomy
 
-        own = Path(self.dataset) / "taxonomy.json"  # what assembly wrote beside the data
-        taxonomy = self.reader.taxonomy if self.published else (
-            Taxonomy.load(own) if own.is_file() else Taxonomy.from_concept_table())  # fmt: skip
+        taxonomy = self.taxonomy
         base = concept.removesuffix(FAMILY_SUFFIX)
         found = taxonomy.concept_for(base)
         if found is None:

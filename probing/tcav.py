@@ -203,18 +203,20 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
         output.with_name(output.name + ".features.tmp"),
         sampling_rate=model.sampling_rate,
     )
+    # a clip the reader skipped (listed in the report) is in no set: every id the experiment sees has one row
+    positives = {c: [i for i in members[c]["positive"] if i in row_of] for c in chosen}
+    pool = [i for i in pool if i in row_of]
+    class_ids = {k: [i for i in ids if i in row_of] for k, ids in class_ids.items()}
     try:
 
         def inputs(ids: Sequence[str]) -> StoreBatches:
-            return StoreBatches(store, [row_of[i] for i in ids if i in row_of], args.batch_size)  # skips: counted
+            return StoreBatches(store, [row_of[i] for i in ids], args.batch_size)
 
         first = next(iter(inputs(next(ids for ids in class_ids.values() if ids))))
         check_logits(model.module, first, len(model.output_names))
         check_one_row_per_clip(model, args.layer, first)
         design = ExperimentDesign.of(args)
-        report = run_experiment(
-            model.module, args.layer, inputs, {c: members[c]["positive"] for c in chosen}, pool, class_ids, design
-        )
+        report = run_experiment(model.module, args.layer, inputs, positives, pool, class_ids, design)
     finally:
         store.close()
     if not report["results"]:

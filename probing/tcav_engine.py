@@ -72,6 +72,16 @@ def _split(n: int, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndar
     return order[:n_test], order[n_test:]
 
 
+def _mean_difference(x: np.ndarray, is_a: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray, float]:
+    """FastCAV on the training part of `x`: the difference of the two sets' means (toward set a), and its held-out
+    accuracy with the threshold halfway between the projected means."""
+    test, train = _split(len(x), seed, test_fraction)
+    mean_a, mean_b = x[train][is_a[train]].mean(0), x[train][~is_a[train]].mean(0)
+    direction = mean_a - mean_b
+    threshold = float((mean_a + mean_b) @ direction / 2)
+    return direction, float(((x[test] @ direction > threshold) == is_a[test]).mean())
+
+
 def _fast_cav_classifier(seed: int, test_fraction: float = 0.33):
     """A captum `Classifier` whose CAV is the difference of the two sets' mean activations on the training part
     (FastCAV), its threshold halfway between the projected means; accuracy on the held-out part."""
@@ -84,15 +94,11 @@ def _fast_cav_classifier(seed: int, test_fraction: float = 0.33):
         def train_and_eval(self, dataloader, **kwargs):
             x = torch.cat([b[0] for b in dataloader]).float().cpu().numpy()
             y = torch.cat([b[1] for b in dataloader]).cpu().numpy()
-            test, train = _split(len(y), seed, test_fraction)
             self.labels = sorted({int(v) for v in y})
             if len(self.labels) != 2:
                 raise DataError(None, f"a CAV needs two sets of activations; got labels {self.labels}")
-            low, high = (x[train][y[train] == c].mean(0) for c in self.labels)
-            self.coef = high - low
-            threshold = float((high + low) @ self.coef / 2)
-            predicted = np.where(x[test] @ self.coef > threshold, self.labels[1], self.labels[0])
-            return {"accs": torch.tensor(float((predicted == y[test]).mean()))}
+            self.coef, accuracy = _mean_difference(x, y == self.labels[1], seed, test_fraction)
+            return {"accs": torch.tensor(accuracy)}
 
         def weights(self):
             coef = torch.tensor(self.coef, dtype=torch.float32)
@@ -102,12 +108,6 @@ def _fast_cav_classifier(seed: int, test_fraction: float = 0.33):
             return self.labels
 
     return MeanDifferenceClassifier()
-
-
-CAV_ESTIMATORS = {
-    "logistic": lambda seed: _cav_classifier(seed),
-    "mean_difference": lambda seed: _fast_cav_classifier(seed),
-}
 
 
 def _cav_classifier(seed: int, test_fraction: float = 0.33):
@@ -145,6 +145,9 @@ def _cav_classifier(seed: int, test_fraction: float = 0.33):
             return [int(c) for c in self.lm.classes_]  # plain ints: captum reloads CAVs with weights_only=True
 
     return LogisticCAVClassifier()
+
+
+CAV_ESTIMATORS = {"logistic": _cav_classifier, "mean_difference": _fast_cav_classifier}  # seed -> captum Classifier
 
 
 def _prediction_t_test(concept_mean: float, null_means: Sequence[float]) -> float:
@@ -296,14 +299,9 @@ def _fast_counts(acts: dict, sets: list, randoms: list, grads: dict, seed: int, 
     its examples' gradients at the same layer."""
     pairs = _pairs(sets, randoms)
     directions, accuracy = [], {}
-    for a, b in pairs:
-        x = np.concatenate([acts[a], acts[b]])
+    for a, b in pairs:  # each CAV points toward the first set: the concept (or the random set playing it)
         first = np.r_[np.ones(len(acts[a]), bool), np.zeros(len(acts[b]), bool)]
-        test, train = _split(len(x), seed, test_fraction)
-        mean_a, mean_b = x[train][first[train]].mean(0), x[train][~first[train]].mean(0)
-        direction = mean_a - mean_b  # toward the first set: the concept (or the random set playing it)
-        threshold = float((mean_a + mean_b) @ direction / 2)
-        accuracy[a, b] = float(((x[test] @ direction > threshold) == first[test]).mean())
+        direction, accuracy[a, b] = _mean_difference(np.concatenate([acts[a], acts[b]]), first, seed, test_fraction)
         directions.append(direction)
     directions = np.stack(directions)
     positive = {k: dict(zip(pairs, (g @ directions.T > 0).sum(0).tolist())) for k, g in grads.items()}
@@ -507,7 +505,6 @@ def run_experiment(
         reason}, "random_sets": {concept: R used}, "set_sizes": {concept: examples per set}, "design"}
     """
     rng = np.random.default_rng(design.seed)
-    class_inputs = {k: inputs(list(ids)) for k, ids in classes.items() if len(ids)}
     left_out, dealt = {}, {}
     for name, ids in concepts.items():
         sets = deal(list(ids), design, rng)
@@ -537,6 +534,7 @@ def run_experiment(
         runs = [(dealt, random_sets(random_pool, {i for ids in concepts.values() for i in ids}, size))]
     results, random_counts, sizes = [], {}, {}
     rows = _id_rows(model, layer, inputs, runs, classes) if design.cav == "mean_difference" else None
+    class_inputs = None if rows else {k: inputs(list(ids)) for k, ids in classes.items() if len(ids)}
     for tested, randoms in runs:
         if len(randoms) < 2:
             left_out.update({n: "too few examples free of the positives for two random sets" for n in tested})

@@ -152,3 +152,26 @@ def test_the_audit_of_a_dataset_with_a_tampered_clip_skips_it_and_keeps_the_figu
     assert rows and sum(r["positives"] + r["negatives"] for r in rows.values()) > 40  # figures, not an empty audit
     sets = read_concept_sets(str(folder), "train", list(rows))
     assert any(tampered in sets[c]["positive"] + sets[c]["negative"] for c in rows)  # it would have counted
+
+
+def test_tcav_leaves_out_a_clip_that_fails_its_checks_and_lists_it(tmp_path, monkeypatch):
+    """A train clip that cannot be decoded is in no set (every id the experiment sees has its model inputs) and is
+    listed in the report's skipped clips; the run goes on."""
+    from fixtures.published import write_published
+    from probing.genre_classifier import main as classifier_main
+    from probing.tcav import main as tcav_main
+
+    folder = tmp_path / "published"
+    write_published(folder, n=60)
+    path = folder / "audio" / "train-00000-of-00001.parquet"
+    ids = [r["id"] for r in pq.read_table(path, columns=["id"]).to_pylist()]
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    cnn = "--epochs 1 --duration_s 0.5 --channels 4 --num_classes 2 --architecture frames".split()
+    classifier_main([f"--dataset={folder}", f"--output_dir={tmp_path / 'cnn'}", *cnn])
+    replace_audio(path, "file_name", {i: b"garbage" for i in ids[3:12]})
+    report = tcav_main([f"--dataset={folder}", f"--model={tmp_path / 'cnn'}", "--layer=frames", "--concepts", "piano",
+                        *"--min_examples 3 --batch_size 4 --concept_sets 2 --random_sets 5".split(),
+                        f"--output={tmp_path / 'tcav.json'}"])  # fmt: skip
+    assert report["results"] and report["skipped_clips"]["count"] >= 1
+    assert set(report["skipped_clips"]["clips"]) <= set(ids[3:12])
+    assert all(reason.startswith("undecodable") for reason in report["skipped_clips"]["clips"].values())
