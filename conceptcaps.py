@@ -7,6 +7,7 @@
     from conceptcaps import concept_examples
     piano = concept_examples("<repo or folder>", "piano", split="train")   # {"positive", "negative", "random"}
     piano = concept_examples("bsienkiewicz/ConceptCaps", "piano", split="train")   # the paper's published dataset
+    piano = concept_examples("<repo or folder>", "piano", evidence="confirmed")   # only if a judge confirmed it
 
 The configs and features are in `builder.schema`; `builder.assemble` writes them; `builder.reader` reads them. A
 dataset in the paper's published schema (no `concepts` config, raw tags) is recognised from its features: its tags
@@ -15,14 +16,25 @@ are mapped onto our concepts and its sets are built on the fly by the code assem
 
 from __future__ import annotations
 
+from builder.evidence import EVIDENCE_LEVELS, read_evidence, restrict
 from builder.reader import group_members, is_published_dataset, open_dataset, published_reader, read_concept_sets
 from builder.schema import BASE_FEATURES, CONCEPT_FEATURES, CONFIG_DIRS, RENDER_FEATURES  # noqa: F401 (re-exported)
+from core.log import get_logger
+
+logger = get_logger(__name__)
 
 __all__ = ["concept_examples", "is_published_dataset", "open_dataset", "published_reader"]
 
 
 def concept_examples(
-    path: str, concept: str, split: str = "train", config: str = "default", family: bool = False, **kwargs
+    path: str,
+    concept: str,
+    split: str = "train",
+    config: str = "default",
+    family: bool = False,
+    evidence: str = "any",
+    evidence_from: str | None = None,
+    **kwargs,
 ) -> dict:
     """A concept's positive and negative examples and its random sets, as datasets, in one call.
 
@@ -35,14 +47,23 @@ def concept_examples(
             subsets ("25pct", "10pct-audio", ...), whose sets are then built within the subset.
         family: the sets of the concept's family instead: positives list the concept or one narrower than it
             (`rock` with hard rock, indie rock ...: `builder/data/relations.tsv`).
+        evidence: "any" (every set), or "confirmed": only a concept an independent judge confirmed in this split
+            (the dataset's `evidence` config, written by `python -m probing.audit`), and for rendered clips its
+            positives without the clips a per-clip check flags; anything else is a ValueError naming the verdicts.
+        evidence_from: where the evidence is read instead of the dataset: an audit report (JSON), for a dataset
+            that carries none, such as the paper's published one.
     Returns:
-        {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...]}; for a published dataset also
-        "summary": the set's sizes and matching quality, and the rows dropped and tags left unmapped, with counts.
+        {"positive": Dataset, "negative": Dataset, "random": [Dataset, ...], "evidence": {"verdict", "judges",
+        "left_out_clips": {id: why}}}; for a published dataset also "summary": the set's sizes and matching
+        quality, and the rows dropped and tags left unmapped, with counts.
     """
     from builder.splits import FAMILY_SUFFIX
 
+    if evidence not in EVIDENCE_LEVELS:
+        raise ValueError(f"evidence={evidence!r}: choose one of {list(EVIDENCE_LEVELS)}")
+    check = _EvidenceCheck(evidence_from or str(path), split, evidence)
     if is_published_dataset(path, split, **kwargs):
-        return _published_concept_examples(path, concept, split, config, family, **kwargs)
+        return _published_concept_examples(path, concept, split, config, family, check, **kwargs)
     name = concept + FAMILY_SUFFIX if family else concept
     sets = read_concept_sets(str(path), split, [name]).get(name)
     if sets is None:
@@ -50,8 +71,27 @@ def concept_examples(
             f"no concept set for {name!r} in split {split!r} (too few positives, not a concept, or "
             f"{'no concept narrower than it' if family else 'a typo'})"
         )
+    sets, report = check(name, sets)
     examples = open_dataset(path, config, split=split, **kwargs)
-    return _select(examples, sets, {id_: i for i, id_ in enumerate(examples["id"])})
+    return {**_select(examples, sets, {id_: i for i, id_ in enumerate(examples["id"])}), "evidence": report}
+
+
+class _EvidenceCheck:
+    """A concept's sets restricted to an evidence level (`builder.evidence.restrict`); at "any" nothing is read."""
+
+    def __init__(self, source: str, split: str, level: str):
+        self.source, self.split, self.level = source, split, level
+
+    def __call__(self, name: str, sets: dict) -> tuple[dict, dict]:
+        if self.level == "any":
+            return sets, {"verdict": None, "judges": [], "left_out_clips": {}}
+        kept, report = restrict(sets, name, read_evidence(self.source, self.split), self.level)
+        if kept is None:
+            judges = "; ".join(report["judges"]) or "no judge speaks for it"
+            raise ValueError(f"{name!r} in split {self.split!r} is {report['verdict']}, not confirmed ({judges})")
+        if report["left_out_clips"]:
+            logger.info("%s: %d positives left out by per-clip checks", name, len(report["left_out_clips"]))
+        return kept, report
 
 
 def _select(examples, sets: dict, position: dict[str, int]) -> dict:
@@ -64,7 +104,9 @@ def _select(examples, sets: dict, position: dict[str, int]) -> dict:
     }
 
 
-def _published_concept_examples(path: str, concept: str, split: str, config: str, family: bool, **kwargs) -> dict:
+def _published_concept_examples(
+    path: str, concept: str, split: str, config: str, family: bool, check: _EvidenceCheck, **kwargs
+) -> dict:
     from builder.published import TEXT_FIELDS, resolve_concept
     from builder.splits import FAMILY_SUFFIX, ConceptSetArguments, concept_sets
 
@@ -84,7 +126,9 @@ def _published_concept_examples(path: str, concept: str, split: str, config: str
             f"{ConceptSetArguments.min_positives}{', or nothing narrower than it' if family else ''}"
         )
     index = {r["id"]: r["index"] for r in rows}
+    sets, report = check(name, group_members(set_rows)[name])
     return {
-        **_select(source, group_members(set_rows)[name], index),
+        **_select(source, sets, index),
+        "evidence": report,
         "summary": {"concept": name, **summary["concepts"][f"{split}/{name}"], **reader.report()},
     }

@@ -254,7 +254,7 @@ STAGES = [
         "audit",
         "probing.audit",
         ("dataset/build_summary.json", *(f"cache:musicnn/{m}.json" for m in AUDIT_MODELS)),
-        ("tagger_audit.json", "tagger_audit.png"),
+        ("tagger_audit.json", "tagger_audit.png", "dataset/evidence"),
         lambda d: ["--dataset", str(d / "dataset"), "--output", str(d / "tagger_audit.json")],
         report=lambda d: (
             "",

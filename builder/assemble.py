@@ -153,6 +153,12 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
         "backend": backend.get("name", "any"),
         "excluded": backend.get("excluded", {}),
         "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),
+        "arranged_not_confirmed": backend.get("arranged_not_confirmed", {}),
+        "examples_holding_unconfirmed": sum(
+            any(t in backend.get("arranged_not_confirmed", {}) for t in e["tags"]) for e in examples
+        ),
+        "genre_core_added": backend.get("genre_core_added", {}),
+        "lists_completed_for_genre": backend.get("lists_completed_for_genre", 0),
         "lists": sampled.get("lists"),
         "balance": {k: balance[k] for k in BALANCE_KEYS if k in balance} if balance else None,
         "positives": positives,

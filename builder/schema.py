@@ -7,6 +7,8 @@ Configs:
             meter, key, mode, feels, stems with their levels ...) and `midi`
   concepts  concept, category, split, role (positive / negative / random), set_index, id
   reviews   listeners' verdicts: id, concept, question, answer, reviewer (a pseudonym), time, audio sha256
+  evidence  what independent judges say of each concept set (`builder.evidence`): concept, split, judge, figure with
+            its 95 % interval, n, verdict; rows with an id flag one clip. Written by the audit (`probing.audit`)
 
 `SplitWriter` writes one config's split as parquet files of bounded size, named as `push_to_hub` names them
 (`train-00000-of-00003.parquet`), with the features in the schema metadata as `datasets` writes them, so that
@@ -45,6 +47,7 @@ STEM_FEATURES = {  # one per (instrument concept, General MIDI channel program) 
     "bank": datasets.Value("int32"),  # General MIDI bank (128: percussion)
     "program": datasets.Value("int32"),  # General MIDI program
     "share_db": datasets.Value("float32"),  # the concept's stems' energy over the mix's, in dB
+    "soundfont": datasets.Value("string"),  # the soundfont it was played from
 }
 RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for MusicGen audio)
     "bpm": datasets.Value("float32"),
@@ -76,7 +79,13 @@ def render_columns(ground_truth: str | dict | None) -> dict:
         return columns
     columns.update({k: truth.get(k) for k in columns if k != "stems"})
     columns["stems"] = [
-        {"concept": i["concept"], "bank": int(bank), "program": int(program), "share_db": float(i["stem_share_db"])}
+        {
+            "concept": i["concept"],
+            "bank": int(bank),
+            "program": int(program),
+            "share_db": float(i["stem_share_db"]),
+            "soundfont": i.get("soundfont", truth.get("soundfont")),
+        }
         for i in truth.get("instruments", [])
         for bank, program in i["programs"]
     ]
@@ -101,7 +110,30 @@ REVIEW_FEATURES = {  # listeners' verdicts (builder.reviews), each on the clip a
     "audio_sha256": datasets.Value("string"),
     "dataset_version": datasets.Value("string"),  # the version the verdict was given on
 }
-CONFIG_DIRS = {"default": "data", "audio": "audio", "concepts": "concepts", "reviews": "reviews"}
+VERDICTS = ("confirmed", "not confirmed", "contradicted", "no judge")
+EVIDENCE_FEATURES = {  # one judge's verdict on one concept set (or, with an id, on one clip of it)
+    "concept": datasets.Value("string"),
+    "category": datasets.Value("string"),
+    "split": datasets.Value("string"),
+    "judge": datasets.Value("string"),  # a tagger (MTT_musicnn ...), a signal judge (tempo, mode ...), listeners
+    "criterion": datasets.Value("string"),  # the tag, or what the judge's figure should do ("tempo_bpm higher")
+    "measure": datasets.Value("string"),  # auc, audible_share, tempo_agrees ...
+    "value": datasets.Value("float32"),
+    "low": datasets.Value("float32"),  # the 95 % interval
+    "high": datasets.Value("float32"),
+    "positives": datasets.Value("int32"),
+    "negatives": datasets.Value("int32"),
+    "verdict": datasets.ClassLabel(names=list(VERDICTS)),
+    "id": datasets.Value("string"),  # the clip a per-clip flag is about (None: the concept's set as a whole)
+    "note": datasets.Value("string"),
+}
+CONFIG_DIRS = {
+    "default": "data",
+    "audio": "audio",
+    "concepts": "concepts",
+    "reviews": "reviews",
+    "evidence": "evidence",
+}
 CONFIG_FEATURES = {
     "default": datasets.Features(BASE_FEATURES),
     "audio": datasets.Features(
@@ -114,6 +146,7 @@ CONFIG_FEATURES = {
     ),
     "concepts": datasets.Features(CONCEPT_FEATURES),
     "reviews": datasets.Features(REVIEW_FEATURES),
+    "evidence": datasets.Features(EVIDENCE_FEATURES),
 }
 
 

@@ -56,6 +56,24 @@ def configs_metadata(config_dirs: dict[str, str], root: Path) -> list[dict]:
     return [c for c in configs if c["data_files"]]  # a config with no rows at all (no reviews yet) is not listed
 
 
+def dataset_info_metadata(config_dirs: dict[str, str], root: Path) -> list[dict]:
+    """The card's `dataset_info:` per config: each split's rows and bytes, read from its parquet files' footers.
+    `load_dataset` keys its cache of a folder with a card on these (its `configs:` patterns stay the same when a
+    folder is regenerated in place), and checks the rows it reads against them."""
+    infos = []
+    for config in configs_metadata(config_dirs, root):
+        folder = root / config_dirs[config["config_name"]]
+        splits = []
+        for entry in config["data_files"]:
+            files = sorted(folder.glob(f"{entry['split']}-*.parquet"))
+            splits.append({"name": entry["split"], "num_bytes": sum(f.stat().st_size for f in files),
+                           "num_examples": sum(pq.ParquetFile(f).metadata.num_rows for f in files)})  # fmt: skip
+        size = sum(s["num_bytes"] for s in splits)
+        infos.append({"config_name": config["config_name"], "splits": splits, "download_size": size,
+                      "dataset_size": size})  # fmt: skip
+    return infos
+
+
 def _stats(values: Sequence[float], digits: int = 4) -> dict:
     v = np.asarray(values, dtype=float)
     return {
@@ -159,6 +177,7 @@ def render_card(
         size_categories=[size_category(len(examples))],
         source_datasets=["google/MusicCaps", *([summary["source"]["dataset"]] if "source" in summary else [])],
         configs=configs_metadata(summary["configs"], folder),
+        dataset_info=dataset_info_metadata(summary["configs"], folder),
     )
     sets = [v for v in concept_summary["concepts"].values() if not v.get("family")]
     families = sorted({k.split("/", 1)[1] for k, v in concept_summary["concepts"].items() if v.get("family")})
@@ -202,6 +221,7 @@ def render_card(
         rendered=first["audio_model"].startswith("symbolic"),
         soundfont_credit=json.loads(first["generation_params"]).get("soundfont_credit", "a soundfont"),
         **audit_fields(audit),
+        **evidence_fields(folder, audit),
         **sampling_fields(summary.get("sampling"), taxonomy),
         removed_by_relation=dict(removed),
         families=families,
@@ -250,6 +270,43 @@ def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:
     positives = sampling["positives"]
     rows = [(c.name, c.category, positives[c.name]) for c in taxonomy.concepts if c.name in positives]
     return {"sampling": sampling, "sampling_splits": SPLITS, "sampling_rows": rows}
+
+
+def evidence_fields(folder: Path, audit: dict | None) -> dict:
+    """The template's view of the dataset's `evidence` config: per concept its category, its verdict per split and
+    each judge's figure in the first split; counts of verdicts, per-clip flags, and how well the signal judges
+    recover the rendered ground truth (from the audit's report)."""
+    from builder.evidence import concept_verdict, read_evidence
+
+    try:
+        rows = read_evidence(str(folder))
+    except DataError:  # assembled before the evidence config existed
+        rows = []
+    if not rows:
+        return {"evidence": None}
+    splits = [s for s in SPLITS if any(r["split"] == s for r in rows)]
+    category = {r["concept"]: r["category"] for r in rows}
+    order = {c: i for i, c in enumerate(CATEGORIES)}
+    table = []
+    for concept in sorted(category, key=lambda c: (order.get(category[c], len(order)), c)):
+        mine = [r for r in rows if r["concept"] == concept and not r["id"]]
+        present = {r["split"] for r in mine}
+        figures = [
+            f"{r['judge']} {r['criterion'].split(': ', 1)[-1]} {r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]"
+            for r in mine
+            if r["split"] == splits[0] and r["measure"]
+        ]
+        verdicts = {s: concept_verdict(r for r in mine if r["split"] == s) if s in present else "-" for s in splits}
+        table.append({"concept": concept, "category": category[concept], "verdicts": verdicts,
+                      "figures": "; ".join(figures) or "-"})  # fmt: skip
+    first = [t["verdicts"][splits[0]] for t in table]
+    return {
+        "evidence": table,
+        "evidence_splits": splits,
+        "evidence_counts": {v: first.count(v) for v in dict.fromkeys(first)},
+        "evidence_flags": sum(1 for r in rows if r["id"]),
+        "ground_truth": (audit or {}).get("ground_truth", {}).get(splits[0]),
+    }
 
 
 def audit_fields(audit: dict | None) -> dict:
@@ -316,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         if not audit:
             raise DataError(args.tagger_audit, "tagger audit not found (make it with `python -m probing.audit`)")
         plot = Path(args.tagger_audit).with_suffix(".png")
-        if audit["models"] and plot.is_file():
+        if plot.is_file():
             (folder / "images").mkdir(parents=True, exist_ok=True)
             shutil.copyfile(plot, folder / "images" / "tagger_audit.png")
     judge_tcav = None

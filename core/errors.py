@@ -19,7 +19,10 @@ class DataError(ConceptCapsError, ValueError):
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
-        self.path, self.row, self.field = path, row, field
+        self.path, self.message, self.row, self.field = path, message, row, field
+
+    def __reduce__(self):  # picklable, so that a worker process's error reaches its parent whole
+        return type(self), (self.path, self.message, self.row, self.field)
 
 
 class ConfigError(ConceptCapsError, ValueError):

@@ -67,3 +67,16 @@ def hub_file_commit(path) -> str | None:
         commit = parts[parts.index("snapshots") + 1]
         return commit if len(commit) == 40 else None
     return None
+
+
+def dataset_identity(name_or_path: str) -> str:
+    """How a report names the dataset it read: a Hub id as given, or for a local folder "local dataset
+    sha256:<16 hex digits>" of its record of files (`checksums.json`, written by the card stage; else its build
+    summary), never its path."""
+    path = Path(name_or_path)
+    if not path.is_dir():
+        return str(name_or_path)
+    for record in ("checksums.json", "build_summary.json"):
+        if (path / record).is_file():
+            return f"local dataset sha256:{sha256_file(path / record)[:16]} ({record})"
+    return f"local dataset sha256:{folder_sha256(str(path.resolve()))[:16]}"

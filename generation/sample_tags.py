@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -53,8 +53,10 @@ TAGS_SCHEMA = pa.schema(
         ("seed", pa.int64()),
         ("draw", pa.int64()),
         ("balanced_for", pa.string()),  # the concept a balancing draw was made for; null for the VAE's own draws
+        ("added_for_genre", pa.list_(pa.string())),  # instruments added for a listed genre's core (symbolic backend)
     ]
 )
+GENRE_CORE_TABLE = Path(__file__).resolve().parent / "data" / "genre_instruments.tsv"
 
 
 @dataclass
@@ -111,15 +113,56 @@ class BackendCoverage:
     name: str
     excluded: dict[str, str]  # concept -> reason
     required_categories: tuple[str, ...] = ()
+    unconfirmed: dict[str, str] = field(default_factory=dict)  # arranged, but no judge confirms it: its verdict
+    core: "GenreCore | None" = None  # the genres' core instruments a list gets (symbolic backend)
+
+
+class GenreCore:
+    """The reviewed table of each genre's core instruments (`generation/data/genre_instruments.tsv`), as slots of
+    alternatives over the taxonomy's concepts; `complete` fills the slots a drawn list lacks."""
+
+    def __init__(self, names: Sequence[str], excluded: dict[str, str], path: Path = GENRE_CORE_TABLE):
+        from core.io import read_tsv
+
+        index = {n: i for i, n in enumerate(names)}
+        self.names = list(names)
+        self.slots: dict[int, list[list[int]]] = {}
+        for row, (genre, core, _reason) in read_tsv(path, 3):
+            slots = [[a.strip() for a in slot.split(" / ")] for slot in core.split(" | ")]
+            unknown = [a for slot in slots for a in slot if a not in index or a in excluded]
+            if genre not in index or unknown:
+                raise DataError(
+                    path, f"{genre!r}: not a carried concept of the taxonomy: {unknown or [genre]}", row=row
+                )
+            self.slots[index[genre]] = [[index[a] for a in slot] for slot in slots]
+
+    def complete(self, chosen: np.ndarray) -> list[tuple[str, ...]]:
+        """Add, in place, the first alternative of every slot a listed genre's row lacks; per list the names added."""
+        added: list[tuple[str, ...]] = []
+        genres = [g for g in self.slots]
+        for row in chosen:
+            names = []
+            for g in genres:
+                if row[g]:
+                    for slot in self.slots[g]:
+                        if not row[slot].any():
+                            row[slot[0]] = True
+                            names.append(self.names[slot[0]])
+            added.append(tuple(names))
+        return added
 
 
 def backend_coverage(name: str, taxonomy: Taxonomy) -> BackendCoverage:
     if name == "symbolic":
-        from generation.symbolic import RenderTables
+        from generation.symbolic import RenderTables, render_evidence
 
         tables = RenderTables(taxonomy)
         excluded = {c: row.reason for c, row in tables.rows.items() if row.reason}
-        return BackendCoverage(name, excluded, ("instrument",))  # it plays only the listed instruments
+        verdicts = render_evidence()
+        unconfirmed = {c: verdicts.get(c, "not measured") for c in taxonomy.names
+                       if c not in excluded and verdicts.get(c) != "confirmed"}  # fmt: skip
+        core = GenreCore(taxonomy.names, excluded)
+        return BackendCoverage(name, excluded, ("instrument",), unconfirmed, core)  # it plays the listed instruments
     return BackendCoverage(name, {})
 
 
@@ -161,20 +204,25 @@ class _Keeper:
             seen_lists,
         )
         self.required = [CATEGORIES.index(c) for c in coverage.required_categories]
+        # list -> (draw, the concept it was drawn for, the instruments added for its genres)
+        self.kept: dict[tuple[str, ...], tuple[int, str | None, tuple[str, ...]]] = {}
         self.forbidden = forbidden.astype(np.float32)
-        self.kept: dict[tuple[str, ...], tuple[int, str | None]] = {}  # list -> (draw, concept it was drawn for)
         self.counts = np.zeros(len(names), dtype=np.int64)  # positives per concept among the kept lists
         self.index = {n: i for i, n in enumerate(names)}
+
+    def checks(self, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+        """Each list's categories, whether it lacks a required one, whether it contradicts itself, and its names."""
+        cats = np.stack([chosen[:, self.category_ids == c].any(1) for c in range(len(CATEGORIES))], 1)
+        n_categories = cats.sum(1)
+        lacks_required = ~cats[:, self.required].all(1) if self.required else np.zeros(len(chosen), dtype=bool)
+        contradicts = ((chosen.astype(np.float32) @ self.forbidden) * chosen).any(1)
+        return n_categories, lacks_required, contradicts, [tuple(self.names[row]) for row in chosen]
 
     def raw_stats(
         self, chosen: np.ndarray, raw: Counter, raw_lists: set
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
         """Each decoded list's checks, and the raw (before any rejection) statistics of the batch."""
-        cats = np.stack([chosen[:, self.category_ids == c].any(1) for c in range(len(CATEGORIES))], 1)
-        n_categories = cats.sum(1)
-        lacks_required = ~cats[:, self.required].all(1) if self.required else np.zeros(len(chosen), dtype=bool)
-        contradicts = ((chosen.astype(np.float32) @ self.forbidden) * chosen).any(1)
-        drawn = [tuple(self.names[row]) for row in chosen]
+        n_categories, lacks_required, contradicts, drawn = self.checks(chosen)
         raw["draws"] += len(chosen)
         raw["valid"] += int((n_categories >= self.args.min_categories).sum())
         raw["contradictory"] += int(contradicts.sum())
@@ -192,8 +240,13 @@ class _Keeper:
         stop,
         balanced_for: str | None = None,
     ) -> None:
-        """Keep the batch's lists that pass every check, in order, until `stop()`; count every reject by reason."""
+        """Keep the batch's lists that pass every check, in order, until `stop()`; count every reject by reason. With
+        the backend's genre core, each list first gets its genres' core instruments (then checked like the rest)."""
         n_categories, lacks_required, contradicts, drawn = self.raw_stats(chosen, raw, raw_lists)
+        added = [()] * len(chosen)
+        if self.coverage.core is not None:
+            added = self.coverage.core.complete(chosen)
+            n_categories, lacks_required, contradicts, drawn = self.checks(chosen)
         args = self.args
         for i, tags in enumerate(drawn):
             if stop():
@@ -209,7 +262,7 @@ class _Keeper:
             elif args.reject_seen and tags in self.seen:
                 rejects["copy of a MusicCaps list"] += 1
             else:
-                self.kept[tags] = (first_draw + i, balanced_for)
+                self.kept[tags] = (first_draw + i, balanced_for, added[i])
                 self.counts[[self.index[t] for t in tags]] += 1
 
 
@@ -295,7 +348,7 @@ def sample_tag_lists(
     if args.min_positives_per_concept > 0:
         balance = _balance(model, keeper, excluded, args, draws, sampling_seconds)  # its draws counted in it
     rows = []
-    for k, (tags, (draw, balanced_for)) in enumerate(keeper.kept.items()):
+    for k, (tags, (draw, balanced_for, added)) in enumerate(keeper.kept.items()):
         per_cat = {c: [t for t in tags if taxonomy.category_of[t] == c] for c in CATEGORIES}
         rows.append(
             {
@@ -305,6 +358,7 @@ def sample_tag_lists(
                 "seed": args.seed,
                 "draw": draw,
                 "balanced_for": balanced_for,
+                "added_for_genre": list(added),
             }
         )
     considered = sum(rejects.values()) + args.num_lists
@@ -325,6 +379,12 @@ def sample_tag_lists(
             "marginal_jsd_before_after_exclusion": squared_jsd(marginal_before, marginal_after)
             if excluded.any()
             else 0.0,
+            # carried, but no independent judge confirmed it at scale (generation/data/render_evidence.tsv)
+            "arranged_not_confirmed": coverage.unconfirmed,
+            "lists_holding_unconfirmed": sum(any(t in coverage.unconfirmed for t in tags) for tags in keeper.kept),
+            # instruments a listed genre's core needed (generation/data/genre_instruments.tsv), per instrument
+            "genre_core_added": dict(Counter(t for _, _, added in keeper.kept.values() for t in added).most_common()),
+            "lists_completed_for_genre": sum(bool(added) for _, _, added in keeper.kept.values()),
         },
         "seconds": round(sampling_seconds, 3),
         "balance": balance,

@@ -61,6 +61,15 @@ STYLES = DATA_DIR / "render_styles.tsv"
 TIMBRES = DATA_DIR / "render_timbres.tsv"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")  # Debian's fluid-soundfont-gm: FluidR3_GM, MIT, (c) Frank Wen
 SOUNDFONT_CREDIT = "FluidR3_GM.sf2 by Frank Wen (MIT licence), from Debian's fluid-soundfont-gm"
+SOUNDFONTS = {  # the soundfonts render_soundfonts.tsv may name: file, credit, the Debian package that installs it
+    "FluidR3_GM": (SOUNDFONT, SOUNDFONT_CREDIT, "fluid-soundfont-gm"),
+    "MuseScore_General": (
+        Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
+        "MuseScore_General.sf3 by S. Christian Collins (MIT licence), from Debian's musescore-general-soundfont",
+        "musescore-general-soundfont",
+    ),
+}
+VOICES = DATA_DIR / "render_soundfonts.tsv"  # which soundfont plays an instrument, where not the default
 GAIN = 0.4
 INAUDIBLE_DB = -15.0
 
@@ -76,6 +85,46 @@ class Row:
         """A program instrument's real range: its lowest and highest MIDI note (checked when the table is read)."""
         low, high = self.values["range"].split("-")
         return int(low), int(high)
+
+
+EVIDENCE_TABLE = DATA_DIR / "render_evidence.tsv"
+
+
+@functools.lru_cache(maxsize=1)
+def render_evidence(path: Path = EVIDENCE_TABLE) -> dict[str, str]:
+    """{concept: verdict} of the renderer's audible concepts, measured at scale by benchmarks/bench_evidence.py
+    (`builder.evidence.concept_verdict` of its judges' rows); a concept it did not measure is absent."""
+    from builder.evidence import concept_verdict
+
+    rows: dict[str, list[dict]] = {}
+    for _, (concept, *_, verdict) in read_tsv(path, 9):
+        rows.setdefault(concept, []).append({"verdict": verdict, "id": None})
+    return {c: concept_verdict(r) for c, r in rows.items()}
+
+
+def voices(taxonomy: Taxonomy | None = None, path: Path = VOICES) -> dict[str, Path]:
+    """{instrument concept: the soundfont file that plays it} from the reviewed table (`render_soundfonts.tsv`:
+    chosen per instrument by benchmarks/bench_soundfonts.py); a named soundfont not installed is one line naming
+    the Debian package that installs it."""
+    out = {}
+    for row, (concept, name, _reason) in read_tsv(path, 3):
+        if name not in SOUNDFONTS:
+            raise DataError(path, f"soundfont {name!r} is none of {sorted(SOUNDFONTS)}", row=row)
+        if taxonomy is not None and taxonomy.category_of.get(concept) != "instrument":
+            raise DataError(path, f"{concept!r} is not an instrument concept", row=row)
+        file, _, package = SOUNDFONTS[name]
+        if not file.is_file():
+            raise DataError(file, f"not found: {concept} is played from it (install Debian's {package}: "
+                            "bash scripts/setup.sh does)")  # fmt: skip
+        out[concept] = file
+    return out
+
+
+def soundfont_credits(default: Path, voiced: dict[str, Path]) -> list[str]:
+    """The credit of every soundfont a renderer plays from: the default's, then each of the table's."""
+    by_file = {file: credit for file, credit, _ in SOUNDFONTS.values()}
+    files = dict.fromkeys([default, *voiced.values()])
+    return [by_file.get(f, f"{f.name} (see its licence)") for f in files]
 
 
 class RenderTables:
@@ -248,8 +297,11 @@ def midi_bytes(arr: Arrangement) -> bytes:
     return buffer.getvalue()
 
 
-def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) -> tuple[np.ndarray, dict[int, float]]:
-    """The mono mix and each channel's energy (sum of squares), from one fresh synthesizer."""
+def render(
+    arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int, voices: dict[str, Path] | None = None
+) -> tuple[np.ndarray, dict[int, float]]:
+    """The mono mix and each channel's energy (sum of squares), from one fresh synthesizer; a concept in `voices`
+    is played from that soundfont, every other from `soundfont` (each file loaded once)."""
     import fluidsynth
 
     synth = fluidsynth.Synth(
@@ -265,11 +317,14 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
         },
     )
     try:
-        sfid = synth.sfload(str(soundfont))
-        if sfid < 0:
-            raise DataError(soundfont, "FluidSynth cannot load this soundfont")
+        font_of = {ch: (voices or {}).get(concept, soundfont) for concept, chans in arr.parts.items() for ch in chans}
+        sfids = {}
+        for path in dict.fromkeys([soundfont, *font_of.values()]):
+            sfids[path] = synth.sfload(str(path))
+            if sfids[path] < 0:
+                raise DataError(path, "FluidSynth cannot load this soundfont")
         for ch, (bank, preset) in arr.programs.items():
-            synth.program_select(ch, sfid, bank, preset)
+            synth.program_select(ch, sfids[font_of.get(ch, soundfont)], bank, preset)
             synth.cc(ch, 10, 64)  # centred: General MIDI presets are panned
             synth.cc(ch, 7, 127 if bank == 128 else 96)  # drums' short notes would drown under sustained parts
         write = fluidsynth._fl.fluid_synth_nwrite_float  # one output buffer per channel: exact stems
@@ -309,17 +364,12 @@ def render(arr: Arrangement, soundfont: Path, sampling_rate: int, samples: int) 
 
 def effects(arr: Arrangement, stems: np.ndarray, sampling_rate: int) -> np.ndarray:
     """The style's effects, on each stem alone so that the stems still sum to the mix: an electric guitar goes
-    through an amp (a soft clipper driven by the style's gain, its level matched to the clean signal's as an amp's
-    master volume would) and a speaker cabinet (a band-pass of 80 Hz to 4.5 kHz: a guitar speaker does not
-    reproduce the clipper's fizz); then every stem through the room."""
-    from scipy.signal import butter, sosfilt  # scipy: BSD
-
+    through an amp (`amp_chain`), its level matched to the clean signal's as an amp's master volume would; then
+    every stem through the room."""
     out = stems.astype(np.float64)
-    cabinet = butter(2, [80, 4500], btype="bandpass", fs=sampling_rate, output="sos")
     for ch, gain in arr.drive.items():
         dry = out[ch]
-        wet = np.tanh(gain * dry / AMP_HEADROOM) if gain > 1 else dry
-        wet = sosfilt(cabinet, wet)
+        wet = amp_chain(dry, gain, sampling_rate)
         level = np.sqrt(np.mean(np.square(wet)))
         out[ch] = wet * (np.sqrt(np.mean(np.square(dry))) / level if level > 0 else 0.0)
     if arr.reverb_wet > 0 and arr.reverb_s > 0:
@@ -329,6 +379,50 @@ def effects(arr: Arrangement, stems: np.ndarray, sampling_rate: int) -> np.ndarr
         for ch in arr.programs:
             out[ch] = out[ch] + arr.reverb_wet * oaconvolve(out[ch], ir)[: out.shape[1]]
     return out.astype(np.float32)
+
+
+def peaking(freq: float, gain_db: float, q: float, sampling_rate: int) -> np.ndarray:
+    """One peaking-EQ biquad (the Audio EQ Cookbook's) as a second-order section."""
+    a, w = 10 ** (gain_db / 40), 2 * np.pi * freq / sampling_rate
+    alpha = np.sin(w) / (2 * q)
+    b = np.array([1 + alpha * a, -2 * np.cos(w), 1 - alpha * a])
+    den = np.array([1 + alpha / a, -2 * np.cos(w), 1 - alpha / a])
+    return np.concatenate([b / den[0], den / den[0]])[None]
+
+
+@functools.lru_cache(maxsize=32)
+def amp_filters(gain: float, sampling_rate: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The amp's three filters as second-order sections: the pre-emphasis before the gain stage (a high-pass that
+    keeps the low strings from flubbing, a mid boost as an overdrive's), the tone stack after it (a mid scoop and
+    a presence lift at high gain, nearly flat when clean) and a closed-back 4x12 cabinet (a 70 Hz high-pass, its
+    resonance near 110 Hz, a 2.5 kHz peak and a steep roll-off above 5 kHz: a guitar speaker does not reproduce the
+    clipper's fizz)."""
+    from scipy.signal import butter  # scipy: BSD
+
+    heavy = min(max((gain - 1) / 7, 0.0), 1.0)  # 0 clean ... 1 distorted
+    pre = np.vstack([butter(1, 90 + 60 * heavy, btype="highpass", fs=sampling_rate, output="sos"),
+                     peaking(720, 6 * heavy, 0.8, sampling_rate)])  # fmt: skip
+    tone = np.vstack([peaking(500, -7 * heavy, 0.7, sampling_rate),
+                      peaking(3200, 2 + 3 * heavy, 1.0, sampling_rate)])  # fmt: skip
+    cabinet = np.vstack([butter(2, 70, btype="highpass", fs=sampling_rate, output="sos"),
+                         peaking(110, 4, 1.2, sampling_rate), peaking(2500, 3, 1.5, sampling_rate),
+                         butter(4, 5000, btype="lowpass", fs=sampling_rate, output="sos")])  # fmt: skip
+    return pre, tone, cabinet
+
+
+def amp_chain(dry: np.ndarray, gain: float, sampling_rate: int) -> np.ndarray:
+    """A guitar amp: pre-emphasis, an asymmetric soft-clipping gain stage (a tube's even harmonics; two stages in
+    cascade at high gain), the tone stack and the cabinet. Clean (gain 1) is the tone stack and cabinet only."""
+    from scipy.signal import sosfilt
+
+    pre, tone, cabinet = amp_filters(float(gain), sampling_rate)
+    wet = dry
+    if gain > 1:
+        bias = 0.2
+        wet = np.tanh(gain * sosfilt(pre, dry) / AMP_HEADROOM + bias) - np.tanh(bias)
+        if gain >= 8:  # a high-gain amp's second stage
+            wet = np.tanh(2.5 * wet + bias) - np.tanh(bias)
+    return sosfilt(cabinet, sosfilt(tone, wet))
 
 
 AMP_HEADROOM = 0.1  # the stem level at which the amp's clipper bends
@@ -364,7 +458,9 @@ class Clip:
 class SymbolicSynthesizer:
     """The synthesis stage's second backend: the same shards, resume, process split, manifests and audio checks."""
 
-    def __init__(self, taxonomy: Taxonomy, soundfont: str | Path = SOUNDFONT, sampling_rate: int = 32000):
+    def __init__(
+        self, taxonomy: Taxonomy, soundfont: str | Path = SOUNDFONT, sampling_rate: int = 32000, voiced: bool = True
+    ):
         self.soundfont = Path(soundfont)
         if not self.soundfont.is_file():
             raise DataError(
@@ -375,16 +471,18 @@ class SymbolicSynthesizer:
         except (ImportError, OSError) as e:
             raise ConfigError(f"the symbolic backend needs libfluidsynth3 and pyfluidsynth ({e})") from None
         self.tables = RenderTables(taxonomy)
+        self.voices = voices(taxonomy) if voiced else {}
         self.sampling_rate = sampling_rate
         self.soundfont_sha256 = sha256_file(self.soundfont)
         self.name = f"symbolic FluidSynth ({self.soundfont.name} sha256:{self.soundfont_sha256[:16]})"
-        self.revision = "render-4"  # render-2: notes in range; render-3: genre styles; render-4: grooves not doubled
+        # render-2: notes in range; render-3: genre styles; render-4: grooves not doubled; render-5: an amp chain
+        self.revision = "render-5"
         self.load_seconds = 0.0
 
     def render_row(self, tags: Sequence[str], seed: int, duration_s: float) -> Clip:
         samples = int(round(duration_s * self.sampling_rate))
         arr = arrange(tags, self.tables, seed, duration_s)
-        wave, energy = render(arr, self.soundfont, self.sampling_rate, samples)
+        wave, energy = render(arr, self.soundfont, self.sampling_rate, samples, self.voices)
         total = float(np.square(wave, dtype=np.float64).sum()) or 1e-30
         instruments, quiet = [], []
         for concept, channels in arr.parts.items():
@@ -395,6 +493,7 @@ class SymbolicSynthesizer:
                     "concept": concept,
                     "programs": [list(arr.programs[c]) for c in channels],
                     "stem_share_db": round(float(db), 2),
+                    "soundfont": self.voices.get(concept, self.soundfont).name,
                 }
             )
             if db < INAUDIBLE_DB:

@@ -40,7 +40,7 @@ from core.provenance import loaded_commit, model_identity
 from core.retry import Verdict, acceptance_by_concept, generate_with_retries, tally
 from core.shards import NOT_RENDERED_NAME, Lazy, derive_seed, make_shards, run_sharded, shard_path
 from generation.audio_checks import AudioCheck, encode_flac, postprocess
-from generation.symbolic import SOUNDFONT, SOUNDFONT_CREDIT, Clip, RenderTables, SymbolicSynthesizer
+from generation.symbolic import SOUNDFONT, Clip, RenderTables, SymbolicSynthesizer, soundfont_credits, voices
 
 logger = get_logger(__name__)
 
@@ -221,12 +221,13 @@ def decode_in_chunks(decode, clips: int):
 
 def generation_params(args: SynthesisArguments) -> dict:
     if args.backend == "symbolic":
-        name = Path(args.soundfont).name
+        played = voices()
         return {
             "backend": "symbolic",
             "duration_s": args.duration_s,
-            "soundfont": name,
-            "soundfont_credit": SOUNDFONT_CREDIT if name == SOUNDFONT.name else f"{name} (see its licence)",
+            "soundfont": Path(args.soundfont).name,
+            "voices": {concept: file.name for concept, file in sorted(played.items())},
+            "soundfont_credit": "; ".join(soundfont_credits(Path(args.soundfont), played)),
         }
     return {
         k: getattr(args, k)

@@ -26,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from builder.evidence import EvidenceArguments, keep_confirmed
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
@@ -33,6 +34,7 @@ from core.errors import ConfigError, DataError
 from core.hub import require_source
 from core.io import write_json, write_text
 from core.log import get_logger
+from core.provenance import dataset_identity
 from probing.activations import ActivationCache, fill_caches
 from probing.models import POOLINGS, describe, load_model
 
@@ -49,7 +51,7 @@ SKIPPED_REMEDY = (
 
 
 @dataclass
-class ProbeArguments:
+class ProbeArguments(EvidenceArguments):
     """Fit layer-wise linear concept probes on a model's activations, with random-init and shuffled-label controls."""
 
     model: str = arg(
@@ -142,6 +144,11 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     wanted = [splits[args.train_split].resolve(c) for c in args.concepts]
     members = {name: split.concept_sets(wanted or None) for name, split in splits.items()}
     concepts = wanted or sorted(set(members[args.train_split]) | set(members[args.test_split]))
+    left_out = {}  # with --confirmed_only: a concept must be confirmed in both splits
+    for name in splits:
+        members[name], why = keep_confirmed(args, dataset, name, members[name])
+        for c, reason in why.items():
+            left_out.setdefault(c, reason)
     category_of = {
         concept: category
         for split in splits.values()
@@ -156,6 +163,9 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
 
     sets, skipped = {}, defaultdict(list)
     for c in concepts:
+        if c in left_out:
+            skipped[left_out[c]].append(c)
+            continue
         tr, te = members[args.train_split].get(c), members[args.test_split].get(c)
         why = [f"no concept set in the {name} split" for name, entry in ((args.train_split, tr), (args.test_split, te))
                if entry is None]  # fmt: skip
@@ -217,6 +227,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     report = {
         "model": describe(model),
         "control": describe(control),
+        "dataset": dataset_identity(dataset),
         "dataset_schema": "published" if splits[args.train_split].published else "conceptcaps",
         "layers": layers,
         "pooling": args.pooling,
@@ -227,10 +238,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         "skipped_clips": {name: split.skip_report() for name, split in splits.items() if split.skipped},
         "forward_calls": {k: v.forward_calls for k, v in caches.items()},
         "clips_run": {k: v.clips_run for k, v in caches.items()},
-        "arguments": {
-            **asdict(args),
-            "dataset": None if args.dataset and Path(args.dataset).exists() else args.dataset,
-        },
+        "arguments": {**asdict(args), "dataset": None, "evidence_from": None},  # paths: see "dataset"
     }
     return report
 
@@ -303,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         report["forward_calls"]["model"],
         format_markdown(report),
     )
+    logger.info("probe: wrote %s (and its .md table and .png heatmap)", output)
     return report
 
 

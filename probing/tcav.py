@@ -25,12 +25,14 @@ from typing import Sequence
 
 import numpy as np
 
+from builder.evidence import EvidenceArguments, keep_confirmed
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
 from core.hub import require_source
 from core.io import write_json
 from core.log import get_logger
+from core.provenance import dataset_identity
 from probing.models import ProbedModel, describe, load_model
 from probing.tagger_tags import concept_tags
 from probing.tcav_engine import (
@@ -46,7 +48,7 @@ logger = get_logger(__name__)
 
 
 @dataclass
-class TCAVArguments:
+class TCAVArguments(EvidenceArguments):
     """Run TCAV for concepts of a dataset on any model's outputs."""
 
     dataset: str | None = arg(None, "dataset folder or Hub id (default: run dir/dataset)")
@@ -159,11 +161,14 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     resolve_layer(model.module, args.layer)
     audio = AudioSplit(dataset, args.split)
     wanted = [audio.resolve(c) for c in args.concepts]  # a published dataset's concepts may use either taxonomy's names
-    members = audio.concept_sets(wanted or None)
+    members, left_out = keep_confirmed(args, dataset, args.split, audio.concept_sets(wanted or None))
+    if left_out:
+        logger.info("tcav: left out by evidence: %s", left_out)
     chosen = wanted or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
     missing = [c for c in chosen if c not in members]
     if missing:
-        raise DataError(dataset, f"concept(s) {missing} have no concept set in split {args.split!r}")
+        why = [f"{c}: {left_out.get(c, 'no concept set')}" for c in missing]
+        raise DataError(dataset, f"concept(s) not tested in split {args.split!r}: {'; '.join(why)}")
     genre_counts: dict[str, int] = {}  # the default classes are genres
     for r in audio.rows:
         for c in r["genre"]:
@@ -222,6 +227,7 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     if not report["results"]:
         raise DataError(dataset, f"no concept could be tested: {report['left_out']}")
     report["skipped_clips"] = audio.skip_report()
+    report["left_out_by_evidence"] = left_out
     report["correction"] = args.correction
     report.update(
         layer=args.layer,
@@ -229,7 +235,8 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
         class_concepts={str(k): c for k, c in classes},
         model=describe(model),
         split=args.split,
-        arguments={**asdict(args), "model": None, "dataset": None},
+        dataset=dataset_identity(dataset),
+        arguments={**asdict(args), "model": None, "dataset": None, "evidence_from": None},
     )
     if audio.reader is not None:
         report["source"] = {"schema": "published", **audio.reader.report()}
@@ -302,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     write_json(output, report)
     plot_report(report, output.with_suffix(".png"))
     logger.info("TCAV at layer %s (%s split)\n%s", args.layer, args.split, format_table(report))
+    logger.info("tcav: wrote %s (and its .png plot)", output)
     return report
 
 

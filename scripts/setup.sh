@@ -11,12 +11,14 @@ tests=false
 [ "${1:-}" = "--tests" ] && tests=true
 # Debian packages: ffmpeg (torchcodec, datasets' Audio feature, decodes through it), libfluidsynth3 and
 # fluid-soundfont-gm (the symbolic renderer: FluidSynth, LGPL, and FluidR3_GM.sf2, MIT; the renderer always names
-# that file, never libfluidsynth's default GPL soundfont), chromium (the review app's browser tests drive it with
-# Playwright; no browser is downloaded)
+# that file, never libfluidsynth's default GPL soundfont), musescore-general-soundfont (MuseScore_General.sf3, MIT:
+# the instruments generation/data/render_soundfonts.tsv plays from it), chromium (the review app's browser tests
+# drive it with Playwright; no browser is downloaded)
 missing=()
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 ldconfig -p 2>/dev/null | grep -q libfluidsynth.so.3 || missing+=(libfluidsynth3)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || missing+=(fluid-soundfont-gm)
+[ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ] || missing+=(musescore-general-soundfont)
 if $tests; then command -v chromium >/dev/null 2>&1 || missing+=(chromium); fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

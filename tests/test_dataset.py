@@ -639,3 +639,30 @@ def test_listeners_verdicts_leave_the_positives_and_are_published_with_agreement
     assert "## Listened to" in card and "| rock | 4 | 62 % | 0 | 2 |" in card and "0.50 over 4" in card
     assert "config_name: reviews" in card
     assert "config_name: reviews" not in (folder / "README.md").read_text()  # no verdicts: no such config
+
+
+def test_a_folder_regenerated_in_place_never_opens_stale(tmp_path):
+    """datasets keys its cache of a folder with a card on the card's `configs:` patterns, which stay the same when
+    the folder is regenerated: the card's `dataset_info` (each split's rows and bytes) makes the key follow the
+    content. Plain `load_dataset` on the same path, the same cache, after a regeneration with other rows."""
+    import shutil
+
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from builder.schema import CONFIG_DIRS
+    from card.render import configs_metadata, dataset_info_metadata
+    from fixtures.reviewable import write_reviewable
+
+    folder, cache = tmp_path / "ds", tmp_path / "cache"
+
+    def build(rows):
+        shutil.rmtree(folder, ignore_errors=True)
+        write_reviewable(folder, rows=rows)
+        data = DatasetCardData(configs=configs_metadata(CONFIG_DIRS, folder),
+                               dataset_info=dataset_info_metadata(CONFIG_DIRS, folder))  # fmt: skip
+        DatasetCard(f"---\n{data.to_yaml()}\n---\n").save(folder / "README.md")
+        return len(load_dataset(str(folder), split="train", cache_dir=str(cache)))
+
+    assert build(40) == 32
+    assert build(80) == 64  # not the 32 rows of the first build

@@ -199,8 +199,9 @@ def test_audit_gives_a_planted_tagger_its_concept_and_counts_a_missing_model(tmp
     """A tagger whose `piano` output is the 1 kHz partial planted in the piano clips: the piano is confirmed with
     AUC near 1; a concept the audio does not carry (rock) is not; an unconverted model is a counted skip."""
     import probing.musicnn as musicnn
+    from builder.evidence import NOT_CONFIRMED
     from fixtures.published import write_published
-    from probing.audit import NOT_CONFIRMED, main
+    from probing.audit import main
     from tests.test_probing import planted_wave
 
     folder = tmp_path / "planted"

@@ -225,7 +225,7 @@ def test_two_processes_keep_the_effective_batch_and_record_it(distilled_dir, tmp
 
 
 def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
-    from generation.sample_tags import planned_positives
+    from generation.sample_tags import GenreCore, planned_positives
 
     model, taxonomy, _ = load_checkpoint(tiny_vae[0])
     constraints = Constraints.load(tiny_vae[0] / CONSTRAINTS_NAME)
@@ -251,6 +251,20 @@ def test_balancing_draws_lists_for_short_concepts(tiny_vae, distilled_dir):
         assert r["balanced_for"] in r["tags"] and not constraints.violations(r["tags"]) and r["instrument"]
         assert tuple(r["tags"]) not in seen and not excluded & set(r["tags"])
     assert len({tuple(r["tags"]) for r in rows}) == len(rows)
+    # carried concepts no judge confirmed at scale (generation/data/render_evidence.tsv) are marked and counted
+    unconfirmed = summary["backend"]["arranged_not_confirmed"]
+    assert unconfirmed and not excluded & set(unconfirmed) and "cello" not in unconfirmed
+    holding = sum(any(t in unconfirmed for t in r["tags"]) for r in rows)
+    assert summary["backend"]["lists_holding_unconfirmed"] == holding > 0
+    # every list holding a genre of the core table has each of its slots filled; what was added is recorded
+    core = GenreCore(taxonomy.names, summary["backend"]["excluded"])
+    index = {n: i for i, n in enumerate(taxonomy.names)}
+    for r in rows:
+        for g in (g for g in r["genre"] if index[g] in core.slots):
+            assert all(any(taxonomy.names[a] in r["tags"] for a in slot) for slot in core.slots[index[g]]), r
+        assert set(r["added_for_genre"]) <= set(r["instrument"])
+    assert summary["backend"]["lists_completed_for_genre"] == sum(bool(r["added_for_genre"]) for r in rows) > 0
+    assert sum(summary["backend"]["genre_core_added"].values()) == sum(len(r["added_for_genre"]) for r in rows)
     for n in taxonomy.names:  # every carried concept reached the target or is reported with why not
         if n not in excluded:
             assert counts[n] >= target or balance["unreached"][n]["positives"] == counts[n]
