@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -66,6 +67,35 @@ def _render_chunk(job) -> list[dict]:
     return out
 
 
+MARGIN = 0.02  # a soundfont replaces the default only when its mean AUC is higher by this much (else: the default)
+TABLE = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_soundfonts.tsv"
+
+
+def choose(result: dict, default: str = "FluidR3_GM") -> dict[str, tuple[str, str]]:
+    """Per instrument concept (its variants' AUCs averaged): the soundfont whose samples the taggers recognise best
+    by at least MARGIN over the default, with the figures as the reason; instruments the default plays as well
+    are left out (the renderer keeps the default: one soundfont to load is faster)."""
+    chosen = {}
+    for concept in dict.fromkeys(c for c, _ in VARIANTS.values()):
+        variants = [v for v, (c, _) in VARIANTS.items() if c == concept]
+        means = {}
+        for name in result["variants"][variants[0]]:
+            if name != "best" and all(result["variants"][v][name]["mean"] is not None for v in variants):
+                means[name] = float(np.mean([result["variants"][v][name]["mean"] for v in variants]))
+        best = max(means, key=means.get) if means else default
+        if best != default and means[best] >= means.get(default, 0) + MARGIN:
+            figures = ", ".join(f"{n} {m:.3f}" for n, m in means.items())
+            chosen[concept] = (best, f"mean tag AUC over {len(variants)} variant(s): {figures}")
+    return chosen
+
+
+def write_table(chosen: dict[str, tuple[str, str]], command: str, path: Path = TABLE) -> None:
+    header = path.read_text(encoding="utf-8").splitlines()
+    header = [line for line in header if line.startswith("#") and not line.startswith("# Written by")]
+    lines = [f"# Written by: {command}"] + [f"{c}\t{name}\t{why}" for c, (name, why) in sorted(chosen.items())]
+    path.write_text("\n".join(header[:-1] + lines[:1] + header[-1:] + lines[1:]) + "\n", encoding="utf-8")
+
+
 def main(argv=None) -> dict:
     from probing.audit import auc_with_interval
     from probing.musicnn import DEFAULT_TAGGERS, MODELS, load_musicnn
@@ -78,7 +108,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", nargs="*", default=list(DEFAULT_TAGGERS))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--cache", default=None, help="an earlier run's output JSON: choose from it, render nothing")
+    parser.add_argument("--write_table", action="store_true", help="write generation/data/render_soundfonts.tsv")
     args = parser.parse_args(argv)
+    if args.cache:
+        result = json.loads(Path(args.cache).read_text())
+        result["chosen"] = choose(result)
+        if args.write_table:
+            write_table(result["chosen"], "python -m benchmarks.bench_soundfonts " + " ".join(argv or sys.argv[1:]))
+        print(json.dumps(result["chosen"]))
+        return result
     rng = np.random.default_rng(args.seed)
     items = []
     for variant, (concept, genre) in VARIANTS.items():
@@ -116,6 +155,9 @@ def main(argv=None) -> dict:
         scored = {n: e["mean"] for n, e in entry.items() if e["mean"] is not None}
         entry["best"] = max(scored, key=scored.get) if scored else None
         result["variants"][variant] = entry
+    result["chosen"] = choose(result)
+    if args.write_table:
+        write_table(result["chosen"], "python -m benchmarks.bench_soundfonts " + " ".join(argv or sys.argv[1:]))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(result, indent=1))

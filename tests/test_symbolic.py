@@ -256,3 +256,27 @@ def test_each_genre_is_played_in_its_idiom_with_the_same_instruments(synth, taxo
     broken.write_text("\n".join(line.replace("\tpower8\t", "\tpower9\t") for line in styles) + "\n")
     with pytest.raises(DataError, match=r"styles.tsv, row \d+, field 'comp': unknown comp: 'power9'"):
         RenderTables(taxonomy, styles=broken)
+
+
+def test_each_stem_names_the_soundfont_its_instrument_is_played_from(synth, taxonomy, tmp_path):
+    """render_soundfonts.tsv plays an instrument from another soundfont: its stem says which, the others the
+    default's; a row naming an unknown soundfont or one not installed is one line saying what to do."""
+    from generation.symbolic import SOUNDFONTS, voices
+
+    played = voices(taxonomy)
+    assert played and all(taxonomy.category_of[c] == "instrument" for c in played)
+    concept = next(iter(played))
+    other = next(c for c in ("bass guitar", "organ", "trumpet") if c not in played)
+    clip = synth.render_row([concept, other, "medium tempo"], seed=3, duration_s=2.0)
+    fonts = {i["concept"]: i["soundfont"] for i in clip.ground_truth["instruments"]}
+    assert fonts == {concept: played[concept].name, other: synth.soundfont.name}
+    bad = tmp_path / "voices.tsv"
+    bad.write_text("piano\tSonivox\twhy\n")
+    with pytest.raises(DataError, match="row 1: soundfont 'Sonivox' is none of"):
+        voices(taxonomy, bad)
+    bad.write_text("piano\tMuseScore_General\twhy\n")
+    missing = dict(SOUNDFONTS, MuseScore_General=(tmp_path / "none.sf3", "", "musescore-general-soundfont"))
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr("generation.symbolic.SOUNDFONTS", missing)
+        with pytest.raises(DataError, match="install Debian's musescore-general-soundfont"):
+            voices(taxonomy, bad)
