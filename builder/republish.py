@@ -175,9 +175,12 @@ def republish(args: RepublishArguments) -> dict:
         shutil.rmtree(out)
     tmp.rename(out)
     # the card is the card stage's work; run as its own command, as the pipeline runs stages (builder imports no card)
-    cmd = [sys.executable, "-m", "card.render", "--dataset", str(out), "--repo_id", args.repo_id]
+    # run from the repository (so that `-m card.render` resolves), on the folder's absolute path (so that a relative
+    # --output_dir still names it)
+    cmd = [sys.executable, "-m", "card.render", "--dataset", str(out.resolve()), "--repo_id", args.repo_id]
     if subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1]).returncode != 0:
-        raise DataError(out, "the card stage failed (its error is above); rerun: " + " ".join(cmd[1:]))
+        rerun = f"python -m card.render --dataset {out} --repo_id {args.repo_id}"
+        raise DataError(out, f"the card stage failed (its error is above); rerun: {rerun}")
     logger.info(
         "re-published %s (%s) into %s: %d examples %s, %d concept-set rows; dropped %s; %d unmapped tags",
         args.source,

@@ -71,7 +71,7 @@ class ProbeArguments(EvidenceArguments):
     bootstrap: int = arg(1000, "bootstrap resamples of the test clips")
     seed: int = arg(0, "seed of sampling, the control's weights, shuffling and bootstrap")
     batch_size: int = arg(16, "clips per forward pass")
-    cache_dir: str | None = arg(None, "activation store (default: run dir/activations)")
+    cache_dir: str | None = arg(None, "activation store (default: beside the report, in activations/)")
     output: str | None = arg(None, "report JSON (default: run dir/probe_report.json)")
 
     def __post_init__(self):
@@ -182,7 +182,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         }
     if not sets:
         raise DataError(dataset, f"no concept has enough examples to probe ({dict(skipped)})")
-    cache_root = Path(args.cache_dir or out / "activations")
+    cache_root = Path(args.cache_dir or Path(args.output or out / "probe_report.json").parent / "activations")
     caches = {
         "model": ActivationCache(cache_root, model, args.pooling),
         "control": ActivationCache(cache_root, control, args.pooling),

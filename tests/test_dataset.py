@@ -648,20 +648,15 @@ def test_a_folder_regenerated_in_place_never_opens_stale(tmp_path):
     import shutil
 
     from datasets import load_dataset
-    from huggingface_hub import DatasetCard, DatasetCardData
 
-    from builder.schema import CONFIG_DIRS
-    from card.render import configs_metadata, dataset_info_metadata
-    from fixtures.reviewable import write_reviewable
+    from fixtures.reviewable import write_card, write_reviewable
 
     folder, cache = tmp_path / "ds", tmp_path / "cache"
 
     def build(rows):
         shutil.rmtree(folder, ignore_errors=True)
         write_reviewable(folder, rows=rows)
-        data = DatasetCardData(configs=configs_metadata(CONFIG_DIRS, folder),
-                               dataset_info=dataset_info_metadata(CONFIG_DIRS, folder))  # fmt: skip
-        DatasetCard(f"---\n{data.to_yaml()}\n---\n").save(folder / "README.md")
+        write_card(folder)
         return len(load_dataset(str(folder), split="train", cache_dir=str(cache)))
 
     assert build(40) == 32
