@@ -520,7 +520,7 @@ def plot_audit(report: dict, path: Path) -> None:
         if seen:
             ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -9,7 +9,9 @@ split's positives against their confound-matched negatives, scored on the test s
 training) by balanced accuracy, with a 95 % bootstrap interval over the test clips. Two controls beside every
 figure: the same probe on a randomly initialised copy of the same architecture (seeded), and the same probe trained
 on shuffled labels. Selectivity is the accuracy minus the random-init control's: what the trained weights add over
-what the architecture and the input features give by themselves.
+what the architecture and the input features give by themselves. A third control, SynTheory's handcrafted
+baseline (`probing.handcrafted`): the same probe on log-mel, MFCC and chroma statistics of the same clips, its
+best family reported beside every figure (`--handcrafted false` leaves it out).
 
 Every layer's activations come from one forward pass per clip and are stored (`probing.activations`): a second
 run on the same model and clips decodes and runs nothing. Concept sets are at most `--max_set_size` clips (a seeded
@@ -36,6 +38,7 @@ from core.io import write_json, write_text
 from core.log import get_logger
 from core.provenance import dataset_identity
 from probing.activations import ActivationCache, fill_caches
+from probing.handcrafted import handcrafted_model
 from probing.models import POOLINGS, describe, load_model
 
 logger = get_logger(__name__)
@@ -72,6 +75,12 @@ class ProbeArguments(EvidenceArguments):
     seed: int = arg(0, "seed of sampling, the control's weights, shuffling and bootstrap")
     batch_size: int = arg(16, "clips per forward pass")
     cache_dir: str | None = arg(None, "activation store (default: beside the report, in activations/)")
+    handcrafted: bool = arg(True, "the same probe on log-mel, MFCC and chroma statistics beside every figure")
+    target: str | None = arg(
+        None, "a numeric ground-truth column (bpm ...): ridge-regression probes of it, not concepts"
+    )
+    target_split: str = arg("random", "with --target: 'random' (the dataset's splits) or 'extrapolate' (SynTheory's: "
+                            "train on the middle 70 %% of values, test on both tails)")  # fmt: skip
     output: str | None = arg(None, "report JSON (default: run dir/probe_report.json)")
 
     def __post_init__(self):
@@ -129,6 +138,108 @@ def probe_concept(
     }
 
 
+def r2_interval(y: np.ndarray, predicted: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, list[float]]:
+    """R² of the predictions and its 95 % percentile interval over resamples of the test clips."""
+    from sklearn.metrics import r2_score
+
+    stats = [r2_score(y[i], predicted[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(n))]
+    return float(r2_score(y, predicted)), [float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))]
+
+
+def fit_ridge(x_train, y_train, x_test) -> np.ndarray:
+    from sklearn.linear_model import RidgeCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    return probe.fit(x_train, y_train).predict(x_test)
+
+
+def target_sets(args: ProbeArguments, splits: dict, dataset: str, rng: np.random.Generator) -> dict[str, dict]:
+    """{train, test: {id: value}} of the target: the dataset's splits, or (extrapolate) every clip of both pooled,
+    the middle 70 % of values to train and both tails to test; at most --max_set_size clips per side."""
+    values = {}
+    for name, split in splits.items():
+        rows = split.metadata([r["id"] for r in split.rows])
+        known = {i: float(r[args.target]) for i, r in rows.items() if r.get(args.target) is not None}
+        if not known:
+            have = sorted(k for k, v in next(iter(rows.values()), {}).items() if isinstance(v, (int, float)))
+            raise DataError(dataset, f"split {name!r} has no {args.target!r} values: numeric ground truth exists for "
+                            f"rendered clips only (numeric columns here: {have})")  # fmt: skip
+        values[name] = known
+    if args.target_split == "extrapolate":
+        pooled = {i: v for known in values.values() for i, v in known.items()}
+        lo, hi = np.percentile(list(pooled.values()), [15, 85])
+        values = {"train": {i: v for i, v in pooled.items() if lo <= v <= hi},
+                  "test": {i: v for i, v in pooled.items() if v < lo or v > hi}}  # fmt: skip
+    else:
+        values = {"train": values[args.train_split], "test": values[args.test_split]}
+
+    def capped(known):
+        ids = sorted(known)
+        keep = ids if len(ids) <= args.max_set_size else sorted(rng.choice(ids, args.max_set_size, replace=False))
+        return {i: known[i] for i in keep}
+
+    return {side: capped(known) for side, known in values.items()}
+
+
+def run_regression(args: ProbeArguments, model, control, layers, splits, dataset: str, out: Path, rng) -> dict:
+    """Ridge probes of a numeric target per layer: R² on the test clips with its interval, beside the random-init
+    and shuffled-target controls and the handcrafted baseline."""
+    if args.target_split not in ("random", "extrapolate"):
+        raise ConfigError(f"--target_split must be 'random' or 'extrapolate', not {args.target_split!r}")
+    sides = target_sets(args, splits, dataset, rng)
+    cache_root = Path(args.cache_dir or Path(args.output or out / "probe_report.json").parent / "activations")
+    caches = {"model": ActivationCache(cache_root, model, args.pooling),
+              "control": ActivationCache(cache_root, control, args.pooling)}  # fmt: skip
+    baseline = handcrafted_model(model.sampling_rate, model.seconds) if args.handcrafted else None
+    if baseline is not None:
+        caches["handcrafted"] = ActivationCache(cache_root, baseline, args.pooling)
+    checksums = {}
+    wanted = {i for side in sides.values() for i in side}
+    for split in splits.values():
+        ids = sorted(wanted & {r["id"] for r in split.rows})
+        checksums.update(fill_caches(split, ids, layers, [caches["model"], caches["control"]], args.batch_size))
+        if baseline is not None:
+            fill_caches(split, ids, baseline.layers, [caches["handcrafted"]], args.batch_size)
+
+    def xy(side, which, layer):
+        ids = [i for i in sides[side] if i in checksums]
+        return caches[which][layer].get([checksums[i] for i in ids]), np.array([sides[side][i] for i in ids])
+
+    def score(which, layer, shuffle=False):
+        (x_train, y_train), (x_test, y_test) = xy("train", which, layer), xy("test", which, layer)
+        predicted = fit_ridge(x_train, rng.permutation(y_train) if shuffle else y_train, x_test)
+        return r2_interval(y_test, predicted, args.bootstrap, rng)
+
+    handcrafted = {f: dict(zip(("r2", "interval"), score("handcrafted", f))) for f in (baseline.layers if baseline
+                                                                                         else ())}  # fmt: skip
+    results = []
+    for layer in layers:
+        r2, interval = score("model", layer)
+        random_init, _ = score("control", layer)
+        shuffled, _ = score("model", layer, shuffle=True)
+        best = max(handcrafted, key=lambda f: handcrafted[f]["r2"]) if handcrafted else None
+        results.append({"target": args.target, "layer": layer, "r2": r2, "interval": interval,
+                        "random_init": random_init, "shuffled_labels": shuffled, "selectivity": r2 - random_init,
+                        "handcrafted": handcrafted, "handcrafted_best": best,
+                        "train": len(sides["train"]), "test": len(sides["test"])})  # fmt: skip
+    return {
+        "model": describe(model),
+        "control": describe(control),
+        "handcrafted": describe(baseline) if baseline is not None else None,
+        "dataset": dataset_identity(dataset),
+        "target": args.target,
+        "target_split": args.target_split,
+        "layers": layers,
+        "pooling": args.pooling,
+        "results": results,
+        "forward_calls": {k: v.forward_calls for k, v in caches.items()},
+        "clips_run": {k: v.clips_run for k, v in caches.items()},
+        "arguments": {**asdict(args), "dataset": None, "evidence_from": None},
+    }
+
+
 def run_probes(args: ProbeArguments, out: Path) -> dict:
     from builder.reader import AudioSplit
 
@@ -141,6 +252,8 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     control = model.random_init(args.seed)
     rng = np.random.default_rng(args.seed)
     splits = {name: AudioSplit(dataset, name) for name in dict.fromkeys((args.train_split, args.test_split))}
+    if args.target:
+        return run_regression(args, model, control, layers, splits, dataset, out, rng)
     wanted = [splits[args.train_split].resolve(c) for c in args.concepts]
     members = {name: split.concept_sets(wanted or None) for name, split in splits.items()}
     concepts = wanted or sorted(set(members[args.train_split]) | set(members[args.test_split]))
@@ -187,10 +300,15 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         "model": ActivationCache(cache_root, model, args.pooling),
         "control": ActivationCache(cache_root, control, args.pooling),
     }
+    baseline = handcrafted_model(model.sampling_rate, model.seconds) if args.handcrafted else None
+    if baseline is not None:
+        caches["handcrafted"] = ActivationCache(cache_root, baseline, args.pooling)
     checksums = {}
     for name, split in splits.items():
         ids = sorted({i for s in sets.values() for role in s[name].values() for i in role})
-        checksums.update(fill_caches(split, ids, layers, list(caches.values()), args.batch_size))
+        checksums.update(fill_caches(split, ids, layers, [caches["model"], caches["control"]], args.batch_size))
+        if baseline is not None:  # its own layers: a second pass over the same clips
+            fill_caches(split, ids, baseline.layers, [caches["handcrafted"]], args.batch_size)
         logger.info(
             "probe: %s split, %d clips; model run on %d, control on %d",
             name,
@@ -208,12 +326,23 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
             x = store.get([checksums[i] for i in pos + neg])
             return x, np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
 
+        handcrafted = {}
+        for family in baseline.layers if baseline is not None else ():
+            (x_train, y_train), (x_test, y_test) = (xy(n, "handcrafted", family) for n in (args.train_split,
+                                                                                          args.test_split))  # fmt: skip
+            predicted = fit_probe(x_train, y_train, x_test, args.regularisation)
+            handcrafted[family] = {"accuracy": balanced_accuracy(y_test, predicted),
+                                   "interval": bootstrap_interval(y_test, predicted, args.bootstrap, rng)}  # fmt: skip
         for layer in layers:
             train, test = {}, {}
-            for which in caches:
+            for which in ("model", "control"):
                 train[which], y_train = xy(args.train_split, which, layer)
                 test[which], y_test = xy(args.test_split, which, layer)
             row = probe_concept(train, test, y_train, y_test, args, rng)
+            if handcrafted:  # the third control: the best feature family, and whether the layer beats it
+                best = max(handcrafted, key=lambda f: handcrafted[f]["accuracy"])
+                row.update(handcrafted=handcrafted, handcrafted_best=best,
+                           over_handcrafted=row["accuracy"] - handcrafted[best]["accuracy"])  # fmt: skip
             results.append(
                 {
                     "concept": c,
@@ -227,6 +356,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
     report = {
         "model": describe(model),
         "control": describe(control),
+        "handcrafted": describe(baseline) if baseline is not None else None,
         "dataset": dataset_identity(dataset),
         "dataset_schema": "published" if splits[args.train_split].published else "conceptcaps",
         "layers": layers,
@@ -247,15 +377,19 @@ def format_markdown(report: dict) -> str:
     lines = [
         f"Probes on {report['model']['name']} (pooling: {report['pooling']}). Accuracy is balanced accuracy on "
         "the test split with its 95 % bootstrap interval; random init and shuffled labels are the controls; "
-        "selectivity = accuracy - random init.",
+        "selectivity = accuracy - random init; handcrafted is the same probe on the best of log-mel, MFCC and "
+        "chroma statistics (SynTheory's baseline).",
         "",
-        "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | train +/- | test +/- |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | handcrafted (best) "
+        "| train +/- | test +/- |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
+        hand = (f"{r['handcrafted'][r['handcrafted_best']]['accuracy']:.3f} ({r['handcrafted_best']})"
+                if r.get("handcrafted") else "-")  # fmt: skip
         lines.append(
             f"| {r['concept']} | {r['layer']} | {r['accuracy']:.3f} | {r['interval'][0]:.3f}-{r['interval'][1]:.3f} "
-            f"| {r['random_init']:.3f} | {r['shuffled_labels']:.3f} | {r['selectivity']:+.3f} "
+            f"| {r['random_init']:.3f} | {r['shuffled_labels']:.3f} | {r['selectivity']:+.3f} | {hand} "
             f"| {r['train']['positive']}/{r['train']['negative']} | {r['test']['positive']}/{r['test']['negative']} |"
         )
     if report["skipped"]:
@@ -289,11 +423,54 @@ def plot_heatmap(report: dict, path: Path) -> None:
     fig.colorbar(image, ax=ax, label="selectivity (accuracy - random init)")
     ax.set_title(f"Concept probes: {report['model']['name'][:60]}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=90, bbox_inches="tight")  # long layer names and the colour bar's label stay inside
     plt.close(fig)
 
 
 ARGUMENTS = ProbeArguments
+
+
+def format_regression(report: dict) -> str:
+    lines = [
+        f"Ridge probes of {report['target']} on {report['model']['name']} (pooling: {report['pooling']}; split: "
+        f"{report['target_split']}). R² on the test clips with its 95 % bootstrap interval; random init and shuffled "
+        "targets are the controls; handcrafted is the best of log-mel, MFCC and chroma statistics.",
+        "",
+        "| layer | R² | 95 % CI | random init | shuffled | handcrafted (best) | train | test |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["results"]:
+        best = r["handcrafted_best"]
+        hand = f"{r['handcrafted'][best]['r2']:.3f} ({best})" if best else "-"
+        interval = f"{r['interval'][0]:.3f}-{r['interval'][1]:.3f}"
+        lines.append(f"| {r['layer']} | {r['r2']:.3f} | {interval} | {r['random_init']:.3f} | "
+                     f"{r['shuffled_labels']:.3f} | {hand} | {r['train']} | {r['test']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot_regression(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(rows) + 2), 3.5))
+    x = np.arange(len(rows))
+    ax.errorbar(x, [r["r2"] for r in rows], yerr=np.abs(np.array([r["interval"] for r in rows]).T
+                - [r["r2"] for r in rows]), fmt="o-", label="model")  # fmt: skip
+    ax.plot(x, [r["random_init"] for r in rows], "s--", label="random init")
+    ax.plot(x, [r["shuffled_labels"] for r in rows], "x:", label="shuffled targets")
+    if rows and rows[0]["handcrafted_best"]:
+        ax.axhline(rows[0]["handcrafted"][rows[0]["handcrafted_best"]]["r2"], color="grey", lw=0.8,
+                   label=f"handcrafted ({rows[0]['handcrafted_best']})")  # fmt: skip
+    ax.set_xticks(x, [r["layer"] for r in rows], rotation=45, ha="right", fontsize=7)
+    ax.set_ylabel(f"R² of {report['target']}")
+    ax.set_title(f"{report['target']} ({report['target_split']} split): {report['model']['name'][:50]}", fontsize=8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, bbox_inches="tight")
+    plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -302,16 +479,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     report = run_probes(args, out)
     output = Path(args.output or out / "probe_report.json")
     write_json(output, report)
-    write_text(output.with_suffix(".md"), format_markdown(report))
-    plot_heatmap(report, output.with_suffix(".png"))
-    logger.info(
-        "probes: %d results, %d concepts skipped; model forward calls %d\n%s",
-        len(report["results"]),
-        report["skipped_count"],
-        report["forward_calls"]["model"],
-        format_markdown(report),
-    )
-    logger.info("probe: wrote %s (and its .md table and .png heatmap)", output)
+    if args.target:
+        write_text(output.with_suffix(".md"), format_regression(report))
+        plot_regression(report, output.with_suffix(".png"))
+        logger.info("probes of %s:\n%s", args.target, format_regression(report))
+    else:
+        write_text(output.with_suffix(".md"), format_markdown(report))
+        plot_heatmap(report, output.with_suffix(".png"))
+        logger.info(
+            "probes: %d results, %d concepts skipped; model forward calls %d\n%s",
+            len(report["results"]),
+            report["skipped_count"],
+            report["forward_calls"]["model"],
+            format_markdown(report),
+        )
+    logger.info("probe: wrote %s (and its .md table and .png plot)", output)
     return report
 
 

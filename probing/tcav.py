@@ -270,7 +270,7 @@ def plot_report(report: dict, path: Path) -> None:
                  fontsize=9)  # fmt: skip
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")  # the two-line title stays inside
     plt.close(fig)
 
 

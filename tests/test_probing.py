@@ -107,8 +107,14 @@ def test_probe_finds_the_planted_instrument_at_its_layer_only(planted_dataset, t
         + sum(r["test"]["positive"] + r["test"]["negative"] for r in report["results"] if r["layer"] == "planted")
     )
     assert report["forward_calls"]["model"] == report["forward_calls"]["control"] > 0
+    # the handcrafted baseline hears the planted partial too (its chroma bin: the clips' tones move up the spectrum
+    # from the train split to the test split, so the log-mel bands shift under the probe), and knows no rock
+    assert planted["handcrafted_best"] == "chroma" and planted["handcrafted"]["chroma"]["accuracy"] > 0.9
+    assert planted["over_handcrafted"] < 0.1
+    assert by["rock", "planted"]["handcrafted"][by["rock", "planted"]["handcrafted_best"]]["accuracy"] < 0.75
     again = main(argv)
-    assert again["clips_run"] == {"model": 0, "control": 0} and again["forward_calls"] == {"model": 0, "control": 0}
+    nothing = {"model": 0, "control": 0, "handcrafted": 0}
+    assert again["clips_run"] == nothing and again["forward_calls"] == nothing
     assert [r["accuracy"] for r in again["results"]] == [r["accuracy"] for r in report["results"]]
     assert (tmp_path / "probe.md").read_text().count("| piano |") == 2 and (tmp_path / "probe.png").stat().st_size > 0
 
@@ -311,3 +317,42 @@ def test_tagger_table_names_real_tags_and_taxonomy_concepts(taxonomy):
         assert row.concept in names, row
         if row.vocabulary in ("MTT", "MSD"):
             assert row.tag in (MTT_LABELS if row.vocabulary == "MTT" else MSD_LABELS), row
+
+
+def four_second_model() -> ProbedModel:
+    """A model with no idea of tempo: a log spectrum and a random projection of it, reading 4 s at 16 kHz."""
+    torch.manual_seed(0)
+    module = nn.Sequential(LogSpectrum(), nn.Linear(N_FFT // 2 + 1, 8)).eval()
+    return ProbedModel("four seconds", module, lambda w: w, ["0", "1"], RATE, 4.0,
+                       control=lambda seed: nn.Sequential(LogSpectrum(), nn.Linear(N_FFT // 2 + 1, 8)))  # fmt: skip
+
+
+def test_a_numeric_target_gets_ridge_probes_with_controls_and_the_handcrafted_baseline(tmp_path, monkeypatch):
+    """BPM of click tracks (60-180 bpm): the handcrafted tempogram predicts it (R² >= 0.8 on the dataset's split,
+    less when extrapolating to both tails); a spectrum that knows no tempo does not; a target the audio config
+    lacks is one line."""
+    from fixtures.reviewable import write_reviewable
+    from probing.probe import main
+    from tests.test_evidence import clicks
+
+    def render(k, example, seconds):
+        bpm = 60.0 + (k * 37) % 120
+        return clicks(bpm, seconds, RATE, seed=k), {"bpm": bpm, "key": "C major", "mode": "major", "stems": []}
+
+    folder = tmp_path / "ds"
+    write_reviewable(folder, rows=240, seconds=4.0, render=render)
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(tmp_path))
+    base = ["--model", "tests.test_probing:four_second_model", f"--dataset={folder}", "--bootstrap=50",
+            "--target=bpm"]  # fmt: skip
+    report = main([*base, f"--output={tmp_path / 'bpm.json'}"])
+    rows = {r["layer"]: r for r in report["results"]}
+    hand = rows["1"]["handcrafted"]
+    assert hand["tempogram"]["r2"] >= 0.8 and rows["1"]["handcrafted_best"] == "tempogram", hand
+    assert rows["1"]["r2"] < 0.5 and rows["1"]["shuffled_labels"] < 0.2
+    assert rows["1"]["test"] == 24 and "| 1 |" in (tmp_path / "bpm.md").read_text()
+    tails = main([*base, "--target_split=extrapolate", f"--output={tmp_path / 'tails.json'}"])
+    pooled = tails["results"][0]
+    assert pooled["train"] + pooled["test"] == rows["1"]["train"] + rows["1"]["test"]  # both splits' clips, re-cut
+    assert 0.25 < pooled["test"] / (pooled["train"] + pooled["test"]) < 0.35  # both 15 % tails
+    with pytest.raises(DataError, match="no 'room_rt60_s' values: numeric ground truth exists for rendered clips"):
+        main([*base[:-1], "--target=room_rt60_s"])
