@@ -81,10 +81,25 @@ def _judge_chunk(job) -> list[dict]:
     return out
 
 
-def render_and_judge(lists, seconds: float, workers: int, models) -> list[dict]:
-    chunks = [(lists[k::workers], list(range(k, len(lists), workers)), seconds, models) for k in range(workers)]
+def render_and_judge(lists, seconds: float, workers: int, models, first: int = 0) -> list[dict]:
+    """Render and judge `lists` (list k of them seeded and named by first + k) in `workers` processes."""
+    seeds = list(range(first, first + len(lists)))
+    chunks = [(lists[k::workers], seeds[k::workers], seconds, models) for k in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
-        return [clip for part in pool.map(_judge_chunk, chunks) for clip in part]
+        return sorted((c for part in pool.map(_judge_chunk, chunks) for c in part), key=lambda c: c["id"])
+
+
+def enough_clips(lists, target: int, seconds: float, workers: int, models, cached: dict | None) -> dict:
+    """{"lists_used", "clips"}: `target` judged clips, rendering the next lists in rounds where a list's clip is
+    rejected (an inaudible stem), on top of what `cached` holds."""
+    state = cached or {"lists_used": 0, "clips": []}
+    while len(state["clips"]) < target and state["lists_used"] < len(lists):
+        need = target - len(state["clips"])
+        start, stop = state["lists_used"], min(len(lists), state["lists_used"] + int(need * 1.1) + 8)
+        state["clips"] += render_and_judge(lists[start:stop], seconds, workers, models, first=start)
+        state["lists_used"] = stop
+    state["clips"] = state["clips"][:target]
+    return state
 
 
 def verdict_table(clips: list[dict], models, min_examples: int, bootstrap: int, seed: int) -> tuple[list, dict]:
@@ -176,15 +191,16 @@ def main(argv=None) -> dict:
     import pyarrow.parquet as pq
 
     start = time.perf_counter()
-    if args.cache and Path(args.cache).is_file():
-        clips = json.loads(Path(args.cache).read_text())
-    else:
+    cached = json.loads(Path(args.cache).read_text()) if args.cache and Path(args.cache).is_file() else None
+    if isinstance(cached, list):  # an earlier run's cache: the first clips * 1.05 lists
+        cached = {"lists_used": int(args.clips * 1.05), "clips": cached}
+    if cached is None or len(cached["clips"]) < args.clips:
         lists = [list(t) for t in pq.read_table(args.lists, columns=["tags"])["tags"].to_pylist()]
-        clips = render_and_judge(lists[: int(args.clips * 1.05)], args.seconds, args.workers, args.models)
-        clips = clips[: args.clips]
+        cached = enough_clips(lists, args.clips, args.seconds, args.workers, args.models, cached)
         if args.cache:
             Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.cache).write_text(json.dumps(clips))
+            Path(args.cache).write_text(json.dumps(cached))
+    clips = cached["clips"][: args.clips]
     render_seconds = time.perf_counter() - start
     rows, truth = verdict_table(clips, args.models, args.min_examples, args.bootstrap, args.seed)
     concepts = sorted({r["concept"] for r in rows})
@@ -193,6 +209,7 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "evidence",
         "clips": len(clips),
+        "lists_rendered": cached["lists_used"],
         "seconds_per_clip": args.seconds,
         "render_and_judge_seconds": round(render_seconds, 1),
         "concepts": len(concepts),
