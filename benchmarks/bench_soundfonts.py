@@ -68,6 +68,10 @@ def _render_chunk(job) -> list[dict]:
 
 
 MARGIN = 0.02  # a soundfont replaces the default only when its mean AUC is higher by this much (else: the default)
+# instruments whose MuseScore General samples cost too much to load: FluidSynth decodes an SF3's samples at every
+# clip (fresh synthesizer per clip), measured on 1.5 s clips of the instrument alone: piano 0.31 -> 1.36 s of CPU,
+# strings 0.03 -> 1.87 s (the guitar, violin, harp and synthesizer cost 0.03-0.06 s more)
+TOO_SLOW = {"piano": "MuseScore General's piano costs +1.05 s of CPU per clip", "strings": "its strings +1.84 s"}
 TABLE = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_soundfonts.tsv"
 
 
@@ -83,7 +87,7 @@ def choose(result: dict, default: str = "FluidR3_GM") -> dict[str, tuple[str, st
             if name != "best" and all(result["variants"][v][name]["mean"] is not None for v in variants):
                 means[name] = float(np.mean([result["variants"][v][name]["mean"] for v in variants]))
         best = max(means, key=means.get) if means else default
-        if best != default and means[best] >= means.get(default, 0) + MARGIN:
+        if best != default and means[best] >= means.get(default, 0) + MARGIN and concept not in TOO_SLOW:
             figures = ", ".join(f"{n} {m:.3f}" for n, m in means.items())
             chosen[concept] = (best, f"mean tag AUC over {len(variants)} variant(s): {figures}")
     return chosen

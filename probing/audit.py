@@ -1,17 +1,21 @@
-"""The tagger audit: does an independent, pretrained tagger (musicnn, trained on real music) hear what each
-concept set's label says?
+"""The audit: do independent judges hear what each concept set's label says? Their verdicts are the dataset's
+`evidence` config.
 
     python -m probing.audit --dataset runs/demo/dataset --output runs/demo/tagger_audit.json
 
-For every concept paired with a musicnn tag (`builder/data/tagger_tags.tsv`; concepts with no counterpart are
-listed as such), per split: the ROC-AUC of the tag's probability (the clip's mean over its 3 s patches) on the
-concept's positives against its confound-matched negatives, with a 95 % bootstrap interval, and the share of
-positives whose tag is among the clip's five most probable. A concept whose interval includes 0.5 is "not
-confirmed by an independent tagger"; one whose interval lies below 0.5 is "contradicted". A model whose converted
-weights are missing is a counted skip (`python -m probing.convert_musicnn` makes them), so the pipeline step runs
-everywhere. Clips are decoded once for all models, batch by batch, and only the tag scores (50 per clip and
-model) are kept, so memory is flat in the dataset's size. A clip shorter than one 3 s patch cannot be tagged: it is
-a counted skip (`clips_too_short`). Writes a JSON report and a plot.
+Judges: pretrained musicnn taggers for concepts paired with a tag (`builder/data/tagger_tags.tsv`), and the signal
+judges of `probing.judges` (tempo, mode, loudness, note density) for the concepts `builder/data/concept_judges.tsv`
+gives them. Per concept, split and judge: the ROC-AUC of the judge's figure on the concept's positives against its
+confound-matched negatives with a 95 % bootstrap interval, and a verdict (`builder.evidence`: confirmed,
+not confirmed, contradicted; "no judge" where none speaks); listeners' verdicts of the review app add the share
+judged audible. For rendered clips the signal judges are also checked against the ground truth (MIREX tempo
+accuracy with and without a drum part, key score and mode accuracy per style), and each positive of a tempo
+concept with no drum part whose estimated tempo disagrees with the rendered one is flagged (a row with its id).
+Each clip is decoded once for every judge, batch by batch, and only a few figures per clip are kept, so memory is
+flat in the dataset's size (`benchmarks/bench_audit_memory.py`). A model whose converted weights are missing is a
+counted skip (`python -m probing.convert_musicnn`); a clip shorter than one 3 s patch is not tagged (counted) but
+still judged by the signal judges. Writes the report JSON and a plot, and for a folder assembly wrote, its
+`evidence` config.
 """
 
 from __future__ import annotations
