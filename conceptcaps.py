@@ -85,7 +85,7 @@ class _EvidenceCheck:
     def __call__(self, name: str, sets: dict) -> tuple[dict, dict]:
         if self.level == "any":
             return sets, {"verdict": None, "judges": [], "left_out_clips": {}}
-        kept, report = restrict(sets, name, read_evidence(self.source, self.split), self.level)
+        kept, report = restrict(sets, name, read_evidence(self.source, self.split))
         if kept is None:
             judges = "; ".join(report["judges"]) or "no judge speaks for it"
             raise ValueError(f"{name!r} in split {self.split!r} is {report['verdict']}, not confirmed ({judges})")

@@ -23,7 +23,7 @@ from builder.reader import open_file, split_files
 from builder.schema import CONFIG_DIRS, CONFIG_FEATURES, EVIDENCE_FEATURES, VERDICTS, SplitWriter
 from core.config import arg
 from core.constants import SPLITS
-from core.errors import ConfigError, DataError
+from core.errors import DataError
 from core.io import read_json
 from core.log import get_logger
 
@@ -89,40 +89,23 @@ def read_evidence(source: str, split: str | None = None) -> list[dict]:
     return [r for r in rows if split is None or r["split"] == split]
 
 
-def restrict(sets: dict, concept: str, rows: Sequence[dict], level: str) -> tuple[dict | None, dict]:
-    """A concept's sets ({"positive", "negative", "random"} of ids) kept at an evidence level, and what was left
-    out and why: at "confirmed", None when the concept's verdict is not confirmed; its positives without the clips
-    a per-clip row flags. Returns (sets or None, {"verdict", "judges", "left_out_clips": {id: note}})."""
-    if level not in EVIDENCE_LEVELS:
-        raise ConfigError(f"evidence={level!r}: choose one of {list(EVIDENCE_LEVELS)}")
+def restrict(sets: dict, concept: str, rows: Sequence[dict]) -> tuple[dict | None, dict]:
+    """A concept's sets ({"positive", "negative", "random"} of ids) restricted to what was confirmed, and what was
+    left out and why: None when the concept's verdict is not confirmed, else its positives without the clips a
+    per-clip row flags. Returns (sets or None, {"verdict", "judges", "left_out_clips": {id: note}})."""
     mine = [r for r in rows if r["concept"] == concept]
-    verdict = concept_verdict(mine)
     judges = [
         f"{r['judge']} ({r['criterion']}): {r['verdict']}"
         + (f", {r['measure']} {r['value']:.2f} [{r['low']:.2f}, {r['high']:.2f}]" if r.get("value") is not None else "")
         for r in mine
         if not r.get("id")
     ]
-    flagged = {r["id"]: r["note"] for r in mine if r.get("id")}
-    report = {"verdict": verdict, "judges": judges, "left_out_clips": {}}
-    if level == "any":
-        return sets, report
-    if verdict != CONFIRMED:
+    report = {"verdict": concept_verdict(mine), "judges": judges, "left_out_clips": {}}
+    if report["verdict"] != CONFIRMED:
         return None, report
+    flagged = {r["id"]: r["note"] for r in mine if r.get("id")}
     report["left_out_clips"] = {i: flagged[i] for i in sets["positive"] if i in flagged}
     return {**sets, "positive": [i for i in sets["positive"] if i not in flagged]}, report
-
-
-def confirmed_concepts(rows: Sequence[dict], concepts: Iterable[str]) -> tuple[list[str], dict[str, str]]:
-    """The concepts among `concepts` whose verdict is confirmed, and {concept: its verdict} for the others."""
-    kept, left = [], {}
-    for c in concepts:
-        verdict = concept_verdict(r for r in rows if r["concept"] == c)
-        if verdict == CONFIRMED:
-            kept.append(c)
-        else:
-            left[c] = verdict
-    return kept, left
 
 
 @dataclass
@@ -142,7 +125,7 @@ def keep_confirmed(args: EvidenceArguments, dataset: str, split: str, members: d
     rows = read_evidence(args.evidence_from or dataset, split)
     kept, left = {}, {}
     for concept, sets in members.items():
-        restricted, report = restrict(sets, concept, rows, "confirmed")
+        restricted, report = restrict(sets, concept, rows)
         if restricted is None:
             left[concept] = f"{report['verdict']} in the {split} split (--confirmed_only)"
         else:

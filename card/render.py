@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
+from builder.evidence import concept_verdict, read_evidence
 from builder.taxonomy import Taxonomy
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
@@ -276,8 +277,6 @@ def evidence_fields(folder: Path, audit: dict | None) -> dict:
     """The template's view of the dataset's `evidence` config: per concept its category, its verdict per split and
     each judge's figure in the first split; counts of verdicts, per-clip flags, and how well the signal judges
     recover the rendered ground truth (from the audit's report)."""
-    from builder.evidence import concept_verdict, read_evidence
-
     try:
         rows = read_evidence(str(folder))
     except DataError:  # assembled before the evidence config existed

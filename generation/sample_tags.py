@@ -139,15 +139,12 @@ class GenreCore:
     def complete(self, chosen: np.ndarray) -> list[tuple[str, ...]]:
         """Add, in place, the first alternative of every slot a listed genre's row lacks; per list the names added."""
         added: list[tuple[str, ...]] = []
-        genres = [g for g in self.slots]
         for row in chosen:
             names = []
-            for g in genres:
-                if row[g]:
-                    for slot in self.slots[g]:
-                        if not row[slot].any():
-                            row[slot[0]] = True
-                            names.append(self.names[slot[0]])
+            for slot in (slot for g, slots in self.slots.items() if row[g] for slot in slots):
+                if not row[slot].any():
+                    row[slot[0]] = True
+                    names.append(self.names[slot[0]])
             added.append(tuple(names))
         return added
 

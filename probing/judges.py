@@ -22,7 +22,6 @@ from core.errors import DataError
 from core.io import read_tsv
 
 RULES_FILE = Path(__file__).resolve().parents[1] / "builder" / "data" / "concept_judges.tsv"
-SIGNALS = ("tempo_bpm", "major_minus_minor", "rms_db", "onset_rate")  # the figures a rule may name
 JUDGE_SIGNAL = {"tempo": "tempo_bpm", "mode": "major_minus_minor", "loudness": "rms_db", "density": "onset_rate"}
 NOTES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLATS = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
@@ -111,6 +110,7 @@ class JudgeRule:
     concept: str
     expect: str
     reason: str
+    band: tuple[float, float] | None = None  # (lo, hi) of an expectation "band LO-HI", parsed once
 
     def score(self, figures: dict) -> float:
         value = figures[JUDGE_SIGNAL[self.judge]]
@@ -118,9 +118,9 @@ class JudgeRule:
             return value
         if self.expect == "lower":
             return -value
-        lo, hi = (float(x) for x in self.expect.removeprefix("band ").split("-"))
         if value <= 0:
             return -np.inf
+        lo, hi = self.band
         return -max(np.log2(lo / value), np.log2(value / hi), 0.0)
 
 
@@ -132,15 +132,19 @@ def judge_rules(path: str | None = None) -> tuple[JudgeRule, ...]:
     for number, (judge, concept, expect, reason) in read_tsv(path, 4):
         if judge not in JUDGE_SIGNAL:
             raise DataError(path, f"judge {judge!r} is none of {sorted(JUDGE_SIGNAL)}", row=number)
-        if expect not in ("higher", "lower") and not _is_band(expect):
+        band = _band(expect)
+        if expect not in ("higher", "lower") and band is None:
             raise DataError(path, f"expect {expect!r} is not higher, lower or 'band LO-HI'", row=number)
-        rules.append(JudgeRule(judge, concept, expect, reason))
+        rules.append(JudgeRule(judge, concept, expect, reason, band))
     return tuple(rules)
 
 
-def _is_band(expect: str) -> bool:
+def _band(expect: str) -> tuple[float, float] | None:
+    """(lo, hi) of "band LO-HI" with 0 < LO < HI, else None."""
+    if not expect.startswith("band "):
+        return None
     try:
         lo, hi = (float(x) for x in expect.removeprefix("band ").split("-"))
     except ValueError:
-        return False
-    return expect.startswith("band ") and 0 < lo < hi
+        return None
+    return (lo, hi) if 0 < lo < hi else None

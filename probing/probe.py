@@ -183,25 +183,41 @@ def target_sets(args: ProbeArguments, splits: dict, dataset: str, rng: np.random
     return {side: capped(known) for side, known in values.items()}
 
 
+def activation_caches(args: ProbeArguments, model, control, out: Path) -> tuple[dict, object]:
+    """The model's, the control's and (with --handcrafted) the baseline's activation stores, beside the report
+    unless --cache_dir says otherwise; returns ({name: cache}, the baseline model or None)."""
+    root = Path(args.cache_dir or Path(args.output or out / "probe_report.json").parent / "activations")
+    caches = {
+        "model": ActivationCache(root, model, args.pooling),
+        "control": ActivationCache(root, control, args.pooling),
+    }
+    baseline = handcrafted_model(model.sampling_rate, model.seconds) if args.handcrafted else None
+    if baseline is not None:
+        caches["handcrafted"] = ActivationCache(root, baseline, args.pooling)
+    return caches, baseline
+
+
+def fill_split(split, ids, layers, caches: dict, baseline, batch_size: int) -> dict[str, str]:
+    """Every layer of the model and its control for these clips, in one pass; the baseline's own layers in a second
+    pass over the same clips. Returns {id: checksum} of the usable clips."""
+    checksums = fill_caches(split, ids, layers, [caches["model"], caches["control"]], batch_size)
+    if baseline is not None:
+        fill_caches(split, ids, baseline.layers, [caches["handcrafted"]], batch_size)
+    return checksums
+
+
 def run_regression(args: ProbeArguments, model, control, layers, splits, dataset: str, out: Path, rng) -> dict:
     """Ridge probes of a numeric target per layer: R² on the test clips with its interval, beside the random-init
     and shuffled-target controls and the handcrafted baseline."""
     if args.target_split not in ("random", "extrapolate"):
         raise ConfigError(f"--target_split must be 'random' or 'extrapolate', not {args.target_split!r}")
     sides = target_sets(args, splits, dataset, rng)
-    cache_root = Path(args.cache_dir or Path(args.output or out / "probe_report.json").parent / "activations")
-    caches = {"model": ActivationCache(cache_root, model, args.pooling),
-              "control": ActivationCache(cache_root, control, args.pooling)}  # fmt: skip
-    baseline = handcrafted_model(model.sampling_rate, model.seconds) if args.handcrafted else None
-    if baseline is not None:
-        caches["handcrafted"] = ActivationCache(cache_root, baseline, args.pooling)
+    caches, baseline = activation_caches(args, model, control, out)
     checksums = {}
     wanted = {i for side in sides.values() for i in side}
     for split in splits.values():
         ids = sorted(wanted & {r["id"] for r in split.rows})
-        checksums.update(fill_caches(split, ids, layers, [caches["model"], caches["control"]], args.batch_size))
-        if baseline is not None:
-            fill_caches(split, ids, baseline.layers, [caches["handcrafted"]], args.batch_size)
+        checksums.update(fill_split(split, ids, layers, caches, baseline, args.batch_size))
 
     def xy(side, which, layer):
         ids = [i for i in sides[side] if i in checksums]
@@ -295,20 +311,11 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         }
     if not sets:
         raise DataError(dataset, f"no concept has enough examples to probe ({dict(skipped)})")
-    cache_root = Path(args.cache_dir or Path(args.output or out / "probe_report.json").parent / "activations")
-    caches = {
-        "model": ActivationCache(cache_root, model, args.pooling),
-        "control": ActivationCache(cache_root, control, args.pooling),
-    }
-    baseline = handcrafted_model(model.sampling_rate, model.seconds) if args.handcrafted else None
-    if baseline is not None:
-        caches["handcrafted"] = ActivationCache(cache_root, baseline, args.pooling)
+    caches, baseline = activation_caches(args, model, control, out)
     checksums = {}
     for name, split in splits.items():
         ids = sorted({i for s in sets.values() for role in s[name].values() for i in role})
-        checksums.update(fill_caches(split, ids, layers, [caches["model"], caches["control"]], args.batch_size))
-        if baseline is not None:  # its own layers: a second pass over the same clips
-            fill_caches(split, ids, baseline.layers, [caches["handcrafted"]], args.batch_size)
+        checksums.update(fill_split(split, ids, layers, caches, baseline, args.batch_size))
         logger.info(
             "probe: %s split, %d clips; model run on %d, control on %d",
             name,
