@@ -29,6 +29,7 @@ from builder.reviews import apply_reviews
 from builder.schema import BASE_FEATURES, CONFIG_DIRS, CONFIG_FEATURES, SplitWriter, render_columns
 from builder.splits import ConceptSetArguments, assign_example_splits, concept_sets, concepts_with_sets
 from builder.taxonomy import Taxonomy
+from builder.theory import build_theory_sets, clip_facts, nuisance, theory_counts
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES, SPLITS
@@ -113,6 +114,8 @@ def load_accepted(run: Path, taxonomy: Taxonomy) -> tuple[list[dict], Counter, l
                     "generation_params": row["generation_params"],
                     "seed": row["seed"],
                     "audio_sha256": row["audio_sha256"],
+                    "facts": clip_facts(row.get("ground_truth")),  # a rendered clip's theory facts (builder.theory)
+                    "nuisance": nuisance(row, row.get("ground_truth")),
                 }
             )
     audio_ids = set(ids)
@@ -228,6 +231,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
     examples.sort(key=lambda e: e["id"])
     unheard, review_rows, review_summary = apply_reviews(run, examples)
     rows, concept_summary = concept_sets(examples, taxonomy, args, unheard=unheard)
+    _, concept_summary["theory"] = build_theory_sets(examples, args, rows)  # rendered clips only
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -261,6 +265,7 @@ def assemble(args: AssembleArguments, run: Path, out: Path) -> dict:
         ),
         "concept_set_rows": sum(counts["concepts"].values()),
         "concepts_with_sets": concepts_with_sets(concept_summary),
+        "theory_sets": theory_counts(concept_summary["theory"]),
         "sampling": sampling_report(run, examples, taxonomy),
         "reviews": review_summary,
         "arguments": {k: v for k, v in asdict(args).items() if k not in ("run_dir", "output_dir")},  # no local path

@@ -284,7 +284,10 @@ class AudioSplit:
         import difflib
 
         from builder.splits import FAMILY_SUFFIX
+        from builder.theory import is_theory_concept
 
+        if is_theory_concept(concept):  # "mode=minor": a theory family's concept (builder.theory), as it is
+            return concept
         taxonomy = self.taxonomy
         base = concept.removesuffix(FAMILY_SUFFIX)
         found = taxonomy.concept_for(base)

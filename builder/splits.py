@@ -188,7 +188,7 @@ def build_concept_sets(
                 removed["caption names a relative"] = int((keep & hit).sum())
                 keep &= ~hit
             candidates = in_split[keep]
-            negatives = _match(x[pos][:, other], x[candidates][:, other], candidates, rng)
+            negatives = match_negatives(x[pos][:, other], x[candidates][:, other], candidates, rng)
             # random sets: neither positives, nor clips whose caption names the concept, nor clips that list a
             # relative (a hard rock clip is rock music)
             free = ~holds & ~named[in_split][:, members_].any(1)  # nor a clip whose caption names the concept
@@ -247,7 +247,7 @@ def concept_sets(
 MATCH_BLOCK = 4096  # examples (positives and candidates) per matching block: memory and time per block bounded
 
 
-def _match(
+def match_negatives(
     pos: np.ndarray, cand: np.ndarray, cand_ids: np.ndarray, rng: np.random.Generator, block: int = MATCH_BLOCK
 ) -> np.ndarray:
     """One-to-one matching of positives to candidates on Jaccard distance, in seeded blocks.

@@ -226,6 +226,7 @@ def render_card(
         **sampling_fields(summary.get("sampling"), taxonomy),
         removed_by_relation=dict(removed),
         families=families,
+        theory=theory_fields(concept_summary.get("theory")),
         judge_tcav=judge_tcav,
         reviews=summary.get("reviews"),
         **judge_audit_fields(judge_tcav, taxonomy),
@@ -235,6 +236,23 @@ def render_card(
 
 
 LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_limits.tsv"
+
+
+def theory_fields(theory: dict | None) -> dict | None:
+    """The card's theory section from the concept-set summary's `theory` part (builder.theory); None without sets."""
+    from builder.theory import max_jsd, theory_counts
+
+    if not theory or not theory.get("concepts"):
+        return None
+    entries = theory["concepts"].values()
+    return {
+        "families": theory["families"],
+        "counts": theory_counts(theory),
+        "jsd_before": f"{max(max_jsd(e, 'before') for e in entries):.3f}",
+        "jsd_after": f"{max(max_jsd(e) for e in entries):.3f}",
+        "fewest": min(e["positives"] for e in entries),
+        "theory_clips": theory.get("theory_clips"),
+    }
 
 
 def judge_audit_fields(judge: dict | None, taxonomy: Taxonomy) -> dict:

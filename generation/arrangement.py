@@ -281,6 +281,10 @@ class Arrangement:
     drive: dict[int, float] = field(default_factory=dict)  # channel -> amp gain (electric guitar)
     amp: str | None = None  # the electric guitar's amp (None: no electric guitar listed)
     sections: list[str] = field(default_factory=list)  # per bar: verse or chorus
+    chords: list[dict] = field(default_factory=list)  # per bar: root, quality, degree, inversion (`chord_facts`)
+    progression: str | None = None  # the verse's progression in roman numerals ("I-V-vi-IV"); None: one chord
+    theory: str | None = None  # the theory clip's kind (progression, chord), None for an attribute list's clip
+    register: int = 0  # octaves the pitched parts were moved by (a theory clip's nuisance variable)
 
 
 def _pick(rng: np.random.Generator, low: float, high: float) -> float:
@@ -312,8 +316,11 @@ NEUTRAL_STYLE = {
 }
 
 
-def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrangement:
-    """The score of one clip: only the listed instruments play, as their genre, tempo and mood concepts say."""
+def arrange(tags: Sequence[str], tables, seed: int, duration_s: float, theory: dict | None = None) -> Arrangement:
+    """The score of one clip: only the listed instruments play, as their genre, tempo and mood concepts say (or, with
+    a theory clip's facts, as `arrange_theory` plays them)."""
+    if theory:
+        return arrange_theory(tags, tables, theory, seed, duration_s)
     rng = np.random.default_rng(seed)
     rows = {c: [tables.rows[t] for t in tags if tables.taxonomy.category_of[t] == c] for c in CATEGORIES}
     genre = rows["genre"][0].values if rows["genre"] else None
@@ -358,6 +365,9 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrang
     chords = [
         _chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)
     ]
+    arr.chords = [chord_facts(c, root, d) for c, d in zip(chords, (progressions[s][b % len(progressions[s])]
+                                                                   for b, s in enumerate(arr.sections)))]  # fmt: skip
+    arr.progression = roman_progression(progressions["verse"], mode, style["chords"])
     velocity = DYNAMICS[mood["dynamics"] or "medium"]
     density = DENSITY[mood["density"] or "medium"]
     shift = 12 * int(mood["register"] or 0)
@@ -409,6 +419,126 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float) -> Arrang
             arr.notes += [(s, e, ch, p, vel) for s, e, p, vel in notes]
     arr.notes.sort()
     return arr
+
+
+# SynTheory-like clips: exact theory facts, drawn by `generation.theory_lists`, played plainly (quantised, no style)
+THEORY_METERS = {"4/4": (16, 4, None), "3/4": (12, 4, "waltz"), "6/8": (12, 6, "compound"), "7/8": (14, 4, "odd")}
+PROGRESSIONS = {  # the named progressions a theory clip loops, as scale degrees of its mode (triads)
+    "major": ((1, 4, 5, 1), (1, 5, 6, 4), (2, 5, 1)),
+    "minor": ((1, 4, 5, 1), (1, 6, 3, 7), (1, 4, 7, 3)),
+}
+THEORY_QUALITIES = ("major", "minor", "diminished", "augmented", "major 7", "minor 7", "dominant 7")
+THEORY_KINDS = ("progression", "chord")
+
+
+def theory_errors(spec: dict) -> list[str]:
+    """What is wrong with a theory clip's facts (empty: playable)."""
+    errors = []
+    if spec.get("kind") not in THEORY_KINDS:
+        errors.append(f"kind {spec.get('kind')!r} is none of {THEORY_KINDS}")
+    if spec.get("meter") not in THEORY_METERS:
+        errors.append(f"meter {spec.get('meter')!r} is none of {list(THEORY_METERS)}")
+    if not isinstance(spec.get("tonic"), int) or not 0 <= spec["tonic"] < 12:
+        errors.append(f"tonic {spec.get('tonic')!r} is not a pitch class 0-11")
+    if not isinstance(spec.get("bpm"), (int, float)) or not 30 <= spec["bpm"] <= 300:
+        errors.append(f"bpm {spec.get('bpm')!r} is not 30-300")
+    if spec.get("kind") == "progression":
+        if tuple(spec.get("degrees") or ()) not in PROGRESSIONS.get(spec.get("mode"), ()):
+            errors.append(f"degrees {spec.get('degrees')!r} are not a progression of mode {spec.get('mode')!r}")
+    elif spec.get("kind") == "chord":
+        if spec.get("quality") not in THEORY_QUALITIES:
+            errors.append(f"quality {spec.get('quality')!r} is none of {THEORY_QUALITIES}")
+        if spec.get("inversion") not in (0, 1, 2):
+            errors.append(f"inversion {spec.get('inversion')!r} is not 0, 1 or 2")
+    if spec.get("register", 0) not in (-1, 0, 1):
+        errors.append(f"register {spec.get('register')!r} is not -1, 0 or 1")
+    return errors
+
+
+def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_s: float) -> Arrangement:
+    """A theory clip: the listed instruments play the facts of `spec` and nothing else. A progression clip loops
+    a named progression of its mode's triads in root position; a chord clip repeats one chord of a quality on the
+    tonic, in an inversion. Quantised (no humanising, no swing, no style, no room), the first beat of every bar
+    accented so that the meter is heard without drums; a drum part plays the meter's plain pattern. Register
+    (pitched parts moved by an octave) and the instruments are the nuisance variables."""
+    errors = theory_errors(spec)
+    if errors:
+        raise ConfigError(f"theory clip {spec}: {'; '.join(errors)}")
+    rng = np.random.default_rng(seed)
+    steps_per_bar, steps_per_beat, feel = THEORY_METERS[spec["meter"]]
+    feels = [feel or "straight"]
+    root, kind = spec["tonic"], spec["kind"]
+    mode = spec.get("mode") if kind == "progression" else None
+    arr = Arrangement(float(spec["bpm"]), spec["meter"], f"{KEY_NAMES[root]} {mode}" if mode else None, mode, feels,
+                      None, theory=kind, register=int(spec.get("register", 0)))  # fmt: skip
+    grid = _Grid(arr.bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng)
+    arr.sections = ["verse"] * grid.bars
+    if kind == "progression":
+        degrees = list(spec["degrees"])
+        chords = [_chord(degrees[b % len(degrees)], mode, "triad") for b in range(grid.bars)]
+        arr.chords = [chord_facts(c, root, degrees[b % len(degrees)], 0) for b, c in enumerate(chords)]
+        arr.progression, inversion = roman_progression(degrees, mode), 0
+    else:
+        chords = [list(QUALITIES[spec["quality"]])] * grid.bars
+        inversion = spec["inversion"]
+        arr.chords = [chord_facts(c, root, 1, inversion) for c in chords]
+    channel = 0
+    for tag in tags:
+        row = tables.rows[tag]
+        v = row.values
+        if tables.taxonomy.category_of[tag] != "instrument":
+            raise ConfigError(f"theory clip: {tag!r} is not an instrument; a theory clip lists instruments only")
+        values = [int(x) for x in v["value"].split(",")][:1]
+        arr.programs[channel] = (0, values[0]) if v["kind"] == "program" else (128, values[0] if v["kind"] == "kit"
+                                                                              else 0)  # fmt: skip
+        arr.parts[tag] = [channel]
+        if v["role"] in DRUM_ROLES:
+            notes = _drums(grid, NEUTRAL_STYLE, set(feels), arr.sections, v["role"],
+                           [int(x) for x in v["value"].split(",")] if v["kind"] == "drums" else None, 80, rng,
+                           True)  # fmt: skip
+        else:
+            low = REGISTERS[v["register"]]
+            base = low + (root - low) % 12 + 12 * arr.register
+            notes = _theory_part(grid, v["role"], chords, base, inversion)
+            notes = [(s, e, in_range(p, *row.pitch_range), vel) for s, e, p, vel in notes]
+        arr.notes += [(s, e, channel, p, vel) for s, e, p, vel in notes]
+        channel += 1
+    arr.notes.sort()
+    return arr
+
+
+def _theory_part(grid, role: str, chords: list[list[int]], base: int, inversion: int) -> list[tuple]:
+    """A pitched part of a theory clip: the bass plays the chord's lowest tone on every beat, a pad holds the
+    chord for the bar, a comp strikes it on every beat, a lead or arpeggio runs up and down its tones in half
+    beats; the bar's first beat is accented."""
+    spb, beat = grid.steps_per_bar, grid.steps_per_beat
+    out = []
+
+    def add(step, length, pitch, vel):
+        start, end = grid.seconds(step), grid.seconds(step + length)
+        out.append((start, max(end - 0.01, start + 0.05), int(pitch), vel))
+
+    for bar, chord in enumerate(chords):
+        first = bar * spb
+        tones = [base + (chord[0] % 12) + c - chord[0] for c in chord]
+        tones = tones[inversion:] + [t + 12 for t in tones[:inversion]]
+        beats = list(range(0, spb, beat))
+        if role == "bass":
+            for s in beats:
+                add(first + s, beat, tones[0] - 12, 96 if s == 0 else 72)
+        elif role == "pad":
+            for t in tones:
+                add(first, spb, t, 80)
+        elif role in ("comp", "stabs"):
+            for s in beats:
+                for t in tones:
+                    add(first + s, beat, t, 92 if s == 0 else 66)
+        else:
+            run = _up_and_down(tones)
+            half = max(1, beat // 2)
+            for i, s in enumerate(range(0, spb, half)):
+                add(first + s, half, run[i % len(run)], 92 if s == 0 else 68)
+    return out
 
 
 class _Grid:
@@ -605,6 +735,53 @@ CHORDS: dict[str, Callable[[list[int], int], list[int]]] = {
 def _chord(degree: int, mode: str, quality: str) -> list[int]:
     """Semitones above the tonic of the chord of `quality` on `degree` of the mode."""
     return CHORDS[quality](SCALES[mode], degree)
+
+
+QUALITIES = {  # a chord's quality -> its tones in semitones above its root (what the ground truth names)
+    "major": (0, 4, 7),
+    "minor": (0, 3, 7),
+    "diminished": (0, 3, 6),
+    "augmented": (0, 4, 8),
+    "major 7": (0, 4, 7, 11),
+    "minor 7": (0, 3, 7, 10),
+    "dominant 7": (0, 4, 7, 10),
+    "half-diminished 7": (0, 3, 6, 10),
+    "power": (0, 7),
+    "major 9": (0, 2, 4, 7, 11),
+    "minor 9": (0, 2, 3, 7, 10),
+    "dominant 9": (0, 2, 4, 7, 10),
+}
+_QUALITY_OF = {frozenset(tones): name for name, tones in QUALITIES.items()}
+NUMERALS = ("I", "II", "III", "IV", "V", "VI", "VII")
+
+
+def chord_quality(chord: Sequence[int]) -> str:
+    """The quality of a chord given as semitones (its first tone the root): a name of `QUALITIES`, or "other"."""
+    return _QUALITY_OF.get(frozenset((c - chord[0]) % 12 for c in chord), "other")
+
+
+def chord_facts(chord: Sequence[int], tonic: int, degree: int | None, inversion: int | None = None) -> dict:
+    """One bar's chord as the ground truth records it: root (a pitch name), quality, scale degree, inversion (None
+    where the parts voice it freely: an attribute list's clip, whose bass plays the root)."""
+    return {"root": KEY_NAMES[(tonic + chord[0]) % 12], "quality": chord_quality(chord), "degree": degree,
+            "inversion": inversion}  # fmt: skip
+
+
+def numeral(degree: int, quality: str) -> str:
+    """A roman numeral: upper case for a major third, lower for a minor one, ° diminished, + augmented, ø7
+    half-diminished, 7 and maj7 for sevenths, 5 a power chord."""
+    upper = quality in ("major", "augmented", "major 7", "dominant 7", "power", "major 9", "dominant 9")
+    name = NUMERALS[degree - 1] if upper else NUMERALS[degree - 1].lower()
+    suffix = {"diminished": "°", "augmented": "+", "major 7": "maj7", "minor 7": "7", "dominant 7": "7",
+              "half-diminished 7": "ø7", "power": "5", "major 9": "maj9", "minor 9": "9",
+              "dominant 9": "9"}  # fmt: skip
+    return name + suffix.get(quality, "")
+
+
+def roman_progression(degrees: Sequence[int], mode: str, quality: str = "triad") -> str:
+    """A progression of scale degrees in roman numerals, each chord's case and sign from its quality in the mode:
+    1,5,6,4 in major -> "I-V-vi-IV"."""
+    return "-".join(numeral(d, chord_quality(_chord(d, mode, quality))) for d in degrees)
 
 
 def _voicing(chord: list[int], base: int, rootless: bool = False) -> list[int]:

@@ -53,6 +53,7 @@ CAPTION_SCHEMA = pa.schema(
         ("backend", pa.string()),
         ("model", pa.string()),
         ("prompt_version", pa.string()),
+        ("theory", pa.string()),  # a theory clip's facts, passed on to the renderer (generation.theory_lists)
     ]
 )
 
@@ -286,6 +287,7 @@ def caption_rows(
             "backend": args.backend,
             "model": llm.name if llm else "template",
             "prompt_version": PROMPT_VERSION,
+            "theory": row.get("theory"),
         }
         for row, a in zip(rows, attempts)
     ]

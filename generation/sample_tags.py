@@ -54,6 +54,7 @@ TAGS_SCHEMA = pa.schema(
         ("draw", pa.int64()),
         ("balanced_for", pa.string()),  # the concept a balancing draw was made for; null for the VAE's own draws
         ("added_for_genre", pa.list_(pa.string())),  # instruments added for a listed genre's core (symbolic backend)
+        ("theory", pa.string()),  # a theory clip's facts (JSON; generation.theory_lists); null for an attribute list
     ]
 )
 GENRE_CORE_TABLE = Path(__file__).resolve().parent / "data" / "genre_instruments.tsv"
@@ -63,6 +64,11 @@ GENRE_CORE_TABLE = Path(__file__).resolve().parent / "data" / "genre_instruments
 class SamplingArguments:
     """Sample attribute lists from a trained VAE into tags.parquet."""
 
+    sampling: str = arg(
+        "vae",
+        "'vae': attribute lists from the β-VAE; 'theory': SynTheory-like clips of exact, balanced music-theory facts "
+        "for the symbolic backend (generation.theory_lists; no VAE needed)",
+    )
     vae: str | None = arg(None, "VAE checkpoint folder (default: run dir/vae)")
     taxonomy: str | None = arg(None, "taxonomy.json to check the VAE against")
     reference: str | None = arg(None, "musiccaps_tagged.parquet, for rejecting copies")
@@ -91,6 +97,10 @@ class SamplingArguments:
     )
 
     def __post_init__(self):
+        if self.sampling not in ("vae", "theory"):
+            raise ValueError(f"sampling must be 'vae' or 'theory', not {self.sampling!r}")
+        if self.sampling == "theory" and self.synthesis_backend != "symbolic":
+            raise ValueError("sampling 'theory' needs synthesis_backend 'symbolic': only the renderer plays the facts")
         if self.synthesis_backend not in SYNTHESIS_BACKENDS:
             raise ValueError(f"synthesis_backend must be one of {SYNTHESIS_BACKENDS}, not {self.synthesis_backend!r}")
         if self.decode not in ("bernoulli", "threshold"):
@@ -518,9 +528,35 @@ def reference_lists(path, taxonomy: Taxonomy) -> set[tuple[str, ...]]:
 ARGUMENTS = SamplingArguments  # what this stage's preset section may hold
 
 
+def sample_theory(args: SamplingArguments, out: Path) -> tuple[pa.Table, dict]:
+    """The theory sampling mode: balanced theory clips for the renderer, with no VAE (`generation.theory_lists`)."""
+    from generation.symbolic import RenderTables
+    from generation.theory_lists import theory_lists, theory_summary
+
+    output = Path(args.output or out / "tags.parquet")
+    taxonomy_path = Path(args.taxonomy or output.with_name("taxonomy.json"))
+    if not taxonomy_path.is_file():
+        raise DataError(taxonomy_path, "not found: theory lists name the taxonomy's instruments (run the taxonomy "
+                        "stage, or pass --taxonomy)")  # fmt: skip
+    taxonomy = Taxonomy.load(taxonomy_path)
+    rows = theory_lists(RenderTables(taxonomy), args.num_lists, args.seed, args.id_prefix)
+    for row in rows:
+        row.update({c: [t for t in row["tags"] if taxonomy.category_of[t] == c] for c in CATEGORIES})
+    table = pa.Table.from_pylist(rows, schema=TAGS_SCHEMA)
+    summary = {"sampling": "theory", "lists": len(rows), "considered": len(rows), "draws": len(rows),
+               "rejected": {}, "theory": theory_summary(rows), "backend": {"name": "symbolic"},
+               "arguments": asdict(args) | {"output": None, "taxonomy": None}}  # fmt: skip
+    write_parquet(output, table)
+    write_json(output.with_name("tags_summary.json"), summary)
+    logger.info("wrote %d theory lists to %s: %s", len(rows), output, summary["theory"]["kind"])
+    return table, summary
+
+
 def main(argv: Sequence[str] | None = None) -> tuple[pa.Table, dict]:
     args = parse_args(ARGUMENTS, "sample", argv)
     out = run_dir()
+    if args.sampling == "theory":
+        return sample_theory(args, out)
     vae_dir = Path(args.vae or out / "vae")
     given = Taxonomy.load(args.taxonomy) if args.taxonomy else None
     model, taxonomy, _ = load_checkpoint(vae_dir, given)

@@ -444,9 +444,10 @@ class SymbolicSynthesizer:
         self.revision = "render-5"
         self.load_seconds = 0.0
 
-    def render_row(self, tags: Sequence[str], seed: int, duration_s: float) -> Clip:
+    def render_row(self, tags: Sequence[str], seed: int, duration_s: float, theory: dict | None = None) -> Clip:
+        """One clip of the list (or of a theory clip's facts: `generation.arrangement.arrange_theory`)."""
         samples = int(round(duration_s * self.sampling_rate))
-        arr = arrange(tags, self.tables, seed, duration_s)
+        arr = arrange(tags, self.tables, seed, duration_s, theory)
         wave, energy = render(arr, self.soundfont, self.sampling_rate, samples, self.voices)
         total = float(np.square(wave, dtype=np.float64).sum()) or 1e-30
         instruments, quiet = [], []
@@ -472,6 +473,10 @@ class SymbolicSynthesizer:
             "genre_rendered": arr.genre,
             "style": arr.style,
             "form": arr.sections,
+            "chords": arr.chords,
+            "progression": arr.progression,
+            "theory": arr.theory,
+            "register": arr.register,
             "room_rt60_s": arr.reverb_s,
             "room_send": arr.reverb_wet,
             "amp": arr.amp,

@@ -198,7 +198,8 @@ class RenderedSynthesizer(SymbolicSynthesizer):
         self.expected_samples = int(round(args.duration_s * self.sampling_rate))
 
     def clips(self, rows: Sequence[dict], args: SynthesisArguments, seed: int) -> list[Clip]:
-        return [self.render_row(r["tags"], derive_seed(seed, r["id"]), args.duration_s) for r in rows]
+        return [self.render_row(r["tags"], derive_seed(seed, r["id"]), args.duration_s,
+                                json.loads(r["theory"]) if r.get("theory") else None) for r in rows]  # fmt: skip
 
 
 def decode_in_chunks(decode, clips: int):

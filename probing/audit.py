@@ -40,6 +40,7 @@ from builder.evidence import (
 from builder.reader import assembled_layout, open_file, split_files
 from builder.schema import VERDICTS
 from builder.splits import FAMILY_SUFFIX
+from builder.theory import theory_category
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import SPLITS
@@ -417,7 +418,8 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             logger.warning("audit: %s: %d of %d clips are shorter than musicnn's 3 s patch; not tagged", split,
                            len(judged.too_short), len(ids))  # fmt: skip
         taxonomy = audio.taxonomy
-        verdicts = SplitAudit(args, split, members, judged, lambda c: taxonomy.category_of.get(base(c), ""), rng)
+        category = lambda c: taxonomy.category_of.get(base(c), theory_category(c))  # noqa: E731
+        verdicts = SplitAudit(args, split, members, judged, category, rng)
         for name, tagger in taggers.items():
             report["models"][name]["float16_overflow_bins"] += judged.overflow[name]
             report["models"][name]["splits"][split] = verdicts.tagger(name, tagger, pairs[name])

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from builder.evidence import EvidenceArguments, keep_confirmed
+from builder.theory import SEPARATOR, is_theory_concept
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
@@ -285,6 +286,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         for category in CATEGORIES
         for concept in r[category]
     }
+    category_of.update({c: "theory/" + c.partition(SEPARATOR)[0] for c in concepts if is_theory_concept(c)})
 
     def capped(ids):
         ids = sorted(ids)

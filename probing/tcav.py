@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from builder.evidence import EvidenceArguments, keep_confirmed
+from builder.theory import is_theory_concept
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.errors import ConfigError, DataError
@@ -164,7 +165,8 @@ def run_tcav(args: TCAVArguments, out: Path) -> dict:
     members, left_out = keep_confirmed(args, dataset, args.split, audio.concept_sets(wanted or None))
     if left_out:
         logger.info("tcav: left out by evidence: %s", left_out)
-    chosen = wanted or sorted(members, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
+    semantic = [c for c in members if not is_theory_concept(c)]  # theory families (builder.theory): when asked for
+    chosen = wanted or sorted(semantic, key=lambda c: -len(members[c]["positive"]))[: args.max_concepts]
     missing = [c for c in chosen if c not in members]
     if missing:
         why = [f"{c}: {left_out.get(c, 'no concept set')}" for c in missing]

@@ -433,7 +433,7 @@ def test_dataset_splits_are_deterministic():
 def test_negative_matching_in_blocks_is_one_to_one_bounded_and_close_to_the_exact_one():
     import numpy as np
 
-    from builder.splits import _match
+    from builder.splits import match_negatives
 
     rng = np.random.default_rng(1)
     pos = rng.random((300, 20)) < 0.3
@@ -444,15 +444,15 @@ def test_negative_matching_in_blocks_is_one_to_one_bounded_and_close_to_the_exac
     def imbalance(chosen):  # how far the chosen candidates' attribute frequencies are from the positives'
         return np.abs(cand[chosen - 1000].mean(0) - pos.mean(0)).sum()
 
-    exact = _match(pos, cand, cand_ids, np.random.default_rng(0), block=10_000)  # one block
-    blocked = _match(pos, cand, cand_ids, np.random.default_rng(0), block=400)  # three blocks
+    exact = match_negatives(pos, cand, cand_ids, np.random.default_rng(0), block=10_000)  # one block
+    blocked = match_negatives(pos, cand, cand_ids, np.random.default_rng(0), block=400)  # three blocks
     for chosen in (exact, blocked):
         assert len(chosen) == len(set(chosen)) == 300 and set(chosen) <= set(cand_ids)
     assert cand[blocked - 1000, 0].mean() > cand[:, 0].mean() + 0.2  # the confound is matched in blocks too
     assert imbalance(blocked) < min(imbalance(cand_ids[:300]), imbalance(exact) + 0.25)
-    assert np.array_equal(blocked, _match(pos, cand, cand_ids, np.random.default_rng(0), block=400))  # seeded
+    assert np.array_equal(blocked, match_negatives(pos, cand, cand_ids, np.random.default_rng(0), block=400))  # seeded
     # more positives than candidates in a block, and overall: every candidate is used once, then it stops
-    few = _match(pos, cand[:200], cand_ids[:200], np.random.default_rng(0), block=64)
+    few = match_negatives(pos, cand[:200], cand_ids[:200], np.random.default_rng(0), block=64)
     assert sorted(few) == list(cand_ids[:200])
 
 
