@@ -492,4 +492,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    cli(main)
+    cli(main, lock=False)  # main holds the lock of the run directory it is given (--run_dir), not the default's

@@ -23,7 +23,8 @@ def cli(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None, loc
     try:
         spec = getattr(sys.modules["__main__"], "__spec__", None)
         what = spec.name if spec else main.__module__
-        with run_lock(run_dir(), what) if lock and main_process else nullcontext():
+        asks_help = bool({"-h", "--help"} & set(argv))  # help reads nothing: a busy run directory does not stop it
+        with run_lock(run_dir(), what) if lock and main_process and not asks_help else nullcontext():
             main(argv)
     except ConceptCapsError as e:
         if debug:

@@ -207,6 +207,12 @@ def test_the_run_directory_lock(tmp_path):
             "-m", "pipeline", "--config", "tests/micro.yaml", "--no_show", env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""}
         )
         assert second.returncode == 2 and "in use by a test" in second.stderr and not (run / ".stages").exists()
+        # a pipeline given another run directory locks that one only, and help never waits for a lock
+        other = cli_run("-m", "pipeline", "--config", "tests/micro.yaml", "--run_dir", str(tmp_path / "other"),
+                        "--only", "taxonomy", "--no_show", env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""})  # fmt: skip
+        assert other.returncode == 0, other.stderr[-2000:]
+        assert (tmp_path / "other" / "taxonomy.json").is_file()
+        assert cli_run("-m", "builder.distill", "--help", env={**env, "CONCEPTCAPS_LOCK_TOKEN": ""}).returncode == 0
         with pytest.raises(RunLockedError):
             os.environ.pop("CONCEPTCAPS_LOCK_TOKEN")
             with run_lock(run, "another"):
