@@ -4,6 +4,12 @@ at 16 kHz), with each clip's ground truth in its title. Writes docs/images/genre
 --wav_dir, the clips themselves for listening (never committed).
 
     python scripts/genre_spectrograms.py [--wav_dir /tmp/clips]
+    python scripts/genre_spectrograms.py --examples runs/genre_examples   # a short clip of every genre, to listen
+
+With --examples, every genre of `generation/data/genre_instruments.tsv` (the genres whose lists get their core
+instruments) is rendered with exactly those instruments, one FLAC each (`<genre>.flac`), and an `index.md`
+lists each clip's attribute list and ground truth: style, tempo, meter, key, amp. Generated here, never
+committed (audio stays out of the repository); the figure is not rewritten then.
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ def main(argv=None) -> Path:
     parser.add_argument("--output", default=str(REPO / "docs" / "images" / "genre_spectrograms.png"))
     parser.add_argument("--wav_dir", default=None)
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--examples", default=None, help="folder for a short clip of every genre (FLAC + index.md)")
     args = parser.parse_args(argv)
+    if args.examples:
+        return write_examples(Path(args.examples), args.seconds)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,6 +80,40 @@ def main(argv=None) -> Path:
 
     Image.open(args.output).convert("RGB").quantize(64).save(args.output, optimize=True)  # a small file for the README
     return Path(args.output)
+
+
+def genre_lists() -> dict[str, list[str]]:
+    """{genre: [genre, its core instruments (each slot's first alternative)]} from genre_instruments.tsv."""
+    from core.io import read_tsv
+    from generation.sample_tags import GENRE_CORE_TABLE
+
+    return {
+        genre: [genre, *(slot.split(" / ")[0].strip() for slot in core.split(" | "))]
+        for _, (genre, core, _reason) in read_tsv(GENRE_CORE_TABLE, 3)
+    }
+
+
+def write_examples(folder: Path, seconds: float) -> Path:
+    """One FLAC per genre and an index of what each plays; returns the index."""
+    import soundfile as sf
+
+    from builder.taxonomy import build_taxonomy
+    from generation.symbolic import SymbolicSynthesizer
+
+    synth = SymbolicSynthesizer(build_taxonomy()[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["| genre | attribute list | style | bpm | meter | key | amp | file |", "|---|---|---|---|---|---|---|---|"]
+    for genre, tags in genre_lists().items():
+        clip = synth.render_row(tags, seed=1, duration_s=seconds)
+        name = genre.replace(" ", "_").replace("/", "-") + ".flac"
+        sf.write(folder / name, clip.wave, synth.sampling_rate)
+        t = clip.ground_truth
+        lines.append(f"| {genre} | {', '.join(tags)} | {t['style']} | {t['bpm']:.0f} | {t['meter']} | {t['key']} | "
+                     f"{t['amp'] or '-'} | {name} |")  # fmt: skip
+    index = folder / "index.md"
+    index.write_text(f"Rendered by {synth.name}, revision {synth.revision}; {seconds:g} s each, seed 1.\n\n"
+                     + "\n".join(lines) + "\n")  # fmt: skip
+    return index
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import mido
 import numpy as np
@@ -14,6 +15,8 @@ from generation.arrangement import VERSE_BARS as VERSE
 from generation.symbolic import SOUNDFONT, STYLES, TABLES, RenderTables, SymbolicSynthesizer, arrange
 from generation.synthesize import main as synth_main
 from tests.test_synthesis import write_captions
+
+REPO = Path(__file__).resolve().parents[1]
 
 LISTS = [
     ["rock", "energetic", "electric guitar", "fast tempo"],
@@ -280,3 +283,21 @@ def test_each_stem_names_the_soundfont_its_instrument_is_played_from(synth, taxo
         m.setattr("generation.symbolic.SOUNDFONTS", missing)
         with pytest.raises(DataError, match="install Debian's musescore-general-soundfont"):
             voices(taxonomy, bad)
+
+
+def test_the_genre_examples_command_writes_a_clip_and_an_index_line_per_genre(tmp_path, monkeypatch):
+    import importlib.util
+
+    import soundfile as sf
+
+    spec = importlib.util.spec_from_file_location("genre_spectrograms", REPO / "scripts" / "genre_spectrograms.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    lists = script.genre_lists()
+    assert lists["metal"][0] == "metal" and "electric guitar" in lists["metal"]
+    monkeypatch.setattr(script, "genre_lists", lambda: {g: lists[g] for g in ("metal", "jazz")})
+    index = script.main(["--examples", str(tmp_path), "--seconds", "1.5"])
+    rows = [line for line in index.read_text().splitlines() if line.startswith("| metal") or line.startswith("| jazz")]
+    assert len(rows) == 2 and "render-5" in index.read_text()
+    wave, rate = sf.read(tmp_path / "metal.flac")
+    assert rate == 32000 and len(wave) == 48000 and abs(wave).max() > 0.01
