@@ -153,6 +153,7 @@ def sampling_report(run: Path, examples: Sequence[dict], taxonomy: Taxonomy) -> 
             positives[balanced[e["id"]]]["drawn_for_balance"] += 1
     backend, balance = sampled.get("backend", {}), sampled.get("balance")
     return {
+        "sampling": sampled.get("sampling", "vae"),
         "backend": backend.get("name", "any"),
         "excluded": backend.get("excluded", {}),
         "marginal_jsd_before_after_exclusion": backend.get("marginal_jsd_before_after_exclusion", 0.0),

@@ -287,7 +287,8 @@ def sampling_fields(sampling: dict | None, taxonomy: Taxonomy) -> dict:
     if not sampling:
         return {"sampling": None}
     positives = sampling["positives"]
-    rows = [(c.name, c.category, positives[c.name]) for c in taxonomy.concepts if c.name in positives]
+    rows = [(c.name, c.category, positives[c.name]) for c in taxonomy.concepts if c.name in positives
+            and (sampling.get("sampling") != "theory" or any(positives[c.name][s] for s in SPLITS))]  # fmt: skip
     return {"sampling": sampling, "sampling_splits": SPLITS, "sampling_rows": rows}
 
 

@@ -196,7 +196,8 @@ def truth_summary(truth: dict, figures: dict, members: dict, tempo_concepts: Seq
             "mode_accuracy": float(np.mean([figures[i]["mode"] == truth[i]["mode"] for i in ids])),
         }
 
-    styles = sorted({truth[i]["style"] for i in clips})
+    keyed = [i for i in clips if truth[i]["key"]]  # a theory chord clip has a root, not a key
+    styles = sorted({truth[i]["style"] for i in keyed})
     return {
         "tempo": {
             "all": tempo(clips),
@@ -215,8 +216,8 @@ def truth_summary(truth: dict, figures: dict, members: dict, tempo_concepts: Seq
                 if c in members
             },
         },
-        "key": {"all": key(clips), "per_style": {s: key(i for i in clips if truth[i]["style"] == s) for s in styles}}
-        if clips
+        "key": {"all": key(keyed), "per_style": {s: key(i for i in keyed if truth[i]["style"] == s) for s in styles}}
+        if keyed
         else {},
     }
 
