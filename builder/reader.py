@@ -287,6 +287,11 @@ class AudioSplit:
         from builder.theory import is_theory_concept
 
         if is_theory_concept(concept):  # "mode=minor": a theory family's concept (builder.theory), as it is
+            if self.published:
+                raise ConfigError(
+                    f"{concept!r} is a theory concept: those exist only for rendered clips, whose ground truth "
+                    "states them (builder/theory.py); this dataset's audio has none"
+                )
             return concept
         taxonomy = self.taxonomy
         base = concept.removesuffix(FAMILY_SUFFIX)

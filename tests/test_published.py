@@ -161,3 +161,12 @@ def test_genre_classifier_and_tcav_on_the_published_schema(published, tmp_path, 
         PublishedReader().taxonomy.concept_for("electronic music"),
     }
     assert report["source"]["schema"] == "published"
+
+
+def test_a_theory_concept_on_the_published_schema_is_one_line(published):
+    from builder.reader import AudioSplit
+    from core.errors import ConfigError
+
+    folder, _ = published
+    with pytest.raises(ConfigError, match="'mode=minor' is a theory concept: those exist only for rendered clips"):
+        AudioSplit(str(folder), "train").resolve("mode=minor")
