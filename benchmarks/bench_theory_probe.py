@@ -12,7 +12,8 @@ random split and on SynTheory's extrapolation split (train on the middle 70 % of
 activation store is shared, so the model runs once per clip for all of it. Prints, per family: the sets' sizes
 (positives per split, the largest nuisance divergence after matching), the best layer's mean accuracy, the
 random-init and shuffled-label controls and the handcrafted baseline (each feature family); then the targets:
-mode from chroma (accuracy, target >= 0.9), BPM from the tempogram (R² on the random split, target >= 0.8),
+mode from chroma (the raw mean chroma and its key-profile correlations: accuracy, target >= 0.9), BPM from the
+tempogram (R² on the random split, target >= 0.8),
 at least 50 positives per split and a nuisance JSD <= 0.05 per set; and the wall time (target <= 15 min for one
 musicnn model on 2 cores). Writes the JSON report, a markdown table beside it and, with --heatmap, a family x
 layer heatmap of the mean accuracy with the controls' rows.
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from core.log import get_logger
+from probing.handcrafted import FAMILIES
 
 logger = get_logger(__name__)
 
@@ -103,9 +105,11 @@ def run(args) -> dict:
             "families": families,
             "concepts": concept_report["results"],
             "bpm": {split: r["results"] for split, r in regressions.items()},
-            "mode_from_chroma": float(np.mean([r["handcrafted"]["chroma"]["accuracy"] for r in mode]))
+            "mode_from_chroma": {
+                f: float(np.mean([r["handcrafted"][f]["accuracy"] for r in mode])) for f in ("chroma", "key")
+            }
             if mode
-            else None,
+            else None,  # fmt: skip
             "bpm_r2_handcrafted": {
                 split: max(v["r2"] for v in r["results"][0]["handcrafted"].values()) for split, r in regressions.items()
             },  # fmt: skip
@@ -130,12 +134,11 @@ def markdown(report: dict) -> str:
     for name, m in report["models"].items():
         lines += ["", f"**{name}** ({m['seconds'] / 60:.1f} min): mean balanced accuracy over each family's concepts "
                   "(positives against matched negatives of the family's other values), best layer",
-                  "", "| family | best layer | accuracy | random init | shuffled labels | handcrafted: mel / mfcc / "
-                  "chroma / tempogram |", "|---|---|---|---|---|---|"]  # fmt: skip
+                  "", "| family | best layer | accuracy | random init | shuffled labels | handcrafted: "
+                  f"{' / '.join(FAMILIES)} |", "|---|---|---|---|---|---|"]  # fmt: skip
         for family, t in sorted(m["families"].items()):
             best = t["layers"][t["best_layer"]]
-            hand = " / ".join(f"{t['handcrafted'].get(f, float('nan')):.2f}" for f in ("mel", "mfcc", "chroma",
-                                                                                       "tempogram"))  # fmt: skip
+            hand = " / ".join(f"{t['handcrafted'].get(f, float('nan')):.2f}" for f in FAMILIES)
             lines.append(f"| {family} | {t['best_layer']} | {best['accuracy']:.3f} | {best['random_init']:.3f} "
                          f"| {best['shuffled_labels']:.3f} | {hand} |")  # fmt: skip
         lines += ["", "| BPM split | layer | R² | 95 % CI | random init | shuffled | handcrafted (best) |",

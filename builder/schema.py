@@ -49,11 +49,12 @@ STEM_FEATURES = {  # one per (instrument concept, General MIDI channel program) 
     "share_db": datasets.Value("float32"),  # the concept's stems' energy over the mix's, in dB
     "soundfont": datasets.Value("string"),  # the soundfont it was played from
 }
-CHORD_FEATURES = {  # one per bar of a rendered clip (generation.arrangement.chord_facts)
+CHORD_FEATURES = {  # one per chord heard in a rendered clip (generation.arrangement.chord_facts)
     "root": datasets.Value("string"),  # its root's pitch name
     "quality": datasets.Value("string"),  # major, minor, diminished, augmented, major 7, dominant 7 ... or other
     "degree": datasets.Value("int32"),  # the scale degree it stands on (1-7)
     "inversion": datasets.Value("int32"),  # 0 root position, 1 first, 2 second; None: voiced freely over a root bass
+    "start_s": datasets.Value("float32"),  # when it starts (a bar's chord, or a theory progression's shorter ones)
 }
 RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for MusicGen audio)
     "bpm": datasets.Value("float32"),
@@ -64,7 +65,7 @@ RENDER_FEATURES = {  # the symbolic backend's ground truth, typed (None for Musi
     "genre_rendered": datasets.Value("string"),  # the genre whose arrangement was played (None: a neutral one)
     "style": datasets.Value("string"),  # its style (generation/data/render_styles.tsv), None without a genre
     "form": datasets.Sequence(datasets.Value("string")),  # each bar's section: verse or chorus
-    "chords": [CHORD_FEATURES],  # each bar's chord
+    "chords": [CHORD_FEATURES],  # each chord the clip plays, in order
     "progression": datasets.Value("string"),  # the verse's progression in roman numerals ("I-V-vi-IV")
     "theory": datasets.Value("string"),  # a theory clip's kind (progression, chord); None: an attribute list's clip
     "register": datasets.Value("int32"),  # octaves a theory clip's pitched parts were moved by (0 otherwise)

@@ -79,7 +79,8 @@ def clip_facts(truth: dict | str | None) -> dict[str, str] | None:
     if truth.get("theory") == "chord" and len(inversions) == 1 and None not in inversions:
         facts["inversion"] = INVERSIONS[inversions.pop()]
     if truth.get("theory") == "progression" and truth.get("progression"):
-        facts["progression"] = truth["progression"]
+        if len(chords) >= len(truth["progression"].split("-")):  # the clip plays every chord of it
+            facts["progression"] = truth["progression"]
     return {k: v for k, v in facts.items() if v}
 
 

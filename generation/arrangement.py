@@ -281,7 +281,7 @@ class Arrangement:
     drive: dict[int, float] = field(default_factory=dict)  # channel -> amp gain (electric guitar)
     amp: str | None = None  # the electric guitar's amp (None: no electric guitar listed)
     sections: list[str] = field(default_factory=list)  # per bar: verse or chorus
-    chords: list[dict] = field(default_factory=list)  # per bar: root, quality, degree, inversion (`chord_facts`)
+    chords: list[dict] = field(default_factory=list)  # each chord heard: root, quality, degree, inversion, start
     progression: str | None = None  # the verse's progression in roman numerals ("I-V-vi-IV"); None: one chord
     theory: str | None = None  # the theory clip's kind (progression, chord), None for an attribute list's clip
     register: int = 0  # octaves the pitched parts were moved by (a theory clip's nuisance variable)
@@ -365,8 +365,9 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float, theory: d
     chords = [
         _chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)
     ]
-    arr.chords = [chord_facts(c, root, d) for c, d in zip(chords, (progressions[s][b % len(progressions[s])]
-                                                                   for b, s in enumerate(arr.sections)))]  # fmt: skip
+    degrees = [progressions[s][b % len(progressions[s])] for b, s in enumerate(arr.sections)]
+    starts = [grid.seconds(b * steps_per_bar) for b in range(len(chords))]
+    arr.chords = [chord_facts(c, root, d, None, t) for c, d, t in zip(chords, degrees, starts) if t < duration_s]
     arr.progression = roman_progression(progressions["verse"], mode, style["chords"])
     velocity = DYNAMICS[mood["dynamics"] or "medium"]
     density = DENSITY[mood["density"] or "medium"]
@@ -473,15 +474,23 @@ def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_
                       None, theory=kind, register=int(spec.get("register", 0)))  # fmt: skip
     grid = _Grid(arr.bpm, steps_per_bar, steps_per_beat, feels, duration_s, rng)
     arr.sections = ["verse"] * grid.bars
+    total = grid.bars * steps_per_bar
     if kind == "progression":
         degrees = list(spec["degrees"])
-        chords = [_chord(degrees[b % len(degrees)], mode, "triad") for b in range(grid.bars)]
-        arr.chords = [chord_facts(c, root, degrees[b % len(degrees)], 0) for b, c in enumerate(chords)]
+        # the harmonic rhythm: a chord a bar, else a beat, else half a beat: the longest that fits the whole
+        # progression into the clip, so that every clip plays every chord of its progression
+        length = next((n for n in (steps_per_bar, steps_per_beat, max(1, steps_per_beat // 2))
+                       if grid.seconds(len(degrees) * n) <= duration_s), max(1, steps_per_beat // 2))  # fmt: skip
+        spans = [(start, length, _chord(degrees[k % len(degrees)], mode, "triad"), degrees[k % len(degrees)])
+                 for k, start in enumerate(range(0, total, length))]  # fmt: skip
         arr.progression, inversion = roman_progression(degrees, mode), 0
     else:
-        chords = [list(QUALITIES[spec["quality"]])] * grid.bars
+        spans = [
+            (start, steps_per_bar, list(QUALITIES[spec["quality"]]), 1) for start in range(0, total, steps_per_bar)
+        ]
         inversion = spec["inversion"]
-        arr.chords = [chord_facts(c, root, 1, inversion) for c in chords]
+    arr.chords = [chord_facts(c, root, d, inversion, grid.seconds(start)) for start, _, c, d in spans
+                  if grid.seconds(start) < duration_s]  # fmt: skip
     channel = 0
     for tag in tags:
         row = tables.rows[tag]
@@ -499,7 +508,7 @@ def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_
         else:
             low = REGISTERS[v["register"]]
             base = low + (root - low) % 12 + 12 * arr.register
-            notes = _theory_part(grid, v["role"], chords, base, inversion)
+            notes = _theory_part(grid, v["role"], spans, base, inversion)
             notes = [(s, e, in_range(p, *row.pitch_range), vel) for s, e, p, vel in notes]
         arr.notes += [(s, e, channel, p, vel) for s, e, p, vel in notes]
         channel += 1
@@ -507,37 +516,38 @@ def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_
     return arr
 
 
-def _theory_part(grid, role: str, chords: list[list[int]], base: int, inversion: int) -> list[tuple]:
-    """A pitched part of a theory clip: the bass plays the chord's lowest tone on every beat, a pad holds the
-    chord for the bar, a comp strikes it on every beat, a lead or arpeggio runs up and down its tones in half
-    beats; the bar's first beat is accented."""
+def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int) -> list[tuple]:
+    """A pitched part of a theory clip, over its chords' spans (start step, length, chord tones, degree): every part
+    marks every beat, so that the tempo and meter are heard whoever plays. The bass plays the chord's lowest tone, a
+    pad and a comp strike the chord (the pad held to the next beat, the comp short), a lead or arpeggio runs up and
+    down its tones in half beats; the first beat of every bar is accented."""
     spb, beat = grid.steps_per_bar, grid.steps_per_beat
+    half = max(1, beat // 2)
     out = []
 
     def add(step, length, pitch, vel):
         start, end = grid.seconds(step), grid.seconds(step + length)
         out.append((start, max(end - 0.01, start + 0.05), int(pitch), vel))
 
-    for bar, chord in enumerate(chords):
-        first = bar * spb
+    for start, length, chord, _ in spans:
         tones = [base + (chord[0] % 12) + c - chord[0] for c in chord]
         tones = tones[inversion:] + [t + 12 for t in tones[:inversion]]
-        beats = list(range(0, spb, beat))
-        if role == "bass":
-            for s in beats:
-                add(first + s, beat, tones[0] - 12, 96 if s == 0 else 72)
-        elif role == "pad":
-            for t in tones:
-                add(first, spb, t, 80)
-        elif role in ("comp", "stabs"):
-            for s in beats:
+        onsets = [s for s in range(start, start + length) if s % beat == 0] or [start]
+        for i, s in enumerate(onsets):
+            strong = s % spb == 0
+            until = onsets[i + 1] if i + 1 < len(onsets) else start + length
+            if role == "bass":
+                add(s, until - s, tones[0] - 12, 100 if strong else 74)
+            elif role == "pad":
                 for t in tones:
-                    add(first + s, beat, t, 92 if s == 0 else 66)
-        else:
+                    add(s, until - s, t, 88 if strong else 62)
+            elif role in ("comp", "stabs"):
+                for t in tones:
+                    add(s, min(beat, until - s), t, 96 if strong else 66)
+        if role not in ("bass", "pad", "comp", "stabs"):
             run = _up_and_down(tones)
-            half = max(1, beat // 2)
-            for i, s in enumerate(range(0, spb, half)):
-                add(first + s, half, run[i % len(run)], 92 if s == 0 else 68)
+            for i, s in enumerate(range(start, start + length, half)):
+                add(s, half, run[i % len(run)], 96 if s % spb == 0 else (76 if s % beat == 0 else 58))
     return out
 
 
@@ -760,11 +770,11 @@ def chord_quality(chord: Sequence[int]) -> str:
     return _QUALITY_OF.get(frozenset((c - chord[0]) % 12 for c in chord), "other")
 
 
-def chord_facts(chord: Sequence[int], tonic: int, degree: int | None, inversion: int | None = None) -> dict:
-    """One bar's chord as the ground truth records it: root (a pitch name), quality, scale degree, inversion (None
-    where the parts voice it freely: an attribute list's clip, whose bass plays the root)."""
+def chord_facts(chord: Sequence[int], tonic: int, degree: int | None, inversion: int | None, start_s: float) -> dict:
+    """One chord as the ground truth records it: root (a pitch name), quality, scale degree, inversion (None where
+    the parts voice it freely: an attribute list's clip, whose bass plays the root) and when it starts."""
     return {"root": KEY_NAMES[(tonic + chord[0]) % 12], "quality": chord_quality(chord), "degree": degree,
-            "inversion": inversion}  # fmt: skip
+            "inversion": inversion, "start_s": round(float(start_s), 4)}  # fmt: skip
 
 
 def numeral(degree: int, quality: str) -> str:

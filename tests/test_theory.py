@@ -63,7 +63,7 @@ def test_a_chord_clip_plays_its_quality_root_and_inversion(tables):
     pitches = bar_pitches(arr, 0)
     assert {p % 12 for p in pitches} == {9, 0, 4, 7}  # A C E G
     assert pitches[0] % 12 == 0  # first inversion: the third (C) at the bottom
-    assert arr.chords[0] == {"root": "A", "quality": "minor 7", "degree": 1, "inversion": 1}
+    assert arr.chords[0] == {"root": "A", "quality": "minor 7", "degree": 1, "inversion": 1, "start_s": 0.0}
     assert arr.meter == "3/4" and arr.key is None and arr.progression is None
     facts = clip_facts(truth_of(arr))
     assert facts == {"meter": "3/4", "tempo": "90-129 bpm", "tonic": "A", "chord": "minor 7", "inversion": "first"}
@@ -72,7 +72,7 @@ def test_a_chord_clip_plays_its_quality_root_and_inversion(tables):
 def test_a_progression_clip_plays_its_chords_bar_by_bar(tables):
     spec = {"kind": "progression", "bpm": 100, "meter": "4/4", "tonic": 2, "mode": "major", "degrees": [1, 5, 6, 4],
             "register": 1}  # fmt: skip
-    arr = arrange(["acoustic guitar", "drum kit", "bass guitar"], tables, 3, 8.0, spec)
+    arr = arrange(["acoustic guitar", "drum kit", "bass guitar"], tables, 3, 10.0, spec)  # 4 bars: 9.6 s
     expected = [{2, 6, 9}, {9, 1, 4}, {11, 2, 6}, {7, 11, 2}]  # D, A, Bm, G
     pitched = {ch for concept, chans in arr.parts.items() if concept != "drum kit" for ch in chans}
     seconds = 4 * 60 / arr.bpm
@@ -84,6 +84,13 @@ def test_a_progression_clip_plays_its_chords_bar_by_bar(tables):
     assert [c["quality"] for c in arr.chords[:4]] == ["major", "major", "minor", "major"]
     facts = clip_facts(truth_of(arr))
     assert facts["progression"] == "I-V-vi-IV" and facts["mode"] == "major" and "chord" not in facts
+    # a clip too short for a chord a bar changes chord every beat (or half beat): it still plays all of them
+    for bpm, step in ((100, 0.6), (50, 0.6)):
+        short = arrange(["piano"], tables, 3, 4.0, {**spec, "bpm": bpm})
+        starts = [c["start_s"] for c in short.chords]
+        assert [c["degree"] for c in short.chords[:4]] == [1, 5, 6, 4] and starts[3] < 4.0
+        assert np.allclose(np.diff(starts), step), (bpm, starts)
+        assert clip_facts(truth_of(short))["progression"] == "I-V-vi-IV"
 
 
 def test_a_bad_theory_clip_is_one_error_naming_its_fields(tables):
@@ -177,3 +184,36 @@ def test_theory_sampling_needs_the_symbolic_backend():
     with pytest.raises(ValueError, match="symbolic"):
         SamplingArguments(sampling="theory")
     assert np.isclose(SamplingArguments(sampling="theory", synthesis_backend="symbolic").temperature, 1.0)
+
+
+@pytest.mark.slow
+def test_the_theory_preset_end_to_end(tmp_path, monkeypatch):
+    """configs/theory.yaml, small: theory lists -> captions -> rendered clips -> a dataset whose concepts config
+    holds every family, whose audio config holds each bar's chord, and whose theory sets probe like any concept."""
+    import yaml
+
+    from builder.reader import AudioSplit, read_concept_sets
+    from conceptcaps import open_dataset
+    from pipeline import REPO_ROOT, run_pipeline
+
+    preset = yaml.safe_load((REPO_ROOT / "configs" / "theory.yaml").read_text())
+    preset["sample"]["num_lists"] = 96
+    preset["synthesize"].update(duration_s=2, shard_size=48)
+    preset["assemble"].update(min_positives=2, num_random_sets=2)
+    small = tmp_path / "theory.yaml"
+    small.write_text(yaml.safe_dump(preset))
+    run = tmp_path / "run"
+    monkeypatch.setenv("CONCEPTCAPS_RUN_DIR", str(run))
+    stages = ["taxonomy", "tiny_models", "sample", "caption", "synthesize", "score", "assemble", "card"]
+    summary = run_pipeline(small, run, only=stages)
+    assert all(summary[s]["status"] == "ran" for s in stages)
+    dataset = run / "dataset"
+    sets = read_concept_sets(str(dataset), "train")
+    families = {c.partition("=")[0] for c in sets if is_theory_concept(c)}
+    assert families == {"mode", "meter", "tonic", "tempo", "chord", "inversion", "progression"}
+    audio = open_dataset(str(dataset), "audio", split="train")
+    row = audio[0]
+    assert row["chords"] and row["theory"] in ("progression", "chord") and row["tags"] == row["instrument"]
+    assert AudioSplit(str(dataset), "train").resolve("meter=3/4") == "meter=3/4"
+    card = (dataset / "README.md").read_text()
+    assert "### Theory concepts" in card and "drawn by the theory sampling mode" in card
