@@ -79,6 +79,35 @@ def family_table(report: dict) -> dict:
     return table
 
 
+def mode_by_progression(dataset: Path, cache_root: Path, sampling_rate: int, seconds: float) -> dict[str, float]:
+    """Which loops carry their mode: a mode probe (major against minor) on the chroma's key profile, trained on the
+    train split's progression clips and scored per named progression on the test split's (balanced accuracy is not
+    defined within one progression, whose clips share a mode: plain accuracy)."""
+    from builder.reader import AudioSplit
+    from probing.activations import ActivationCache, fill_caches
+    from probing.handcrafted import handcrafted_model
+    from probing.probe import fit_probe
+
+    cache = ActivationCache(cache_root, handcrafted_model(sampling_rate, seconds), "mean")
+    data = {}
+    for split in ("train", "test"):
+        audio = AudioSplit(str(dataset), split)
+        rows = audio.metadata([r["id"] for r in audio.rows])
+        ids = sorted(i for i, r in rows.items() if r.get("theory") == "progression")
+        checksums = fill_caches(audio, ids, ["key"], [cache])
+        ids = [i for i in ids if i in checksums]
+        x = cache["key"].get([checksums[i] for i in ids])
+        data[split] = (
+            x,
+            np.array([rows[i]["mode"] == "major" for i in ids], int),
+            [rows[i]["progression"] for i in ids],
+        )
+    (x_train, y_train, _), (x_test, y_test, names) = data["train"], data["test"]
+    predicted, names = fit_probe(x_train, y_train, x_test, 1.0), np.array(names)
+    out = {p: float(np.mean(predicted[names == p] == y_test[names == p])) for p in sorted(set(names))}
+    return {**out, "all": float(np.mean(predicted == y_test))}
+
+
 def run(args) -> dict:
     from builder.reader import read_concept_sets
     from builder.theory import is_theory_concept
@@ -117,6 +146,12 @@ def run(args) -> dict:
                 split: r["results"][0]["handcrafted"]["tempogram"]["r2"] for split, r in regressions.items()
             },  # fmt: skip
             "seconds": round(time.perf_counter() - start, 1),
+            "mode_by_progression": mode_by_progression(
+                dataset,
+                out.parent / "activations",
+                concept_report["handcrafted"]["sampling_rate"],
+                concept_report["handcrafted"]["seconds"],
+            ),  # fmt: skip
             "model_clips_run": concept_report["clips_run"],
         }
     return report
@@ -208,6 +243,7 @@ def main(argv=None) -> dict:
             "mode_from_chroma": m["mode_from_chroma"],
             "bpm_r2_handcrafted_random": m["bpm_r2_handcrafted"]["random"],
             "minutes": round(m["seconds"] / 60, 2),
+            "mode_by_progression": m["mode_by_progression"],
         }
     checks["fewest_positives"] = min(min(s["min_positives"].values()) for s in report["sets"].values())
     checks["max_nuisance_jsd"] = max(s["max_jsd_after"] for s in report["sets"].values())

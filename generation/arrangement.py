@@ -508,19 +508,29 @@ def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_
         else:
             low = REGISTERS[v["register"]]
             base = low + (root - low) % 12 + 12 * arr.register
-            notes = _theory_part(grid, v["role"], spans, base, inversion)
-            notes = [(s, e, in_range(p, *row.pitch_range), vel) for s, e, p, vel in notes]
+            notes = _theory_part(grid, v["role"], spans, base, inversion, row.pitch_range)
         arr.notes += [(s, e, channel, p, vel) for s, e, p, vel in notes]
         channel += 1
     arr.notes.sort()
     return arr
 
 
-def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int) -> list[tuple]:
+def _fit(pitches: list[int], low: int, high: int) -> list[int]:
+    """The notes moved by octaves as a whole into the instrument's range [low, high] where they fit (a chord keeps
+    its inversion), else each note on its own (`in_range`)."""
+    for k in sorted(range(-4, 5), key=abs):
+        moved = [p + 12 * k for p in pitches]
+        if low <= min(moved) and max(moved) <= high:
+            return moved
+    return [in_range(p, low, high) for p in pitches]
+
+
+def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int, pitch_range) -> list[tuple]:
     """A pitched part of a theory clip, over its chords' spans (start step, length, chord tones, degree): every part
     marks every beat, so that the tempo and meter are heard whoever plays. The bass plays the chord's lowest tone, a
     pad and a comp strike the chord (the pad held to the next beat, the comp short), a lead or arpeggio runs up and
-    down its tones in half beats; the first beat of every bar is accented."""
+    down its tones in half beats; the first beat of every bar is accented. Each chord moves into the instrument's
+    range as a whole, so that its inversion is the one recorded."""
     spb, beat = grid.steps_per_bar, grid.steps_per_beat
     half = max(1, beat // 2)
     out = []
@@ -531,13 +541,13 @@ def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int)
 
     for start, length, chord, _ in spans:
         tones = [base + (chord[0] % 12) + c - chord[0] for c in chord]
-        tones = tones[inversion:] + [t + 12 for t in tones[:inversion]]
+        tones = _fit(tones[inversion:] + [t + 12 for t in tones[:inversion]], *pitch_range)
         onsets = [s for s in range(start, start + length) if s % beat == 0] or [start]
         for i, s in enumerate(onsets):
             strong = s % spb == 0
             until = onsets[i + 1] if i + 1 < len(onsets) else start + length
             if role == "bass":
-                add(s, until - s, tones[0] - 12, 100 if strong else 74)
+                add(s, until - s, in_range(tones[0] - 12, *pitch_range), 100 if strong else 74)
             elif role == "pad":
                 for t in tones:
                     add(s, until - s, t, 88 if strong else 62)
@@ -545,7 +555,7 @@ def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int)
                 for t in tones:
                     add(s, min(beat, until - s), t, 96 if strong else 66)
         if role not in ("bass", "pad", "comp", "stabs"):
-            run = _up_and_down(tones)
+            run = _fit(_up_and_down(tones), *pitch_range)
             for i, s in enumerate(range(start, start + length, half)):
                 add(s, half, run[i % len(run)], 96 if s % spb == 0 else (76 if s % beat == 0 else 58))
     return out

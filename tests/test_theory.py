@@ -217,3 +217,18 @@ def test_the_theory_preset_end_to_end(tmp_path, monkeypatch):
     assert AudioSplit(str(dataset), "train").resolve("meter=3/4") == "meter=3/4"
     card = (dataset / "README.md").read_text()
     assert "### Theory concepts" in card and "drawn by the theory sampling mode" in card
+
+
+def test_every_theory_chord_keeps_its_inversion_in_every_instruments_range(tables):
+    """A chord moved into a narrow instrument's range moves as a whole: its lowest note stays the inversion's."""
+    from generation.theory_lists import theory_pools
+
+    for instrument in theory_pools(tables)["chord"]:
+        for register in (-1, 1):
+            spec = {"kind": "chord", "bpm": 120, "meter": "4/4", "tonic": 11, "quality": "dominant 7", "inversion": 2,
+                    "register": register}  # fmt: skip
+            arr = arrange([instrument], tables, 0, 2.0, spec)
+            first = [p for s, _, _, p, _ in arr.notes if s < 1e-6]
+            assert first and min(first) % 12 == 6, (instrument, register, first)  # B7, second inversion: F# lowest
+            low, high = tables.rows[instrument].pitch_range
+            assert all(low <= p <= high for _, _, _, p, _ in arr.notes), instrument
