@@ -42,7 +42,9 @@ def concept_examples(
         path: a Hub dataset id or a local folder: this project's dataset, or one in the paper's published schema
             (`bsienkiewicz/ConceptCaps`), whose sets are built here with assembly's rules (5 random sets, at
             least 10 positives).
-        concept: our concept's name or any alias of it, or one of the paper's tags.
+        concept: our concept's name or any alias of it, or one of the paper's tags; for a rendered dataset also a
+            theory concept from the clips' ground truth ("mode=minor", "meter=7/8", "progression=ii-V-I":
+            `builder/theory.py`).
         config: which examples to return: "default" (no audio) or "audio"; for a published dataset also its
             subsets ("25pct", "10pct-audio", ...), whose sets are then built within the subset.
         family: the sets of the concept's family instead: positives list the concept or one narrower than it
@@ -109,7 +111,13 @@ def _published_concept_examples(
 ) -> dict:
     from builder.published import TEXT_FIELDS, resolve_concept
     from builder.splits import FAMILY_SUFFIX, ConceptSetArguments, concept_sets
+    from builder.theory import is_theory_concept
 
+    if is_theory_concept(concept):
+        raise ValueError(
+            f"{concept!r} is a theory concept: those exist only for rendered clips, whose ground truth states them "
+            f"(builder/theory.py); {path} is in the published schema, whose audio has none"
+        )
     reader = published_reader(path, split, **kwargs)
     source = open_dataset(path, config, split=split, **kwargs)
     # our rows from the config asked for, so that each row's `index` points into `source`

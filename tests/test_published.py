@@ -170,3 +170,7 @@ def test_a_theory_concept_on_the_published_schema_is_one_line(published):
     folder, _ = published
     with pytest.raises(ConfigError, match="'mode=minor' is a theory concept: those exist only for rendered clips"):
         AudioSplit(str(folder), "train").resolve("mode=minor")
+    from conceptcaps import concept_examples
+
+    with pytest.raises(ValueError, match="'meter=3/4' is a theory concept: .*published schema"):
+        concept_examples(str(folder), "meter=3/4")
