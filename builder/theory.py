@@ -11,12 +11,12 @@ beside the taxonomy's (whose names never hold "="), with the category `theory/<f
   chord        major, minor, diminished, augmented, major 7, minor 7, dominant 7 ...   clips of one chord quality
   inversion    root position, first, second       theory chord clips
   progression  I-IV-V-I, I-V-vi-IV, ii-V-I, i-iv-v-i, i-VI-III-VII, i-iv-VII-III     theory progression clips
-For each value with at least `min_positives` clips in a split: positives hold the value; negatives hold another
-value of the same family, matched one-to-one to the positives on the nuisance variables (the instruments, the
-register, the kind of theory clip, an attribute list's genre and mood, and the other families' values:
-`match_marginals`), so that the
-fact, not a confound, separates the sets; random sets are drawn from the clips that do not hold the value. A
-family nested in another (a progression fixes its mode) is left out of the other's matching. The summary records,
+For each value with at least `min_positives` clips in a split, and as many of the family's other values: positives
+hold the value; negatives hold another value of the same family, one per positive, chosen so that every nuisance
+variable (the instruments, the register, the kind of theory clip, an attribute list's genre and mood, and the other
+families' values) is as frequent among them as among the positives (`match_marginals`), so that the fact, not a
+confound, separates the sets; random sets are drawn from the clips that do not hold the value. A family another one
+fixes (a progression fixes its mode) is left out of that one's matching (`NESTED`). The summary records,
 per set, the Jensen-Shannon divergence of every nuisance variable between positives and negatives, before and after
 matching. Clips without ground truth (MusicGen or published audio) hold no fact: such a dataset has no theory sets.
 """
@@ -36,7 +36,13 @@ SEPARATOR = "="  # "mode=minor": never in a taxonomy concept's name
 TEMPO_BANDS = ((50, 90), (90, 130), (130, 170), (170, 211))  # [low, high) bpm: SynTheory's 50-210 in four bands
 INVERSIONS = ("root position", "first", "second", "third")
 FAMILIES = ("mode", "meter", "tonic", "tempo", "chord", "inversion", "progression")
-NESTED = {"mode": {"progression"}, "progression": {"mode"}, "chord": {"inversion"}, "inversion": {"chord"}}
+NESTED = {  # a family another one fixes, left out of its matching: a progression fixes its mode, a chord clip's
+    # inversion is its chord's, and an attribute list's clip of one chord quality (I-IV-V-I) has the mode that gives it
+    "mode": {"progression", "chord"},
+    "progression": {"mode"},
+    "chord": {"inversion", "mode"},
+    "inversion": {"chord"},
+}
 
 
 def concept_name(family: str, value: str) -> str:
@@ -135,11 +141,11 @@ def build_theory_sets(
         for s, split in enumerate(SPLITS):
             here = np.flatnonzero((split_of == split) & has_facts)
             pos = here[x[here, j]]
-            if len(pos) < args.min_positives:
-                summary["skipped_too_few_positives"][split].append(name)
+            candidates = here[in_family[here] & ~x[here, j]]
+            if len(pos) < args.min_positives or len(candidates) < args.min_positives:
+                summary["skipped_too_few_positives"][split].append(name)  # or too few clips of the other values
                 continue
             rng = np.random.default_rng([args.concept_seed, 43, j, s])
-            candidates = here[in_family[here] & ~x[here, j]]
             negatives = match_marginals(x[pos][:, matched_on], x[candidates][:, matched_on], candidates, rng)
             pool = rng.permutation(here[~x[here, j]])
             size = min(len(pos), len(pool) // max(args.num_random_sets, 1))
