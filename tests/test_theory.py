@@ -217,6 +217,16 @@ def test_the_theory_preset_end_to_end(tmp_path, monkeypatch):
     assert AudioSplit(str(dataset), "train").resolve("meter=3/4") == "meter=3/4"
     card = (dataset / "README.md").read_text()
     assert "### Theory concepts" in card and "drawn by the theory sampling mode" in card
+    # the benchmark on it, at toy size: every family probed layer by layer with its controls, and BPM regressed
+    from benchmarks.bench_theory_probe import main as bench
+
+    report = bench(["--dataset", str(dataset), "--max_set_size", "20", "--bootstrap", "20",
+                    "--output", str(tmp_path / "probe.json"), "--heatmap", str(tmp_path / "probe.png")])  # fmt: skip
+    model = report["models"]["MTT_musicnn"]
+    assert set(model["families"]) <= families and {"meter", "tempo"} <= set(model["families"])  # the largest
+    assert {r["layer"] for r in model["concepts"]} == set(model["layers"]) and len(model["layers"]) > 3
+    assert set(model["bpm"]) == {"random", "extrapolate"} and "all" in model["mode_by_progression"]
+    assert (tmp_path / "probe.png").is_file() and "| BPM split |" in (tmp_path / "probe.md").read_text()
 
 
 def test_every_theory_chord_keeps_its_inversion_in_every_instruments_range(tables):
