@@ -418,8 +418,10 @@ def run_audit(args: AuditArguments, out: Path) -> dict:
             report["clips_too_short"][split] = len(judged.too_short)
             logger.warning("audit: %s: %d of %d clips are shorter than musicnn's 3 s patch; not tagged", split,
                            len(judged.too_short), len(ids))  # fmt: skip
-        taxonomy = audio.taxonomy
-        category = lambda c: taxonomy.category_of.get(base(c), theory_category(c))  # noqa: E731
+
+        def category(concept: str, taxonomy=audio.taxonomy) -> str:
+            return taxonomy.category_of.get(base(concept), theory_category(concept))
+
         verdicts = SplitAudit(args, split, members, judged, category, rng)
         for name, tagger in taggers.items():
             report["models"][name]["float16_overflow_bins"] += judged.overflow[name]

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from builder.evidence import EvidenceArguments, keep_confirmed
-from builder.theory import SEPARATOR, is_theory_concept
+from builder.theory import is_theory_concept, theory_category
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES
@@ -286,7 +286,7 @@ def run_probes(args: ProbeArguments, out: Path) -> dict:
         for category in CATEGORIES
         for concept in r[category]
     }
-    category_of.update({c: "theory/" + c.partition(SEPARATOR)[0] for c in concepts if is_theory_concept(c)})
+    category_of.update({c: theory_category(c) for c in concepts if is_theory_concept(c)})
 
     def capped(ids):
         ids = sorted(ids)
