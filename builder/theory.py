@@ -33,6 +33,7 @@ from core.constants import SPLITS
 from core.divergence import squared_jsd
 
 SEPARATOR = "="  # "mode=minor": never in a taxonomy concept's name
+NUISANCE_JSD_BOUND = 0.05  # a set whose largest nuisance divergence after matching exceeds this is named as such
 TEMPO_BANDS = ((50, 90), (90, 130), (130, 170), (170, 211))  # [low, high) bpm: SynTheory's 50-210 in four bands
 INVERSIONS = ("root position", "first", "second", "third")
 FAMILIES = ("mode", "meter", "tonic", "tempo", "chord", "inversion", "progression")

@@ -238,12 +238,9 @@ def render_card(
 LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_limits.tsv"
 
 
-THEORY_JSD_BOUND = 0.05  # a theory set's largest nuisance divergence above this is named on the card
-
-
 def theory_fields(theory: dict | None) -> dict | None:
     """The card's theory section from the concept-set summary's `theory` part (builder.theory); None without sets."""
-    from builder.theory import max_jsd, theory_counts
+    from builder.theory import NUISANCE_JSD_BOUND, max_jsd, theory_counts
 
     if not theory or not theory.get("concepts"):
         return None
@@ -255,8 +252,8 @@ def theory_fields(theory: dict | None) -> dict | None:
         "jsd_before": f"{np.mean([max_jsd(e, 'before') for e in entries]):.3f}",
         "jsd_after": f"{np.mean(after):.3f}",
         "jsd_largest": f"{max(after):.3f}",
-        "above": sum(a > THEORY_JSD_BOUND for a in after),
-        "bound": THEORY_JSD_BOUND,
+        "above": sum(a > NUISANCE_JSD_BOUND for a in after),
+        "bound": NUISANCE_JSD_BOUND,
         "sets": len(entries),
         "fewest": min(e["positives"] for e in entries),
         "theory_clips": theory.get("theory_clips"),
