@@ -237,7 +237,7 @@ def main(argv=None) -> dict:
     out.with_suffix(".md").write_text(table)
     if args.heatmap:
         plot(report, Path(args.heatmap))
-    print(table)
+    logger.info("theory probes:\n%s", table)
     checks = {}
     for name, m in report["models"].items():
         checks[name] = {

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from builder.evidence import concept_verdict, read_evidence
 from builder.taxonomy import Taxonomy
+from builder.theory import NUISANCE_JSD_BOUND, max_jsd, theory_counts
 from core.cli import cli
 from core.config import arg, parse_args, run_dir
 from core.constants import CATEGORIES, CITATION, DATA_LICENSE, SPLITS
@@ -240,8 +241,6 @@ LIMITS = Path(__file__).resolve().parents[1] / "generation" / "data" / "render_l
 
 def theory_fields(theory: dict | None) -> dict | None:
     """The card's theory section from the concept-set summary's `theory` part (builder.theory); None without sets."""
-    from builder.theory import NUISANCE_JSD_BOUND, max_jsd, theory_counts
-
     if not theory or not theory.get("concepts"):
         return None
     entries = list(theory["concepts"].values())

@@ -362,10 +362,8 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float, theory: d
     arr.sections = ["verse" if (bar // VERSE_BARS) % 2 == 0 else "chorus" for bar in range(grid.bars)]
     progressions = {"verse": [int(d) for d in (genre["progression"] if genre else "1,4,5,1").split(",")]}
     progressions["chorus"] = [int(d) for d in genre["chorus"].split(",")] if genre else progressions["verse"]
-    chords = [
-        _chord(progressions[s][bar % len(progressions[s])], mode, style["chords"]) for bar, s in enumerate(arr.sections)
-    ]
-    degrees = [progressions[s][b % len(progressions[s])] for b, s in enumerate(arr.sections)]
+    degrees = [progressions[s][bar % len(progressions[s])] for bar, s in enumerate(arr.sections)]
+    chords = [_chord(d, mode, style["chords"]) for d in degrees]
     starts = [grid.seconds(b * steps_per_bar) for b in range(len(chords))]
     arr.chords = [chord_facts(c, root, d, None, t) for c, d, t in zip(chords, degrees, starts) if t < duration_s]
     arr.progression = roman_progression(progressions["verse"], mode, style["chords"])
@@ -497,14 +495,13 @@ def arrange_theory(tags: Sequence[str], tables, spec: dict, seed: int, duration_
         v = row.values
         if tables.taxonomy.category_of[tag] != "instrument":
             raise ConfigError(f"theory clip: {tag!r} is not an instrument; a theory clip lists instruments only")
-        values = [int(x) for x in v["value"].split(",")][:1]
-        arr.programs[channel] = (0, values[0]) if v["kind"] == "program" else (128, values[0] if v["kind"] == "kit"
-                                                                              else 0)  # fmt: skip
+        values = [int(x) for x in v["value"].split(",")]  # a program, a kit preset, or drum notes
+        bank, preset = {"program": (0, values[0]), "kit": (128, values[0])}.get(v["kind"], (128, 0))
+        arr.programs[channel] = (bank, preset)
         arr.parts[tag] = [channel]
         if v["role"] in DRUM_ROLES:
             notes = _drums(grid, NEUTRAL_STYLE, set(feels), arr.sections, v["role"],
-                           [int(x) for x in v["value"].split(",")] if v["kind"] == "drums" else None, 80, rng,
-                           True)  # fmt: skip
+                           values if v["kind"] == "drums" else None, 80, rng, True)  # fmt: skip
         else:
             low = REGISTERS[v["register"]]
             base = low + (root - low) % 12 + 12 * arr.register

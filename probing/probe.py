@@ -10,8 +10,8 @@ training) by balanced accuracy, with a 95 % bootstrap interval over the test cli
 figure: the same probe on a randomly initialised copy of the same architecture (seeded), and the same probe trained
 on shuffled labels. Selectivity is the accuracy minus the random-init control's: what the trained weights add over
 what the architecture and the input features give by themselves. A third control, SynTheory's handcrafted
-baseline (`probing.handcrafted`): the same probe on log-mel, MFCC and chroma statistics of the same clips, its
-best family reported beside every figure (`--handcrafted false` leaves it out).
+baseline (`probing.handcrafted`): the same probe on log-mel, MFCC, chroma, key-profile and tempogram features of
+the same clips, its best family reported beside every figure (`--handcrafted false` leaves it out).
 
 Every layer's activations come from one forward pass per clip and are stored (`probing.activations`): a second
 run on the same model and clips decodes and runs nothing. Concept sets are at most `--max_set_size` clips (a seeded
@@ -76,7 +76,7 @@ class ProbeArguments(EvidenceArguments):
     seed: int = arg(0, "seed of sampling, the control's weights, shuffling and bootstrap")
     batch_size: int = arg(16, "clips per forward pass")
     cache_dir: str | None = arg(None, "activation store (default: beside the report, in activations/)")
-    handcrafted: bool = arg(True, "the same probe on log-mel, MFCC and chroma statistics beside every figure")
+    handcrafted: bool = arg(True, "the same probe on handcrafted features (probing.handcrafted) beside every figure")
     target: str | None = arg(
         None, "a numeric ground-truth column (bpm ...): ridge-regression probes of it, not concepts"
     )
@@ -386,8 +386,8 @@ def format_markdown(report: dict) -> str:
     lines = [
         f"Probes on {report['model']['name']} (pooling: {report['pooling']}). Accuracy is balanced accuracy on "
         "the test split with its 95 % bootstrap interval; random init and shuffled labels are the controls; "
-        "selectivity = accuracy - random init; handcrafted is the same probe on the best of log-mel, MFCC and "
-        "chroma statistics (SynTheory's baseline).",
+        "selectivity = accuracy - random init; handcrafted is the same probe on the best handcrafted feature "
+        "family (SynTheory's baseline).",
         "",
         "| concept | layer | accuracy | 95 % CI | random init | shuffled labels | selectivity | handcrafted (best) "
         "| train +/- | test +/- |",
@@ -443,7 +443,7 @@ def format_regression(report: dict) -> str:
     lines = [
         f"Ridge probes of {report['target']} on {report['model']['name']} (pooling: {report['pooling']}; split: "
         f"{report['target_split']}). R² on the test clips with its 95 % bootstrap interval; random init and shuffled "
-        "targets are the controls; handcrafted is the best of log-mel, MFCC and chroma statistics.",
+        "targets are the controls; handcrafted is the best of the handcrafted feature families.",
         "",
         "| layer | R² | 95 % CI | random init | shuffled | handcrafted (best) | train | test |",
         "|---|---|---|---|---|---|---|---|",
