@@ -12,7 +12,8 @@ probabilities leave it). A concept's positives are the clips listing it, its neg
 lists are not matched here, so a judge's figure measures the concept with what co-occurs with it in the VAE's
 lists: what the dataset holds). The verdicts use the audit's own rows (`SplitAudit`), so a dataset's evidence
 and this benchmark speak the same language. Prints one JSON line: per verdict its concepts, the tempo accuracy
-on clips with and without a drum part, the key finder's MIREX score and mode accuracy per style. With
+on clips with and without a drum part, the key finder's MIREX score and mode accuracy per style, and each
+concept's tag AUC against negatives without the concepts its tag also names (MTT's guitar hears both guitars). With
 `--write_table` it writes `generation/data/render_evidence.tsv`, the reviewed table the sampler reads to mark the
 concepts that are arranged but not confirmed.
 """
@@ -143,6 +144,28 @@ def verdict_table(clips: list[dict], models, min_examples: int, bootstrap: int, 
     return audit.rows, truth_summary(truth, judged.figures, members, tempo_concepts)
 
 
+def sibling_free(clips: list[dict], models, min_examples: int) -> dict:
+    """{concept: {model: AUC}} for each concept with tag siblings (`probing.tagger_tags.tag_siblings`), its tag's
+    AUC against the negatives that list none of them: what the tag says of the concept where it can tell."""
+    from probing.audit import auc
+    from probing.musicnn import MODELS, load_musicnn
+    from probing.tagger_tags import concept_tags, tag_siblings
+
+    out = {}
+    for name in models:
+        labels = load_musicnn(name).labels
+        for concept, tag in concept_tags(MODELS[name].vocabulary, labels).items():
+            siblings = tag_siblings(concept)
+            pos = [c for c in clips if concept in c["tags"]]
+            neg = [c for c in clips if concept not in c["tags"] and not siblings & set(c["tags"])]
+            if not siblings or len(pos) < min_examples or len(neg) < min_examples or name not in pos[0]["probs"]:
+                continue
+            k = labels.index(tag)
+            value = auc(np.array([c["probs"][name][k] for c in pos]), np.array([c["probs"][name][k] for c in neg]))
+            out.setdefault(concept, {})[name] = round(float(value), 3)
+    return out
+
+
 def write_table(rows: list[dict], command: str, clips: int, path: Path = TABLE) -> None:
     """The reviewed table of the renderer's audible concepts: one row per (concept, judge) set-level verdict."""
     header = [
@@ -216,6 +239,7 @@ def main(argv=None) -> dict:
         "verdict_counts": {v: len(cs) for v, cs in by_verdict.items()},
         "by_verdict": by_verdict,
         "ground_truth": truth,
+        "without_tag_siblings": sibling_free(clips, args.models, args.min_examples),
         "rows": rows,
     }
     if args.output:

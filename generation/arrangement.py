@@ -57,7 +57,7 @@ FEELS = {
     "repetitive",
     "none",
 }
-ROLES = {"bass", "comp", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
+ROLES = {"bass", "comp", "strum", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
 DRUM_ROLES = {"kit", "kick", "snare", "hat", "cymbal", "perc"}
 DYNAMICS = {"soft": 58, "medium": 80, "loud": 104}
 DENSITY = {"sparse": 0.5, "medium": 1.0, "busy": 2.0}  # lead notes per beat
@@ -410,7 +410,7 @@ def arrange(tags: Sequence[str], tables, seed: int, duration_s: float, theory: d
                     arr.amp, arr.drive[ch] = style["drive"], DRIVES[style["drive"]]
                 low = REGISTERS[v["register"]]
                 base = (
-                    low + (root - low) % 12 + (shift if v["role"] in ("lead", "comp", "arpeggio") else 0)
+                    low + (root - low) % 12 + (shift if v["role"] in ("lead", "comp", "strum", "arpeggio") else 0)
                 )  # the tonic
                 notes = _pitched(grid, v["role"], style, chords, mode, root, base, velocity, density, arr.sections, rng)
                 low, high = row.pitch_range
@@ -548,10 +548,10 @@ def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int,
             elif role == "pad":
                 for t in tones:
                     add(s, until - s, t, 88 if strong else 62)
-            elif role in ("comp", "stabs"):
+            elif role in ("comp", "strum", "stabs"):
                 for t in tones:
                     add(s, min(beat, until - s), t, 96 if strong else 66)
-        if role not in ("bass", "pad", "comp", "stabs"):
+        if role not in ("bass", "pad", "comp", "strum", "stabs"):
             run = _fit(_up_and_down(tones), *pitch_range)
             for i, s in enumerate(range(start, start + length, half)):
                 add(s, half, run[i % len(run)], 96 if s % spb == 0 else (76 if s % beat == 0 else 58))
@@ -877,9 +877,12 @@ def _pitched(grid, role, style, chords, mode, root, base, velocity, density, sec
                 velocity - 14 + boost,
                 0,
             )
-        elif role in ("comp", "stabs"):
+        elif role in ("comp", "strum", "stabs"):
             name = "stabs" if role == "stabs" and comp not in ("offstabs", "skank", "charleston") else comp
-            context = _Bar(add, chord_at, first, spb, beat, chord, base, velocity - 6 + boost, density, section, rng)
+            guitar = role == "strum"
+            name = GUITAR_COMPS.get(name, name) if guitar else name
+            context = _Bar(add, chord_at, first, spb, beat, chord, base, velocity - 6 + boost, density, section, rng,
+                           guitar)  # fmt: skip
             if name == "beats":
                 _other_meters(context)
             else:
@@ -1033,10 +1036,19 @@ class _Bar:
     density: float
     section: str
     rng: np.random.Generator
+    guitar: bool = False  # a guitarist plays it: every chord strummed, string by string (role "strum")
 
     def low(self) -> int:
         """The chord's root an octave below the part's tonic."""
         return self.base - 12 + self.chord[0] % 12
+
+    def strings(self, voicing: list[int]) -> list[int]:
+        """A guitar's six strings: the root and its fifth below, then `voicing` (a barre or open chord's shape)."""
+        return [self.low(), self.low() + 7, *voicing]
+
+    def direction(self, direction: int) -> int:
+        """A guitarist strums what a keyboard strikes together: down, unless the rhythm says up."""
+        return direction if direction or not self.guitar else 1
 
 
 COMPS: dict[str, Callable[[_Bar, str], None]] = {}  # the styles table's comp names -> who plays them
@@ -1044,8 +1056,9 @@ COMPS: dict[str, Callable[[_Bar, str], None]] = {}  # the styles table's comp na
 
 def _other_meters(b: _Bar) -> None:
     """Meters other than 4/4, whatever the style: the chord on every beat after the first (oom-pah-pah)."""
+    voicing = _voicing(b.chord, b.base)
     for s in range(b.beat, b.spb, b.beat):
-        b.chord_at(b.first + s, b.beat, _voicing(b.chord, b.base), b.vel, 0)
+        b.chord_at(b.first + s, b.beat, b.strings(voicing) if b.guitar else voicing, b.vel, b.direction(0))
 
 
 @_registered(COMPS, "boogie")
@@ -1066,7 +1079,7 @@ def _power_chords(b: _Bar, name: str) -> None:
     for s, length, accent, _ in rhythm:
         if name == "power8" and b.section == "chorus":
             length = 2
-        b.chord_at(b.first + s, length, voicing, b.vel * accent, 0)
+        b.chord_at(b.first + s, length, voicing, b.vel * accent, b.direction(0))  # downpicked on a guitar
 
 
 FIGURES: dict[str, Callable[[_Bar, list[int], int], list[tuple[int, int]]]] = {  # name -> (step, pitch) of a bar
@@ -1126,6 +1139,9 @@ def _figure(b: _Bar, name: str) -> None:
 
 
 STRUMMED = ("strum", "strum8", "boomchick", "funk16")  # a guitar's six strings: the root below, then the chord
+# What a guitarist plays where a style's comp is written for keys: strummed patterns for block chords, up-stroke
+# chops for off-beat stabs (house and disco guitar); every other comp keeps its rhythm, strummed (`_Bar.direction`)
+GUITAR_COMPS = {"block": "strum", "offstabs": "skank"}
 OFFBEAT_COMPS = ("skank", "offstabs", "charleston", "stabs")  # kept off the beat even when the mood is sparse
 
 
@@ -1144,9 +1160,11 @@ def _rhythm_comp(b: _Bar, name: str, rhythm: list | None = None) -> None:
             [(0, b.spb // 2, 0.9, 0), (b.spb // 2, b.spb // 2, 0.85, 0)] if b.density > 0.5 else [(0, b.spb, 0.9, 0)],
         )
     voicing = _voicing(b.chord, b.base, rootless=name == "charleston")
-    if name in STRUMMED:
-        voicing = [b.base - 12 + b.chord[0] % 12, b.base - 5 + b.chord[0] % 12] + voicing
+    if name in STRUMMED or b.guitar and name != "charleston":  # a jazz guitarist's rootless shapes stay rootless
+        voicing = b.strings(voicing)
     for s, length, accent, direction in rhythm:
         if b.density < 1 and s % b.beat and name not in OFFBEAT_COMPS:
             continue
-        b.chord_at(b.first + s, length, voicing, b.vel * accent, direction)
+        direction = b.direction(direction)
+        strings = voicing[-4:] if b.guitar and direction < 0 else voicing  # an up-stroke catches the top strings
+        b.chord_at(b.first + s, length, strings, b.vel * accent, direction)

@@ -441,8 +441,8 @@ class SymbolicSynthesizer:
         self.name = f"symbolic FluidSynth ({self.soundfont.name} sha256:{self.soundfont_sha256[:16]})"
         # render-2: notes in range; render-3: genre styles; render-4: grooves not doubled; render-5: per-instrument
         # soundfonts (render_soundfonts.tsv); render-6: every chord in the ground truth, theory clips (the audio of an
-        # attribute list's clip is render-5's)
-        self.revision = "render-6"
+        # attribute list's clip is render-5's); render-7: guitars strum every comp string by string (role "strum")
+        self.revision = "render-7"
         self.load_seconds = 0.0
 
     def render_row(self, tags: Sequence[str], seed: int, duration_s: float, theory: dict | None = None) -> Clip:

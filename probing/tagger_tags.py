@@ -45,3 +45,11 @@ def concept_tags(vocabulary: str | None, outputs: list[str]) -> dict[str, str]:
     if vocabulary == "concepts":
         return {o: o for o in outputs}
     return {r.concept: r.tag for r in tag_rows() if r.vocabulary == vocabulary and r.tag in outputs}
+
+
+def tag_siblings(concept: str) -> set[str]:
+    """The other concepts that some vocabulary hears through the same tag as `concept` (MTT's guitar: acoustic and
+    electric guitar): a clip holding one of them is no negative that the tag could tell apart."""
+    rows = tag_rows()
+    tags = {(r.vocabulary, r.tag) for r in rows if r.concept == concept}
+    return {r.concept for r in rows if (r.vocabulary, r.tag) in tags and r.concept != concept}

@@ -51,7 +51,7 @@ def test_every_style_plays_every_role(tables):
     by_role = {}
     for concept in renderable(tables, "instrument"):
         by_role.setdefault(tables.rows[concept].values["role"], concept)
-    players = [by_role[r] for r in ("kit", "bass", "comp", "pad", "lead", "arpeggio", "stabs") if r in by_role]
+    players = [by_role[r] for r in ("kit", "bass", "comp", "strum", "pad", "lead", "arpeggio", "stabs") if r in by_role]
     genres = {tables.rows[g].values["style"]: g for g in renderable(tables, "genre")}
     assert set(genres) == set(tables.styles)  # every style is some genre's
     for style, genre in sorted(genres.items()):
@@ -90,3 +90,22 @@ def test_a_listed_tempo_leaves_the_genres_groove_to_the_genre(tables):
         if kit_pitches(alone) != kit_pitches(slow):
             changed.append(genre)
     assert not changed, changed
+
+
+def test_a_guitar_strums_every_comp_string_by_string(tables):
+    """A guitar plays a keyboard's comp as a guitarist would: each chord strummed string by string from a root below
+    (never struck at once), while the keyboard beside it keeps its block chords."""
+    for genre in ("house", "soul", "hip hop", None):  # off-beat stabs, block chords, stabs, no genre at all
+        tags = [genre] if genre else []
+        arr = arrange([*tags, "acoustic guitar", "piano"], tables, seed=5, duration_s=6.0)
+        guitar, piano = set(arr.parts["acoustic guitar"]), set(arr.parts["piano"])
+
+        def onsets(channels):
+            return sorted(s for s, _, ch, _, _ in arr.notes if ch in channels)
+
+        g = onsets(guitar)
+        gaps = [b - a for a, b in zip(g, g[1:]) if b - a < 0.03]
+        assert gaps and min(gaps) > 0.005, genre  # strings a few ms apart, none together
+        if genre in ("soul", None):  # the piano still strikes its block chords together
+            p = onsets(piano)
+            assert any(b == a for a, b in zip(p, p[1:])), genre

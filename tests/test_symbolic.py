@@ -298,6 +298,6 @@ def test_the_genre_examples_command_writes_a_clip_and_an_index_line_per_genre(tm
     monkeypatch.setattr(script, "genre_lists", lambda: {g: lists[g] for g in ("metal", "jazz")})
     index = script.main(["--examples", str(tmp_path), "--seconds", "1.5"])
     rows = [line for line in index.read_text().splitlines() if line.startswith("| metal") or line.startswith("| jazz")]
-    assert len(rows) == 2 and "render-6" in index.read_text()
+    assert len(rows) == 2 and "render-7" in index.read_text()
     wave, rate = sf.read(tmp_path / "metal.flac")
     assert rate == 32000 and len(wave) == 48000 and abs(wave).max() > 0.01
