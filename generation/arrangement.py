@@ -59,6 +59,7 @@ FEELS = {
 }
 ROLES = {"bass", "comp", "strum", "pad", "lead", "stabs", "arpeggio", "kit", "kick", "snare", "hat", "cymbal", "perc"}
 DRUM_ROLES = {"kit", "kick", "snare", "hat", "cymbal", "perc"}
+CHORD_ROLES = ("comp", "strum", "stabs")  # who strikes (or strums) the chords
 DYNAMICS = {"soft": 58, "medium": 80, "loud": 104}
 DENSITY = {"sparse": 0.5, "medium": 1.0, "busy": 2.0}  # lead notes per beat
 REGISTERS = {
@@ -548,10 +549,10 @@ def _theory_part(grid, role: str, spans: list[tuple], base: int, inversion: int,
             elif role == "pad":
                 for t in tones:
                     add(s, until - s, t, 88 if strong else 62)
-            elif role in ("comp", "strum", "stabs"):
+            elif role in CHORD_ROLES:
                 for t in tones:
                     add(s, min(beat, until - s), t, 96 if strong else 66)
-        if role not in ("bass", "pad", "comp", "strum", "stabs"):
+        if role not in ("bass", "pad", *CHORD_ROLES):
             run = _fit(_up_and_down(tones), *pitch_range)
             for i, s in enumerate(range(start, start + length, half)):
                 add(s, half, run[i % len(run)], 96 if s % spb == 0 else (76 if s % beat == 0 else 58))
@@ -877,7 +878,7 @@ def _pitched(grid, role, style, chords, mode, root, base, velocity, density, sec
                 velocity - 14 + boost,
                 0,
             )
-        elif role in ("comp", "strum", "stabs"):
+        elif role in CHORD_ROLES:
             name = "stabs" if role == "stabs" and comp not in ("offstabs", "skank", "charleston") else comp
             guitar = role == "strum"
             name = GUITAR_COMPS.get(name, name) if guitar else name
